@@ -1,0 +1,277 @@
+package jsconfig
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"regexp"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/dop251/goja"
+	"github.com/dop251/goja_nodejs/buffer"
+	"github.com/dop251/goja_nodejs/eventloop"
+	"github.com/dop251/goja_nodejs/require"
+	gurl "github.com/dop251/goja_nodejs/url"
+)
+
+// jsRuntime is one config evaluation: a goja runtime on a goja_nodejs
+// event loop, with the Node built-ins bound to this load. It is only used
+// from the loop's goroutine.
+type jsRuntime struct {
+	vm             *goja.Runtime
+	ctx            context.Context
+	abs            string
+	stdout, stderr io.Writer
+	started        time.Time
+	modules        map[string]goja.Value
+	process        *goja.Object
+	console        *goja.Object
+	isArrayFn      goja.Callable
+	keysFn         goja.Callable
+	requireFn      goja.Callable
+	errorCtor      *goja.Object
+}
+
+// outcome is what a load produces: a plan and its issues, or an error.
+type outcome struct {
+	plan   *Plan
+	issues []Issue
+	err    error
+}
+
+// prelude replaces the timer functions so an exception thrown in a timer
+// callback fails the load, as an uncaught exception ends Node, instead of
+// being swallowed while the config waits forever.
+const prelude = `(function (g) {
+  var wrap = function (fn) {
+    if (typeof fn !== "function") return fn;
+    return function () { try { return fn.apply(this, arguments); } catch (e) { __rollbridgeFail(e); } };
+  };
+  ["setTimeout", "setInterval", "setImmediate"].forEach(function (name) {
+    var original = g[name];
+    g[name] = function (fn) { var args = Array.prototype.slice.call(arguments); args[0] = wrap(fn); return original.apply(g, args); };
+  });
+  g.queueMicrotask = function (fn) { Promise.resolve().then(wrap(fn)); };
+  g.process.nextTick = function (fn) { var rest = Array.prototype.slice.call(arguments, 1); Promise.resolve().then(function () { wrap(fn).apply(undefined, rest); }); };
+  g.global = g;
+})(globalThis);
+`
+
+// wrapBundle runs the bundled module graph inside an async function (so
+// top-level await works), then takes the default export: a function is
+// called once with no arguments and its result awaited; a promise export
+// is awaited as well (config.md §10 #10).
+func wrapBundle(code string) string {
+	return `(async function () {
+let __rollbridgeNamespace;
+const ` + moduleHook + ` = (ns) => { __rollbridgeNamespace = ns; };
+` + code + `
+let __rollbridgeValue = __rollbridgeNamespace === undefined ? undefined : __rollbridgeNamespace.default;
+if (__rollbridgeValue === undefined) return { missing: true };
+if (typeof __rollbridgeValue === "function") __rollbridgeValue = await __rollbridgeValue();
+else if (__rollbridgeValue instanceof Promise) __rollbridgeValue = await __rollbridgeValue;
+return { value: __rollbridgeValue };
+})().then(__rollbridgeFinish, __rollbridgeFail);
+`
+}
+
+// evaluate runs the bundled config and decodes its default export, all
+// before deadline.
+func evaluate(abs, code string, deadline time.Time, opts Options) outcome {
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	loop := eventloop.NewEventLoop(eventloop.EnableConsole(false), eventloop.WithRegistry(require.NewRegistry()))
+	done := make(chan outcome, 1)
+	finish := func(o outcome) {
+		select {
+		case done <- o:
+		default: // the first outcome wins
+		}
+	}
+	var vmRef atomic.Pointer[goja.Runtime]
+	loop.Start()
+	loop.RunOnLoop(func(vm *goja.Runtime) {
+		vmRef.Store(vm)
+		rt := &jsRuntime{vm: vm, ctx: ctx, abs: abs, stdout: opts.stdout(), stderr: opts.stderr(), started: time.Now(), modules: map[string]goja.Value{}}
+		defer func() {
+			if r := recover(); r != nil {
+				finish(outcome{err: rt.panicError(r)})
+			}
+		}()
+		rt.install(finish)
+		if _, err := vm.RunScript(abs, prelude); err != nil {
+			finish(outcome{err: rt.exceptionError(err)})
+			return
+		}
+		if _, err := vm.RunScript(abs, wrapBundle(code)); err != nil {
+			finish(outcome{err: rt.exceptionError(err)})
+		}
+	})
+
+	timer := time.NewTimer(time.Until(deadline))
+	defer timer.Stop()
+	var o outcome
+	select {
+	case o = <-done:
+	case <-timer.C:
+		if vm := vmRef.Load(); vm != nil {
+			vm.Interrupt(errDeadline)
+		}
+		o = outcome{err: timeoutError(abs, opts.timeout())}
+	}
+	cancel() // ends any execSync still running
+	stopped := make(chan struct{})
+	go func() {
+		loop.Terminate() // clears pending timers, waits for the running job
+		close(stopped)
+	}()
+	select {
+	case <-stopped:
+	case <-time.After(2 * time.Second):
+		// A native call that ignores the deadline (a read from a FIFO, say)
+		// keeps the loop busy; the result is already decided, so move on.
+	}
+	return o
+}
+
+var errDeadline = fmt.Errorf("config load deadline reached")
+
+func timeoutError(abs string, d time.Duration) error {
+	secs := strings.TrimSuffix(strings.TrimRight(fmt.Sprintf("%.3f", d.Seconds()), "0"), ".")
+	return &LoadError{Message: fmt.Sprintf("Config module %s did not finish loading within %ss", abs, secs)}
+}
+
+// install sets up the globals configs may use and the loader's hooks.
+func (rt *jsRuntime) install(finish func(outcome)) {
+	vm := rt.vm
+	buffer.Enable(vm)
+	gurl.Enable(vm)
+	rt.requireFn, _ = goja.AssertFunction(vm.Get("require"))
+	_ = vm.GlobalObject().Delete("require") // CommonJS require is bundled; ESM has none
+	rt.isArrayFn, _ = goja.AssertFunction(vm.Get("Array").ToObject(vm).Get("isArray"))
+	rt.keysFn, _ = goja.AssertFunction(vm.Get("Object").ToObject(vm).Get("keys"))
+	rt.errorCtor = vm.Get("Error").ToObject(vm)
+
+	rt.process = rt.newProcess()
+	rt.console = rt.newConsole()
+	rt.set(vm.GlobalObject(), "process", rt.process)
+	rt.set(vm.GlobalObject(), "console", rt.console)
+
+	rt.set(vm.GlobalObject(), builtinHook, func(name string) goja.Value { return rt.builtin(name) })
+	rt.set(vm.GlobalObject(), "__rollbridgeFail", func(call goja.FunctionCall) goja.Value {
+		finish(outcome{err: &LoadError{Message: rt.thrownMessage(call.Argument(0))}})
+		return goja.Undefined()
+	})
+	rt.set(vm.GlobalObject(), "__rollbridgeFinish", func(call goja.FunctionCall) goja.Value {
+		defer func() {
+			if r := recover(); r != nil {
+				finish(outcome{err: rt.panicError(r)})
+			}
+		}()
+		result := call.Argument(0).ToObject(vm)
+		if m := result.Get("missing"); m != nil && m.ToBoolean() {
+			finish(outcome{err: &LoadError{Message: "Config module " + rt.abs + " must export a default config object or function"}})
+			return goja.Undefined()
+		}
+		plan, issues := decodePlan(value{rt: rt, v: result.Get("value")}, rt.abs)
+		finish(outcome{plan: plan, issues: issues})
+		return goja.Undefined()
+	})
+}
+
+func (rt *jsRuntime) newConsole() *goja.Object {
+	c := rt.vm.NewObject()
+	format := rt.builtin("util").ToObject(rt.vm).Get("format")
+	formatFn, _ := goja.AssertFunction(format)
+	printer := func(w io.Writer) func(goja.FunctionCall) goja.Value {
+		return func(call goja.FunctionCall) goja.Value {
+			s, err := formatFn(goja.Undefined(), call.Arguments...)
+			if err != nil {
+				panic(err)
+			}
+			if w != nil {
+				_, _ = io.WriteString(w, s.String()+"\n")
+			}
+			return goja.Undefined()
+		}
+	}
+	for _, name := range []string{"log", "info", "debug", "trace"} {
+		rt.set(c, name, printer(rt.stdout))
+	}
+	for _, name := range []string{"error", "warn"} {
+		rt.set(c, name, printer(rt.stderr))
+	}
+	return c
+}
+
+func (rt *jsRuntime) isArray(o *goja.Object) bool {
+	r, err := rt.isArrayFn(goja.Undefined(), o)
+	return err == nil && r.ToBoolean()
+}
+
+func (rt *jsRuntime) objectKeys(o *goja.Object) []string {
+	r, err := rt.keysFn(goja.Undefined(), o)
+	if err != nil {
+		panic(err)
+	}
+	var keys []string
+	if err := rt.vm.ExportTo(r, &keys); err != nil {
+		panic(err)
+	}
+	return keys
+}
+
+var esmOnlyGlobal = regexp.MustCompile(`^(module|exports|require|__dirname|__filename) is not defined$`)
+
+// thrownMessage is the load-error text for a thrown value: an Error's
+// message, or the value converted to a string (config.md §2.5).
+func (rt *jsRuntime) thrownMessage(v goja.Value) (msg string) {
+	defer func() {
+		if recover() != nil {
+			msg = "Config module " + rt.abs + " threw a value that cannot be converted to a string"
+		}
+	}()
+	if o, ok := v.(*goja.Object); ok && rt.vm.InstanceOf(o, rt.errorCtor) {
+		msg = o.Get("message").String()
+		// CommonJS names do not exist in ES module code; say so as Node does.
+		if name := o.Get("name"); name != nil && name.String() == "ReferenceError" && esmOnlyGlobal.MatchString(msg) {
+			msg += " in ES module scope"
+			if strings.HasPrefix(msg, "require ") {
+				msg += ", you can use import instead"
+			}
+		}
+		return msg
+	}
+	if v == nil {
+		return "undefined"
+	}
+	return v.String()
+}
+
+func (rt *jsRuntime) exceptionError(err error) error {
+	switch e := err.(type) {
+	case *goja.Exception:
+		return &LoadError{Message: rt.thrownMessage(e.Value())}
+	case *goja.InterruptedError:
+		return &LoadError{Message: "config evaluation was interrupted"}
+	}
+	return &LoadError{Message: err.Error()}
+}
+
+// panicError converts a panic escaping JavaScript or the decoder (a getter
+// that throws, an interrupted runtime) into a load error.
+func (rt *jsRuntime) panicError(r any) error {
+	switch e := r.(type) {
+	case *goja.Exception:
+		return &LoadError{Message: rt.thrownMessage(e.Value())}
+	case *goja.InterruptedError:
+		return &LoadError{Message: "config evaluation was interrupted"}
+	case goja.Value:
+		return &LoadError{Message: rt.thrownMessage(e)}
+	case error:
+		return &LoadError{Message: e.Error()}
+	}
+	return &LoadError{Message: fmt.Sprint(r)}
+}
