@@ -17,7 +17,10 @@ func newValidateCommand() *cobra.Command {
 		Use:   "validate",
 		Short: "Parse the config and report all errors without starting the daemon.",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			r := checkConfig(configPath, cmd.Flags().Changed("config"))
+			// A config's console output goes where the command's output goes,
+			// so console.log lands before the JSON, as with the reference.
+			opts := jsconfig.Options{Stdout: cmd.OutOrStdout(), Stderr: cmd.ErrOrStderr()}
+			r := checkConfig(configPath, cmd.Flags().Changed("config"), opts)
 			if asJSON {
 				return r.writeJSON(cmd.OutOrStdout())
 			}
@@ -37,7 +40,7 @@ type validation struct {
 	notFound string // the lookup failure, printed alone
 }
 
-func checkConfig(flag string, given bool) *validation {
+func checkConfig(flag string, given bool, opts jsconfig.Options) *validation {
 	cwd, err := os.Getwd()
 	if err != nil {
 		return &validation{notFound: err.Error()}
@@ -47,7 +50,7 @@ func checkConfig(flag string, given bool) *validation {
 		return &validation{notFound: err.Error()}
 	}
 	v := &validation{path: &loc.Display}
-	plan, issues, err := jsconfig.Check(loc.Abs, jsconfig.Options{})
+	plan, issues, err := jsconfig.Check(loc.Abs, opts)
 	var le *jsconfig.LoadError
 	switch {
 	case errors.As(err, &le):

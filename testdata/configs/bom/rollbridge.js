@@ -1,0 +1,1 @@
+﻿module.exports = {proxy: {}, processes: [{id: "web", policy: "proxied", command: "x", port: 18000}]};

@@ -1,0 +1,2 @@
+const shared = require("./shared.cjs");
+module.exports = shared;

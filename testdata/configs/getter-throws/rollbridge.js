@@ -1,0 +1,4 @@
+export default {
+  get proxy() { throw new Error("proxy settings unavailable"); },
+  processes: []
+};

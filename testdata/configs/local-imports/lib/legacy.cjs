@@ -1,0 +1,2 @@
+const shared = require("./shared.json");
+module.exports = {workers: shared.workers.map((id) => ({id, command: `node ${id}.js`}))};

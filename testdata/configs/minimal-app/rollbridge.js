@@ -1,0 +1,1 @@
+export default {proxy: {}, processes: [{id: "web", policy: "proxied", command: "node server.js", port: 18000, health: false}]};

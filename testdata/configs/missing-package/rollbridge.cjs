@@ -1,0 +1,2 @@
+require("dotenv").config();
+module.exports = {proxy: {}, processes: []};

@@ -1,0 +1,2 @@
+module.exports = {proxy: {}};
+export default {proxy: {}};

@@ -1,0 +1,1 @@
+export default {control: {mode: 0660}, proxy: {}, processes: []};

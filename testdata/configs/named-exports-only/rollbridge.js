@@ -1,0 +1,2 @@
+export const proxy = {};
+export const processes = [];

@@ -1,0 +1,2 @@
+#!/usr/bin/env node
+export default {proxy: {}, processes: [{id: "web", policy: "proxied", command: "x", port: 18000}]};

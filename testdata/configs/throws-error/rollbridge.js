@@ -1,0 +1,1 @@
+throw new Error("config refused: DATABASE_URL is not set");

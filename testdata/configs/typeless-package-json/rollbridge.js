@@ -1,0 +1,2 @@
+import os from "os";
+export default {proxy: {}, processes: [{id: "web", policy: "proxied", command: "x", port: 18000, env: {PLATFORM: os.platform()}}]};

@@ -1,0 +1,2 @@
+import crypto from "node:crypto";
+export default {application: crypto.randomUUID(), proxy: {}, processes: []};
