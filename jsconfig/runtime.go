@@ -181,29 +181,83 @@ func (rt *jsRuntime) install(finish func(outcome)) {
 	})
 }
 
+// consoleSource builds console.* with Node-like formatting: printf-style
+// %s %d %i %f %j %o %O %% directives and util.inspect-like rendering of
+// objects ({ a: 1, b: [ 2, 3 ] }), so config debugging output reads as it
+// does under Node.
+const consoleSource = `(function (write) {
+  function inspect(v, depth, seen) {
+    if (typeof v === "string") return depth === 0 ? v : "'" + v.replace(/'/g, "\\'") + "'";
+    if (typeof v === "function") return "[Function: " + (v.name || "(anonymous)") + "]";
+    if (typeof v === "symbol" || typeof v === "bigint") return String(v) + (typeof v === "bigint" ? "n" : "");
+    if (v === null || typeof v !== "object") return String(v);
+    if (seen.indexOf(v) >= 0) return "[Circular]";
+    if (v instanceof Error) return v.stack || String(v);
+    if (v instanceof Date) return isNaN(v) ? "Invalid Date" : v.toISOString();
+    if (v instanceof RegExp) return String(v);
+    if (depth > 2) return Array.isArray(v) ? "[Array]" : "[Object]";
+    seen = seen.concat([v]);
+    var parts;
+    if (Array.isArray(v)) {
+      parts = v.map(function (x) { return inspect(x, depth + 1, seen); });
+      return parts.length ? "[ " + parts.join(", ") + " ]" : "[]";
+    }
+    if (v instanceof Map) {
+      parts = []; v.forEach(function (x, k) { parts.push(inspect(k, depth + 1, seen) + " => " + inspect(x, depth + 1, seen)); });
+      return "Map(" + v.size + ") {" + (parts.length ? " " + parts.join(", ") + " " : "") + "}";
+    }
+    parts = Object.keys(v).map(function (k) {
+      var key = /^[A-Za-z_$][\\w$]*$/.test(k) ? k : "'" + k + "'";
+      return key + ": " + inspect(v[k], depth + 1, seen);
+    });
+    var ctor = Object.getPrototypeOf(v) && Object.getPrototypeOf(v).constructor;
+    var prefix = ctor && ctor.name && ctor !== Object ? ctor.name + " " : "";
+    return prefix + (parts.length ? "{ " + parts.join(", ") + " }" : "{}");
+  }
+  function format(args) {
+    var first = args[0], rest = Array.prototype.slice.call(args, 1), out;
+    if (typeof first === "string") {
+      out = first.replace(/%[sdifjoO%]/g, function (m) {
+        if (m === "%%") return "%";
+        if (!rest.length) return m;
+        var a = rest.shift();
+        switch (m) {
+          case "%s": return typeof a === "string" ? a : inspect(a, 1, []);
+          case "%d": return String(Number(a));
+          case "%i": return String(parseInt(a, 10));
+          case "%f": return String(parseFloat(a));
+          case "%j": try { return JSON.stringify(a); } catch (e) { return "[Circular]"; }
+          default: return inspect(a, 1, []);
+        }
+      });
+    } else {
+      out = inspect(first, 0, []);
+    }
+    return [out].concat(rest.map(function (a) { return inspect(a, 0, []); })).join(" ");
+  }
+  var c = {};
+  ["log", "info", "debug", "trace"].forEach(function (n) { c[n] = function () { write(1, format(arguments)); }; });
+  ["error", "warn"].forEach(function (n) { c[n] = function () { write(2, format(arguments)); }; });
+  return c;
+})`
+
 func (rt *jsRuntime) newConsole() *goja.Object {
-	c := rt.vm.NewObject()
-	format := rt.builtin("util").ToObject(rt.vm).Get("format")
-	formatFn, _ := goja.AssertFunction(format)
-	printer := func(w io.Writer) func(goja.FunctionCall) goja.Value {
-		return func(call goja.FunctionCall) goja.Value {
-			s, err := formatFn(goja.Undefined(), call.Arguments...)
-			if err != nil {
-				panic(err)
-			}
-			if w != nil {
-				_, _ = io.WriteString(w, s.String()+"\n")
-			}
-			return goja.Undefined()
+	factory, err := rt.vm.RunString(consoleSource)
+	if err != nil {
+		panic(err)
+	}
+	fn, _ := goja.AssertFunction(factory)
+	c, err := fn(goja.Undefined(), rt.vm.ToValue(func(stream int, text string) {
+		w := rt.stdout
+		if stream == 2 {
+			w = rt.stderr
 		}
+		_, _ = io.WriteString(w, text+"\n")
+	}))
+	if err != nil {
+		panic(err)
 	}
-	for _, name := range []string{"log", "info", "debug", "trace"} {
-		rt.set(c, name, printer(rt.stdout))
-	}
-	for _, name := range []string{"error", "warn"} {
-		rt.set(c, name, printer(rt.stderr))
-	}
-	return c
+	return c.ToObject(rt.vm)
 }
 
 func (rt *jsRuntime) isArray(o *goja.Object) bool {

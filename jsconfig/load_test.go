@@ -1,0 +1,211 @@
+package jsconfig
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+const validBody = `proxy: {}, processes: [{id: "web", policy: "proxied", command: "x", port: 18000}]`
+
+func writeConfig(t *testing.T, dir, name, src string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func loadError(t *testing.T, src string, opts Options) string {
+	t.Helper()
+	p := writeConfig(t, t.TempDir(), "rollbridge.js", src)
+	_, _, err := Check(p, opts)
+	var le *LoadError
+	if !errors.As(err, &le) {
+		t.Fatalf("want a load error, got %v", err)
+	}
+	return strings.ReplaceAll(le.Message, p, "<abs>")
+}
+
+func TestLoadDeadline(t *testing.T) {
+	for name, src := range map[string]string{
+		"promise never settles": `export default () => new Promise(() => {});`,
+		"busy loop":             `while (true) {}`,
+		"busy getter":           `export default { get proxy() { for (;;) {} }, processes: [] };`,
+		"interval keeps going":  `setInterval(() => {}, 1); export default () => new Promise(() => {});`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			got := loadError(t, src, Options{Timeout: 300 * time.Millisecond})
+			if want := "Config module <abs> did not finish loading within 0.3s"; got != want {
+				t.Fatalf("got %q, want %q", got, want)
+			}
+		})
+	}
+	if got := timeoutError("/x.js", DefaultTimeout).Error(); got != "Config module /x.js did not finish loading within 10s" {
+		t.Fatalf("default deadline message: %q", got)
+	}
+}
+
+// A command started by execSync is killed with its whole group when the
+// load deadline passes; nothing outlives the load.
+func TestExecSyncKilledAtDeadline(t *testing.T) {
+	dir := t.TempDir()
+	pidFile := filepath.Join(dir, "pid")
+	src := `import {execSync} from "node:child_process";
+execSync("sleep 60 & echo $! > ` + pidFile + `; wait");
+export default {` + validBody + `};`
+	got := loadError(t, src, Options{Timeout: 500 * time.Millisecond})
+	if !strings.Contains(got, "did not finish loading within 0.5s") {
+		t.Fatalf("got %q", got)
+	}
+	data, err := os.ReadFile(pidFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for syscall.Kill(pid, 0) == nil {
+		if time.Now().After(deadline) {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+			t.Fatalf("grandchild %d of execSync outlived the load", pid)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestExecSyncFailureIsCatchable(t *testing.T) {
+	dir := t.TempDir()
+	p := writeConfig(t, dir, "rollbridge.js", `import {execSync} from "child_process";
+let application;
+try { execSync("echo oops >&2; exit 3"); } catch (e) { application = e.status + "|" + e.message + "|" + e.stderr; }
+export default {application, `+validBody+`};`)
+	var stderr bytes.Buffer
+	plan, issues, err := Check(p, Options{Stderr: &stderr})
+	if err != nil || len(issues) > 0 {
+		t.Fatalf("err %v issues %v", err, issues)
+	}
+	if want := "3|Command failed: echo oops >&2; exit 3\noops\n|oops\n"; plan.Application != want {
+		t.Fatalf("application %q, want %q", plan.Application, want)
+	}
+	if stderr.String() != "oops\n" {
+		t.Fatalf("the command's stderr is shown as Node shows it; got %q", stderr.String())
+	}
+}
+
+func TestLoadErrors(t *testing.T) {
+	for _, tc := range []struct{ name, src, want string }{
+		{"timer callback throws", `export default () => new Promise(() => setTimeout(() => { throw new Error("late") }, 1));`, "late"},
+		{"thrown object", `throw {code: 1};`, "[object Object]"},
+		{"require in ESM", `export default {x: require(process.env.NOPE ?? "os")};`, `Dynamic require of "os" is not supported`},
+		{"__dirname declared locally", `const __dirname = 5; export default { get proxy() { throw new Error("dir " + __dirname) } };`, "dir 5"},
+		{"process.exit", `process.exit(2);`, "process.exit(2) was called while loading the config"},
+		{"fs error shape", `import fs from "fs"; try { fs.readFileSync("/nonexistent/x") } catch (e) { throw new Error(e.code + " " + e.syscall + " " + e.message) }`,
+			"ENOENT open ENOENT: no such file or directory, open '/nonexistent/x'"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := loadError(t, tc.src, Options{Timeout: 5 * time.Second}); got != tc.want {
+				t.Fatalf("got %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestConsoleGoesToTheGivenWriters(t *testing.T) {
+	p := writeConfig(t, t.TempDir(), "rollbridge.js", `console.log("%s=%d%%", "cpu", 50, 1, {b: 2, c: ["x", 3]}, "%d"); console.warn("w"); export default {`+validBody+`};`)
+	var out, errOut bytes.Buffer
+	if _, _, err := Check(p, Options{Stdout: &out, Stderr: &errOut}); err != nil {
+		t.Fatal(err)
+	}
+	if out.String() != "cpu=50% 1 { b: 2, c: [ 'x', 3 ] } %d\n" || errOut.String() != "w\n" {
+		t.Fatalf("stdout %q stderr %q", out.String(), errOut.String())
+	}
+}
+
+// Config code that sets process.env changes the loading process's
+// environment, so a daemon's templates and children see it.
+func TestProcessEnvWritesReachTheProcess(t *testing.T) {
+	t.Setenv("ROLLBRIDGE_TEST_FROM_CONFIG", "before")
+	p := writeConfig(t, t.TempDir(), "rollbridge.js", `process.env.ROLLBRIDGE_TEST_FROM_CONFIG = 42;
+export default {application: process.env.ROLLBRIDGE_TEST_FROM_CONFIG + ":" + ("ROLLBRIDGE_TEST_FROM_CONFIG" in process.env), `+validBody+`};`)
+	plan, _, err := Check(p, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if plan.Application != "42:true" || os.Getenv("ROLLBRIDGE_TEST_FROM_CONFIG") != "42" {
+		t.Fatalf("application %q env %q", plan.Application, os.Getenv("ROLLBRIDGE_TEST_FROM_CONFIG"))
+	}
+}
+
+// Every local module is read again on each load (config.md §10 #4).
+func TestHelpersAreReadOnEveryLoad(t *testing.T) {
+	dir := t.TempDir()
+	p := writeConfig(t, dir, "rollbridge.js", `import name from "./name.js"; import data from "./data.json" with {type: "json"};
+export default {application: name + data.n, `+validBody+`};`)
+	for _, n := range []string{"1", "2"} {
+		writeConfig(t, dir, "name.js", `export default "v`+n+`-";`)
+		writeConfig(t, dir, "data.json", `{"n": `+n+`}`)
+		plan, _, err := Check(p, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := "v" + n + "-" + n; plan.Application != want {
+			t.Fatalf("load %s: application %q, want %q", n, plan.Application, want)
+		}
+	}
+}
+
+func TestStrictLoad(t *testing.T) {
+	p := writeConfig(t, t.TempDir(), "rollbridge.js", `export default {proxy: {port: "x"}, processes: []};`)
+	_, err := Load(p, Options{})
+	want := "Invalid Rollbridge config:\n  - proxy.port must be a number\n  - Config must define exactly one proxied process; found 0"
+	if err == nil || err.Error() != want {
+		t.Fatalf("got %v, want %q", err, want)
+	}
+	plan, err := Load(writeConfig(t, t.TempDir(), "rollbridge.js", `export default {`+validBody+`};`), Options{})
+	if err != nil || plan.ProxiedProcess().ID != "web" {
+		t.Fatalf("plan %+v err %v", plan, err)
+	}
+}
+
+func TestLocate(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := Locate("", false, dir); err == nil || err.Error() != "No config file found in "+dir+". Pass --config <path> or add one of: rollbridge.js." {
+		t.Fatalf("empty dir: %v", err)
+	}
+	// A directory named rollbridge.js does not count.
+	if err := os.Mkdir(filepath.Join(dir, "rollbridge.js"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var nf *NotFoundError
+	if _, err := Locate("", false, dir); !errors.As(err, &nf) {
+		t.Fatalf("directory candidate: %v", err)
+	}
+	other := t.TempDir()
+	writeConfig(t, other, "rollbridge.js", "")
+	loc, err := Locate("", false, other)
+	if err != nil || loc.Display != filepath.Join(other, "rollbridge.js") || loc.Abs != loc.Display {
+		t.Fatalf("default: %+v %v", loc, err)
+	}
+	loc, err = Locate("./sub/../sub/my.js", true, "/srv/app")
+	if err != nil || loc.Display != "./sub/../sub/my.js" || loc.Abs != "/srv/app/sub/my.js" {
+		t.Fatalf("explicit: %+v %v", loc, err)
+	}
+	loc, _ = Locate("", true, dir)
+	_, _, err = Check(loc.Abs, Options{})
+	if err == nil || err.Error() != "EISDIR: illegal operation on a directory, read" {
+		t.Fatalf(`--config "": %v`, err)
+	}
+}

@@ -1,0 +1,86 @@
+package jsconfig
+
+import (
+	"path/filepath"
+	"testing"
+)
+
+func mustPlan(t *testing.T, dir, src string) *Plan {
+	t.Helper()
+	p := writeConfig(t, dir, "rollbridge.js", src)
+	plan, issues, err := Check(p, Options{})
+	if err != nil || len(issues) > 0 {
+		t.Fatalf("config %s: err %v issues %v", src, err, issues)
+	}
+	return plan
+}
+
+func TestCheckReload(t *testing.T) {
+	const base = `export default {
+  statePath: "/var/lib/app.json",
+  control: {mode: "660", owner: 1000},
+  proxy: {host: "127.0.0.1", port: 8182},
+  processes: [
+    {id: "beacon", policy: "service", command: "b", port: 7330},
+    {id: "web", policy: "proxied", command: "w", port: {from: 18000, to: 18099}},
+    {id: "worker", command: "k", replicas: 2}
+  ]
+};`
+	dir := filepath.Join(t.TempDir(), "app")
+	current := mustPlan(t, dir, base)
+	for _, tc := range []struct {
+		name, src, want string
+	}{
+		{"unchanged", base, ""},
+		{"live changes only", `export default {
+  statePath: "/var/lib/app.json", control: {mode: 0o660, owner: 1000},
+  proxy: {host: "127.0.0.1", port: 8182, drainTimeoutMs: 1, forceStopTimeoutMs: 5, healthPath: "/up", healthTimeoutMs: 9},
+  releaseRetention: {keep: 1}, legacyTakeover: {screens: ["x"]},
+  processes: [
+    {id: "worker", command: "other", replicas: 2, stopSignal: "SIGINT", env: {A: "1"}, memory: {limitBytes: 1}},
+    {id: "web", policy: "proxied", command: "w2", cwd: "x", port: {from: 18000, to: 18099}, health: false},
+    {id: "beacon", policy: "service", command: "b", port: {from: 7330, to: 7330}, deployStrategy: "persistent"}
+  ]
+};`, ""},
+		{"application and statePath", `export default {application: "renamed", control: {mode: "660", owner: 1000, path: "/tmp/rollbridge-app.sock"},
+  proxy: {port: 8182}, processes: [
+    {id: "beacon", policy: "service", command: "b", port: 7330},
+    {id: "web", policy: "proxied", command: "w", port: {from: 18000, to: 18099}},
+    {id: "worker", command: "k", replicas: 2}]};`, "Config changes to application, statePath cannot be applied live; restart the Rollbridge daemon before deploying."},
+		{"owner as string", `export default {statePath: "/var/lib/app.json", control: {mode: "660", owner: "1000"}, proxy: {port: 8182}, processes: [
+    {id: "beacon", policy: "service", command: "b", port: 7330},
+    {id: "web", policy: "proxied", command: "w", port: {from: 18000, to: 18099}},
+    {id: "worker", command: "k", replicas: 2}]};`, "Config changes to control cannot be applied live; restart the Rollbridge daemon before deploying."},
+		{"proxy and processes", `export default {statePath: "/var/lib/app.json", control: {mode: "660", owner: 1000}, proxy: {host: "0.0.0.0", port: 9000}, processes: [
+    {id: "beacon", policy: "service", deployStrategy: "handoff", command: "b", port: {from: 7330, to: 7340}},
+    {id: "web", policy: "proxied", command: "w", port: {from: 18000, to: 18099}},
+    {id: "worker", command: "k", replicas: 2}]};`, "Config changes to proxy.host, proxy.port, processes cannot be applied live; restart the Rollbridge daemon before deploying."},
+		{"upstream default follows host", `export default {statePath: "/var/lib/app.json", control: {mode: "660", owner: 1000}, proxy: {host: "localhost", port: 8182, upstreamHost: "127.0.0.1"}, processes: [
+    {id: "beacon", policy: "service", command: "b", port: 7330},
+    {id: "web", policy: "proxied", command: "w", port: {from: 18000, to: 18099}},
+    {id: "worker", command: "k", replicas: 2}]};`, "Config changes to proxy.host cannot be applied live; restart the Rollbridge daemon before deploying."},
+		{"process removed", `export default {statePath: "/var/lib/app.json", control: {mode: "660", owner: 1000}, proxy: {port: 8182}, processes: [
+    {id: "web", policy: "proxied", command: "w", port: {from: 18000, to: 18099}},
+    {id: "worker", command: "k", replicas: 2}]};`, "Config changes to processes cannot be applied live; restart the Rollbridge daemon before deploying."},
+		{"replicas", `export default {statePath: "/var/lib/app.json", control: {mode: "660", owner: 1000}, proxy: {port: 8182}, processes: [
+    {id: "beacon", policy: "service", command: "b", port: 7330},
+    {id: "web", policy: "proxied", command: "w", port: {from: 18000, to: 18099}},
+    {id: "worker", command: "k", replicas: 3}]};`, "Config changes to processes cannot be applied live; restart the Rollbridge daemon before deploying."},
+		{"renamed process", `export default {statePath: "/var/lib/app.json", control: {mode: "660", owner: 1000}, proxy: {port: 8182}, processes: [
+    {id: "beacon2", policy: "service", command: "b", port: 7330},
+    {id: "web", policy: "proxied", command: "w", port: {from: 18000, to: 18099}},
+    {id: "worker", command: "k", replicas: 2}]};`, "Config changes to processes cannot be applied live; restart the Rollbridge daemon before deploying."},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			next := mustPlan(t, dir, tc.src)
+			err := CheckReload(current, next)
+			got := ""
+			if err != nil {
+				got = err.Error()
+			}
+			if got != tc.want {
+				t.Fatalf("got %q\nwant %q", got, tc.want)
+			}
+		})
+	}
+}
