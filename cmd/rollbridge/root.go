@@ -40,6 +40,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 0
 	case errors.As(err, &code):
 		return int(code)
+	case errors.As(err, &usage) && asksForHelp(args):
+		// Help wins over every other problem on the line (cli.md §1.4).
+		usage.cmd.SetOut(stdout)
+		_ = usage.cmd.Help()
+		return 0
 	case errors.As(err, &usage):
 		fmt.Fprintf(stderr, "error: %s\n\n", usage.text)
 		usage.cmd.SetOut(stderr)
@@ -151,6 +156,18 @@ func flagSpelling(f *pflag.Flag) string {
 		s += " " + p[0]
 	}
 	return s
+}
+
+func asksForHelp(args []string) bool {
+	for _, a := range args {
+		if a == "--" {
+			return false
+		}
+		if a == "-h" || a == "--help" {
+			return true
+		}
+	}
+	return false
 }
 
 func isFlagError(err error) bool {
