@@ -169,8 +169,11 @@ func RenderProcess(p *jsconfig.Process, c *TemplateContext, base []string) (*Ren
 		if r.Cwd, err = c.Render(*p.Cwd); err != nil {
 			return nil, err
 		}
-		r.Dir = r.Cwd
-		if r.Cwd != "" && !filepath.IsAbs(r.Cwd) {
+		switch {
+		case r.Cwd == "": // rendered empty: the release path, as an empty cwd is
+		case filepath.IsAbs(r.Cwd):
+			r.Dir = r.Cwd
+		default:
 			r.Dir = filepath.Join(c.ReleasePath, r.Cwd)
 		}
 	}

@@ -145,6 +145,11 @@ func TestRenderProcessEnvironment(t *testing.T) {
 	if r.Dir != "releases/v1" || r.Cwd != "" {
 		t.Fatalf("no cwd runs in the release path: %+v", r)
 	}
+	empty := "{{env.EMPTY}}"
+	r, _ = RenderProcess(&jsconfig.Process{ID: "job", Command: "run", Cwd: &empty}, c, nil)
+	if r.Dir != "releases/v1" || r.Cwd != "" {
+		t.Fatalf("a cwd that renders empty runs in the release path: %+v", r)
+	}
 	if _, err := RenderProcess(&jsconfig.Process{ID: "job", Command: "run {{nope}}", Env: []jsconfig.EnvVar{{Name: "A", Value: "{{ alsoNope }}"}}}, c, nil); err == nil || err.Error() != "Missing template value for {{nope}}" {
 		t.Fatalf("first missing placeholder: %v", err)
 	}

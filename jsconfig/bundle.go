@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/evanw/esbuild/pkg/api"
 )
@@ -45,11 +46,28 @@ var builtinFilter = func() string {
 
 var couldNotResolve = regexp.MustCompile(`^Could not resolve "(.*)"`)
 
+// bundled is the script for a config and the per-file globals it needs.
+type bundled struct {
+	code string
+	// globals binds the names that stand for __dirname and __filename in
+	// each CommonJS file; ES module files get none, so using them there is
+	// a ReferenceError, as in Node.
+	globals map[string]string
+}
+
+// bundler builds one config's module graph.
+type bundler struct {
+	abs   string
+	mu    sync.Mutex
+	files []string // local JS files in load order; the index names their globals
+}
+
 // bundleConfig returns the script for the config at abs.
-func bundleConfig(abs string) (string, error) {
+func bundleConfig(abs string) (*bundled, error) {
 	if strings.HasSuffix(abs, ".json") {
-		return "", &LoadError{Message: fmt.Sprintf(`Module "file://%s" needs an import attribute of type "json"`, abs)}
+		return nil, &LoadError{Message: fmt.Sprintf(`Module "%s" needs an import attribute of type "json"`, fileURL(abs))}
 	}
+	b := &bundler{abs: abs}
 	res := api.Build(api.BuildOptions{
 		EntryPoints:   []string{"rollbridge:entry"},
 		Bundle:        true,
@@ -62,48 +80,52 @@ func bundleConfig(abs string) (string, error) {
 		LogLevel:      api.LogLevelSilent,
 		AbsWorkingDir: filepath.Dir(abs),
 		Metafile:      true,
-		Plugins:       []api.Plugin{configPlugin(abs)},
+		Plugins:       []api.Plugin{b.plugin()},
 	})
 	if len(res.Errors) > 0 {
-		return "", buildError(res.Errors[0], abs)
-	}
-	if err := checkCommonJSFiles(res.Metafile); err != nil {
-		return "", err
+		return nil, buildError(res.Errors[0], abs)
 	}
 	if len(res.OutputFiles) != 1 {
-		return "", &LoadError{Message: "Config module " + abs + " produced no code"}
+		return nil, &LoadError{Message: "Config module " + abs + " produced no code"}
 	}
-	return string(res.OutputFiles[0].Contents), nil
+	globals, err := b.checkModules(res.Metafile)
+	if err != nil {
+		return nil, err
+	}
+	return &bundled{code: string(res.OutputFiles[0].Contents), globals: globals}, nil
 }
 
-func configPlugin(abs string) api.Plugin {
-	return api.Plugin{Name: "rollbridge-config", Setup: func(b api.PluginBuild) {
-		b.OnResolve(api.OnResolveOptions{Filter: `^rollbridge:entry$`}, func(a api.OnResolveArgs) (api.OnResolveResult, error) {
+func (b *bundler) plugin() api.Plugin {
+	abs := b.abs
+	return api.Plugin{Name: "rollbridge-config", Setup: func(pb api.PluginBuild) {
+		pb.OnResolve(api.OnResolveOptions{Filter: `^rollbridge:entry$`}, func(a api.OnResolveArgs) (api.OnResolveResult, error) {
 			if a.Kind != api.ResolveEntryPoint {
 				return api.OnResolveResult{}, nil
 			}
-			return api.OnResolveResult{Path: "entry", Namespace: entryNamespace}, nil
+			// An .mjs entry makes esbuild import CommonJS the Node way: the
+			// default export is module.exports, whatever __esModule says.
+			return api.OnResolveResult{Path: "entry.mjs", Namespace: entryNamespace}, nil
 		})
-		b.OnLoad(api.OnLoadOptions{Filter: `.*`, Namespace: entryNamespace}, func(api.OnLoadArgs) (api.OnLoadResult, error) {
+		pb.OnLoad(api.OnLoadOptions{Filter: `.*`, Namespace: entryNamespace}, func(api.OnLoadArgs) (api.OnLoadResult, error) {
 			src := "import * as config from " + strconv.Quote(abs) + ";\n" + moduleHook + "(config);\n"
 			return api.OnLoadResult{Contents: &src, ResolveDir: filepath.Dir(abs), Loader: api.LoaderJS}, nil
 		})
-		b.OnResolve(api.OnResolveOptions{Filter: builtinFilter}, func(a api.OnResolveArgs) (api.OnResolveResult, error) {
+		pb.OnResolve(api.OnResolveOptions{Filter: builtinFilter}, func(a api.OnResolveArgs) (api.OnResolveResult, error) {
 			name := strings.TrimPrefix(a.Path, "node:")
 			if !supportedBuiltin(name) {
 				return api.OnResolveResult{Errors: []api.Message{{Text: unsupportedBuiltinMessage(a.Path)}}}, nil
 			}
 			return api.OnResolveResult{Path: name, Namespace: builtinNamespace}, nil
 		})
-		b.OnLoad(api.OnLoadOptions{Filter: `.*`, Namespace: builtinNamespace}, func(a api.OnLoadArgs) (api.OnLoadResult, error) {
+		pb.OnLoad(api.OnLoadOptions{Filter: `.*`, Namespace: builtinNamespace}, func(a api.OnLoadArgs) (api.OnLoadResult, error) {
 			src := "module.exports = " + builtinHook + "(" + strconv.Quote(a.Path) + ");\n"
 			return api.OnLoadResult{Contents: &src, Loader: api.LoaderJS}, nil
 		})
-		b.OnResolve(api.OnResolveOptions{Filter: `^(\.\.?(/|$)|/)`}, func(a api.OnResolveArgs) (api.OnResolveResult, error) {
+		pb.OnResolve(api.OnResolveOptions{Filter: `^(\.\.?(/|$)|/)`}, func(a api.OnResolveArgs) (api.OnResolveResult, error) {
 			if a.PluginData == resolvingLocal {
 				return api.OnResolveResult{}, nil
 			}
-			r := b.Resolve(a.Path, api.ResolveOptions{Importer: a.Importer, ResolveDir: a.ResolveDir, Kind: a.Kind, PluginData: resolvingLocal, With: a.With})
+			r := pb.Resolve(a.Path, api.ResolveOptions{Importer: a.Importer, ResolveDir: a.ResolveDir, Kind: a.Kind, PluginData: resolvingLocal, With: a.With})
 			if len(r.Errors) > 0 {
 				return api.OnResolveResult{Errors: r.Errors}, nil
 			}
@@ -112,8 +134,8 @@ func configPlugin(abs string) api.Plugin {
 			}
 			return api.OnResolveResult{Path: r.Path, Namespace: localNamespace}, nil
 		})
-		b.OnLoad(api.OnLoadOptions{Filter: `.*`, Namespace: localNamespace}, func(a api.OnLoadArgs) (api.OnLoadResult, error) {
-			return loadLocalModule(a.Path)
+		pb.OnLoad(api.OnLoadOptions{Filter: `.*`, Namespace: localNamespace}, func(a api.OnLoadArgs) (api.OnLoadResult, error) {
+			return b.loadLocalModule(a.Path)
 		})
 	}}
 }
@@ -122,13 +144,17 @@ func configPlugin(abs string) api.Plugin {
 // lets esbuild's own resolver answer it.
 const resolvingLocal = "rollbridge-resolving-local"
 
+// fileGlobal names the global that stands for __dirname or __filename in
+// local file i.
+func fileGlobal(kind string, i int) string { return "__rollbridge" + kind + strconv.Itoa(i) }
+
 // loadLocalModule reads one local file (fresh on every load). JSON is
 // handed to esbuild's JSON loader. JS gets its per-file values bound:
-// import.meta.url/dirname/filename, __dirname and __filename (esbuild's
-// define only replaces free identifiers, so a config that declares its own
-// __dirname keeps it). A .mjs file is always an ES module, even without
-// import or export syntax.
-func loadLocalModule(p string) (api.OnLoadResult, error) {
+// import.meta.url/dirname/filename as literals, __dirname and __filename as
+// per-file globals (esbuild's define only replaces free identifiers, so a
+// config that declares its own __dirname keeps it). A .mjs file is always
+// an ES module, even without import or export syntax.
+func (b *bundler) loadLocalModule(p string) (api.OnLoadResult, error) {
 	data, err := readFileNode(p)
 	if err != nil {
 		return api.OnLoadResult{Errors: []api.Message{{Text: err.Error()}}}, nil
@@ -138,6 +164,10 @@ func loadLocalModule(p string) (api.OnLoadResult, error) {
 		contents := string(data)
 		return api.OnLoadResult{Contents: &contents, Loader: api.LoaderJSON, ResolveDir: dir}, nil
 	}
+	b.mu.Lock()
+	i := len(b.files)
+	b.files = append(b.files, p)
+	b.mu.Unlock()
 	url := fileURL(p)
 	r := api.Transform(string(data), api.TransformOptions{
 		Sourcefile: p,
@@ -150,8 +180,8 @@ func loadLocalModule(p string) (api.OnLoadResult, error) {
 			"import.meta.dirname":  strconv.Quote(dir),
 			"import.meta.filename": strconv.Quote(p),
 			"import.meta":          fmt.Sprintf(`{"url":%q,"dirname":%q,"filename":%q}`, url, dir, p),
-			"__dirname":            strconv.Quote(dir),
-			"__filename":           strconv.Quote(p),
+			"__dirname":            fileGlobal("Dirname", i),
+			"__filename":           fileGlobal("Filename", i),
 		},
 	})
 	if len(r.Errors) > 0 {
@@ -164,24 +194,49 @@ func loadLocalModule(p string) (api.OnLoadResult, error) {
 	return api.OnLoadResult{Contents: &code, Loader: api.LoaderJS, ResolveDir: dir}, nil
 }
 
-// checkCommonJSFiles rejects a .cjs file written with ES module syntax:
-// Node always runs .cjs as CommonJS, and so does rollbridge.
-func checkCommonJSFiles(metafile string) error {
+// checkModules applies Node's module-kind rules that only the finished
+// graph reveals, using esbuild's metafile: a .cjs file cannot use ES module
+// syntax, an ES module cannot call require(), and only CommonJS files get
+// __dirname and __filename.
+func (b *bundler) checkModules(metafile string) (map[string]string, error) {
 	var meta struct {
 		Inputs map[string]struct {
-			Format string `json:"format"`
+			Format  string `json:"format"`
+			Imports []struct {
+				Kind string `json:"kind"`
+			} `json:"imports"`
 		} `json:"inputs"`
 	}
 	if err := json.Unmarshal([]byte(metafile), &meta); err != nil {
-		return nil // the metafile is a diagnostic aid; the bundle is fine
+		return nil, &LoadError{Message: "Config module " + b.abs + " could not be analysed: " + err.Error()}
 	}
+	formats := map[string]string{}
 	for name, in := range meta.Inputs {
-		if strings.HasSuffix(name, ".cjs") && in.Format == "esm" {
-			file := strings.TrimPrefix(name, localNamespace+":")
-			return &LoadError{Message: file + ": a .cjs file is always CommonJS, so it cannot use import or export; use require() and module.exports, or rename it to .mjs"}
+		file, local := strings.CutPrefix(name, localNamespace+":")
+		if !local {
+			continue
+		}
+		formats[file] = in.Format
+		if in.Format != "esm" {
+			continue
+		}
+		if strings.HasSuffix(file, ".cjs") {
+			return nil, &LoadError{Message: file + ": a .cjs file is always CommonJS, so it cannot use import or export; use require() and module.exports, or rename it to .mjs"}
+		}
+		for _, imp := range in.Imports {
+			if imp.Kind == "require-call" || imp.Kind == "require-resolve" {
+				return nil, &LoadError{Message: "require is not defined in ES module scope, you can use import instead"}
+			}
 		}
 	}
-	return nil
+	globals := map[string]string{}
+	for i, file := range b.files {
+		if formats[file] != "esm" {
+			globals[fileGlobal("Dirname", i)] = filepath.Dir(file)
+			globals[fileGlobal("Filename", i)] = file
+		}
+	}
+	return globals, nil
 }
 
 // buildError turns esbuild's first error into a load error that names the
@@ -195,6 +250,10 @@ func buildError(m api.Message, abs string) error {
 			if !filepath.IsAbs(importer) {
 				importer = filepath.Join(filepath.Dir(abs), importer)
 			}
+		}
+		if m.Location != nil && strings.Contains(m.Location.LineText, "require(") {
+			// Node's CommonJS wording, with the requiring file as the stack.
+			return &LoadError{Message: fmt.Sprintf("Cannot find module '%s'\nRequire stack:\n- %s", spec, importer)}
 		}
 		if strings.HasPrefix(spec, ".") || strings.HasPrefix(spec, "/") {
 			target := spec

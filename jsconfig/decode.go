@@ -370,11 +370,14 @@ func (d *decoder) positiveInt(v value, key string, def float64, fix string) int 
 		d.issues.add(key+" must be a positive integer", fix)
 		f = def
 	}
-	if f > math.MaxInt32 {
-		f = math.MaxInt32
-	}
-	return int(f)
+	return clampInt(f)
 }
+
+// maxSafeInteger is Number.MAX_SAFE_INTEGER: integer settings beyond it
+// are clamped, since JavaScript itself no longer counts exactly there.
+const maxSafeInteger = 1<<53 - 1
+
+func clampInt(f float64) int { return int(math.Min(f, maxSafeInteger)) }
 
 func (d *decoder) env(v value, k string) []EnvVar {
 	out := []EnvVar{}
@@ -536,7 +539,7 @@ func (d *decoder) restart(v value, k string) Restart {
 	r.MaxDelayMs = Millis(d.nonNegative(maxDelay, key+".maxDelayMs", 0))
 	if mv := v.get("maxRestarts"); !mv.missing() {
 		if f, ok := mv.finite(); ok && isInteger(f) && f >= 0 {
-			n := int(math.Min(f, math.MaxInt32))
+			n := clampInt(f)
 			r.MaxRestarts = &n
 		} else {
 			d.issues.add(key+".maxRestarts must be a non-negative integer", "Set "+key+".maxRestarts to a non-negative integer (0 disables automatic restarts), or omit it for unlimited restarts.")
@@ -620,7 +623,7 @@ func (d *decoder) retention(v value, r *ReleaseRetention) {
 		d.issues.add("releaseRetention.keep must be a non-negative integer", "Set releaseRetention.keep to a non-negative integer, e.g. 10.")
 		keep = DefaultKeep
 	}
-	r.Keep = int(math.Min(keep, math.MaxInt32))
+	r.Keep = clampInt(keep)
 	r.MaxAgeMs = Millis(d.nonNegative(maxAge, "releaseRetention.maxAgeMs", 0))
 }
 

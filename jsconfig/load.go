@@ -58,11 +58,11 @@ func Check(abs string, opts Options) (plan *Plan, issues []Issue, err error) {
 	if _, err := readFileNode(abs); err != nil {
 		return nil, nil, &LoadError{Message: err.Error()}
 	}
-	code, err := bundleConfig(abs)
+	b, err := bundleConfig(abs)
 	if err != nil {
 		return nil, nil, err
 	}
-	o := evaluate(abs, code, deadline, opts)
+	o := evaluate(abs, b, deadline, opts)
 	return o.plan, o.issues, o.err
 }
 

@@ -56,6 +56,26 @@ const prelude = `(function (g) {
   g.queueMicrotask = function (fn) { Promise.resolve().then(wrap(fn)); };
   g.process.nextTick = function (fn) { var rest = Array.prototype.slice.call(arguments, 1); Promise.resolve().then(function () { wrap(fn).apply(undefined, rest); }); };
   g.global = g;
+  g.structuredClone = function (value) {
+    var seen = new Map();
+    function clone(v) {
+      if (v === null || typeof v !== "object") {
+        if (typeof v === "function" || typeof v === "symbol") throw new Error(String(v) + " could not be cloned.");
+        return v;
+      }
+      if (seen.has(v)) return seen.get(v);
+      var out;
+      if (v instanceof Date) out = new Date(v.getTime());
+      else if (v instanceof RegExp) out = new RegExp(v.source, v.flags);
+      else if (v instanceof Map) { out = new Map(); seen.set(v, out); v.forEach(function (x, k) { out.set(clone(k), clone(x)); }); return out; }
+      else if (v instanceof Set) { out = new Set(); seen.set(v, out); v.forEach(function (x) { out.add(clone(x)); }); return out; }
+      else if (Array.isArray(v)) { out = []; seen.set(v, out); v.forEach(function (x, i) { out[i] = clone(x); }); return out; }
+      else { out = {}; seen.set(v, out); Object.keys(v).forEach(function (k) { out[k] = clone(v[k]); }); return out; }
+      seen.set(v, out);
+      return out;
+    }
+    return clone(value);
+  };
 })(globalThis);
 `
 
@@ -79,7 +99,7 @@ return { value: __rollbridgeValue };
 
 // evaluate runs the bundled config and decodes its default export, all
 // before deadline.
-func evaluate(abs, code string, deadline time.Time, opts Options) outcome {
+func evaluate(abs string, b *bundled, deadline time.Time, opts Options) outcome {
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
 	loop := eventloop.NewEventLoop(eventloop.EnableConsole(false), eventloop.WithRegistry(require.NewRegistry()))
@@ -101,11 +121,14 @@ func evaluate(abs, code string, deadline time.Time, opts Options) outcome {
 			}
 		}()
 		rt.install(finish)
+		for name, v := range b.globals {
+			rt.set(vm.GlobalObject(), name, v)
+		}
 		if _, err := vm.RunScript(abs, prelude); err != nil {
 			finish(outcome{err: rt.exceptionError(err)})
 			return
 		}
-		if _, err := vm.RunScript(abs, wrapBundle(code)); err != nil {
+		if _, err := vm.RunScript(abs, wrapBundle(b.code)); err != nil {
 			finish(outcome{err: rt.exceptionError(err)})
 		}
 	})
@@ -277,7 +300,11 @@ func (rt *jsRuntime) objectKeys(o *goja.Object) []string {
 	return keys
 }
 
-var esmOnlyGlobal = regexp.MustCompile(`^(module|exports|require|__dirname|__filename) is not defined$`)
+// esmOnlyGlobal matches a ReferenceError for a CommonJS-only name used in
+// an ES module; __dirname and __filename appear under their per-file names.
+var esmOnlyGlobal = regexp.MustCompile(`^(module|exports|require|__dirname|__filename|__rollbridge(Dirname|Filename)\d+) is not defined$`)
+
+var perFileGlobal = regexp.MustCompile(`^__rollbridge(Dirname|Filename)\d+`)
 
 // thrownMessage is the load-error text for a thrown value: an Error's
 // message, or the value converted to a string (config.md §2.5).
@@ -291,6 +318,12 @@ func (rt *jsRuntime) thrownMessage(v goja.Value) (msg string) {
 		msg = o.Get("message").String()
 		// CommonJS names do not exist in ES module code; say so as Node does.
 		if name := o.Get("name"); name != nil && name.String() == "ReferenceError" && esmOnlyGlobal.MatchString(msg) {
+			msg = perFileGlobal.ReplaceAllStringFunc(msg, func(g string) string {
+				if strings.Contains(g, "Dirname") {
+					return "__dirname"
+				}
+				return "__filename"
+			})
 			msg += " in ES module scope"
 			if strings.HasPrefix(msg, "require ") {
 				msg += ", you can use import instead"

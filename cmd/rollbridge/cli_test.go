@@ -94,6 +94,9 @@ func TestUsageErrors(t *testing.T) {
 		first string
 	}{
 		{[]string{"valdate"}, "error: unknown command 'valdate'\n(Did you mean validate?)\n\n"},
+		{[]string{"val"}, "error: unknown command 'val'\n\n"},
+		{[]string{"validate", "--jsn"}, "error: unknown option '--jsn'\n(Did you mean --json?)\n\n"},
+		{[]string{"validate", "-c", "-h", "--bogus"}, "error: unknown option '--bogus'\n\n"},
 		{[]string{"bogus"}, "error: unknown command 'bogus'\n\n"},
 		{[]string{"validate", "--bogus"}, "error: unknown option '--bogus'\n\n"},
 		{[]string{"validate", "-x"}, "error: unknown option '-x'\n\n"},
@@ -167,7 +170,7 @@ func TestCompletion(t *testing.T) {
 	if zsh.code != 0 || !strings.HasPrefix(zsh.stdout, "#compdef rollbridge") {
 		t.Fatalf("completion zsh: code %d", zsh.code)
 	}
-	for _, shell := range []string{"fish", "powershell"} {
+	for _, shell := range []string{"fish", "powershell", `a"b`} {
 		r := rollbridge(t, dir, "completion", shell)
 		if r.code != 1 || r.stdout != "" || r.stderr != `Unsupported shell "`+shell+`". Supported shells: bash, zsh.`+"\n" {
 			t.Errorf("completion %s: %+v", shell, r)

@@ -26,7 +26,7 @@ func newCompletionCommand(stderr io.Writer) *cobra.Command {
 			case "zsh":
 				return cmd.Root().GenZshCompletion(out)
 			}
-			fmt.Fprintf(stderr, "Unsupported shell %q. Supported shells: bash, zsh.\n", args[0])
+			fmt.Fprintf(stderr, "Unsupported shell \"%s\". Supported shells: bash, zsh.\n", args[0])
 			return exitCode(1)
 		},
 	}

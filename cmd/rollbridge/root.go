@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sort"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -40,7 +41,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 0
 	case errors.As(err, &code):
 		return int(code)
-	case errors.As(err, &usage) && asksForHelp(args):
+	case errors.As(err, &usage) && asksForHelp(usage.cmd, args):
 		// Help wins over every other problem on the line (cli.md §1.4).
 		usage.cmd.SetOut(stdout)
 		_ = usage.cmd.Help()
@@ -72,11 +73,13 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 			if len(args) == 0 {
 				return nil
 			}
-			text := "unknown command '" + args[0] + "'"
-			if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
-				text += "\n(Did you mean " + s[0] + "?)"
+			var names []string
+			for _, c := range cmd.Commands() {
+				if c.IsAvailableCommand() || c.Name() == "help" {
+					names = append(names, c.Name())
+				}
 			}
-			return &usageError{cmd: cmd, text: text}
+			return &usageError{cmd: cmd, text: "unknown command '" + args[0] + "'" + suggest(args[0], names)}
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cmd.SetOut(stderr)
@@ -84,7 +87,6 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 			return exitCode(1)
 		},
 	}
-	root.SuggestionsMinimumDistance = 2
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.SetVersionTemplate("rollbridge {{.Version}}\n")
@@ -158,13 +160,25 @@ func flagSpelling(f *pflag.Flag) string {
 	return s
 }
 
-func asksForHelp(args []string) bool {
-	for _, a := range args {
-		if a == "--" {
+// asksForHelp reports whether -h or --help appears as an option (not as
+// the value of an option that takes one) before any "--".
+func asksForHelp(cmd *cobra.Command, args []string) bool {
+	takesValue := func(f *pflag.Flag) bool { return f != nil && f.NoOptDefVal == "" }
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case a == "--":
 			return false
-		}
-		if a == "-h" || a == "--help" {
+		case a == "-h" || a == "--help":
 			return true
+		case strings.HasPrefix(a, "--") && !strings.Contains(a, "="):
+			if takesValue(cmd.Flags().Lookup(a[2:])) {
+				i++
+			}
+		case len(a) == 2 && a[0] == '-':
+			if takesValue(cmd.Flags().ShorthandLookup(a[1:])) {
+				i++
+			}
 		}
 	}
 	return false
@@ -186,7 +200,13 @@ func flagError(cmd *cobra.Command, err error) error {
 		if notExist.GetSpecifiedShortnames() != "" {
 			return &usageError{cmd: cmd, text: "unknown option '-" + name + "'"}
 		}
-		return &usageError{cmd: cmd, text: "unknown option '--" + name + "'"}
+		var longs []string
+		cmd.Flags().VisitAll(func(f *pflag.Flag) {
+			if !f.Hidden {
+				longs = append(longs, "--"+f.Name)
+			}
+		})
+		return &usageError{cmd: cmd, text: "unknown option '--" + name + "'" + suggest("--"+name, longs)}
 	case errors.As(err, &needsValue):
 		return &usageError{cmd: cmd, text: "option '" + flagSpelling(needsValue.GetFlag()) + "' argument missing"}
 	}
@@ -240,3 +260,84 @@ Options:
 
 Use "{{.CommandPath}} [command] --help" for more information about a command.{{end}}
 `
+
+// suggest returns commander's "did you mean" line for a mistyped command
+// or long option: the candidates at the smallest edit distance (at most 3,
+// and similar enough), or "" when none is close.
+func suggest(word string, candidates []string) string {
+	const maxDistance, minSimilarity = 3, 0.4
+	options := strings.HasPrefix(word, "--")
+	if options {
+		word = word[2:]
+	}
+	var similar []string
+	best := maxDistance
+	for _, c := range candidates {
+		if options {
+			c = strings.TrimPrefix(c, "--")
+		}
+		if len(c) <= 1 {
+			continue
+		}
+		d := editDistance(word, c)
+		length := max(len(word), len(c))
+		if float64(length-d)/float64(length) <= minSimilarity {
+			continue
+		}
+		switch {
+		case d < best:
+			best, similar = d, []string{c}
+		case d == best:
+			similar = append(similar, c)
+		}
+	}
+	sort.Strings(similar)
+	if options {
+		for i := range similar {
+			similar[i] = "--" + similar[i]
+		}
+	}
+	switch len(similar) {
+	case 0:
+		return ""
+	case 1:
+		return "\n(Did you mean " + similar[0] + "?)"
+	}
+	return "\n(Did you mean one of " + strings.Join(similar, ", ") + "?)"
+}
+
+// editDistance is the optimal-string-alignment distance (Levenshtein with
+// adjacent transpositions) commander uses for its suggestions.
+func editDistance(a, b string) int {
+	if abs(len(a)-len(b)) > 3 {
+		return max(len(a), len(b))
+	}
+	d := make([][]int, len(a)+1)
+	for i := range d {
+		d[i] = make([]int, len(b)+1)
+		d[i][0] = i
+	}
+	for j := range d[0] {
+		d[0][j] = j
+	}
+	for j := 1; j <= len(b); j++ {
+		for i := 1; i <= len(a); i++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			d[i][j] = min(d[i-1][j]+1, d[i][j-1]+1, d[i-1][j-1]+cost)
+			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
+				d[i][j] = min(d[i][j], d[i-2][j-2]+1)
+			}
+		}
+	}
+	return d[len(a)][len(b)]
+}
+
+func abs(n int) int {
+	if n < 0 {
+		return -n
+	}
+	return n
+}
