@@ -1,0 +1,123 @@
+package runtime
+
+import (
+	"time"
+)
+
+// Child is one member of a process group, as status reports it.
+type Child struct {
+	Command  string
+	PID      int
+	RSSBytes *int64 // nil when it could not be read (a zombie, say)
+}
+
+// sampleGroup lists the members of the process group with their resident
+// memory. ok is false when the group cannot be listed (no /proc).
+func sampleGroup(g *groupScanner) (children []Child, total *int64, ok bool) {
+	members, ok := g.members()
+	if !ok {
+		return nil, nil, false
+	}
+	var sum int64
+	counted := false
+	for _, m := range members {
+		c := Child{Command: m.comm, PID: m.pid}
+		if m.state != 'Z' && m.state != 'X' { // a zombie has no memory to report
+			rss := m.rssBytes
+			c.RSSBytes = &rss
+			sum += rss
+			counted = true
+		}
+		children = append(children, c)
+	}
+	if counted {
+		total = &sum
+	}
+	return children, total, true
+}
+
+// checkMemory samples the group of spawn gen and applies the memory
+// policy (daemon.md §6.11): warn once above warnBytes, restart gracefully
+// above limitBytes.
+func (p *Process) checkMemory(gen int) {
+	p.mu.Lock()
+	p.memTimer = nil
+	mem := p.spec.Memory
+	if gen != p.generation || p.pid == 0 || p.memRestarting || mem == nil || p.stopRun != nil {
+		p.mu.Unlock()
+		return
+	}
+	if p.memScanner == nil || p.memScanner.pgid != p.pid {
+		p.memScanner = newGroupScanner(p.pid)
+	}
+	scanner := p.memScanner
+	p.mu.Unlock()
+
+	children, rss, ok := sampleGroup(scanner)
+
+	p.mu.Lock()
+	if gen != p.generation || p.pid == 0 || p.stopRun != nil {
+		p.mu.Unlock()
+		return
+	}
+	if ok && len(children) > 0 {
+		p.children = children
+		if rss != nil {
+			p.rssBytes = rss
+		}
+	}
+	id := p.spec.ID
+	var current int64
+	if p.rssBytes != nil {
+		current = *p.rssBytes
+	}
+	switch {
+	case p.rssBytes != nil && float64(current) > mem.LimitBytes:
+		p.memRestarting = true
+		p.mu.Unlock()
+		p.emit("memory limit exceeded", Field{"id", id}, Field{"limitBytes", mem.LimitBytes}, Field{"rssBytes", current})
+		go p.memoryRestart()
+		return
+	case mem.WarnBytes > 0 && p.rssBytes != nil && float64(current) > mem.WarnBytes:
+		warn := !p.memWarned
+		p.memWarned = true
+		p.rearmMemoryLocked(gen, mem.CheckInterval)
+		p.mu.Unlock()
+		if warn {
+			p.emit("memory warning", Field{"id", id}, Field{"rssBytes", current}, Field{"warnBytes", mem.WarnBytes})
+		}
+		return
+	case p.rssBytes != nil && float64(current) <= mem.WarnBytes:
+		p.memWarned = false
+	}
+	p.rearmMemoryLocked(gen, mem.CheckInterval)
+	p.mu.Unlock()
+}
+
+func (p *Process) rearmMemoryLocked(gen int, every time.Duration) {
+	p.memTimer = p.clock.AfterFunc(every, func() { p.checkMemory(gen) })
+}
+
+// memoryRestart stops the process gracefully and starts it again with
+// reason "memory", unless it was asked to stay down meanwhile or its
+// auto-restart gate closed.
+func (p *Process) memoryRestart() {
+	defer func() {
+		p.mu.Lock()
+		p.memRestarting = false
+		p.mu.Unlock()
+	}()
+	p.stop()
+	p.mu.Lock()
+	if p.stopRequested || !p.gateOpenLocked() {
+		p.mu.Unlock()
+		return
+	}
+	p.memoryRestarts++
+	p.lastMemRestart = p.clock.Now()
+	id := p.spec.ID
+	p.mu.Unlock()
+	if err := p.Start(ReasonMemory); err != nil {
+		p.emit("memory restart failed", Field{"error", err.Error()}, Field{"id", id})
+	}
+}

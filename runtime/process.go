@@ -1,0 +1,442 @@
+package runtime
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"os/exec"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// State is a managed process's state (daemon.md §1.4).
+type State string
+
+// The process states.
+const (
+	StateStarting State = "starting"
+	StateRunning  State = "running"
+	StateStopping State = "stopping"
+	StateStopped  State = "stopped"
+	StateFailed   State = "failed"
+)
+
+// Start reasons (daemon.md §6.8).
+const (
+	ReasonDeploy = "deploy"
+	ReasonCrash  = "crash"
+	ReasonManual = "manual"
+	ReasonMemory = "memory"
+)
+
+// Field is one key of an event's data, in emitted order.
+type Field struct {
+	Key   string
+	Value any
+}
+
+// Event is something a process reports: a start, an exit, a hook outcome,
+// a memory warning. The engine adds the release context and logs it.
+type Event struct {
+	Message string
+	Data    []Field
+}
+
+// Lifecycle holds the hooks of the graceful stop sequence; a nil or empty
+// command is not run.
+type Lifecycle struct {
+	QuietCommand string
+	DrainCommand string
+	StopCommand  string
+	DrainTimeout time.Duration // 0 skips the drain step
+}
+
+// RestartPolicy governs automatic restarts after a crash (daemon.md §6.7).
+type RestartPolicy struct {
+	Delay         time.Duration // restartDelayMs
+	MaxRestarts   *int          // nil: unlimited
+	Window        time.Duration // 0: the process's whole lifetime
+	BackoffFactor float64       // >= 1
+	MaxDelay      time.Duration // 0: no cap
+}
+
+// delay is Delay × BackoffFactor^n, capped at MaxDelay when set.
+func (r RestartPolicy) delay(n int) time.Duration {
+	d := float64(max(r.Delay, 0)) * math.Pow(max(r.BackoffFactor, 1), float64(n))
+	if r.MaxDelay > 0 && d > float64(r.MaxDelay) {
+		d = float64(r.MaxDelay)
+	}
+	if d > float64(math.MaxInt64) {
+		d = float64(math.MaxInt64)
+	}
+	return time.Duration(d)
+}
+
+// MemoryPolicy restarts a process whose group outgrows LimitBytes.
+type MemoryPolicy struct {
+	LimitBytes    float64
+	WarnBytes     float64 // 0: no warning
+	CheckInterval time.Duration
+}
+
+// Spec is the definition of a managed process. It can be replaced while
+// the process runs (UpdateSpec); a running child keeps going.
+type Spec struct {
+	ID           string // instance id, e.g. "worker#1"
+	Command      string // run with /bin/sh -c
+	Dir          string // working directory
+	Cwd          string // the working directory as status shows it
+	Env          []string
+	StopSignal   syscall.Signal
+	GracefulStop time.Duration
+	Indefinite   bool // never SIGKILL
+	Lifecycle    Lifecycle
+	Restart      RestartPolicy
+	Memory       *MemoryPolicy
+	OutputLines  int
+	// CanRestart is the auto-restart gate, asked when the process crashes
+	// and again when its restart timer fires; nil means always open.
+	CanRestart func() bool
+}
+
+// Options connect a process to its owner.
+type Options struct {
+	Clock    Clock             // SystemClock when nil
+	OnEvent  func(Event)       // may be nil
+	OnOutput func(OutputEntry) // each captured line; may be nil
+}
+
+// Process is one managed OS process and its supervision. All methods are
+// safe for concurrent use.
+type Process struct {
+	clock    Clock
+	onEvent  func(Event)
+	onOutput func(OutputEntry)
+	output   outputRing
+
+	mu              sync.Mutex
+	spec            Spec
+	state           State
+	pid             int // the running child, 0 when none
+	lastPid         int
+	generation      int // counts spawns; timers of an older spawn do nothing
+	exitCh          chan struct{}
+	startedAt       time.Time
+	lastStartReason string
+	exited          bool // exitCode/exitSignal are reported
+	exitCode        *int
+	exitSignal      *string
+	restarts        int
+	memoryRestarts  int
+	lastMemRestart  time.Time
+	rssBytes        *int64
+	children        []Child
+	restartTimer    Timer
+	restartHistory  []time.Time
+	memTimer        Timer
+	memScanner      *groupScanner // of the current spawn's group
+	memWarned       bool
+	memRestarting   bool
+	stopRun         *stopRun      // the stop of the current spawn, shared by callers
+	stopRequested   bool          // someone outside wants it down until the next Start
+	leftovers       chan struct{} // closed when the last crash's leftovers are gone
+}
+
+type stopRun struct{ done chan struct{} }
+
+// New returns a process in state stopped; nothing runs until Start.
+func New(spec Spec, opts Options) *Process {
+	p := &Process{clock: opts.Clock, onEvent: opts.OnEvent, onOutput: opts.OnOutput, spec: spec, state: StateStopped}
+	if p.clock == nil {
+		p.clock = SystemClock
+	}
+	p.output.setLimit(spec.OutputLines)
+	return p
+}
+
+func (p *Process) emit(message string, data ...Field) {
+	if p.onEvent != nil {
+		p.onEvent(Event{Message: message, Data: data})
+	}
+}
+
+// ID returns the instance id.
+func (p *Process) ID() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.spec.ID
+}
+
+// Spec returns the current definition.
+func (p *Process) Spec() Spec {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.spec
+}
+
+// State returns the current state.
+func (p *Process) State() State {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.state
+}
+
+// PID returns the running child's pid (also its process group), or 0.
+func (p *Process) PID() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.pid
+}
+
+// UpdateSpec replaces the definition without touching a running child
+// (daemon.md §6.12). A memory policy added here is checked from the next
+// spawn on; one removed is dropped at the next check.
+func (p *Process) UpdateSpec(spec Spec) {
+	p.mu.Lock()
+	p.spec = spec
+	p.mu.Unlock()
+	p.output.setLimit(spec.OutputLines)
+}
+
+// Start spawns the command unless a child is already running. A manual or
+// deploy start forgets earlier crash restarts, so a revived process gets
+// its full restart allowance again.
+func (p *Process) Start(reason string) error {
+	p.mu.Lock()
+	if p.pid != 0 || p.state == StateStarting {
+		p.mu.Unlock()
+		return nil
+	}
+	p.state = StateStarting
+	p.exited, p.exitCode, p.exitSignal = false, nil, nil
+	p.stopRun, p.stopRequested = nil, false
+	p.stopTimersLocked()
+	if reason == ReasonManual || reason == ReasonDeploy {
+		p.restartHistory = nil
+	}
+	spec := p.spec
+	p.mu.Unlock()
+
+	cmd, stdout, stderr, err := spawn(spec)
+	p.mu.Lock()
+	if err != nil {
+		p.state = StateFailed
+		p.mu.Unlock()
+		return err
+	}
+	p.pid = cmd.Process.Pid
+	p.lastPid = p.pid
+	p.generation++
+	gen := p.generation
+	p.startedAt = p.clock.Now()
+	p.lastStartReason = reason
+	p.state = StateRunning
+	p.memWarned = false
+	p.children, p.rssBytes = nil, nil
+	exitCh := make(chan struct{})
+	p.exitCh = exitCh
+	if spec.Memory != nil {
+		p.memTimer = p.clock.AfterFunc(spec.Memory.CheckInterval, func() { p.checkMemory(gen) })
+	}
+	p.mu.Unlock()
+
+	p.emit("process started", Field{"command", spec.Command}, Field{"id", spec.ID}, Field{"pid", cmd.Process.Pid}, Field{"reason", reason})
+	for _, s := range []struct {
+		f    *os.File
+		name string
+	}{{stdout, "stdout"}, {stderr, "stderr"}} {
+		go func() {
+			defer s.f.Close()
+			captureLines(s.f, s.name, time.Now, p.addOutput)
+		}()
+	}
+	go p.wait(cmd, gen, exitCh)
+	return nil
+}
+
+func (p *Process) addOutput(e OutputEntry) {
+	p.output.add(e)
+	if p.onOutput != nil {
+		p.onOutput(e)
+	}
+}
+
+// spawn starts the command in a new session (so its pid is its process
+// group) with stdin on /dev/null and stdout/stderr on pipes. The pipes are
+// plain files, so waiting for the shell never waits for grandchildren that
+// inherited them.
+func spawn(spec Spec) (cmd *exec.Cmd, stdout, stderr *os.File, err error) {
+	if fi, err := os.Stat(spec.Dir); err != nil {
+		return nil, nil, nil, fmt.Errorf("cannot start %s: working directory %s does not exist", spec.ID, spec.Dir)
+	} else if !fi.IsDir() {
+		return nil, nil, nil, fmt.Errorf("cannot start %s: working directory %s is not a directory", spec.ID, spec.Dir)
+	}
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("cannot start %s: %w", spec.ID, err)
+	}
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		outR.Close()
+		outW.Close()
+		return nil, nil, nil, fmt.Errorf("cannot start %s: %w", spec.ID, err)
+	}
+	cmd = exec.Command("/bin/sh", "-c", spec.Command)
+	cmd.Dir = spec.Dir
+	cmd.Env = spec.Env
+	cmd.Stdout, cmd.Stderr = outW, errW
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	err = cmd.Start()
+	outW.Close()
+	errW.Close()
+	if err != nil {
+		outR.Close()
+		errR.Close()
+		return nil, nil, nil, fmt.Errorf("cannot start %s: %w", spec.ID, err)
+	}
+	return cmd, outR, errR, nil
+}
+
+// wait observes the child's exit, records it and applies the restart
+// policy when the exit was not asked for.
+func (p *Process) wait(cmd *exec.Cmd, gen int, exitCh chan struct{}) {
+	err := cmd.Wait()
+	var code *int
+	var signal *string
+	var exitErr *exec.ExitError
+	switch {
+	case err == nil:
+		zero := 0
+		code = &zero
+	case errors.As(err, &exitErr):
+		if ws, ok := exitErr.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			name := unix.SignalName(ws.Signal())
+			signal = &name
+		} else {
+			c := exitErr.ExitCode()
+			code = &c
+		}
+	}
+	p.mu.Lock()
+	p.pid = 0
+	p.exited, p.exitCode, p.exitSignal = true, code, signal
+	p.rssBytes, p.children = nil, nil
+	if p.memTimer != nil {
+		p.memTimer.Stop()
+		p.memTimer = nil
+	}
+	intentional := p.stopRun != nil
+	var leftovers chan struct{}
+	if !intentional {
+		p.state = StateFailed
+		// Processes the command left in its group belong to a dead instance:
+		// stop them now, while the group is known to be ours, so nothing
+		// leaks and a restart never runs beside an old copy.
+		leftovers = make(chan struct{})
+		p.leftovers = leftovers
+	} // an intentional stop sets "stopped" once the whole group is gone
+	spec := p.spec
+	pgid := cmd.Process.Pid
+	p.mu.Unlock()
+	close(exitCh)
+	p.emit("process exited", Field{"code", nullableInt(code)}, Field{"id", spec.ID}, Field{"signal", nullableString(signal)})
+	if !intentional {
+		if groupAlive(pgid) {
+			terminateGroup(spec, pgid, p.emit)
+		}
+		close(leftovers)
+		p.scheduleRestart(gen)
+	}
+}
+
+func nullableInt(v *int) any {
+	if v == nil {
+		return nil
+	}
+	return *v
+}
+
+func nullableString(v *string) any {
+	if v == nil {
+		return nil
+	}
+	return *v
+}
+
+// scheduleRestart applies the restart policy after a crash of spawn gen.
+func (p *Process) scheduleRestart(gen int) {
+	p.mu.Lock()
+	if p.stopRun != nil || p.generation != gen || !p.gateOpenLocked() {
+		p.mu.Unlock()
+		return
+	}
+	r := p.spec.Restart
+	id := p.spec.ID
+	var delay time.Duration
+	if r.MaxRestarts == nil && r.BackoffFactor <= 1 {
+		delay = r.delay(0)
+	} else {
+		now := p.clock.Now()
+		if r.Window > 0 {
+			kept := p.restartHistory[:0]
+			for _, t := range p.restartHistory {
+				if t.After(now.Add(-r.Window)) {
+					kept = append(kept, t)
+				}
+			}
+			p.restartHistory = kept
+		}
+		if r.MaxRestarts != nil && len(p.restartHistory) >= *r.MaxRestarts {
+			p.mu.Unlock()
+			p.emit("restart limit reached", Field{"id", id}, Field{"maxRestarts", *r.MaxRestarts}, Field{"windowMs", millis(r.Window)})
+			return
+		}
+		delay = r.delay(len(p.restartHistory))
+		p.restartHistory = append(p.restartHistory, now)
+	}
+	p.restartTimer = p.clock.AfterFunc(delay, func() { p.restartAfterCrash(gen) })
+	p.mu.Unlock()
+}
+
+// restartAfterCrash runs when a restart delay elapses. The gate is asked
+// again: the release may have started draining meanwhile.
+func (p *Process) restartAfterCrash(gen int) {
+	p.mu.Lock()
+	if p.stopRun != nil || p.generation != gen || p.pid != 0 || p.state == StateStarting || !p.gateOpenLocked() {
+		p.mu.Unlock()
+		return
+	}
+	p.restartTimer = nil
+	p.restarts++
+	id := p.spec.ID
+	p.mu.Unlock()
+	if err := p.Start(ReasonCrash); err != nil {
+		p.emit("process restart failed", Field{"error", err.Error()}, Field{"id", id})
+		// A failed respawn is another crash: the policy goes on.
+		p.scheduleRestart(gen)
+	}
+}
+
+func (p *Process) gateOpenLocked() bool {
+	return p.spec.CanRestart == nil || p.spec.CanRestart()
+}
+
+func (p *Process) stopTimersLocked() {
+	if p.restartTimer != nil {
+		p.restartTimer.Stop()
+		p.restartTimer = nil
+	}
+	if p.memTimer != nil {
+		p.memTimer.Stop()
+		p.memTimer = nil
+	}
+}
+
+func millis(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+func itoa(n int) string { return strconv.Itoa(n) }

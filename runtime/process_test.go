@@ -1,0 +1,332 @@
+package runtime
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func TestStartStatusAndStop(t *testing.T) {
+	spec := baseSpec(t, fixture+" -lines 3 -stderr oops")
+	spec.ID, spec.Cwd = "web", "backend"
+	p, rec := newProcess(t, spec, nil)
+	if s := p.Status(); s.State != StateStopped || s.PID != 0 || s.StartedAt != nil {
+		t.Fatalf("a new process is stopped and never started: %+v", s)
+	}
+	if err := p.Start(ReasonDeploy); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "4 captured lines", 5*time.Second, func() bool { return len(p.Status().Logs) == 4 })
+	s := p.Status()
+	if s.State != StateRunning || s.PID == 0 || s.StartedAt == nil || s.UptimeMs == nil || s.LastStartReason != "deploy" || s.Exited {
+		t.Fatalf("running status: %+v", s)
+	}
+	var stderr []string
+	for _, l := range s.Logs {
+		if l.Stream == "stderr" {
+			stderr = append(stderr, l.Line)
+		}
+	}
+	if !reflect.DeepEqual(stderr, []string{"oops"}) {
+		t.Fatalf("stderr lines %v", stderr)
+	}
+	started := rec.find("process started", 0)
+	if got := dataString(started); got != "command="+spec.Command+" id=web pid="+itoa(s.PID)+" reason=deploy" {
+		t.Fatalf("process started data: %s", got)
+	}
+	if err := p.Start(ReasonManual); err != nil || p.PID() != s.PID {
+		t.Fatalf("Start on a running process is a no-op: %v", err)
+	}
+
+	p.Stop()
+	s = p.Status()
+	if s.State != StateStopped || s.PID != 0 || s.UptimeMs != nil || !s.Exited || s.ExitCode != nil || s.ExitSignal == nil || *s.ExitSignal != "SIGTERM" {
+		t.Fatalf("stopped status: %+v", s)
+	}
+	if got := dataString(rec.find("process exited", 0)); got != "code=<nil> id=web signal=SIGTERM" {
+		t.Fatalf("process exited data: %s", got)
+	}
+	raw, err := json.Marshal(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keys []string
+	dec := json.NewDecoder(strings.NewReader(string(raw)))
+	dec.Token()
+	for dec.More() {
+		k, _ := dec.Token()
+		keys = append(keys, k.(string))
+		var skip json.RawMessage
+		dec.Decode(&skip)
+	}
+	want := []string{"children", "command", "cwd", "exitCode", "exitSignal", "id", "lastStartReason", "logs", "memoryRestarts", "restarts", "startedAt", "state"}
+	if !reflect.DeepEqual(keys, want) {
+		t.Fatalf("status keys %v\nwant %v", keys, want)
+	}
+	if !strings.Contains(string(raw), `"children":[],`) || !strings.Contains(string(raw), `"exitCode":null,"exitSignal":"SIGTERM"`) {
+		t.Fatalf("status JSON: %s", raw)
+	}
+	if rec.count("process stop timed out; sending SIGKILL") != 0 {
+		t.Fatal("a process that obeys SIGTERM is not SIGKILLed")
+	}
+}
+
+// The stop sequence runs quiet, drain and stop hooks in order with
+// ROLLBRIDGE_PID, reports a failing hook and goes on, and SIGKILLs the
+// group after gracefulStopMs (daemon.md §6.5, the captured "hooks" run).
+func TestStopSequenceHooks(t *testing.T) {
+	dir := t.TempDir()
+	log := filepath.Join(dir, "hooks.log")
+	spec := baseSpec(t, fixture+" -ignore SIGTERM")
+	spec.ID = "hooks"
+	spec.GracefulStop = 700 * time.Millisecond
+	spec.Lifecycle = Lifecycle{
+		QuietCommand: "echo quiet pid=$ROLLBRIDGE_PID >> " + log,
+		DrainCommand: "echo drain >> " + log + "; exit 4",
+		DrainTimeout: 2 * time.Second,
+		StopCommand:  "echo stop pid=$ROLLBRIDGE_PID >> " + log,
+	}
+	p, rec := newProcess(t, spec, nil)
+	if err := p.Start(ReasonDeploy); err != nil {
+		t.Fatal(err)
+	}
+	pid := p.PID()
+	p.Stop()
+	data, _ := os.ReadFile(log)
+	if want := "quiet pid=" + itoa(pid) + "\ndrain\nstop pid=" + itoa(pid) + "\n"; string(data) != want {
+		t.Fatalf("hooks ran as\n%s\nwant\n%s", data, want)
+	}
+	msgs := rec.messages()
+	want := []string{"process started", "drain command exited non-zero", "process stop timed out; sending SIGKILL", "process exited"}
+	if !reflect.DeepEqual(msgs, want) {
+		t.Fatalf("events %v\nwant %v", msgs, want)
+	}
+	if got := dataString(rec.find("drain command exited non-zero", 0)); got != "code=4 id=hooks" {
+		t.Fatalf("drain event: %s", got)
+	}
+	if got := dataString(rec.find("process stop timed out; sending SIGKILL", 0)); got != "id=hooks pid="+itoa(pid) {
+		t.Fatalf("SIGKILL event: %s", got)
+	}
+	if got := dataString(rec.find("process exited", 0)); got != "code=<nil> id=hooks signal=SIGKILL" {
+		t.Fatalf("exit event: %s", got)
+	}
+	if s := p.Status(); s.State != StateStopped || groupAlive(pid) {
+		t.Fatalf("after stop: %s, group alive %v", s.State, groupAlive(pid))
+	}
+}
+
+func TestStopSignalGracefulExit(t *testing.T) {
+	dir := t.TempDir()
+	sigs := filepath.Join(dir, "signals")
+	spec := baseSpec(t, "exec "+fixture+" -on-signal SIGINT -signal-file "+sigs+" -exit-after 100ms")
+	spec.StopSignal = syscall.SIGINT
+	p, rec := newProcess(t, spec, nil)
+	if err := p.Start(ReasonDeploy); err != nil {
+		t.Fatal(err)
+	}
+	waitForTrapOf(t, p.PID(), syscall.SIGINT)
+	p.Stop()
+	if got := fileLines(t, sigs); !reflect.DeepEqual(got, []string{"SIGINT"}) {
+		t.Fatalf("signals received: %v", got)
+	}
+	s := p.Status()
+	if s.ExitCode == nil || *s.ExitCode != 0 || s.ExitSignal != nil || rec.count("process stop timed out; sending SIGKILL") != 0 {
+		t.Fatalf("a worker that drains on SIGINT exits 0 without SIGKILL: %+v", s)
+	}
+}
+
+// Signals go to the whole group: grandchildren that ignore SIGTERM are
+// SIGKILLed with it, and nothing of the group is left after Stop.
+func TestStopKillsGrandchildren(t *testing.T) {
+	pidFile := filepath.Join(t.TempDir(), "pids")
+	spec := baseSpec(t, fixture+" -ignore SIGTERM -grandchildren 3 -pid-file "+pidFile)
+	spec.GracefulStop = 200 * time.Millisecond
+	p, rec := newProcess(t, spec, nil)
+	if err := p.Start(ReasonDeploy); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the pid file", 5*time.Second, func() bool { _, err := os.Stat(pidFile); return err == nil })
+	pids := readPids(t, pidFile)
+	if len(pids) != 4 {
+		t.Fatalf("pids %v", pids)
+	}
+	p.Stop()
+	for _, pid := range pids {
+		if alive(pid) {
+			t.Errorf("group member %d survived the stop", pid)
+		}
+	}
+	if rec.count("process stop timed out; sending SIGKILL") != 1 {
+		t.Fatalf("events %v", rec.messages())
+	}
+}
+
+// A command that forks and exits leaves its child in the group; the child
+// is stopped when the leader's exit is seen, and the process is "failed".
+func TestForkAndExitLeavesNothing(t *testing.T) {
+	pidFile := filepath.Join(t.TempDir(), "pid")
+	spec := baseSpec(t, fixture+" -sleep & echo $! > "+pidFile+"; exit 0")
+	spec.GracefulStop = 300 * time.Millisecond
+	zero := 0
+	spec.Restart = RestartPolicy{Delay: time.Millisecond, BackoffFactor: 1, MaxRestarts: &zero}
+	p, rec := newProcess(t, spec, nil)
+	if err := p.Start(ReasonDeploy); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "restart limit reached", 5*time.Second, func() bool { return rec.count("restart limit reached") == 1 })
+	child := readPids(t, pidFile)[0]
+	if alive(child) {
+		t.Fatalf("the forked child %d outlived its exited leader", child)
+	}
+	s := p.Status()
+	if s.State != StateFailed || s.ExitCode == nil || *s.ExitCode != 0 {
+		t.Fatalf("status %+v", s)
+	}
+	p.Stop()
+	if p.State() != StateStopped {
+		t.Fatal("Stop of a failed process leaves it stopped")
+	}
+}
+
+func TestIndefiniteGracefulStopNeverKills(t *testing.T) {
+	spec := baseSpec(t, "exec "+fixture+" -on-signal SIGTERM -exit-after 400ms")
+	spec.Indefinite = true
+	spec.GracefulStop = 0
+	p, rec := newProcess(t, spec, nil)
+	if err := p.Start(ReasonDeploy); err != nil {
+		t.Fatal(err)
+	}
+	waitForTrapOf(t, p.PID(), syscall.SIGTERM)
+	p.Stop()
+	if rec.count("process stop timed out; sending SIGKILL") != 0 {
+		t.Fatal("gracefulStopMs: \"indefinite\" never sends SIGKILL")
+	}
+	if s := p.Status(); s.ExitCode == nil || *s.ExitCode != 0 {
+		t.Fatalf("status %+v", s)
+	}
+}
+
+// waitForTrapOf waits until pid has a handler for sig (its /proc status
+// lists the signal as caught), so a test never signals it too early.
+func waitForTrapOf(t *testing.T, pid int, sig syscall.Signal) {
+	t.Helper()
+	waitFor(t, "the signal handler", 5*time.Second, func() bool {
+		data, err := os.ReadFile("/proc/" + itoa(pid) + "/status")
+		if err != nil {
+			return false
+		}
+		for _, line := range strings.Split(string(data), "\n") {
+			if v, ok := strings.CutPrefix(line, "SigCgt:"); ok {
+				var mask uint64
+				for _, c := range strings.TrimSpace(v) {
+					mask = mask<<4 | uint64(strings.IndexRune("0123456789abcdef", c))
+				}
+				return mask&(1<<(uint(sig)-1)) != 0
+			}
+		}
+		return false
+	})
+}
+
+// A hook that hangs is killed at its bound with its whole group, and the
+// sequence goes on.
+func TestHangingHookIsBounded(t *testing.T) {
+	dir := t.TempDir()
+	hookPid := filepath.Join(dir, "hook.pid")
+	spec := baseSpec(t, fixture)
+	spec.GracefulStop = 300 * time.Millisecond
+	spec.Lifecycle.QuietCommand = "echo $$ > " + hookPid + "; sleep 30 & wait"
+	p, rec := newProcess(t, spec, nil)
+	if err := p.Start(ReasonDeploy); err != nil {
+		t.Fatal(err)
+	}
+	p.Stop()
+	if got := dataString(rec.find("quiet command timed out", 0)); got != "id=proc timeoutMs=300" {
+		t.Fatalf("timeout event %q in %v", got, rec.messages())
+	}
+	hook := readPids(t, hookPid)[0]
+	if groupAlive(hook) {
+		t.Fatal("the hung hook's group survived")
+	}
+	if p.State() != StateStopped {
+		t.Fatal("the sequence went on to stop the process")
+	}
+}
+
+func TestHookThatCannotStart(t *testing.T) {
+	spec := baseSpec(t, fixture)
+	spec.Lifecycle.QuietCommand = "true"
+	p, rec := newProcess(t, spec, nil)
+	if err := p.Start(ReasonDeploy); err != nil {
+		t.Fatal(err)
+	}
+	// The working directory vanishes: the hook cannot start there.
+	if err := os.Remove(spec.Dir); err != nil {
+		t.Fatal(err)
+	}
+	p.Stop()
+	data := rec.find("quiet command failed", 0)
+	if len(data) != 2 || data[0].Key != "error" || !strings.Contains(data[0].Value.(string), "no such file or directory") || data[1].Value != "proc" {
+		t.Fatalf("quiet command failed event: %v (events %v)", data, rec.messages())
+	}
+	if p.State() != StateStopped {
+		t.Fatal("the failing hook does not stop the sequence")
+	}
+}
+
+func TestConcurrentStopsShareOneRun(t *testing.T) {
+	log := filepath.Join(t.TempDir(), "quiet")
+	spec := baseSpec(t, fixture)
+	spec.Lifecycle.QuietCommand = "echo quiet >> " + log
+	p, _ := newProcess(t, spec, nil)
+	if err := p.Start(ReasonDeploy); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p.Stop()
+			if s := p.State(); s != StateStopped {
+				t.Errorf("Stop returned in state %s", s)
+			}
+		}()
+	}
+	wg.Wait()
+	if got := fileLines(t, log); len(got) != 1 {
+		t.Fatalf("the quiet hook ran %d times", len(got))
+	}
+}
+
+func TestBadCommandAndWorkingDirectory(t *testing.T) {
+	spec := baseSpec(t, "definitely-not-a-command-rollbridge")
+	zero := 0
+	spec.Restart.MaxRestarts = &zero
+	p, rec := newProcess(t, spec, nil)
+	if err := p.Start(ReasonDeploy); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the exit", 5*time.Second, func() bool { return p.State() == StateFailed && rec.count("restart limit reached") == 1 })
+	s := p.Status()
+	if s.ExitCode == nil || *s.ExitCode != 127 || len(s.Logs) != 1 || !strings.Contains(s.Logs[0].Line, "not found") {
+		t.Fatalf("a missing command exits 127 with the shell's message: %+v", s)
+	}
+
+	spec = baseSpec(t, fixture)
+	spec.Dir = filepath.Join(t.TempDir(), "nope")
+	q, qrec := newProcess(t, spec, nil)
+	err := q.Start(ReasonDeploy)
+	if err == nil || err.Error() != "cannot start proc: working directory "+spec.Dir+" does not exist" {
+		t.Fatalf("start in a missing cwd: %v", err)
+	}
+	if q.State() != StateFailed || q.PID() != 0 || len(qrec.messages()) != 0 {
+		t.Fatalf("state %s pid %d events %v", q.State(), q.PID(), qrec.messages())
+	}
+}
