@@ -148,7 +148,8 @@ func (c *TemplateContext) lookup(key string) (string, bool) {
 // RenderedProcess is a process definition ready to spawn.
 type RenderedProcess struct {
 	Command string
-	// Cwd is the rendered cwd as configured ("" when unset); status shows it.
+	// Cwd is what status shows: the rendered cwd as configured, or the
+	// release path when none is set (daemon.md §6.3).
 	Cwd string
 	// Dir is where the process runs: Cwd resolved against the release
 	// path when relative (config.md §10 #7), or the release path.
@@ -160,21 +161,22 @@ type RenderedProcess struct {
 // RenderProcess renders command, cwd and env of p for one instance, then
 // composes its environment on top of base (the daemon's own environment).
 func RenderProcess(p *jsconfig.Process, c *TemplateContext, base []string) (*RenderedProcess, error) {
-	r := &RenderedProcess{Dir: c.ReleasePath}
+	r := &RenderedProcess{Dir: c.ReleasePath, Cwd: c.ReleasePath}
 	var err error
 	if r.Command, err = c.Render(p.Command); err != nil {
 		return nil, err
 	}
 	if p.Cwd != nil && *p.Cwd != "" {
-		if r.Cwd, err = c.Render(*p.Cwd); err != nil {
+		cwd, err := c.Render(*p.Cwd)
+		if err != nil {
 			return nil, err
 		}
 		switch {
-		case r.Cwd == "": // rendered empty: the release path, as an empty cwd is
-		case filepath.IsAbs(r.Cwd):
-			r.Dir = r.Cwd
+		case cwd == "": // rendered empty: the release path, as an empty cwd is
+		case filepath.IsAbs(cwd):
+			r.Cwd, r.Dir = cwd, cwd
 		default:
-			r.Dir = filepath.Join(c.ReleasePath, r.Cwd)
+			r.Cwd, r.Dir = cwd, filepath.Join(c.ReleasePath, cwd)
 		}
 	}
 	env := make([]jsconfig.EnvVar, 0, len(p.Env))

@@ -142,12 +142,12 @@ func TestRenderProcessEnvironment(t *testing.T) {
 		t.Fatalf("ROLLBRIDGE_PORT is only set for a process with a port; dir %q", r.Dir)
 	}
 	r, _ = RenderProcess(&jsconfig.Process{ID: "job", Command: "run"}, c, nil)
-	if r.Dir != "releases/v1" || r.Cwd != "" {
+	if r.Dir != "releases/v1" || r.Cwd != "releases/v1" {
 		t.Fatalf("no cwd runs in the release path: %+v", r)
 	}
 	empty := "{{env.EMPTY}}"
 	r, _ = RenderProcess(&jsconfig.Process{ID: "job", Command: "run", Cwd: &empty}, c, nil)
-	if r.Dir != "releases/v1" || r.Cwd != "" {
+	if r.Dir != "releases/v1" || r.Cwd != "releases/v1" {
 		t.Fatalf("a cwd that renders empty runs in the release path: %+v", r)
 	}
 	if _, err := RenderProcess(&jsconfig.Process{ID: "job", Command: "run {{nope}}", Env: []jsconfig.EnvVar{{Name: "A", Value: "{{ alsoNope }}"}}}, c, nil); err == nil || err.Error() != "Missing template value for {{nope}}" {

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -53,7 +54,8 @@ func (h HealthCheck) Check(ctx context.Context) error {
 	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true, Proxy: nil}}
 	reason := "no attempts"
 	for !time.Now().After(deadline) {
-		timeout := max(h.Interval, minProbeTimeout)
+		full := max(h.Interval, minProbeTimeout)
+		timeout := full
 		if left := time.Until(deadline); left < timeout {
 			timeout = max(left, time.Millisecond)
 		}
@@ -63,6 +65,11 @@ func (h HealthCheck) Check(ctx context.Context) error {
 		}
 		if ok {
 			return nil
+		}
+		// A last probe cut short by the end of the window says nothing new
+		// about a server that answered, say, HTTP 500 before: keep that.
+		if timeout < full && reason != "no attempts" && strings.HasPrefix(r, "timeout after ") {
+			continue
 		}
 		reason = r
 		if err := sleepCtx(ctx, max(h.Interval, 0)); err != nil {

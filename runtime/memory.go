@@ -116,8 +116,12 @@ func (p *Process) memoryRestart() {
 	p.memoryRestarts++
 	p.lastMemRestart = p.clock.Now()
 	id := p.spec.ID
+	gen := p.generation
 	p.mu.Unlock()
-	if err := p.Start(ReasonMemory); err != nil {
+	aborted := func() bool { return p.stopRequested || p.generation != gen }
+	if err := p.start(ReasonMemory, aborted); err != nil {
 		p.emit("memory restart failed", Field{"error", err.Error()}, Field{"id", id})
+		// Like a failed crash respawn: the restart policy takes over.
+		p.scheduleRestart(gen)
 	}
 }

@@ -144,6 +144,7 @@ type Process struct {
 	memRestarting   bool
 	stopRun         *stopRun      // the stop of the current spawn, shared by callers
 	stopRequested   bool          // someone outside wants it down until the next Start
+	spawnMu         sync.Mutex    // held across a spawn; a stop waits for it
 	leftovers       chan struct{} // closed when the last crash's leftovers are gone
 }
 
@@ -207,8 +208,18 @@ func (p *Process) UpdateSpec(spec Spec) {
 // deploy start forgets earlier crash restarts, so a revived process gets
 // its full restart allowance again.
 func (p *Process) Start(reason string) error {
+	return p.start(reason, nil)
+}
+
+// start spawns the command. abort, when given, is asked under the lock
+// right before the spawn: an automatic restart gives up there when a stop
+// was asked for since it was scheduled, so a stop can never be undone by a
+// restart that was already on its way.
+func (p *Process) start(reason string, abort func() bool) error {
+	p.spawnMu.Lock()
+	defer p.spawnMu.Unlock()
 	p.mu.Lock()
-	if p.pid != 0 || p.state == StateStarting {
+	if p.pid != 0 || (abort != nil && abort()) {
 		p.mu.Unlock()
 		return nil
 	}
@@ -415,7 +426,8 @@ func (p *Process) restartAfterCrash(gen int) {
 	p.restarts++
 	id := p.spec.ID
 	p.mu.Unlock()
-	if err := p.Start(ReasonCrash); err != nil {
+	aborted := func() bool { return p.stopRun != nil || p.generation != gen }
+	if err := p.start(ReasonCrash, aborted); err != nil {
 		p.emit("process restart failed", Field{"error", err.Error()}, Field{"id", id})
 		// A failed respawn is another crash: the policy goes on.
 		p.scheduleRestart(gen)

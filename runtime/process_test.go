@@ -124,13 +124,14 @@ func TestStopSequenceHooks(t *testing.T) {
 func TestStopSignalGracefulExit(t *testing.T) {
 	dir := t.TempDir()
 	sigs := filepath.Join(dir, "signals")
-	spec := baseSpec(t, "exec "+fixture+" -on-signal SIGINT -signal-file "+sigs+" -exit-after 100ms")
+	ready := filepath.Join(dir, "ready")
+	spec := baseSpec(t, "exec "+fixture+" -on-signal SIGINT -signal-file "+sigs+" -exit-after 100ms -pid-file "+ready)
 	spec.StopSignal = syscall.SIGINT
 	p, rec := newProcess(t, spec, nil)
 	if err := p.Start(ReasonDeploy); err != nil {
 		t.Fatal(err)
 	}
-	waitForTrapOf(t, p.PID(), syscall.SIGINT)
+	waitForFile(t, ready) // written once the trap is installed
 	p.Stop()
 	if got := fileLines(t, sigs); !reflect.DeepEqual(got, []string{"SIGINT"}) {
 		t.Fatalf("signals received: %v", got)
@@ -195,14 +196,15 @@ func TestForkAndExitLeavesNothing(t *testing.T) {
 }
 
 func TestIndefiniteGracefulStopNeverKills(t *testing.T) {
-	spec := baseSpec(t, "exec "+fixture+" -on-signal SIGTERM -exit-after 400ms")
+	ready := filepath.Join(t.TempDir(), "ready")
+	spec := baseSpec(t, "exec "+fixture+" -on-signal SIGTERM -exit-after 400ms -pid-file "+ready)
 	spec.Indefinite = true
 	spec.GracefulStop = 0
 	p, rec := newProcess(t, spec, nil)
 	if err := p.Start(ReasonDeploy); err != nil {
 		t.Fatal(err)
 	}
-	waitForTrapOf(t, p.PID(), syscall.SIGTERM)
+	waitForFile(t, ready)
 	p.Stop()
 	if rec.count("process stop timed out; sending SIGKILL") != 0 {
 		t.Fatal("gracefulStopMs: \"indefinite\" never sends SIGKILL")
@@ -210,28 +212,6 @@ func TestIndefiniteGracefulStopNeverKills(t *testing.T) {
 	if s := p.Status(); s.ExitCode == nil || *s.ExitCode != 0 {
 		t.Fatalf("status %+v", s)
 	}
-}
-
-// waitForTrapOf waits until pid has a handler for sig (its /proc status
-// lists the signal as caught), so a test never signals it too early.
-func waitForTrapOf(t *testing.T, pid int, sig syscall.Signal) {
-	t.Helper()
-	waitFor(t, "the signal handler", 5*time.Second, func() bool {
-		data, err := os.ReadFile("/proc/" + itoa(pid) + "/status")
-		if err != nil {
-			return false
-		}
-		for _, line := range strings.Split(string(data), "\n") {
-			if v, ok := strings.CutPrefix(line, "SigCgt:"); ok {
-				var mask uint64
-				for _, c := range strings.TrimSpace(v) {
-					mask = mask<<4 | uint64(strings.IndexRune("0123456789abcdef", c))
-				}
-				return mask&(1<<(uint(sig)-1)) != 0
-			}
-		}
-		return false
-	})
 }
 
 // A hook that hangs is killed at its bound with its whole group, and the

@@ -20,7 +20,7 @@ type groupMember struct {
 	pid      int
 	state    byte   // R, S, D, Z, X, …
 	comm     string // the name /proc/<pid>/comm holds
-	rssBytes int64  // resident set size, the VmRSS of /proc/<pid>/status
+	rssBytes int64  // resident set size: the rss pages of /proc/<pid>/stat (the same figure as VmRSS)
 }
 
 // procStat is what rollbridge reads from /proc/<pid>/stat.

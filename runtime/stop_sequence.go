@@ -44,7 +44,10 @@ func (p *Process) stop() {
 
 func (p *Process) stopSequence() {
 	// 1–2: quiesce. From here an exit is intentional and nothing restarts.
+	// A spawn in progress finishes first, so its child is stopped too.
+	p.spawnMu.Lock()
 	p.mu.Lock()
+	p.spawnMu.Unlock()
 	pgid := p.pid
 	if pgid == 0 {
 		pgid = p.lastPid

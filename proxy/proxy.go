@@ -1,0 +1,337 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"net/http/httputil"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// ShutdownGrace is how long Shutdown lets open client connections finish
+// after the listener closed before it closes them (daemon.md §10.2).
+const ShutdownGrace = 5 * time.Second
+
+// Proxy forwards requests to the active target. Its request path takes no
+// lock: the active target is an atomic pointer.
+type Proxy struct {
+	active   atomic.Pointer[Target]
+	onError  func(message string)
+	errorLog *log.Logger
+	server   *http.Server
+
+	mu      sync.Mutex
+	conns   map[*trackedConn]struct{}
+	closing bool
+}
+
+// Options configure a Proxy.
+type Options struct {
+	// OnError receives one message per failed upstream exchange, e.g.
+	// "connect ECONNREFUSED 127.0.0.1:18000" (the daemon's proxy error).
+	OnError func(message string)
+}
+
+// New returns a proxy with no active target: every request gets 503.
+func New(opts Options) *Proxy {
+	p := &Proxy{onError: opts.OnError, errorLog: log.New(io.Discard, "", 0), conns: map[*trackedConn]struct{}{}}
+	p.server = &http.Server{
+		Handler:     p,
+		IdleTimeout: 120 * time.Second, // above nginx's 60 s upstream keepalive_timeout
+		ErrorLog:    p.errorLog,
+	}
+	return p
+}
+
+// SetActive routes new requests and upgrades to t (nil: answer 503) and
+// returns the previous target. The previous target's idle pooled upstream
+// connections are closed at once; its requests in flight finish on it.
+func (p *Proxy) SetActive(t *Target) (previous *Target) {
+	previous = p.active.Swap(t)
+	if previous != nil && previous != t {
+		previous.CloseIdleConnections()
+	}
+	return previous
+}
+
+// Active returns the current target, or nil.
+func (p *Proxy) Active() *Target { return p.active.Load() }
+
+// Serve accepts connections on ln until Shutdown. It returns nil after a
+// shutdown.
+func (p *Proxy) Serve(ln net.Listener) error {
+	err := p.server.Serve(&trackingListener{Listener: ln, p: p})
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// Shutdown stops accepting, lets open client connections (requests,
+// WebSocket tunnels, idle keep-alive connections) finish for up to grace,
+// then closes what is left.
+func (p *Proxy) Shutdown(grace time.Duration) error {
+	p.mu.Lock()
+	p.closing = true
+	p.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	err := p.server.Shutdown(ctx) // closes the listener and idle connections
+	for !p.idle() && ctx.Err() == nil {
+		select {
+		case <-ctx.Done():
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	p.mu.Lock()
+	for c := range p.conns {
+		c.Conn.Close()
+	}
+	p.mu.Unlock()
+	if errors.Is(err, context.DeadlineExceeded) {
+		err = nil // the leftovers were closed: that is the bound working
+	}
+	return err
+}
+
+func (p *Proxy) idle() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.conns) == 0
+}
+
+// ServeHTTP routes one request to the target active when it arrives.
+func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	t := p.active.Load()
+	upgrade := upgradeType(r.Header)
+	if t == nil {
+		if upgrade != "" {
+			hijackAndWrite(w, "HTTP/1.1 503 Service Unavailable\r\n\r\n")
+			return
+		}
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		io.WriteString(w, "No active release\n")
+		return
+	}
+	if upgrade != "" {
+		t.websocket.Add(1)
+		defer t.done(&t.websocket)
+		if r.Method != http.MethodGet || !strings.EqualFold(upgrade, "websocket") {
+			hijackAndWrite(w, "") // not a WebSocket: drop it without an answer
+			return
+		}
+		t.rp.ServeHTTP(w, r)
+		return
+	}
+	t.http.Add(1)
+	defer t.done(&t.http)
+	t.rp.ServeHTTP(w, withoutReplay(r))
+}
+
+// withoutReplay stops Go's transport from sending a request again on a new
+// connection after it was fully written to a pooled one that then failed:
+// the application may have acted on it. A retry of a request none of whose
+// bytes reached the upstream stays allowed.
+func withoutReplay(r *http.Request) *http.Request {
+	ctx, cancel := context.WithCancelCause(r.Context())
+	var written atomic.Bool
+	trace := &httptrace.ClientTrace{
+		WroteRequest: func(info httptrace.WroteRequestInfo) {
+			if info.Err == nil {
+				written.Store(true)
+			}
+		},
+		GotConn: func(httptrace.GotConnInfo) {
+			if written.Load() {
+				cancel(errReplayRefused)
+			}
+		},
+	}
+	return r.WithContext(httptrace.WithClientTrace(ctx, trace))
+}
+
+var errReplayRefused = errors.New("upstream connection failed after the request was sent; it is not sent again")
+
+// rewrite prepares the upstream request: same method, path and query,
+// Host unchanged, X-Forwarded-* appended the way the reference does.
+func (t *Target) rewrite(pr *httputil.ProxyRequest) {
+	in, out := pr.In, pr.Out
+	out.URL.Scheme = "http"
+	out.URL.Host = t.addr
+	out.URL.RawQuery = in.URL.RawQuery // verbatim, as received
+	out.Host = in.Host
+	ip, _, err := net.SplitHostPort(in.RemoteAddr)
+	if err != nil {
+		ip = in.RemoteAddr
+	}
+	port := "80"
+	if i := strings.LastIndexByte(in.Host, ':'); i >= 0 && i+1 < len(in.Host) && allDigits(in.Host[i+1:]) {
+		port = in.Host[i+1:]
+	}
+	proto := "http"
+	upgrade := upgradeType(in.Header) != ""
+	if upgrade {
+		proto = "ws"
+	}
+	appendForwarded(out.Header, in.Header, "X-Forwarded-For", ip)
+	appendForwarded(out.Header, in.Header, "X-Forwarded-Port", port)
+	appendForwarded(out.Header, in.Header, "X-Forwarded-Proto", proto)
+	if !upgrade {
+		if v := in.Header.Values("X-Forwarded-Host"); len(v) > 0 {
+			out.Header["X-Forwarded-Host"] = v
+		} else {
+			out.Header["X-Forwarded-Host"] = []string{in.Host}
+		}
+	}
+}
+
+// appendForwarded sets name to the client's value + "," + v, or v.
+func appendForwarded(out, in http.Header, name, v string) {
+	if prior := in.Values(name); len(prior) > 0 {
+		v = strings.Join(prior, ", ") + "," + v
+	}
+	out[name] = []string{v}
+}
+
+func allDigits(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// upgradeType is the Upgrade header's value when Connection asks for an
+// upgrade, else "".
+func upgradeType(h http.Header) string {
+	for _, v := range h["Connection"] {
+		for _, tok := range strings.Split(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(tok), "upgrade") {
+				return h.Get("Upgrade")
+			}
+		}
+	}
+	return ""
+}
+
+// upstreamError answers a failed upstream exchange: 502 for a request
+// whose response has not started, a silently closed socket for an upgrade.
+func (p *Proxy) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
+	if r.Context().Err() != nil && !errors.Is(context.Cause(r.Context()), errReplayRefused) {
+		return // the client went away; there is nobody to answer
+	}
+	if p.onError != nil {
+		p.onError(upstreamMessage(err, r.Context()))
+	}
+	if upgradeType(r.Header) != "" {
+		hijackAndWrite(w, "")
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(http.StatusBadGateway)
+	io.WriteString(w, "Bad gateway\n")
+}
+
+// upstreamMessage describes an upstream failure the way the reference
+// logs it, e.g. "connect ECONNREFUSED 127.0.0.1:18000".
+func upstreamMessage(err error, ctx context.Context) string {
+	if cause := context.Cause(ctx); errors.Is(cause, errReplayRefused) {
+		return cause.Error()
+	}
+	var opErr *net.OpError
+	var errno syscall.Errno
+	if errors.As(err, &opErr) && errors.As(err, &errno) {
+		op := opErr.Op
+		if op == "dial" {
+			op = "connect"
+		}
+		addr := ""
+		if opErr.Addr != nil {
+			addr = " " + opErr.Addr.String()
+		}
+		return op + " " + unix.ErrnoName(errno) + addr
+	}
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return "socket hang up"
+	}
+	return err.Error()
+}
+
+// hijackAndWrite takes over the client connection, writes raw (maybe
+// nothing) and closes it.
+func hijackAndWrite(w http.ResponseWriter, raw string) {
+	conn, _, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		return
+	}
+	if raw != "" {
+		io.WriteString(conn, raw)
+	}
+	conn.Close()
+}
+
+// trackingListener remembers every accepted connection until it closes,
+// so Shutdown can end WebSocket tunnels (hijacked, so unknown to
+// http.Server) after the grace period.
+type trackingListener struct {
+	net.Listener
+	p *Proxy
+}
+
+func (l *trackingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	tc := &trackedConn{Conn: c, p: l.p}
+	l.p.mu.Lock()
+	if l.p.closing {
+		l.p.mu.Unlock()
+		c.Close()
+		return nil, net.ErrClosed
+	}
+	l.p.conns[tc] = struct{}{}
+	l.p.mu.Unlock()
+	return tc, nil
+}
+
+type trackedConn struct {
+	net.Conn
+	p    *Proxy
+	once sync.Once
+}
+
+func (c *trackedConn) Close() error {
+	c.once.Do(func() {
+		c.p.mu.Lock()
+		delete(c.p.conns, c)
+		c.p.mu.Unlock()
+	})
+	return c.Conn.Close()
+}
+
+// bufferPool recycles the 32 KiB copy buffers of the request path.
+var bufferPool = &syncBufferPool{}
+
+type syncBufferPool struct{ pool sync.Pool }
+
+func (b *syncBufferPool) Get() []byte {
+	if v := b.pool.Get(); v != nil {
+		return *(v.(*[]byte))
+	}
+	return make([]byte, 32<<10)
+}
+
+func (b *syncBufferPool) Put(buf []byte) { b.pool.Put(&buf) }

@@ -1,0 +1,102 @@
+// Package proxy is rollbridge's stable listener: it forwards HTTP requests
+// and WebSocket upgrades to the active target (the proxied process of the
+// active release), counts connections per target so a retiring release can
+// drain, and answers 503 while nothing is active. It knows nothing about
+// processes or releases beyond a target's id and address.
+package proxy
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"strconv"
+	"sync/atomic"
+	"time"
+)
+
+// IdleUpstreamTimeout closes pooled upstream connections before a Node.js
+// server's 5 s keep-alive timeout would, so the proxy never sends a request
+// on a connection the application is about to close.
+const IdleUpstreamTimeout = 4 * time.Second
+
+// Target is one upstream: the proxied process of a release. It owns a
+// keep-alive connection pool to that process and the release's connection
+// counters.
+type Target struct {
+	id        string
+	addr      string // host:port, IPv6 bracketed
+	transport *http.Transport
+	rp        *httputil.ReverseProxy
+
+	http      atomic.Int64
+	websocket atomic.Int64
+	idle      chan struct{} // signalled when the count drops to zero
+}
+
+// NewTarget returns a target for the upstream at host:port. id names it in
+// logs and status (the release id).
+func NewTarget(id, host string, port int, p *Proxy) *Target {
+	t := &Target{id: id, addr: net.JoinHostPort(host, strconv.Itoa(port)), idle: make(chan struct{}, 1)}
+	dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
+	t.transport = &http.Transport{
+		Proxy:                 nil, // never route upstream traffic through HTTP_PROXY
+		DialContext:           dialer.DialContext,
+		MaxIdleConns:          0,   // no overall limit: the per-host limit governs
+		MaxIdleConnsPerHost:   512, // Go's default of 2 would reconnect under load
+		IdleConnTimeout:       IdleUpstreamTimeout,
+		DisableCompression:    true, // pass the client's Accept-Encoding through
+		ExpectContinueTimeout: time.Second,
+		ForceAttemptHTTP2:     false,
+		WriteBufferSize:       32 << 10,
+		ReadBufferSize:        32 << 10,
+	}
+	t.rp = &httputil.ReverseProxy{
+		Rewrite:       t.rewrite,
+		Transport:     t.transport,
+		FlushInterval: -1, // stream responses as they come (SSE, long polls)
+		ErrorHandler:  p.upstreamError,
+		BufferPool:    bufferPool,
+		ErrorLog:      p.errorLog,
+	}
+	return t
+}
+
+// ID returns the target's id.
+func (t *Target) ID() string { return t.id }
+
+// Connections returns the in-flight HTTP requests and open WebSocket
+// tunnels of this target.
+func (t *Target) Connections() (httpCount, websocketCount int64) {
+	return t.http.Load(), t.websocket.Load()
+}
+
+func (t *Target) count() int64 { return t.http.Load() + t.websocket.Load() }
+
+func (t *Target) done(c *atomic.Int64) {
+	if c.Add(-1) == 0 && t.count() == 0 {
+		select {
+		case t.idle <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// WaitIdle returns when the target has no open connection, or when ctx
+// ends; it reports whether the target became idle.
+func (t *Target) WaitIdle(ctx context.Context) bool {
+	for {
+		if t.count() == 0 {
+			return true
+		}
+		select {
+		case <-t.idle:
+		case <-ctx.Done():
+			return t.count() == 0
+		}
+	}
+}
+
+// CloseIdleConnections closes the pooled upstream connections that are
+// not carrying a request; requests in flight finish normally.
+func (t *Target) CloseIdleConnections() { t.transport.CloseIdleConnections() }
