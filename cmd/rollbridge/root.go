@@ -98,8 +98,17 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	cobra.AddTemplateFunc("rollbridgeUseLine", useLine)
 	root.SetHelpCommand(newHelpCommand(root, stderr))
 
+	// The order of the reference's help (cli.md §1.1); commands of later
+	// work are added in their places as they land.
 	root.AddCommand(
+		newDaemonCommand(),
+		newDeployCommand(),
+		newEnsureDaemonCommand(),
+		newStatusCommand(),
+		newShutdownCommand(),
 		newValidateCommand(),
+		newLogsCommand(),
+		newEventsCommand(stderr),
 		newCompletionCommand(stderr),
 	)
 	for _, c := range root.Commands() {

@@ -1,0 +1,120 @@
+package main
+
+import (
+	"errors"
+	"math"
+	"time"
+
+	"github.com/rollbridge/rollbridge/engine"
+	"github.com/rollbridge/rollbridge/engine/control"
+	"github.com/rollbridge/rollbridge/jsconfig"
+	"github.com/spf13/cobra"
+)
+
+// daemonStartFlags are the options of ensure-daemon, shared by deploy.
+type daemonStartFlags struct {
+	logPath, pidPath, runtimePath, timeout string
+}
+
+func (f *daemonStartFlags) register(cmd *cobra.Command, forDeploy bool) {
+	logHelp, pidHelp, timeoutHelp := "Daemon log path", "Daemon PID file path", "How long to wait for the daemon to accept control commands"
+	if forDeploy {
+		logHelp = "Log path used when --ensure-daemon starts the daemon"
+		pidHelp = "PID file path used when --ensure-daemon starts the daemon"
+		timeoutHelp = "How long to wait for an ensured daemon to accept control commands"
+	}
+	cmd.Flags().StringVar(&f.logPath, "daemon-log-path", "", logHelp)
+	cmd.Flags().StringVar(&f.pidPath, "daemon-pid-path", "", pidHelp)
+	cmd.Flags().StringVar(&f.runtimePath, "daemon-runtime-path", "", "Directory for durable daemon runtime snapshots")
+	cmd.Flags().StringVar(&f.timeout, "daemon-start-timeout-ms", "10000", timeoutHelp)
+	for _, n := range []string{"daemon-log-path", "daemon-pid-path", "daemon-runtime-path"} {
+		setPlaceholder(cmd, n, "<path>")
+	}
+	setPlaceholder(cmd, "daemon-start-timeout-ms", "<ms>")
+}
+
+// ensure validates the timeout and ensures a daemon of this build runs.
+func (f *daemonStartFlags) ensure(plan *jsconfig.Plan) ([]byte, error) {
+	ms, ok := jsNumber(f.timeout)
+	if !ok || math.IsInf(ms, 0) || ms < 1 {
+		return nil, errors.New("--daemon-start-timeout-ms must be a positive number")
+	}
+	identity, err := engine.ExecutableIdentity(version)
+	if err != nil {
+		return nil, err
+	}
+	return engine.EnsureDaemon(engine.EnsureOptions{
+		Plan: plan, Identity: identity, LogPath: f.logPath, PIDPath: f.pidPath,
+		StartTimeout: time.Duration(ms * float64(time.Millisecond)), TimeoutText: f.timeout,
+	})
+}
+
+func newEnsureDaemonCommand() *cobra.Command {
+	var configPath string
+	var daemon daemonStartFlags
+	cmd := &cobra.Command{
+		Use:   "ensure-daemon",
+		Short: "Start the daemon if the control socket is not already accepting commands.",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			plan, err := loadPlan(cmd, configPath)
+			if err != nil {
+				return err
+			}
+			status, err := daemon.ensure(plan)
+			if err != nil {
+				return err
+			}
+			return printPretty(cmd.OutOrStdout(), status)
+		},
+	}
+	addConfigFlag(cmd, &configPath)
+	daemon.register(cmd, false)
+	return cmd
+}
+
+func newDeployCommand() *cobra.Command {
+	var configPath, releasePath, releaseID, revision string
+	var ensure bool
+	var daemon daemonStartFlags
+	cmd := &cobra.Command{
+		Use: "deploy",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if !cmd.Flags().Changed("release-path") {
+				return &usageError{cmd: cmd, text: "required option '--release-path <path>' not specified"}
+			}
+			plan, err := loadPlan(cmd, configPath)
+			if err != nil {
+				return err
+			}
+			if ensure {
+				if _, err := daemon.ensure(plan); err != nil {
+					return err
+				}
+			}
+			fields := []jsconfig.Field{}
+			if cmd.Flags().Changed("release-id") {
+				fields = append(fields, jsconfig.Field{Key: "releaseId", Value: releaseID})
+			}
+			fields = append(fields, jsconfig.Field{Key: "releasePath", Value: releasePath})
+			if cmd.Flags().Changed("revision") {
+				fields = append(fields, jsconfig.Field{Key: "revision", Value: revision})
+			}
+			// A deploy runs as long as boot and health check take.
+			raw, err := control.Call(plan.Control.Path, control.SortedRequest("deploy", fields...), 0)
+			if err != nil {
+				return err
+			}
+			return printPretty(cmd.OutOrStdout(), raw)
+		},
+	}
+	addConfigFlag(cmd, &configPath)
+	cmd.Flags().StringVar(&releasePath, "release-path", "", "Release path")
+	cmd.Flags().StringVar(&releaseID, "release-id", "", "Release id")
+	cmd.Flags().StringVar(&revision, "revision", "", "Revision")
+	cmd.Flags().BoolVar(&ensure, "ensure-daemon", false, "Start the Rollbridge daemon if it is not already running")
+	setPlaceholder(cmd, "release-path", "<path>")
+	setPlaceholder(cmd, "release-id", "<id>")
+	setPlaceholder(cmd, "revision", "<sha>")
+	daemon.register(cmd, true)
+	return cmd
+}

@@ -1,0 +1,57 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/rollbridge/rollbridge/engine/control"
+	"github.com/rollbridge/rollbridge/jsconfig"
+)
+
+// HandleControl answers one control request (daemon.md §2.4). Mutating
+// commands take the operation lock; status and events never wait.
+func (e *Engine) HandleControl(ctx context.Context, req *control.Request, conn *control.Conn) ([]byte, error) {
+	switch req.Command {
+	case "status":
+		return e.statusJSON()
+	case "events":
+		limit, limited := req.Number("limit")
+		return e.eventsJSON(limit, limited)
+	case "deploy":
+		path, err := req.RequiredString("releasePath")
+		if err != nil {
+			return nil, err
+		}
+		id, _, err := req.OptionalString("releaseId")
+		if err != nil {
+			return nil, err
+		}
+		revision, revisionSet, err := req.OptionalString("revision")
+		if err != nil {
+			return nil, err
+		}
+		if err := e.ops.acquire(); err != nil {
+			return nil, err
+		}
+		defer e.ops.release()
+		result, err := e.deploy(DeployRequest{ReleasePath: path, ReleaseID: id, Revision: revision, RevisionSet: revisionSet})
+		if err != nil {
+			return nil, err
+		}
+		return deployReply(result)
+	case "shutdown":
+		if err := e.Shutdown(conn); err != nil {
+			return nil, err
+		}
+		return jsconfig.Object{{Key: "message", Value: "shutdown"}}.MarshalJSON()
+	}
+	return nil, fmt.Errorf("Unknown command: %s", req.Command)
+}
+
+func deployReply(r DeployResult) ([]byte, error) {
+	var prev any
+	if r.PreviousReleaseID != nil {
+		prev = *r.PreviousReleaseID
+	}
+	return jsconfig.Object{{Key: "activeReleaseId", Value: r.ActiveReleaseID}, {Key: "previousReleaseId", Value: prev}}.MarshalJSON()
+}

@@ -1,0 +1,125 @@
+package control
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// ConnectTimeout bounds connecting to the control socket (cli.md §1.8).
+const ConnectTimeout = 5 * time.Second
+
+// ReadTimeout bounds waiting for the answer of a read-only command.
+const ReadTimeout = 30 * time.Second
+
+// Call sends one request to the daemon at path and returns the raw
+// response line of a success. readTimeout 0 waits as long as the command
+// runs (deploys, stops). Errors carry the CLI's texts: connect <ERRNO>
+// <path>, a closed connection, an invalid or error response.
+func Call(path string, request []byte, readTimeout time.Duration) ([]byte, error) {
+	conn, err := Dial(path)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	if readTimeout > 0 {
+		_ = conn.SetReadDeadline(time.Now().Add(readTimeout))
+	}
+	if _, err := conn.Write(append(append([]byte(nil), request...), '\n')); err != nil {
+		return nil, fmt.Errorf("Rollbridge daemon at %s closed the connection without a response", path)
+	}
+	line, err := ReadResponse(bufio.NewReader(conn), path)
+	if err != nil {
+		return nil, err
+	}
+	return line, nil
+}
+
+// Dial connects to the control socket with the connect timeout.
+func Dial(path string) (net.Conn, error) {
+	conn, err := net.DialTimeout("unix", path, ConnectTimeout)
+	if err != nil {
+		return nil, ConnectError(err, path)
+	}
+	return conn, nil
+}
+
+// ConnectError formats a failed connect as "connect <ERRNO> <path>".
+func ConnectError(err error, path string) error {
+	var errno syscall.Errno
+	code := "ECONNREFUSED"
+	switch {
+	case errors.As(err, &errno):
+		code = unix.ErrnoName(errno)
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		code = "ETIMEDOUT"
+	}
+	return &DialError{Code: code, Path: path}
+}
+
+// DialError is a failed connection to the control socket.
+type DialError struct {
+	Code string // ENOENT, ECONNREFUSED, EACCES, …
+	Path string
+}
+
+func (e *DialError) Error() string { return "connect " + e.Code + " " + e.Path }
+
+// NoDaemon reports whether err means nothing listens at the socket.
+func NoDaemon(err error) bool {
+	var de *DialError
+	return errors.As(err, &de) && (de.Code == "ENOENT" || de.Code == "ECONNREFUSED")
+}
+
+// ReadResponse reads and checks the first response line: it must be a
+// JSON object; one with "status":"error" becomes a *DaemonError.
+func ReadResponse(r *bufio.Reader, path string) ([]byte, error) {
+	line, err := r.ReadBytes('\n')
+	if err != nil {
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			return nil, fmt.Errorf("Timed out waiting for a response from %s", path)
+		}
+		return nil, fmt.Errorf("Rollbridge daemon at %s closed the connection without a response", path)
+	}
+	line = line[:len(line)-1]
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(line, &obj); err != nil {
+		return nil, fmt.Errorf("Invalid response from Rollbridge daemon at %s: %s", path, jsonDetail(err))
+	}
+	var status string
+	_ = json.Unmarshal(obj["status"], &status)
+	if status == "error" {
+		var msg string
+		_ = json.Unmarshal(obj["error"], &msg)
+		if msg == "" {
+			msg = "Unknown Rollbridge error"
+		}
+		return nil, &DaemonError{Message: msg}
+	}
+	return line, nil
+}
+
+// DaemonError is an error reply of the daemon, relayed verbatim.
+type DaemonError struct{ Message string }
+
+func (e *DaemonError) Error() string { return e.Message }
+
+func jsonDetail(err error) string {
+	var se *json.SyntaxError
+	if errors.As(err, &se) {
+		return fmt.Sprintf("%s (at byte %d)", se.Error(), se.Offset)
+	}
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		return "the response is not a JSON object"
+	}
+	return err.Error()
+}

@@ -1,0 +1,237 @@
+package control
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// Handler runs one control request and returns the JSON object of a
+// success response (without "status"), or an error whose message is sent.
+type Handler interface {
+	HandleControl(ctx context.Context, req *Request, conn *Conn) ([]byte, error)
+}
+
+// Server accepts control connections and answers their requests. Lines of
+// one connection are handled in order, each answered with one line.
+type Server struct {
+	handler Handler
+	// OnConnError is told about socket errors on a connection ("control
+	// connection error": the errno name or "", and the message).
+	OnConnError func(code, message string)
+	// OnCommandError is told about every request answered with an error.
+	OnCommandError func(message string)
+
+	mu      sync.Mutex
+	ln      net.Listener
+	conns   map[*Conn]struct{}
+	closing bool
+	wg      sync.WaitGroup
+}
+
+// Conn is one control connection.
+type Conn struct {
+	c net.Conn
+	s *Server
+
+	mu         sync.Mutex
+	busy       bool // a request is being handled
+	closeAfter bool // close once the current reply is written
+	closed     bool
+}
+
+// NewServer returns a server that dispatches to h.
+func NewServer(h Handler) *Server {
+	return &Server{handler: h, conns: map[*Conn]struct{}{}}
+}
+
+// Serve accepts connections on ln until Close.
+func (s *Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	s.ln = ln
+	s.mu.Unlock()
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			s.mu.Lock()
+			closing := s.closing
+			s.mu.Unlock()
+			if closing || errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			return err
+		}
+		conn := &Conn{c: c, s: s}
+		s.mu.Lock()
+		if s.closing {
+			s.mu.Unlock()
+			c.Close()
+			continue
+		}
+		s.conns[conn] = struct{}{}
+		s.wg.Add(1)
+		s.mu.Unlock()
+		go conn.serve()
+	}
+}
+
+// Close stops accepting and closes every connection but except: idle ones
+// at once, busy ones as soon as their current reply is written. It does
+// not wait for them.
+func (s *Server) Close(except *Conn) {
+	s.mu.Lock()
+	s.closing = true
+	ln := s.ln
+	conns := make([]*Conn, 0, len(s.conns))
+	for c := range s.conns {
+		if c != except {
+			conns = append(conns, c)
+		}
+	}
+	s.mu.Unlock()
+	if ln != nil {
+		ln.Close()
+	}
+	for _, c := range conns {
+		c.mu.Lock()
+		if c.busy {
+			c.closeAfter = true
+			c.mu.Unlock()
+			continue
+		}
+		c.mu.Unlock()
+		c.close()
+	}
+}
+
+// Wait returns when every connection has ended.
+func (s *Server) Wait() { s.wg.Wait() }
+
+func (c *Conn) close() {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
+	c.closed = true
+	c.mu.Unlock()
+	c.c.Close()
+}
+
+// serve reads request lines and answers each one.
+func (c *Conn) serve() {
+	defer func() {
+		c.close()
+		c.s.mu.Lock()
+		delete(c.s.conns, c)
+		c.s.mu.Unlock()
+		c.s.wg.Done()
+	}()
+	r := bufio.NewReaderSize(c.c, 64<<10)
+	for {
+		line, err := readLine(r)
+		if errors.Is(err, errLineTooLong) {
+			c.reply(Failure("Control request exceeds 1 MiB"))
+			return
+		}
+		if err != nil {
+			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+				c.connError(err)
+			}
+			return // a trailing fragment without "\n" is never processed
+		}
+		c.mu.Lock()
+		if c.closed {
+			c.mu.Unlock()
+			return
+		}
+		c.busy = true
+		c.mu.Unlock()
+		resp, closeConn := c.handle(line)
+		ok := c.reply(resp)
+		c.mu.Lock()
+		c.busy = false
+		closeConn = closeConn || c.closeAfter
+		c.mu.Unlock()
+		if !ok || closeConn {
+			return
+		}
+	}
+}
+
+// handle answers one line. A shutdown or retire-owner request closes the
+// connection after its reply, success or not.
+func (c *Conn) handle(line []byte) (resp []byte, closeConn bool) {
+	req, err := ParseRequest(line)
+	if req != nil {
+		closeConn = req.Command == "shutdown" || req.Command == "retire-owner"
+	}
+	if err == nil {
+		var body []byte
+		body, err = c.s.handler.HandleControl(context.Background(), req, c)
+		if err == nil {
+			return Success(body), closeConn
+		}
+	}
+	if c.s.OnCommandError != nil {
+		c.s.OnCommandError(err.Error())
+	}
+	return Failure(err.Error()), closeConn
+}
+
+// reply writes one response line in a single write.
+func (c *Conn) reply(resp []byte) bool {
+	buf := make([]byte, 0, len(resp)+1)
+	buf = append(append(buf, resp...), '\n')
+	if _, err := c.c.Write(buf); err != nil {
+		c.mu.Lock()
+		closed := c.closed
+		c.mu.Unlock()
+		if !closed {
+			c.connError(err)
+		}
+		return false
+	}
+	return true
+}
+
+func (c *Conn) connError(err error) {
+	if c.s.OnConnError == nil {
+		return
+	}
+	code := ""
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		code = unix.ErrnoName(errno)
+	}
+	c.s.OnConnError(code, err.Error())
+}
+
+var errLineTooLong = errors.New("line too long")
+
+// readLine returns the next line without its "\n", refusing lines over
+// MaxRequestBytes without ever holding more than that.
+func readLine(r *bufio.Reader) ([]byte, error) {
+	var line []byte
+	for {
+		chunk, err := r.ReadSlice('\n')
+		if len(line)+len(chunk) > MaxRequestBytes+1 {
+			return nil, errLineTooLong
+		}
+		line = append(line, chunk...)
+		switch {
+		case err == nil:
+			return line[:len(line)-1], nil
+		case errors.Is(err, bufio.ErrBufferFull):
+			continue
+		default:
+			return nil, err
+		}
+	}
+}

@@ -1,0 +1,361 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/rollbridge/rollbridge/jsconfig"
+	"github.com/rollbridge/rollbridge/proxy"
+	"github.com/rollbridge/rollbridge/runtime"
+	"golang.org/x/sys/unix"
+)
+
+// DeployRequest is a deploy (or rollback) of one release directory.
+type DeployRequest struct {
+	ReleasePath string
+	ReleaseID   string // "" lets the daemon choose
+	Revision    string
+	RevisionSet bool // a revision was supplied, even ""
+}
+
+// DeployResult is the reply of a successful deploy.
+type DeployResult struct {
+	ActiveReleaseID   string
+	PreviousReleaseID *string
+}
+
+// deploy runs the deploy flow of daemon.md §3.3 under the operation lock.
+func (e *Engine) deploy(req DeployRequest) (DeployResult, error) {
+	if e.stopping.Load() {
+		return DeployResult{}, ErrShuttingDown
+	}
+	// 2: reload the config and refuse what cannot change live.
+	next, err := jsconfig.Load(e.opts.ConfigPath, jsconfig.Options{Stdout: e.opts.Stderr, Stderr: e.opts.Stderr})
+	if err != nil {
+		return DeployResult{}, err
+	}
+	if err := jsconfig.CheckReload(e.currentPlan(), next); err != nil {
+		return DeployResult{}, err
+	}
+	// 3: the release.
+	id := req.ReleaseID
+	if id == "" {
+		id = req.Revision
+	}
+	if id == "" {
+		id = timestampID(time.Now())
+	}
+	revision := req.Revision
+	if revision == "" {
+		revision = id
+	}
+	r := newRelease(id, req.ReleasePath, revision)
+	e.mu.Lock()
+	e.starting[r] = struct{}{}
+	e.mu.Unlock()
+	fields := []jsconfig.Field{{Key: "releaseId", Value: id}, {Key: "releasePath", Value: req.ReleasePath}}
+	if req.RevisionSet {
+		fields = append(fields, jsconfig.Field{Key: "revision", Value: req.Revision})
+	}
+	e.events.log("deploy starting", fields...)
+
+	// 4–5: ports and missing persistent services.
+	var services []*serviceEntry
+	ports, err := e.allocatePorts(next)
+	if err == nil {
+		e.mu.Lock()
+		r.ports = ports
+		e.mu.Unlock()
+		services, err = e.ensureServices(next, r)
+	}
+	if err != nil {
+		return DeployResult{}, e.failDeploy(r, err, false, services)
+	}
+	// 6–8: the release's processes and the health check.
+	if err := e.startReleaseProcesses(next, r); err != nil {
+		return DeployResult{}, e.failDeploy(r, err, true, services)
+	}
+	// 9: activate.
+	prev, err := e.activate(next, r)
+	if err != nil {
+		return DeployResult{}, e.failDeploy(r, err, true, services)
+	}
+	result := DeployResult{ActiveReleaseID: r.ID}
+	if prev != nil {
+		result.PreviousReleaseID = &prev.ID
+	}
+	// 10–12.
+	e.refreshServices(next, r)
+	singletonErr := e.replaceSingletons(next, r)
+	if prev != nil {
+		go e.drain(prev, next)
+	}
+	return result, singletonErr
+}
+
+// timestampID is the default release id: the digits of the UTC ISO time,
+// YYYYMMDDhhmmssSSS.
+func timestampID(t time.Time) string {
+	return strings.ReplaceAll(t.UTC().Format("20060102150405.000"), ".", "")
+}
+
+// startReleaseProcesses starts handoff services, companions (replicas in
+// order) and the proxied process, then health-checks the proxied one.
+func (e *Engine) startReleaseProcesses(plan *jsconfig.Plan, r *Release) error {
+	order := []func(*jsconfig.Process) bool{
+		func(p *jsconfig.Process) bool {
+			return p.Policy == jsconfig.PolicyService && p.DeployStrategy == jsconfig.StrategyHandoff
+		},
+		func(p *jsconfig.Process) bool { return p.Policy == jsconfig.PolicyCompanion },
+		func(p *jsconfig.Process) bool { return p.Policy == jsconfig.PolicyProxied },
+	}
+	for _, matches := range order {
+		for i := range plan.Processes {
+			def := &plan.Processes[i]
+			if !matches(def) {
+				continue
+			}
+			for replica := 0; replica < def.Replicas; replica++ {
+				in, err := e.buildInstance(plan, r, def, replica, r.canRestart)
+				if err != nil {
+					return err
+				}
+				e.mu.Lock()
+				if e.stopping.Load() {
+					e.mu.Unlock()
+					return ErrShuttingDown
+				}
+				r.procs = append(r.procs, in)
+				e.mu.Unlock()
+				if err := in.proc.Start(runtime.ReasonDeploy); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	web := plan.ProxiedProcess()
+	if web.Health != nil {
+		check := runtime.HealthCheck{
+			Host: plan.Proxy.UpstreamHost, Port: portOf(r.ports, web.ID), Path: web.Health.Path,
+			Timeout: web.Health.TimeoutMs.Duration(), Interval: web.Health.IntervalMs.Duration(), StartDelay: web.Health.StartDelayMs.Duration(),
+		}
+		if err := check.Check(e.ctx); err != nil {
+			if e.stopping.Load() {
+				return ErrShuttingDown
+			}
+			return err
+		}
+	}
+	if e.stopping.Load() {
+		return ErrShuttingDown
+	}
+	return nil
+}
+
+// activate switches traffic to r and makes the reloaded config the one in
+// force. It returns the previous active release, now draining.
+func (e *Engine) activate(plan *jsconfig.Plan, r *Release) (*Release, error) {
+	web := plan.ProxiedProcess()
+	target := proxy.NewTarget(r.ID, plan.Proxy.UpstreamHost, portOf(r.ports, web.ID), e.proxy)
+	e.mu.Lock()
+	if e.stopping.Load() {
+		e.mu.Unlock()
+		return nil, ErrShuttingDown
+	}
+	prev := e.active
+	e.plan = plan
+	replaced := false
+	for i, old := range e.releases {
+		if old.ID == r.ID {
+			// Same id: the new release takes the old entry's place; the old
+			// object is tracked until its processes stopped (daemon.md §9.4).
+			e.releases[i] = r
+			if old.live() {
+				e.retiring[old] = struct{}{}
+			}
+			replaced = true
+			break
+		}
+	}
+	if !replaced {
+		e.releases = append(e.releases, r)
+	}
+	delete(e.starting, r)
+	now := time.Now()
+	r.setState(stateActive)
+	r.activatedAt = now
+	r.target = target
+	e.active = r
+	if prev != nil {
+		prev.setState(stateDraining) // from now on nothing of it restarts
+		prev.drainStartedAt = now
+	}
+	e.mu.Unlock()
+	e.proxy.SetActive(target)
+	var prevID any
+	if prev != nil {
+		prevID = prev.ID
+	}
+	e.events.log("traffic switched", jsconfig.Field{Key: "previousReleaseId", Value: prevID}, jsconfig.Field{Key: "releaseId", Value: r.ID})
+	return prev, nil
+}
+
+// failDeploy cleans up a deploy that did not activate (daemon.md §3.10):
+// the new release's processes and the services it started are stopped;
+// the previous release keeps serving.
+func (e *Engine) failDeploy(r *Release, cause error, inStart bool, services []*serviceEntry) error {
+	msg := cause.Error()
+	e.mu.Lock()
+	procs := append([]*instance(nil), r.procs...)
+	e.mu.Unlock()
+	if inStart {
+		r.setState(stateFailed)
+		e.startupDiagnostics(r, procs, msg, "before cleanup")
+		stopAll(procs)
+		e.startupDiagnostics(r, procs, msg, "after cleanup")
+	}
+	e.events.log("deploy failed", jsconfig.Field{Key: "error", Value: msg}, jsconfig.Field{Key: "releaseId", Value: r.ID})
+	stopAll(procs)
+	for _, s := range services {
+		s.inst.proc.Stop()
+		e.mu.Lock()
+		e.forgetServiceLocked(s)
+		e.mu.Unlock()
+	}
+	e.mu.Lock()
+	r.setState(stateStopped)
+	r.stoppedAt = time.Now()
+	delete(e.starting, r)
+	e.mu.Unlock()
+	return cause
+}
+
+// startupDiagnostics logs why a release failed to start, with each of its
+// processes' state and retained output.
+func (e *Engine) startupDiagnostics(r *Release, procs []*instance, msg, phase string) {
+	e.events.log("release startup failed", jsconfig.Field{Key: "error", Value: msg}, jsconfig.Field{Key: "phase", Value: phase}, jsconfig.Field{Key: "releaseId", Value: r.ID})
+	for _, in := range procs {
+		s := in.proc.Status()
+		var code, signal, pid any
+		if s.Exited && s.ExitCode != nil {
+			code = *s.ExitCode
+		}
+		if s.Exited && s.ExitSignal != nil {
+			signal = *s.ExitSignal
+		}
+		if s.PID != 0 {
+			pid = s.PID
+		}
+		logs := s.Logs
+		if logs == nil {
+			logs = []runtime.OutputEntry{}
+		}
+		e.events.log("release startup process status",
+			jsconfig.Field{Key: "command", Value: s.Command}, jsconfig.Field{Key: "exitCode", Value: code},
+			jsconfig.Field{Key: "exitSignal", Value: signal}, jsconfig.Field{Key: "logs", Value: logs},
+			jsconfig.Field{Key: "phase", Value: phase}, jsconfig.Field{Key: "pid", Value: pid},
+			jsconfig.Field{Key: "processId", Value: in.id}, jsconfig.Field{Key: "releaseId", Value: r.ID},
+			jsconfig.Field{Key: "state", Value: string(s.State)})
+	}
+}
+
+// buildInstance renders one instance of def for release r and creates
+// its managed process (not started).
+func (e *Engine) buildInstance(plan *jsconfig.Plan, r *Release, def *jsconfig.Process, replica int, gate func() bool) (*instance, error) {
+	id := def.ID
+	if def.Replicas > 1 {
+		id = fmt.Sprintf("%s#%d", def.ID, replica)
+	}
+	spec, err := e.renderSpec(plan, r, def, replica, id, gate)
+	if err != nil {
+		return nil, err
+	}
+	in := &instance{id: id, def: def, replica: replica}
+	in.setTag(r.ID)
+	in.proc = runtime.New(spec, runtime.Options{OnEvent: e.processEvent(in)})
+	return in, nil
+}
+
+// renderSpec renders def for release r into a process definition.
+func (e *Engine) renderSpec(plan *jsconfig.Plan, r *Release, def *jsconfig.Process, replica int, id string, gate func() bool) (runtime.Spec, error) {
+	e.mu.Lock()
+	ports := append([]PortAssignment(nil), r.ports...)
+	e.mu.Unlock()
+	c := &TemplateContext{
+		Application: plan.Application, ReleaseID: r.ID, ReleasePath: r.Path, Revision: r.Revision,
+		ProcessID: def.ID, ReplicaIndex: replica, ReplicaCount: def.Replicas, Ports: ports,
+		Proxy: plan.Proxy, LookupEnv: os.LookupEnv,
+	}
+	if def.Port != nil {
+		port := portOf(ports, def.ID)
+		c.Port = &port
+	}
+	rendered, err := RenderProcess(def, c, os.Environ())
+	if err != nil {
+		return runtime.Spec{}, err
+	}
+	return processSpec(def, id, rendered, gate), nil
+}
+
+// processSpec turns a config process and its rendering into a runtime spec.
+func processSpec(def *jsconfig.Process, id string, r *RenderedProcess, gate func() bool) runtime.Spec {
+	spec := runtime.Spec{
+		ID: id, Command: r.Command, Dir: r.Dir, Cwd: r.Cwd, Env: r.Env,
+		StopSignal:   signalNumber(def.StopSignal),
+		GracefulStop: def.GracefulStop.Ms.Duration(),
+		Indefinite:   def.GracefulStop.Indefinite,
+		Lifecycle: runtime.Lifecycle{
+			QuietCommand: deref(def.Lifecycle.QuietCommand),
+			DrainCommand: deref(def.Lifecycle.DrainCommand),
+			StopCommand:  deref(def.Lifecycle.StopCommand),
+			DrainTimeout: def.Lifecycle.DrainTimeoutMs.Duration(),
+		},
+		Restart: runtime.RestartPolicy{
+			Delay: def.RestartDelayMs.Duration(), MaxRestarts: def.Restart.MaxRestarts,
+			Window: def.Restart.WindowMs.Duration(), BackoffFactor: def.Restart.BackoffFactor, MaxDelay: def.Restart.MaxDelayMs.Duration(),
+		},
+		OutputLines: def.OutputLines,
+		CanRestart:  gate,
+	}
+	if m := def.Memory; m != nil {
+		spec.Memory = &runtime.MemoryPolicy{LimitBytes: m.LimitBytes, WarnBytes: m.WarnBytes, CheckInterval: m.CheckIntervalMs.Duration()}
+	}
+	return spec
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
+
+// signalNumber maps a validated stopSignal name to its number.
+func signalNumber(name string) syscall.Signal {
+	switch name {
+	case "SIGIOT":
+		return syscall.SIGABRT
+	case "SIGPOLL":
+		return syscall.SIGIO
+	}
+	if s := unix.SignalNum(name); s != 0 {
+		return s
+	}
+	return syscall.SIGTERM
+}
+
+func portOf(ports []PortAssignment, id string) int {
+	port := 0
+	for _, p := range ports {
+		if p.ID == id {
+			port = p.Port // a later entry with the same id wins, as object keys do
+		}
+	}
+	return port
+}
+
+var errNoRelease = errors.New("no release")

@@ -1,0 +1,265 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/rollbridge/rollbridge/engine/control"
+	"github.com/rollbridge/rollbridge/jsconfig"
+	"github.com/rollbridge/rollbridge/proxy"
+	"github.com/rollbridge/rollbridge/runtime"
+	"golang.org/x/sys/unix"
+)
+
+// Options configure a daemon.
+type Options struct {
+	// ConfigPath is the absolute config path, reloaded before every deploy.
+	ConfigPath string
+	// Plan is the config the daemon starts with.
+	Plan *jsconfig.Plan
+	// Stdout receives the JSON log, one event per line.
+	Stdout io.Writer
+	// Stderr receives a reloaded config's console output.
+	Stderr io.Writer
+	// Identity is reported as status.daemonRuntime.
+	Identity Identity
+}
+
+// Engine is the daemon: it owns the releases, services and singletons,
+// drives their processes, and serves the proxy and the control socket.
+type Engine struct {
+	opts   Options
+	events *eventLog
+	proxy  *proxy.Proxy
+	ops    opLock
+
+	ctx      context.Context // cancelled when a shutdown begins
+	cancel   context.CancelFunc
+	stopping atomic.Bool
+
+	// mu guards the model below. It is never held while waiting (health
+	// checks, stops, hooks) and never while calling into a process.
+	mu           sync.Mutex
+	plan         *jsconfig.Plan
+	releases     []*Release // status order; ids are unique
+	active       *Release
+	starting     map[*Release]struct{}
+	retiring     map[*Release]struct{} // superseded by a same-id deploy, still draining
+	services     []*serviceEntry
+	servicePorts map[string]int
+	singletons   []*singletonEntry
+	proxyPort    int
+
+	server   *control.Server
+	socket   *controlSocket
+	proxyLn  net.Listener
+	shutdown struct {
+		once sync.Once
+		done chan struct{}
+		err  error
+	}
+}
+
+// New prepares a daemon for opts; Start binds its listeners.
+func New(opts Options) *Engine {
+	ctx, cancel := context.WithCancel(context.Background())
+	e := &Engine{
+		opts:         opts,
+		events:       newEventLog(opts.Stdout),
+		ctx:          ctx,
+		cancel:       cancel,
+		plan:         opts.Plan,
+		starting:     map[*Release]struct{}{},
+		retiring:     map[*Release]struct{}{},
+		servicePorts: map[string]int{},
+		proxyPort:    opts.Plan.Proxy.Port,
+	}
+	e.shutdown.done = make(chan struct{})
+	e.proxy = proxy.New(proxy.Options{OnError: func(msg string) {
+		e.events.log("proxy error", jsconfig.Field{Key: "error", Value: msg})
+	}})
+	e.server = control.NewServer(e)
+	e.server.OnCommandError = func(msg string) {
+		e.events.log("command failed", jsconfig.Field{Key: "error", Value: msg})
+	}
+	e.server.OnConnError = func(code, msg string) {
+		var c any
+		if code != "" {
+			c = code
+		}
+		e.events.log("control connection error", jsconfig.Field{Key: "code", Value: c}, jsconfig.Field{Key: "error", Value: msg})
+	}
+	return e
+}
+
+// Start binds the proxy and the control socket (daemon.md §1.5) and
+// starts serving. The control socket is checked for a live daemon first.
+func (e *Engine) Start() error {
+	plan := e.opts.Plan
+	if err := CheckControlSocket(plan.Control.Path); err != nil {
+		return err
+	}
+	addr := net.JoinHostPort(plan.Proxy.Host, strconv.Itoa(plan.Proxy.Port))
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return listenError(err, plan.Proxy.Host+":"+strconv.Itoa(plan.Proxy.Port))
+	}
+	e.proxyLn = ln
+	e.mu.Lock()
+	e.proxyPort = ln.Addr().(*net.TCPAddr).Port
+	e.mu.Unlock()
+	go e.proxy.Serve(ln)
+	e.events.log("proxy listening", jsconfig.Field{Key: "host", Value: plan.Proxy.Host}, jsconfig.Field{Key: "port", Value: e.proxyPort})
+
+	sock, err := listenControl(plan.Control)
+	if err != nil {
+		e.proxy.Shutdown(0)
+		return err
+	}
+	e.socket = sock
+	go e.server.Serve(sock.listener)
+	e.events.log("control socket listening", jsconfig.Field{Key: "path", Value: plan.Control.Path})
+	return nil
+}
+
+// Run serves until a shutdown (control command or SIGINT/SIGTERM) has
+// completed. A second signal, and SIGHUP, are logged and ignored. It
+// returns the error of a failed signal-triggered shutdown; a shutdown
+// requested over the control socket always ends Run with nil.
+func (e *Engine) Run() error {
+	signals := make(chan os.Signal, 4)
+	signal.Notify(signals, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	signal.Ignore(syscall.SIGPIPE) // a closed stdout must not end the daemon
+	defer signal.Stop(signals)
+	signalled := false
+	for {
+		select {
+		case s := <-signals:
+			name := unix.SignalName(s.(syscall.Signal))
+			if s == syscall.SIGHUP || signalled || e.stopping.Load() {
+				e.events.log("signal ignored", jsconfig.Field{Key: "signal", Value: name})
+				continue
+			}
+			signalled = true
+			go e.Shutdown(nil)
+		case <-e.shutdown.done:
+			if signalled {
+				e.server.Wait() // the remaining control connections end first
+				return e.shutdown.err
+			}
+			return nil
+		}
+	}
+}
+
+// Shutdown stops everything the daemon owns (daemon.md §10.2) and reports
+// what failed. Every caller shares one run. requester's connection is
+// kept open for its reply.
+func (e *Engine) Shutdown(requester *control.Conn) error {
+	e.shutdown.once.Do(func() {
+		go func() {
+			e.shutdown.err = e.runShutdown(requester)
+			close(e.shutdown.done)
+		}()
+	})
+	<-e.shutdown.done
+	return e.shutdown.err
+}
+
+func (e *Engine) runShutdown(requester *control.Conn) error {
+	// 1: no new deploy steps; waits end; queued operations are refused.
+	e.mu.Lock()
+	e.stopping.Store(true)
+	e.mu.Unlock()
+	e.cancel()
+	e.ops.close()
+	// 2–3: no new control connections; the socket file goes.
+	var errs []string
+	e.server.Close(requester)
+	if e.socket != nil {
+		e.socket.listener.Close()
+		if err := e.socket.remove(); err != nil {
+			errs = append(errs, "control socket unlink failed: "+err.Error())
+		}
+	}
+	// 5: stop everything, in parallel.
+	e.mu.Lock()
+	var releases []*Release
+	releases = append(releases, e.releases...)
+	for r := range e.starting {
+		releases = append(releases, r)
+	}
+	for r := range e.retiring {
+		releases = append(releases, r)
+	}
+	var procs []*instance
+	for _, s := range e.services {
+		procs = append(procs, s.inst)
+	}
+	for _, s := range e.singletons {
+		procs = append(procs, s.inst)
+	}
+	for _, r := range releases {
+		procs = append(procs, r.procs...)
+	}
+	e.mu.Unlock()
+	stopAll(procs)
+	e.mu.Lock()
+	for _, r := range releases {
+		if r.live() {
+			r.setState(stateStopped)
+			r.stoppedAt = time.Now()
+		}
+	}
+	e.mu.Unlock()
+	// 6: close the proxy; open client connections get a grace period.
+	if err := e.proxy.Shutdown(proxy.ShutdownGrace); err != nil {
+		errs = append(errs, "proxy close failed: "+err.Error())
+	}
+	if len(errs) > 0 {
+		return errors.New(strings.Join(errs, "; "))
+	}
+	return nil
+}
+
+// stopAll runs the stop sequence of every instance in parallel and waits.
+func stopAll(procs []*instance) {
+	var wg sync.WaitGroup
+	for _, in := range procs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			in.proc.Stop()
+		}()
+	}
+	wg.Wait()
+}
+
+// processEvent tags a process's event with its instance id and release.
+func (e *Engine) processEvent(in *instance) func(runtime.Event) {
+	return func(ev runtime.Event) {
+		data := make(jsconfig.Object, 0, len(ev.Data)+2)
+		data = append(data, jsconfig.Field{Key: "processId", Value: in.id}, jsconfig.Field{Key: "releaseId", Value: in.releaseTag()})
+		for _, f := range ev.Data {
+			data = append(data, jsconfig.Field{Key: f.Key, Value: f.Value})
+		}
+		e.events.log(ev.Message, data...)
+	}
+}
+
+// currentPlan returns the config in force.
+func (e *Engine) currentPlan() *jsconfig.Plan {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.plan
+}

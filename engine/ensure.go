@@ -1,0 +1,147 @@
+package engine
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/rollbridge/rollbridge/engine/control"
+	"github.com/rollbridge/rollbridge/jsconfig"
+)
+
+// EnsureOptions is what ensure-daemon needs (cli.md §2.2, §3).
+type EnsureOptions struct {
+	Plan         *jsconfig.Plan
+	Identity     Identity // of the invoking CLI
+	LogPath      string   // "" → /tmp/rollbridge-<application>.log
+	PIDPath      string   // "" → /tmp/rollbridge-<application>.pid
+	StartTimeout time.Duration
+	TimeoutText  string // the timeout as the user gave it, for the message
+}
+
+// ErrMismatchedRuntime refuses a daemon of another build (cli.md §3.1).
+var ErrMismatchedRuntime = errors.New("The running Rollbridge daemon has a legacy or mismatched runtime. The deploy was not sent. Keep the current release active, then explicitly stop and restart the daemon with this Rollbridge installation before retrying.")
+
+// EnsureDaemon returns the status of a responsive daemon of this very
+// build, starting a detached one first when none answers.
+func EnsureDaemon(o EnsureOptions) ([]byte, error) {
+	path := o.Plan.Control.Path
+	status, err := control.Call(path, control.SortedRequest("status"), control.ReadTimeout)
+	if err == nil {
+		return status, checkRuntime(status, o.Identity)
+	}
+	if !control.NoDaemon(err) {
+		return nil, err
+	}
+	child, err := startDetached(o)
+	if err != nil {
+		return nil, err
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- child.Wait() }()
+
+	deadline := time.Now().Add(o.StartTimeout)
+	var lastErr error
+	for {
+		status, err := control.Call(path, control.SortedRequest("status"), control.ReadTimeout)
+		if err == nil {
+			_ = child.Process.Release()
+			return status, checkRuntime(status, o.Identity)
+		}
+		if !control.NoDaemon(err) {
+			lastErr = err
+		}
+		select {
+		case werr := <-exited:
+			// It will never answer: say why instead of waiting out the timeout.
+			lastErr = fmt.Errorf("the daemon exited (%v); its log is %s", werr, logPath(o))
+			return nil, notReady(o, lastErr)
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return nil, notReady(o, lastErr) // the daemon is left running; it may still come up
+		}
+	}
+}
+
+func notReady(o EnsureOptions, last error) error {
+	msg := "Rollbridge daemon did not become ready within " + o.TimeoutText + "ms."
+	if last != nil {
+		msg += " Last error: " + last.Error()
+	}
+	return errors.New(msg)
+}
+
+// checkRuntime reuses a daemon only when it runs this very build.
+func checkRuntime(status []byte, want Identity) error {
+	var s struct {
+		DaemonRuntime *struct {
+			Digest  any `json:"digest"`
+			Format  any `json:"format"`
+			Version any `json:"version"`
+		} `json:"daemonRuntime"`
+	}
+	if json.Unmarshal(status, &s) != nil || s.DaemonRuntime == nil {
+		return ErrMismatchedRuntime
+	}
+	rt := s.DaemonRuntime
+	if rt.Digest != want.Digest || rt.Version != want.Version || rt.Format != float64(want.Format) {
+		return ErrMismatchedRuntime
+	}
+	return nil
+}
+
+func logPath(o EnsureOptions) string {
+	if o.LogPath != "" {
+		return o.LogPath
+	}
+	return "/tmp/rollbridge-" + o.Plan.Application + ".log"
+}
+
+func pidPath(o EnsureOptions) string {
+	if o.PIDPath != "" {
+		return o.PIDPath
+	}
+	return "/tmp/rollbridge-" + o.Plan.Application + ".pid"
+}
+
+// startDetached starts this executable as a daemon in its own session,
+// with the absolute config path, stdout and stderr appended to the log.
+func startDetached(o EnsureOptions) (*exec.Cmd, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	logFile, pidFile := logPath(o), pidPath(o)
+	for _, p := range []string{logFile, pidFile} {
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return nil, err
+		}
+	}
+	stdout, err := os.OpenFile(logFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	defer stdout.Close()
+	stderr, err := os.OpenFile(logFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	defer stderr.Close()
+	cmd := exec.Command(exe, "daemon", "--config", o.Plan.Path)
+	cmd.Stdout, cmd.Stderr = stdout, stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(pidFile, []byte(strconv.Itoa(cmd.Process.Pid)+"\n"), 0o644); err != nil {
+		return cmd, err
+	}
+	return cmd, nil
+}

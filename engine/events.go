@@ -1,0 +1,92 @@
+package engine
+
+import (
+	"bytes"
+	"io"
+	"math"
+	"sync"
+	"time"
+
+	"github.com/rollbridge/rollbridge/jsconfig"
+	"github.com/rollbridge/rollbridge/runtime"
+)
+
+// EventCapacity is how many events the daemon keeps (daemon.md §7.3).
+const EventCapacity = 1000
+
+// Event is one structured daemon event.
+type Event struct {
+	At      time.Time
+	Message string
+	Data    jsconfig.Object
+}
+
+// MarshalJSON writes {"at","data","message"}.
+func (e Event) MarshalJSON() ([]byte, error) {
+	data := e.Data
+	if data == nil {
+		data = jsconfig.Object{}
+	}
+	return jsconfig.Object{
+		{Key: "at", Value: runtime.ISOTime(e.At)},
+		{Key: "data", Value: data},
+		{Key: "message", Value: e.Message},
+	}.MarshalJSON()
+}
+
+// eventLog is the ring of recent events and the daemon's JSON log on
+// stdout: every event is written there as one line, with one write.
+type eventLog struct {
+	out io.Writer // may be nil
+	now func() time.Time
+
+	mu    sync.Mutex
+	ring  []Event // circular, oldest at head once full
+	head  int
+	outMu sync.Mutex
+}
+
+func newEventLog(out io.Writer) *eventLog {
+	return &eventLog{out: out, now: time.Now, ring: make([]Event, 0, 64)}
+}
+
+// log records an event and writes it to the daemon log.
+func (l *eventLog) log(message string, data ...jsconfig.Field) {
+	e := Event{At: l.now(), Message: message, Data: jsconfig.Object(data)}
+	l.mu.Lock()
+	if len(l.ring) < EventCapacity {
+		l.ring = append(l.ring, e)
+	} else {
+		l.ring[l.head] = e
+		l.head = (l.head + 1) % EventCapacity
+	}
+	l.mu.Unlock()
+	if l.out == nil {
+		return
+	}
+	line, err := e.MarshalJSON()
+	if err != nil {
+		return
+	}
+	var buf bytes.Buffer
+	buf.Grow(len(line) + 1)
+	buf.Write(line)
+	buf.WriteByte('\n')
+	l.outMu.Lock()
+	_, _ = l.out.Write(buf.Bytes()) // a closed stdout must not stop the daemon
+	l.outMu.Unlock()
+}
+
+// recent returns the retained events, oldest first; a finite positive
+// limit below the count keeps only the last ceil(limit) of them.
+func (l *eventLog) recent(limit float64, limited bool) []Event {
+	l.mu.Lock()
+	all := make([]Event, 0, len(l.ring))
+	all = append(all, l.ring[l.head:]...)
+	all = append(all, l.ring[:l.head]...)
+	l.mu.Unlock()
+	if limited && !math.IsNaN(limit) && !math.IsInf(limit, 0) && limit > 0 && limit < float64(len(all)) {
+		all = all[len(all)-int(math.Ceil(limit)):]
+	}
+	return all
+}

@@ -1,0 +1,102 @@
+package engine
+
+import (
+	"sync/atomic"
+	"time"
+
+	"github.com/rollbridge/rollbridge/jsconfig"
+	"github.com/rollbridge/rollbridge/proxy"
+	"github.com/rollbridge/rollbridge/runtime"
+)
+
+// releaseState is a release's state (daemon.md §1.3).
+type releaseState int32
+
+const (
+	stateStarting releaseState = iota
+	stateActive
+	stateDraining
+	stateStopped
+	stateFailed
+)
+
+func (s releaseState) String() string {
+	return [...]string{"starting", "active", "draining", "stopped", "failed"}[s]
+}
+
+// Release is one deploy of one release directory: its ports, its own
+// processes (handoff services, companions, the proxied process) and its
+// proxy target.
+type Release struct {
+	ID       string
+	Path     string
+	Revision string
+
+	state atomic.Int32 // releaseState; read lock-free by restart gates
+
+	// Guarded by Engine.mu.
+	activatedAt    time.Time
+	drainStartedAt time.Time
+	stoppedAt      time.Time
+	ports          []PortAssignment // every process with a port, config order
+	procs          []*instance      // start order
+	target         *proxy.Target
+	drained        chan struct{} // closed when its drain (or stop) finished
+}
+
+func newRelease(id, path, revision string) *Release {
+	r := &Release{ID: id, Path: path, Revision: revision, drained: make(chan struct{})}
+	r.state.Store(int32(stateStarting))
+	return r
+}
+
+func (r *Release) getState() releaseState { return releaseState(r.state.Load()) }
+
+func (r *Release) setState(s releaseState) { r.state.Store(int32(s)) }
+
+// live reports whether the release may still run processes.
+func (r *Release) live() bool {
+	s := r.getState()
+	return s == stateStarting || s == stateActive || s == stateDraining
+}
+
+// canRestart is the auto-restart gate of the release's processes: only
+// a starting or active release restarts what crashed (daemon.md §1.2).
+func (r *Release) canRestart() bool {
+	s := r.getState()
+	return s == stateStarting || s == stateActive
+}
+
+// instance is one managed process: a release process, a persistent
+// service or a singleton.
+type instance struct {
+	id      string // instance id: "web", "worker#1"
+	def     *jsconfig.Process
+	replica int
+	proc    *runtime.Process
+	// tag is the release whose definition the process runs; process
+	// events carry it as releaseId.
+	tag atomic.Pointer[string]
+}
+
+func (in *instance) setTag(releaseID string) { in.tag.Store(&releaseID) }
+
+func (in *instance) releaseTag() string {
+	if t := in.tag.Load(); t != nil {
+		return *t
+	}
+	return ""
+}
+
+// serviceEntry is a persistent service: daemon-wide, on a stable port.
+type serviceEntry struct {
+	inst      *instance
+	port      *int
+	startedBy *Release // the deploy that started it, for rollback if it fails
+}
+
+// singletonEntry is the one running copy of a singleton.
+type singletonEntry struct {
+	inst    *instance
+	release *Release // the release it was built from: its gate
+}

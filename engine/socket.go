@@ -1,0 +1,225 @@
+package engine
+
+import (
+	"bufio"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/rollbridge/rollbridge/engine/control"
+	"github.com/rollbridge/rollbridge/jsconfig"
+	"golang.org/x/sys/unix"
+)
+
+// CheckControlSocket is the start-up probe (daemon.md §10.5, run first
+// thing after the config is loaded): a live daemon or another listener on
+// the socket path is a fatal error; nothing listening is fine.
+func CheckControlSocket(path string) error {
+	res, err := control.Probe(path)
+	switch {
+	case err != nil:
+		return err
+	case !res.Alive:
+		return nil
+	case res.Rollbridge:
+		active := "(no active release)"
+		if res.ActiveReleaseID != nil {
+			active = *res.ActiveReleaseID
+		}
+		return fmt.Errorf(`A Rollbridge daemon for application "%s" is already running on %s (active release: %s). Run "rollbridge status" to inspect it or "rollbridge shutdown" to stop it, or set a different control.path.`,
+			res.Application, path, active)
+	}
+	return fmt.Errorf("The control socket %s is already in use by another process. Stop that process or set a different control.path.", path)
+}
+
+// controlSocket is the daemon's bound control socket.
+type controlSocket struct {
+	path     string
+	listener *net.UnixListener
+	inode    os.FileInfo // what this daemon created, to never remove another's
+}
+
+// listenControl binds the control socket with its mode and owner already
+// applied: it binds a temporary name in the same directory, chmods and
+// chowns it, then renames it into place, so the socket is never reachable
+// with the umask's permissions. A stale socket is replaced; anything that
+// is not a socket is left alone and refused.
+func listenControl(c jsconfig.Control) (*controlSocket, error) {
+	path := c.Path
+	if err := CheckControlSocket(path); err != nil {
+		return nil, err
+	}
+	if fi, err := os.Lstat(path); err == nil {
+		if fi.Mode().Type() != fs.ModeSocket {
+			return nil, fmt.Errorf("Refusing to start: %s exists and is not a socket; remove it or choose another control.path", path)
+		}
+		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, err
+		}
+	}
+	uid, gid, err := resolveOwner(c)
+	if err != nil {
+		return nil, err
+	}
+	bindPath := path
+	suffix := make([]byte, 6)
+	_, _ = rand.Read(suffix)
+	tmp := filepath.Join(filepath.Dir(path), ".rollbridge-"+hex.EncodeToString(suffix)+".sock")
+	if len(tmp) < len(syscall.RawSockaddrUnix{}.Path) {
+		bindPath = tmp // the socket appears under its real name only when ready
+	}
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: bindPath, Net: "unix"})
+	if err != nil {
+		return nil, listenError(err, path)
+	}
+	ln.SetUnlinkOnClose(false)
+	fail := func(err error) (*controlSocket, error) {
+		ln.Close()
+		os.Remove(bindPath)
+		return nil, err
+	}
+	if c.Mode != nil {
+		if err := os.Chmod(bindPath, fs.FileMode(*c.Mode)); err != nil {
+			return fail(err)
+		}
+	}
+	if uid != -1 || gid != -1 {
+		if err := os.Lchown(bindPath, uid, gid); err != nil {
+			reason := err.Error()
+			var errno syscall.Errno
+			if errors.As(err, &errno) {
+				reason = (&nodeErr{errno: errno, syscall: "chown", path: path}).Error()
+			}
+			return fail(fmt.Errorf("Could not set control socket owner/group on %s: %s. Run the daemon as a user allowed to chown it (for example root, or a member of the target group).", path, reason))
+		}
+	}
+	if bindPath != path {
+		if err := os.Rename(bindPath, path); err != nil {
+			return fail(err)
+		}
+	}
+	fi, err := os.Lstat(path)
+	if err != nil {
+		return fail(err)
+	}
+	return &controlSocket{path: path, listener: ln, inode: fi}, nil
+}
+
+// remove deletes the socket file if it is still the one this daemon
+// created (a replacement daemon may already own the path).
+func (s *controlSocket) remove() error {
+	fi, err := os.Lstat(s.path)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		return err
+	}
+	if !os.SameFile(fi, s.inode) {
+		return nil
+	}
+	if err := os.Remove(s.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+// listenError formats a bind failure the way Node does:
+// "listen EADDRINUSE: address already in use 127.0.0.1:8182".
+func listenError(err error, addr string) error {
+	var errno syscall.Errno
+	if !errors.As(err, &errno) {
+		return err
+	}
+	desc := map[syscall.Errno]string{
+		syscall.EADDRINUSE:    "address already in use",
+		syscall.EACCES:        "permission denied",
+		syscall.EADDRNOTAVAIL: "address not available",
+	}[errno]
+	if desc == "" {
+		desc = errno.Error()
+	}
+	return fmt.Errorf("listen %s: %s %s", unix.ErrnoName(errno), desc, addr)
+}
+
+// nodeErr renders an OS error as Node does: "EPERM: operation not
+// permitted, chown '/run/app.sock'".
+type nodeErr struct {
+	errno   syscall.Errno
+	syscall string
+	path    string
+}
+
+func (e *nodeErr) Error() string {
+	return unix.ErrnoName(e.errno) + ": " + e.errno.Error() + ", " + e.syscall + " '" + e.path + "'"
+}
+
+// resolveOwner turns control.owner and control.group into ids (-1 keeps
+// the current one). Names are looked up in /etc/passwd and /etc/group.
+func resolveOwner(c jsconfig.Control) (uid, gid int, err error) {
+	uid, gid = -1, -1
+	if c.Owner != nil {
+		if uid, err = resolveID(*c.Owner, "/etc/passwd"); err != nil {
+			return 0, 0, fmt.Errorf(`Unknown user "%s". Use a numeric id, or ensure the user exists in /etc/passwd (name resolution covers local users only).`, c.Owner.Name)
+		}
+	}
+	if c.Group != nil {
+		if gid, err = resolveID(*c.Group, "/etc/group"); err != nil {
+			return 0, 0, fmt.Errorf(`Unknown group "%s". Use a numeric id, or ensure the group exists in /etc/group (name resolution covers local groups only).`, c.Group.Name)
+		}
+	}
+	return uid, gid, nil
+}
+
+var errUnknownName = errors.New("unknown name")
+
+func resolveID(v jsconfig.IDOrName, database string) (int, error) {
+	if !v.IsName() {
+		return int(v.ID), nil
+	}
+	if n, err := strconv.Atoi(v.Name); err == nil && allDigits(v.Name) {
+		return n, nil
+	}
+	f, err := os.Open(database)
+	if err != nil {
+		return 0, errUnknownName // an unreadable database counts as "not found"
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		fields := strings.Split(line, ":")
+		if fields[0] != v.Name {
+			continue
+		}
+		if len(fields) < 3 {
+			return 0, errUnknownName
+		}
+		id, err := strconv.Atoi(fields[2])
+		if err != nil {
+			return 0, errUnknownName
+		}
+		return id, nil
+	}
+	return 0, errUnknownName
+}
+
+func allDigits(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return s != ""
+}
