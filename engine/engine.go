@@ -21,6 +21,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// connectionGrace bounds how long a finished shutdown waits for control
+// connections to write their last replies.
+const connectionGrace = 10 * time.Second
+
 // Options configure a daemon.
 type Options struct {
 	// ConfigPath is the absolute config path, reloaded before every deploy.
@@ -153,8 +157,15 @@ func (e *Engine) Run() error {
 			signalled = true
 			go e.Shutdown(nil)
 		case <-e.shutdown.done:
+			// Replies still being written (the shutdown's own, refusals of
+			// queued commands) go out before the process ends.
+			waited := make(chan struct{})
+			go func() { e.server.Wait(); close(waited) }()
+			select {
+			case <-waited:
+			case <-time.After(connectionGrace):
+			}
 			if signalled {
-				e.server.Wait() // the remaining control connections end first
 				return e.shutdown.err
 			}
 			return nil

@@ -9,8 +9,9 @@ import (
 	"testing"
 )
 
-// binary is the rollbridge executable built for this test run.
-var binary string
+// binary is the rollbridge executable built for this test run; fixture
+// is the test app of testdata/fixture.
+var binary, fixture string
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "rollbridge-cli-test")
@@ -18,10 +19,13 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	binary = filepath.Join(dir, "rollbridge")
-	build := exec.Command("go", "build", "-o", binary, ".")
-	build.Stderr = os.Stderr
-	if err := build.Run(); err != nil {
-		panic("building rollbridge: " + err.Error())
+	fixture = filepath.Join(dir, "fixture")
+	for _, b := range [][]string{{"-o", binary, "."}, {"-o", fixture, "../../testdata/fixture"}} {
+		build := exec.Command("go", append([]string{"build"}, b...)...)
+		build.Stderr = os.Stderr
+		if err := build.Run(); err != nil {
+			panic("building " + b[1] + ": " + err.Error())
+		}
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
@@ -97,7 +101,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"val"}, "error: unknown command 'val'\n\n"},
 		{[]string{"validate", "--jsn"}, "error: unknown option '--jsn'\n(Did you mean --json?)\n\n"},
 		{[]string{"validate", "-c", "-h", "--bogus"}, "error: unknown option '--bogus'\n\n"},
-		{[]string{"bogus"}, "error: unknown command 'bogus'\n\n"},
+		{[]string{"xyzzy"}, "error: unknown command 'xyzzy'\n\n"},
 		{[]string{"validate", "--bogus"}, "error: unknown option '--bogus'\n\n"},
 		{[]string{"validate", "-x"}, "error: unknown option '-x'\n\n"},
 		{[]string{"validate", "-c"}, "error: option '-c, --config <path>' argument missing\n\n"},

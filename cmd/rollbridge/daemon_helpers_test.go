@@ -1,0 +1,319 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// testDaemon is a real `rollbridge daemon` on loopback, driven through the
+// CLI and the proxy.
+type testDaemon struct {
+	t       *testing.T
+	dir     string
+	config  string
+	sock    string
+	cmd     *exec.Cmd
+	stdout  *syncBuffer
+	stderr  *syncBuffer
+	exited  chan struct{}
+	exitErr error
+	port    int
+	pids    map[int]bool // every managed pid seen in status
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
+func (s *syncBuffer) String() string            { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+// appConfig is a config whose web process is the fixture; body is the
+// rest of the export (processes and overrides) and may use FIXTURE.
+func appConfig(dir, body string) string {
+	return fmt.Sprintf(`export default {
+  application: "itest",
+  control: {path: %q},
+  proxy: {port: 0, drainTimeoutMs: 30000, forceStopTimeoutMs: 5000},
+  %s
+};
+`, filepath.Join(dir, "rb.sock"), strings.ReplaceAll(body, "FIXTURE", fixture))
+}
+
+const webProcess = `{id: "web", policy: "proxied", command: "exec FIXTURE -listen", port: {from: 20000, to: 20999}, health: {intervalMs: 20}}`
+
+// writeConfig writes the config file of d (also to change it between deploys).
+func (d *testDaemon) writeConfig(body string) {
+	d.t.Helper()
+	if err := os.WriteFile(d.config, []byte(appConfig(d.dir, body)), 0o644); err != nil {
+		d.t.Fatal(err)
+	}
+}
+
+// startDaemon starts a daemon and waits until it answers; the test's
+// cleanup shuts it down and checks that none of its processes survived.
+func startDaemon(t *testing.T, body string) *testDaemon {
+	t.Helper()
+	dir := t.TempDir()
+	d := &testDaemon{t: t, dir: dir, config: filepath.Join(dir, "rollbridge.js"), sock: filepath.Join(dir, "rb.sock"), pids: map[int]bool{}}
+	d.writeConfig(body)
+	d.start()
+	t.Cleanup(d.cleanup)
+	return d
+}
+
+func (d *testDaemon) start() {
+	d.t.Helper()
+	d.stdout, d.stderr, d.exited = &syncBuffer{}, &syncBuffer{}, make(chan struct{})
+	d.cmd = exec.Command(binary, "daemon", "-c", d.config)
+	d.cmd.Dir = d.dir
+	d.cmd.Stdout, d.cmd.Stderr = d.stdout, d.stderr
+	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := d.cmd.Start(); err != nil {
+		d.t.Fatal(err)
+	}
+	go func() { d.exitErr = d.cmd.Wait(); close(d.exited) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if r := d.cli("status"); r.code == 0 {
+			var s struct{ Proxy struct{ Port int } }
+			json.Unmarshal([]byte(r.stdout), &s)
+			d.port = s.Proxy.Port
+			return
+		}
+		select {
+		case <-d.exited:
+			d.t.Fatalf("the daemon exited: %v\nstderr: %s", d.exitErr, d.stderr.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			d.t.Fatalf("the daemon did not answer\nstdout: %s\nstderr: %s", d.stdout.String(), d.stderr.String())
+		}
+	}
+}
+
+// cli runs a rollbridge command against d's config.
+func (d *testDaemon) cli(args ...string) result {
+	d.t.Helper()
+	if len(args) > 0 && args[0] != "daemon" {
+		args = append(args[:1:1], append([]string{"-c", d.config}, args[1:]...)...)
+	}
+	return rollbridge(d.t, d.dir, args...)
+}
+
+// status returns the parsed status and records the pids in it.
+func (d *testDaemon) status() map[string]any {
+	d.t.Helper()
+	r := d.cli("status")
+	if r.code != 0 {
+		d.t.Fatalf("status: %+v", r)
+	}
+	var s map[string]any
+	if err := json.Unmarshal([]byte(r.stdout), &s); err != nil {
+		d.t.Fatal(err)
+	}
+	d.recordPids(s)
+	return s
+}
+
+func (d *testDaemon) recordPids(v any) {
+	switch x := v.(type) {
+	case map[string]any:
+		for k, e := range x {
+			if k == "pid" {
+				if f, ok := e.(float64); ok {
+					d.pids[int(f)] = true
+				}
+			}
+			d.recordPids(e)
+		}
+	case []any:
+		for _, e := range x {
+			d.recordPids(e)
+		}
+	}
+}
+
+// release returns the status entry of release id, or nil.
+func release(s map[string]any, id string) map[string]any {
+	for _, r := range s["releases"].([]any) {
+		if m := r.(map[string]any); m["releaseId"] == id {
+			return m
+		}
+	}
+	return nil
+}
+
+func (d *testDaemon) deploy(id string) result {
+	d.t.Helper()
+	path := filepath.Join(d.dir, "releases", id)
+	if err := os.MkdirAll(path, 0o755); err != nil {
+		d.t.Fatal(err)
+	}
+	r := d.cli("deploy", "--release-path", path, "--release-id", id)
+	d.status()
+	return r
+}
+
+func (d *testDaemon) url(path string) string { return "http://127.0.0.1:" + strconv.Itoa(d.port) + path }
+
+func (d *testDaemon) get(path string) (int, string) {
+	d.t.Helper()
+	resp, err := http.Get(d.url(path))
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// shutdown asks the daemon to stop and waits for it to exit 0.
+func (d *testDaemon) shutdown() {
+	d.t.Helper()
+	d.status()
+	r := d.cli("shutdown")
+	if r.code != 0 || r.stdout != "{\n  \"status\": \"success\",\n  \"message\": \"shutdown\"\n}\n" {
+		d.t.Fatalf("shutdown: %+v", r)
+	}
+	select {
+	case <-d.exited:
+	case <-time.After(30 * time.Second):
+		d.t.Fatal("the daemon did not exit after shutdown")
+	}
+	if d.exitErr != nil {
+		d.t.Fatalf("daemon exit: %v\n%s", d.exitErr, d.stderr.String())
+	}
+	d.assertNothingLeft()
+}
+
+func (d *testDaemon) assertNothingLeft() {
+	d.t.Helper()
+	if _, err := os.Lstat(d.sock); err == nil {
+		d.t.Error("the control socket file is still there")
+	}
+	for pid := range d.pids {
+		if alive(pid) {
+			d.t.Errorf("managed process %d outlived the daemon", pid)
+			syscall.Kill(-pid, syscall.SIGKILL)
+		}
+	}
+}
+
+func (d *testDaemon) cleanup() {
+	select {
+	case <-d.exited:
+		d.assertNothingLeft()
+		return
+	default:
+	}
+	if r := d.cli("status"); r.code == 0 {
+		var s map[string]any
+		if json.Unmarshal([]byte(r.stdout), &s) == nil {
+			d.recordPids(s)
+		}
+		d.cli("shutdown")
+	}
+	select {
+	case <-d.exited:
+	case <-time.After(30 * time.Second):
+		syscall.Kill(-d.cmd.Process.Pid, syscall.SIGKILL)
+		d.t.Error("the daemon had to be killed at the end of the test")
+	}
+	d.assertNothingLeft()
+}
+
+// alive reports whether pid exists and is not a zombie.
+func alive(pid int) bool {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	s := string(data)
+	i := strings.LastIndexByte(s, ')')
+	return i > 0 && i+2 < len(s) && s[i+2] != 'Z' && s[i+2] != 'X'
+}
+
+// waitUntil polls cond until it holds or the deadline passes.
+func waitUntil(t *testing.T, what string, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// wsConn is a WebSocket opened through the proxy to the fixture's /ws.
+type wsConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func (d *testDaemon) openWebSocket() (*wsConn, string) {
+	d.t.Helper()
+	c, err := net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(d.port))
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	c.SetDeadline(time.Now().Add(60 * time.Second))
+	io.WriteString(c, "GET /ws HTTP/1.1\r\nHost: app\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+	r := bufio.NewReader(c)
+	status, err := r.ReadString('\n')
+	if err != nil || !strings.HasPrefix(status, "HTTP/1.1 101") {
+		d.t.Fatalf("upgrade answered %q %v", status, err)
+	}
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			d.t.Fatal(err)
+		}
+		if line == "\r\n" {
+			break
+		}
+	}
+	hello, err := r.ReadString('\n')
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	return &wsConn{Conn: c, r: r}, strings.TrimSpace(hello)
+}
+
+// events returns the messages of the daemon's events, oldest first.
+func (d *testDaemon) events() []map[string]any {
+	d.t.Helper()
+	r := d.cli("events", "--json")
+	if r.code != 0 {
+		d.t.Fatalf("events: %+v", r)
+	}
+	var list []map[string]any
+	if err := json.Unmarshal([]byte(r.stdout), &list); err != nil {
+		d.t.Fatal(err)
+	}
+	return list
+}
+
+func messages(events []map[string]any) []string {
+	var out []string
+	for _, e := range events {
+		out = append(out, e["message"].(string))
+	}
+	return out
+}
