@@ -40,8 +40,12 @@ type syncBuffer struct {
 	b  bytes.Buffer
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
-func (s *syncBuffer) String() string            { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 // appConfig is a config whose web process is the fixture; body is the
 // rest of the export (processes and overrides) and may use FIXTURE.
@@ -170,7 +174,9 @@ func (d *testDaemon) deploy(id string) result {
 	return r
 }
 
-func (d *testDaemon) url(path string) string { return "http://127.0.0.1:" + strconv.Itoa(d.port) + path }
+func (d *testDaemon) url(path string) string {
+	return "http://127.0.0.1:" + strconv.Itoa(d.port) + path
+}
 
 func (d *testDaemon) get(path string) (int, string) {
 	d.t.Helper()

@@ -255,7 +255,7 @@ func TestDeployBadInputLeavesTheActiveRelease(t *testing.T) {
 	missing := filepath.Join(d.dir, "no-such-release")
 	cases := []struct {
 		name, config, want string
-		deploy         func() result
+		deploy             func() result
 	}{
 		{"missing release path", `processes: [` + webProcess + `]`, "Error: cannot start web: working directory " + missing + " does not exist\n",
 			func() result { return d.cli("deploy", "--release-path", missing, "--release-id", "bad") }},
