@@ -4,11 +4,16 @@ VERSION ?= 0.2.0
 LDFLAGS := -X main.version=$(VERSION)
 BIN     := bin/rollbridge
 
-.PHONY: build test lint fmt-check vet unit fuzz bench clean
+.PHONY: build demo test lint fmt-check vet unit fuzz bench clean
 
 ## build: the rollbridge binary in bin/
 build:
-	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/rollbridge
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/rollbridge
+
+## demo: a daemon on loopback, release v1, then v2 under traffic (0 failed requests)
+demo: build
+	$(GO) build -o bin/demo ./examples/demo
+	./examples/demo/run.sh
 
 ## test: everything CI runs (gofmt, vet, race-enabled tests, a short fuzz run)
 test: lint unit fuzz

@@ -34,7 +34,7 @@ func (e *Engine) deploy(req DeployRequest) (DeployResult, error) {
 		return DeployResult{}, ErrShuttingDown
 	}
 	// 2: reload the config and refuse what cannot change live.
-	next, err := jsconfig.Load(e.opts.ConfigPath, jsconfig.Options{Stdout: e.opts.Stderr, Stderr: e.opts.Stderr})
+	next, err := e.loadConfig()
 	if err != nil {
 		return DeployResult{}, err
 	}
@@ -95,6 +95,13 @@ func (e *Engine) deploy(req DeployRequest) (DeployResult, error) {
 		go e.drain(prev, next)
 	}
 	return result, singletonErr
+}
+
+func (e *Engine) loadConfig() (*jsconfig.Plan, error) {
+	if e.opts.LoadConfig != nil {
+		return e.opts.LoadConfig()
+	}
+	return jsconfig.Load(e.opts.ConfigPath, jsconfig.Options{Stdout: e.opts.Stderr, Stderr: e.opts.Stderr})
 }
 
 // timestampID is the default release id: the digits of the UTC ISO time,

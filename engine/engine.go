@@ -37,6 +37,9 @@ type Options struct {
 	Stderr io.Writer
 	// Identity is reported as status.daemonRuntime.
 	Identity Identity
+	// LoadConfig reloads the config before a deploy; nil loads it in
+	// process with jsconfig.Load.
+	LoadConfig func() (*jsconfig.Plan, error)
 }
 
 // Engine is the daemon: it owns the releases, services and singletons,

@@ -54,7 +54,9 @@ func NewTarget(id, host string, port int, p *Proxy) *Target {
 	t.rp = &httputil.ReverseProxy{
 		Rewrite:       t.rewrite,
 		Transport:     t.transport,
-		FlushInterval: -1, // stream responses as they come (SSE, long polls)
+		// 0: a response of known length goes out in one write; streamed ones
+		// (unknown length, text/event-stream) are still flushed at once.
+		FlushInterval: 0,
 		ErrorHandler:  p.upstreamError,
 		BufferPool:    bufferPool,
 		ErrorLog:      p.errorLog,

@@ -110,6 +110,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 		newLogsCommand(),
 		newEventsCommand(stderr),
 		newCompletionCommand(stderr),
+		newLoadConfigCommand(),
 	)
 	for _, c := range root.Commands() {
 		c.Flags().BoolP("help", "h", false, "display help for command")

@@ -120,8 +120,8 @@ func (r *Request) RequiredString(name string) (string, error) {
 // Number reads a field honoured only when it is a JSON number.
 func (r *Request) Number(name string) (float64, bool) {
 	raw, ok := r.fields[name]
-	if !ok {
-		return 0, false
+	if !ok || len(raw) == 0 || (raw[0] != '-' && (raw[0] < '0' || raw[0] > '9')) {
+		return 0, false // absent, or not a JSON number (a string "3" is not)
 	}
 	var n json.Number
 	if err := json.Unmarshal(raw, &n); err != nil {
