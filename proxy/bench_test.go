@@ -50,7 +50,7 @@ func cannedUpstream(b *testing.B) (host string, port int) {
 // nullWriter is a minimal ResponseWriter for in-process benchmarks.
 type nullWriter struct{ h http.Header }
 
-func (w *nullWriter) Header() http.Header       { return w.h }
+func (w *nullWriter) Header() http.Header         { return w.h }
 func (w *nullWriter) Write(p []byte) (int, error) { return len(p), nil }
 func (w *nullWriter) WriteHeader(int)             {}
 

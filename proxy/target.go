@@ -52,8 +52,8 @@ func NewTarget(id, host string, port int, p *Proxy) *Target {
 		ReadBufferSize:        32 << 10,
 	}
 	t.rp = &httputil.ReverseProxy{
-		Rewrite:       t.rewrite,
-		Transport:     t.transport,
+		Rewrite:   t.rewrite,
+		Transport: t.transport,
 		// 0: a response of known length goes out in one write; streamed ones
 		// (unknown length, text/event-stream) are still flushed at once.
 		FlushInterval: 0,
