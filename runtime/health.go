@@ -39,6 +39,11 @@ func (e *HealthError) Error() string { return "Health check failed for " + e.URL
 // minProbeTimeout is the floor of a single probe's timeout.
 const minProbeTimeout = time.Second
 
+// refusedRetry is the pause after a refused connection: nothing reached
+// the application, so there is no load to spare it from, and the switch
+// should follow the moment the port opens, not a whole interval later.
+const refusedRetry = 10 * time.Millisecond
+
 // Check probes until a 2xx answer or until the window closes. Each probe
 // uses a fresh connection and its own timeout of max(interval, 1s), capped
 // by the time left, so a server that accepts and never answers cannot
@@ -72,7 +77,11 @@ func (h HealthCheck) Check(ctx context.Context) error {
 			continue
 		}
 		reason = r
-		if err := sleepCtx(ctx, max(h.Interval, 0)); err != nil {
+		pause := max(h.Interval, 0)
+		if r == "connection refused" {
+			pause = min(pause, refusedRetry)
+		}
+		if err := sleepCtx(ctx, pause); err != nil {
 			return err
 		}
 	}
