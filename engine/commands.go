@@ -39,6 +39,51 @@ func (e *Engine) HandleControl(ctx context.Context, req *control.Request, conn *
 			return nil, err
 		}
 		return deployReply(result)
+	case "stop":
+		id, _, err := req.OptionalString("releaseId")
+		if err != nil {
+			return nil, err
+		}
+		if err := e.ops.acquire(); err != nil {
+			return nil, err
+		}
+		defer e.ops.release()
+		if err := e.stopRelease(id); err != nil {
+			return nil, err
+		}
+		return e.statusJSON()
+	case "rollback":
+		id, _, err := req.OptionalString("releaseId")
+		if err != nil {
+			return nil, err
+		}
+		if err := e.ops.acquire(); err != nil {
+			return nil, err
+		}
+		defer e.ops.release()
+		result, err := e.rollback(id)
+		if err != nil {
+			return nil, err
+		}
+		return deployReply(result)
+	case "restart":
+		processID, idSet, err := req.OptionalString("processId")
+		if err != nil {
+			return nil, err
+		}
+		policy, policySet, err := req.OptionalString("policy")
+		if err != nil {
+			return nil, err
+		}
+		if err := e.ops.acquire(); err != nil {
+			return nil, err
+		}
+		defer e.ops.release()
+		restarted, err := e.restart(processID, idSet, policy, policySet)
+		if err != nil {
+			return nil, err
+		}
+		return jsconfig.Object{{Key: "restarted", Value: restarted}}.MarshalJSON()
 	case "shutdown":
 		if err := e.Shutdown(conn); err != nil {
 			return nil, err

@@ -49,7 +49,9 @@ func EnsureDaemon(o EnsureOptions) ([]byte, error) {
 	deadline := time.Now().Add(o.StartTimeout)
 	var lastErr error
 	for {
-		status, err := control.Call(path, control.SortedRequest("status"), control.ReadTimeout)
+		// Each poll waits at most a second, so the timeout is kept.
+		wait := min(time.Until(deadline), time.Second)
+		status, err := control.Call(path, control.SortedRequest("status"), max(wait, 100*time.Millisecond))
 		if err == nil {
 			_ = child.Process.Release()
 			return status, checkRuntime(status, o.Identity)
@@ -60,8 +62,11 @@ func EnsureDaemon(o EnsureOptions) ([]byte, error) {
 		select {
 		case werr := <-exited:
 			// It will never answer: say why instead of waiting out the timeout.
-			lastErr = fmt.Errorf("the daemon exited (%v); its log is %s", werr, logPath(o))
-			return nil, notReady(o, lastErr)
+			how := "with status 0"
+			if werr != nil {
+				how = "(" + werr.Error() + ")"
+			}
+			return nil, notReady(o, fmt.Errorf("the daemon exited %s; its log is %s", how, logPath(o)))
 		case <-time.After(100 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {

@@ -187,12 +187,16 @@ func (t *Target) rewrite(pr *httputil.ProxyRequest) {
 	appendForwarded(out.Header, in.Header, "X-Forwarded-For", ip)
 	appendForwarded(out.Header, in.Header, "X-Forwarded-Port", port)
 	appendForwarded(out.Header, in.Header, "X-Forwarded-Proto", proto)
-	if !upgrade {
-		if v := in.Header.Values("X-Forwarded-Host"); len(v) > 0 {
-			out.Header["X-Forwarded-Host"] = v
-		} else {
-			out.Header["X-Forwarded-Host"] = []string{in.Host}
-		}
+	// ReverseProxy dropped the client's X-Forwarded-Host and Forwarded;
+	// the reference passes them on (and sets X-Forwarded-Host when absent,
+	// except for upgrades).
+	if v := in.Header.Values("X-Forwarded-Host"); len(v) > 0 {
+		out.Header["X-Forwarded-Host"] = v
+	} else if !upgrade {
+		out.Header["X-Forwarded-Host"] = []string{in.Host}
+	}
+	if v := in.Header.Values("Forwarded"); len(v) > 0 {
+		out.Header["Forwarded"] = v
 	}
 }
 

@@ -154,6 +154,10 @@ func TestForwardedHeadersAndVerbatimTarget(t *testing.T) {
 		t.Errorf("host %q target %q", seen.Host, seen.URL.String())
 	}
 
+	get(t, http.DefaultClient, "http://"+addr+"/fwd", map[string]string{"Forwarded": "for=192.0.2.60;proto=https", "X-Forwarded-Host": "edge.example"})
+	if seen.Header.Get("Forwarded") != "for=192.0.2.60;proto=https" || seen.Header.Get("X-Forwarded-Host") != "edge.example" {
+		t.Errorf("client forwarding headers are passed on: %v", seen.Header)
+	}
 	get(t, http.DefaultClient, "http://"+addr+"/plain", nil)
 	want = map[string]string{"X-Forwarded-Host": addr, "X-Forwarded-Proto": "http", "X-Forwarded-Port": addr[strings.LastIndex(addr, ":")+1:], "X-Forwarded-For": "127.0.0.1"}
 	for k, v := range want {
@@ -297,7 +301,7 @@ func TestNoReplayOfWrittenRequests(t *testing.T) {
 }
 
 // wsUpstream accepts a WebSocket handshake and then echoes raw bytes; it
-// closes its side when told to.
+// closes its side only when told to, not when the client's side ends.
 func wsUpstream(t *testing.T, closeUpstream <-chan struct{}) *upstream {
 	return newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
 		h := sha1.Sum([]byte(r.Header.Get("Sec-WebSocket-Key") + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"))
@@ -309,8 +313,8 @@ func wsUpstream(t *testing.T, closeUpstream <-chan struct{}) *upstream {
 		fmt.Fprintf(brw, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\nX-Forwarded-Proto-Seen: %s\r\n\r\n",
 			base64.StdEncoding.EncodeToString(h[:]), r.Header.Get("X-Forwarded-Proto"))
 		brw.Flush()
-		go func() { <-closeUpstream; conn.Close() }()
-		io.Copy(conn, brw)
+		go io.Copy(conn, brw)
+		<-closeUpstream
 	})
 }
 
@@ -343,6 +347,13 @@ func TestWebSocketTunnel(t *testing.T) {
 		t.Run(side+" closes", func(t *testing.T) {
 			closeUpstream := make(chan struct{})
 			u := wsUpstream(t, closeUpstream)
+			defer func() {
+				select {
+				case <-closeUpstream:
+				default:
+					close(closeUpstream)
+				}
+			}()
 			p, addr, _ := startProxy(t)
 			target := u.target(p, "v1")
 			p.SetActive(target)
@@ -360,7 +371,10 @@ func TestWebSocketTunnel(t *testing.T) {
 				t.Fatalf("websocket count %d", ws)
 			}
 			if side == "client" {
-				c.(*net.TCPConn).CloseWrite() // a FIN, no close frame
+				c.(*net.TCPConn).CloseWrite() // a FIN, no close frame; the app keeps its side open
+				if _, err := br.ReadString('\n'); err == nil {
+					t.Fatal("the tunnel should end, closing the client's side too")
+				}
 			} else {
 				close(closeUpstream)
 				if _, err := br.ReadString('\n'); err == nil {

@@ -7,6 +7,7 @@ package proxy
 
 import (
 	"context"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -53,7 +54,7 @@ func NewTarget(id, host string, port int, p *Proxy) *Target {
 	}
 	t.rp = &httputil.ReverseProxy{
 		Rewrite:   t.rewrite,
-		Transport: t.transport,
+		Transport: tunnelTransport{t.transport},
 		// 0: a response of known length goes out in one write; streamed ones
 		// (unknown length, text/event-stream) are still flushed at once.
 		FlushInterval: 0,
@@ -63,6 +64,30 @@ func NewTarget(id, host string, port int, p *Proxy) *Target {
 	}
 	return t
 }
+
+// tunnelTransport hands ReverseProxy the upstream side of a WebSocket
+// without CloseWrite, so the tunnel ends (both sides closed) as soon as
+// either side reaches EOF, instead of lingering half-closed until the
+// other side also closes (daemon.md §5.3 note). The client side, a
+// trackedConn, has no CloseWrite either.
+type tunnelTransport struct{ base *http.Transport }
+
+func (t tunnelTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	res, err := t.base.RoundTrip(req)
+	if err == nil && res.StatusCode == http.StatusSwitchingProtocols {
+		if rwc, ok := res.Body.(io.ReadWriteCloser); ok {
+			res.Body = plainConn{rwc}
+		}
+	}
+	return res, err
+}
+
+// plainConn exposes only Read, Write and Close.
+type plainConn struct{ rwc io.ReadWriteCloser }
+
+func (c plainConn) Read(p []byte) (int, error)  { return c.rwc.Read(p) }
+func (c plainConn) Write(p []byte) (int, error) { return c.rwc.Write(p) }
+func (c plainConn) Close() error                { return c.rwc.Close() }
 
 // ID returns the target's id.
 func (t *Target) ID() string { return t.id }

@@ -103,8 +103,11 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	root.AddCommand(
 		newDaemonCommand(),
 		newDeployCommand(),
+		newRollbackCommand(),
 		newEnsureDaemonCommand(),
 		newStatusCommand(),
+		newStopCommand(),
+		newRestartCommand(stderr),
 		newShutdownCommand(),
 		newValidateCommand(),
 		newLogsCommand(),
@@ -113,6 +116,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 		newLoadConfigCommand(),
 	)
 	for _, c := range root.Commands() {
+		c.Flags().SortFlags = false // help lists options in declaration order
 		c.Flags().BoolP("help", "h", false, "display help for command")
 		c.SetFlagErrorFunc(flagError)
 		if c.Args == nil {

@@ -10,15 +10,7 @@ func newStatusCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use: "status",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			plan, err := loadPlan(cmd, configPath)
-			if err != nil {
-				return err
-			}
-			raw, err := control.Call(plan.Control.Path, control.SortedRequest("status"), control.ReadTimeout)
-			if err != nil {
-				return err
-			}
-			return printPretty(cmd.OutOrStdout(), raw)
+			return relay(cmd, configPath, control.ReadTimeout, func() []byte { return control.SortedRequest("status") })
 		},
 	}
 	addConfigFlag(cmd, &configPath)
@@ -30,17 +22,8 @@ func newShutdownCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use: "shutdown",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			plan, err := loadPlan(cmd, configPath)
-			if err != nil {
-				return err
-			}
-			// A truthful shutdown can take as long as the slowest graceful
-			// stop: no read timeout.
-			raw, err := control.Call(plan.Control.Path, control.SortedRequest("shutdown"), 0)
-			if err != nil {
-				return err
-			}
-			return printPretty(cmd.OutOrStdout(), raw)
+			// A truthful shutdown takes as long as the slowest graceful stop.
+			return relay(cmd, configPath, 0, func() []byte { return control.SortedRequest("shutdown") })
 		},
 	}
 	addConfigFlag(cmd, &configPath)

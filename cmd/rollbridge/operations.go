@@ -1,0 +1,99 @@
+package main
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/rollbridge/rollbridge/engine/control"
+	"github.com/rollbridge/rollbridge/jsconfig"
+	"github.com/spf13/cobra"
+)
+
+// relay loads the config, sends one request and prints the reply.
+// readTimeout 0 suits mutating commands, which run as long as their stop
+// sequences take.
+func relay(cmd *cobra.Command, configPath string, readTimeout time.Duration, request func() []byte) error {
+	plan, err := loadPlan(cmd, configPath)
+	if err != nil {
+		return err
+	}
+	raw, err := control.Call(plan.Control.Path, request(), readTimeout)
+	if err != nil {
+		return err
+	}
+	return printPretty(cmd.OutOrStdout(), raw)
+}
+
+func newRollbackCommand() *cobra.Command {
+	var configPath, releaseID string
+	cmd := &cobra.Command{
+		Use:   "rollback",
+		Short: "Roll back to a previous release: re-start it, health-check it, and switch traffic.",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return relay(cmd, configPath, 0, func() []byte {
+				var fields []jsconfig.Field
+				if cmd.Flags().Changed("release-id") {
+					fields = append(fields, jsconfig.Field{Key: "releaseId", Value: releaseID})
+				}
+				return control.SortedRequest("rollback", fields...)
+			})
+		},
+	}
+	addConfigFlag(cmd, &configPath)
+	cmd.Flags().StringVar(&releaseID, "release-id", "", "Release id to roll back to (defaults to the most recently retired release)")
+	setPlaceholder(cmd, "release-id", "<id>")
+	return cmd
+}
+
+func newStopCommand() *cobra.Command {
+	var configPath, releaseID string
+	cmd := &cobra.Command{
+		Use: "stop",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return relay(cmd, configPath, 0, func() []byte {
+				var fields []jsconfig.Field
+				if cmd.Flags().Changed("release-id") {
+					fields = append(fields, jsconfig.Field{Key: "releaseId", Value: releaseID})
+				}
+				return control.SortedRequest("stop", fields...)
+			})
+		},
+	}
+	addConfigFlag(cmd, &configPath)
+	cmd.Flags().StringVar(&releaseID, "release-id", "", "Release id")
+	setPlaceholder(cmd, "release-id", "<id>")
+	return cmd
+}
+
+func newRestartCommand(stderr interface{ Write([]byte) (int, error) }) *cobra.Command {
+	var configPath, process, policy string
+	cmd := &cobra.Command{
+		Use:   "restart",
+		Short: "Restart running non-proxied processes (by id, by policy, or all).",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if cmd.Flags().Changed("policy") && policy != "companion" && policy != "singleton" && policy != "service" {
+				fmt.Fprintln(stderr, "--policy must be one of: companion, singleton, service.")
+				return exitCode(1)
+			}
+			return relay(cmd, configPath, 0, func() []byte {
+				var fields []jsconfig.Field
+				if cmd.Flags().Changed("policy") {
+					fields = append(fields, jsconfig.Field{Key: "policy", Value: policy})
+				}
+				if cmd.Flags().Changed("process") {
+					fields = append(fields, jsconfig.Field{Key: "processId", Value: process})
+				}
+				return control.SortedRequest("restart", fields...)
+			})
+		},
+	}
+	addConfigFlag(cmd, &configPath)
+	cmd.Flags().StringVar(&process, "process", "", "Restart only the process with this id")
+	cmd.Flags().StringVar(&policy, "policy", "", "Restart only processes with this policy (companion, singleton, or service)")
+	setPlaceholder(cmd, "process", "<id>")
+	setPlaceholder(cmd, "policy", "<policy>")
+	_ = cmd.RegisterFlagCompletionFunc("policy", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
+		return []string{"companion", "singleton", "service"}, cobra.ShellCompDirectiveNoFileComp
+	})
+	return cmd
+}
