@@ -99,6 +99,9 @@ func (e *Engine) rollback(id string) (DeployResult, error) {
 		e.mu.Lock()
 		target.stoppedAt = time.Now()
 		e.mu.Unlock()
+		if e.stopping.Load() {
+			return DeployResult{}, ErrShuttingDown
+		}
 	}
 	e.events.log("rollback starting", jsconfig.Field{Key: "releaseId", Value: target.ID}, jsconfig.Field{Key: "releasePath", Value: target.Path})
 	return e.deploy(DeployRequest{ReleasePath: target.Path, ReleaseID: target.ID, Revision: target.Revision, RevisionSet: true})

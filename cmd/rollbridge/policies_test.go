@@ -1,6 +1,9 @@
 package main
 
 import (
+	"bufio"
+	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -303,5 +306,56 @@ func TestMemoryRestartAndStopSignal(t *testing.T) {
 	data, _ := os.ReadFile(hooks)
 	if string(data) != "quiet\ndrain\nSIGINT\n" {
 		t.Fatalf("the stop sequence ran as %q", data)
+	}
+}
+
+// Operations waiting behind a slow restart when a shutdown begins are
+// refused with the shutdown error instead of running.
+func TestOperationsQueuedBehindShutdownAreRefused(t *testing.T) {
+	signals := filepath.Join(t.TempDir(), "signals")
+	d := startDaemon(t, `proxy: {port: 0, drainTimeoutMs: 200}, processes: [
+    {id: "worker", command: "exec FIXTURE -on-signal SIGTERM -exit-after 2s -signal-file `+signals+`-{{releaseId}}"},
+    `+webProcess+`]`)
+	d.deploy("v1")
+	d.deploy("v2")
+	waitUntil(t, "v1 to drain", 10*time.Second, func() bool {
+		return strings.Contains(d.stdout.String(), `"message":"release drained"`)
+	})
+	signals += "-v2"
+	restarted := make(chan result)
+	go func() { restarted <- d.cli("restart", "--process", "worker") }()
+	waitUntil(t, "the worker to receive SIGTERM", 10*time.Second, func() bool {
+		data, _ := os.ReadFile(signals)
+		return strings.Contains(string(data), "SIGTERM")
+	})
+	var conns []*bufio.Reader
+	for _, req := range []string{`{"command":"rollback"}`, `{"command":"stop","releaseId":"v2"}`, `{"command":"restart"}`, `{"command":"deploy","releasePath":"` + d.dir + `"}`} {
+		c, err := net.Dial("unix", d.sock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(20 * time.Second))
+		r := bufio.NewReader(c)
+		// A status round trip first: the connection is being served.
+		io.WriteString(c, `{"command":"status"}`+"\n")
+		if line, err := r.ReadString('\n'); err != nil || !strings.HasPrefix(line, `{"status":"success"`) {
+			t.Fatalf("status: %q %v", line, err)
+		}
+		io.WriteString(c, req+"\n")
+		conns = append(conns, r)
+	}
+	d.shutdown()
+	for i, r := range conns {
+		if line, err := r.ReadString('\n'); line != `{"error":"Rollbridge is shutting down","status":"error"}`+"\n" {
+			t.Errorf("queued operation %d: %q %v", i, line, err)
+		}
+	}
+	if r := <-restarted; r.code != 1 && r.code != 0 {
+		t.Fatalf("the restart that was running: %+v", r)
+	}
+	log := d.stdout.String()
+	if strings.Contains(log, `"message":"rollback starting"`) || strings.Contains(log, `"message":"release stopped"`) || strings.Count(log, `"message":"process restart requested"`) != 1 {
+		t.Fatalf("a refused operation ran:\n%s", log)
 	}
 }
