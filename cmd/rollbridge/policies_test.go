@@ -359,3 +359,39 @@ func TestOperationsQueuedBehindShutdownAreRefused(t *testing.T) {
 		t.Fatalf("a refused operation ran:\n%s", log)
 	}
 }
+
+// Re-deploying the active release id replaces its status entry, but the
+// superseded instance keeps its tunnel until it drained and then stops.
+func TestRedeploySameIDTracksTheOldInstance(t *testing.T) {
+	d := startDaemon(t, `processes: [`+webProcess+`]`)
+	d.deploy("v1")
+	oldPid := int(processEntry(release(d.status(), "v1")["processes"], "web")["pid"].(float64))
+	ws, _ := d.openWebSocket()
+	defer ws.Close()
+	d.deploy("v1")
+	s := d.status()
+	var entries int
+	for _, r := range s["releases"].([]any) {
+		if r.(map[string]any)["releaseId"] == "v1" {
+			entries++
+		}
+	}
+	newPid := int(processEntry(release(s, "v1")["processes"], "web")["pid"].(float64))
+	if entries != 1 || s["activeReleaseId"] != "v1" || newPid == oldPid || !alive(oldPid) {
+		t.Fatalf("after the same-id deploy: %d entries, pids %d→%d (old alive %v): %v", entries, oldPid, newPid, alive(oldPid), s)
+	}
+	io.WriteString(ws, "still here\n")
+	if line, _ := ws.r.ReadString('\n'); line != "still here\n" {
+		t.Fatalf("the old tunnel: %q", line)
+	}
+	ws.Close()
+	waitUntil(t, "the superseded instance to stop", 10*time.Second, func() bool { return !alive(oldPid) })
+	if _, body := d.get("/release"); body != "v1" {
+		t.Fatalf("served by %q", body)
+	}
+	// Superseded while still draining, then shut down: nothing is left.
+	ws2, _ := d.openWebSocket()
+	defer ws2.Close()
+	d.deploy("v1")
+	d.shutdown()
+}
