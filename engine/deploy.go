@@ -29,7 +29,12 @@ type DeployResult struct {
 }
 
 // deploy runs the deploy flow of daemon.md §3.3 under the operation lock.
-func (e *Engine) deploy(req DeployRequest) (DeployResult, error) {
+func (e *Engine) deploy(req DeployRequest) (res DeployResult, err error) {
+	defer func() {
+		if err == nil {
+			e.persist.request()
+		}
+	}()
 	if e.stopping.Load() {
 		return DeployResult{}, ErrShuttingDown
 	}

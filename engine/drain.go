@@ -82,6 +82,7 @@ func (e *Engine) finishDrain(r *Release, plan *jsconfig.Plan) {
 	}
 	e.events.log("release drained", jsconfig.Field{Key: "releaseId", Value: r.ID})
 	e.pruneReleases(plan.ReleaseRetention)
+	e.persist.request()
 }
 
 // pruneReleases forgets stopped releases beyond releaseRetention.keep or

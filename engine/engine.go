@@ -66,6 +66,8 @@ type Engine struct {
 	servicePorts map[string]int
 	singletons   []*singletonEntry
 	proxyPort    int
+	orphans      []Orphan   // live processes of a previous daemon (daemon.md §8.5)
+	persist      *persister // nil without statePath
 
 	server   *control.Server
 	socket   *controlSocket
@@ -116,6 +118,10 @@ func (e *Engine) Start() error {
 	if err := CheckControlSocket(plan.Control.Path); err != nil {
 		return err
 	}
+	if plan.StatePath != "" {
+		e.loadOrphans(plan.StatePath)
+		e.persist = newPersister(e, plan.StatePath) // started once the socket is up
+	}
 	addr := net.JoinHostPort(plan.Proxy.Host, strconv.Itoa(plan.Proxy.Port))
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -136,6 +142,9 @@ func (e *Engine) Start() error {
 	e.socket = sock
 	go e.server.Serve(sock.listener)
 	e.events.log("control socket listening", jsconfig.Field{Key: "path", Value: plan.Control.Path})
+	if e.persist != nil {
+		e.persist.start()
+	}
 	return nil
 }
 
@@ -206,6 +215,10 @@ func (e *Engine) runShutdown(requester *control.Conn) error {
 			errs = append(errs, "control socket unlink failed: "+err.Error())
 		}
 	}
+	// 4: no more periodic state writes (the final one follows below).
+	if e.persist != nil {
+		e.persist.stopTimer()
+	}
 	// 5: stop everything, in parallel.
 	e.mu.Lock()
 	var releases []*Release
@@ -239,6 +252,12 @@ func (e *Engine) runShutdown(requester *control.Conn) error {
 	// 6: close the proxy; open client connections get a grace period.
 	if err := e.proxy.Shutdown(proxy.ShutdownGrace); err != nil {
 		errs = append(errs, "proxy close failed: "+err.Error())
+	}
+	// 7: the state file keeps only inherited orphans that still run.
+	if e.persist != nil {
+		if err := e.persist.finish(); err != nil {
+			errs = append(errs, "persistent state cleanup failed: "+err.Error())
+		}
 	}
 	if len(errs) > 0 {
 		return errors.New(strings.Join(errs, "; "))

@@ -46,6 +46,7 @@ func (e *Engine) stopRelease(id string) error {
 	e.mu.Unlock()
 	e.events.log("release stopped", jsconfig.Field{Key: "releaseId", Value: r.ID})
 	e.pruneReleases(plan.ReleaseRetention)
+	e.persist.request()
 	return nil
 }
 

@@ -93,11 +93,7 @@ func listenControl(c jsconfig.Control) (*controlSocket, error) {
 	}
 	if uid != -1 || gid != -1 {
 		if err := os.Lchown(bindPath, uid, gid); err != nil {
-			reason := err.Error()
-			var errno syscall.Errno
-			if errors.As(err, &errno) {
-				reason = (&nodeErr{errno: errno, syscall: "chown", path: path}).Error()
-			}
+			reason := jsconfig.NodeError(err, "chown", path).Error()
 			return fail(fmt.Errorf("Could not set control socket owner/group on %s: %s. Run the daemon as a user allowed to chown it (for example root, or a member of the target group).", path, reason))
 		}
 	}
@@ -148,18 +144,6 @@ func listenError(err error, addr string) error {
 		desc = errno.Error()
 	}
 	return fmt.Errorf("listen %s: %s %s", unix.ErrnoName(errno), desc, addr)
-}
-
-// nodeErr renders an OS error as Node does: "EPERM: operation not
-// permitted, chown '/run/app.sock'".
-type nodeErr struct {
-	errno   syscall.Errno
-	syscall string
-	path    string
-}
-
-func (e *nodeErr) Error() string {
-	return unix.ErrnoName(e.errno) + ": " + e.errno.Error() + ", " + e.syscall + " '" + e.path + "'"
 }
 
 // resolveOwner turns control.owner and control.group into ids (-1 keeps

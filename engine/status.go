@@ -7,10 +7,30 @@ import (
 	"github.com/rollbridge/rollbridge/runtime"
 )
 
-// statusJSON builds the status object (daemon.md §7.2), without the
-// leading "status" key. The model is copied under the lock; processes and
-// counters are read after it, so status never waits for a deploy.
-func (e *Engine) statusJSON() ([]byte, error) {
+// statusJSON is the status reply (daemon.md §7.2), without the leading
+// "status" key.
+func (e *Engine) statusJSON() ([]byte, error) { return e.statusObject(false).MarshalJSON() }
+
+// persistedStatus renders a process as the state file records it.
+type persistedStatus struct{ runtime.Status }
+
+func (s persistedStatus) MarshalJSON() ([]byte, error) { return s.Status.MarshalStateJSON() }
+
+// statusObject builds the status object; forState renders processes and
+// orphans as the state file records them. The model is copied under the
+// lock; processes and counters are read after it, so status never waits
+// for a deploy. Orphans that died meanwhile are dropped for good.
+func (e *Engine) statusObject(forState bool) jsconfig.Object {
+	procStatus := func(in *instance) any {
+		if forState {
+			return persistedStatus{in.proc.Status()}
+		}
+		return in.proc.Status()
+	}
+	orphans := make([]jsconfig.Object, 0)
+	for _, o := range e.orphanList() {
+		orphans = append(orphans, o.object(forState))
+	}
 	type releaseView struct {
 		r                                      *Release
 		state                                  releaseState
@@ -64,9 +84,9 @@ func (e *Engine) statusJSON() ([]byte, error) {
 		for _, p := range v.ports {
 			ports = setField(ports, p.ID, p.Port)
 		}
-		procs := make([]runtime.Status, 0, len(v.procs))
+		procs := make([]any, 0, len(v.procs))
 		for _, in := range v.procs {
-			procs = append(procs, in.proc.Status())
+			procs = append(procs, procStatus(in))
 		}
 		o = append(o,
 			jsconfig.Field{Key: "ports", Value: ports},
@@ -82,7 +102,7 @@ func (e *Engine) statusJSON() ([]byte, error) {
 		releases = append(releases, o)
 	}
 	named := func(id string, in *instance) jsconfig.Object {
-		return jsconfig.Object{{Key: "id", Value: id}, {Key: "process", Value: in.proc.Status()}}
+		return jsconfig.Object{{Key: "id", Value: id}, {Key: "process", Value: procStatus(in)}}
 	}
 	serviceList := make([]jsconfig.Object, 0, len(services))
 	for _, s := range services {
@@ -97,7 +117,7 @@ func (e *Engine) statusJSON() ([]byte, error) {
 		{Key: "application", Value: plan.Application},
 		{Key: "control", Value: plan.Control.ControlJSON()},
 		{Key: "daemonRuntime", Value: e.opts.Identity.object()},
-		{Key: "orphans", Value: []any{}},
+		{Key: "orphans", Value: orphans},
 		{Key: "proxy", Value: jsconfig.Object{
 			{Key: "host", Value: plan.Proxy.Host},
 			{Key: "port", Value: proxyPort},
@@ -107,7 +127,7 @@ func (e *Engine) statusJSON() ([]byte, error) {
 		{Key: "services", Value: serviceList},
 		{Key: "singletons", Value: singletonList},
 	}
-	return status.MarshalJSON()
+	return status
 }
 
 // setField sets key in o (replacing an earlier value in place, as a

@@ -56,6 +56,13 @@ func toNodeError(err error, syscallName, path string) error {
 	return &nodeError{Errno: errno, Syscall: syscallName, Path: path}
 }
 
+// NodeError renders an OS error in Node's words for the given system call
+// and path, e.g. "EACCES: permission denied, open '/run/app/state.json'".
+// Errors without an errno are returned unchanged.
+func NodeError(err error, syscallName, path string) error {
+	return toNodeError(err, syscallName, path)
+}
+
 // readFileNode reads a file the way fs.readFile reports failures: open
 // errors name the path, a directory fails at read time without one.
 func readFileNode(path string) ([]byte, error) {

@@ -127,6 +127,7 @@ type Process struct {
 	generation      int // counts spawns; timers of an older spawn do nothing
 	exitCh          chan struct{}
 	startedAt       time.Time
+	startTicks      uint64 // the child's start time in /proc, 0 unknown
 	lastStartReason string
 	exited          bool // exitCode/exitSignal are reported
 	exitCode        *int
@@ -234,6 +235,10 @@ func (p *Process) start(reason string, abort func() bool) error {
 	p.mu.Unlock()
 
 	cmd, stdout, stderr, err := spawn(spec)
+	var ticks uint64
+	if err == nil {
+		ticks, _ = StartTime(cmd.Process.Pid)
+	}
 	p.mu.Lock()
 	if err != nil {
 		p.state = StateFailed
@@ -245,6 +250,7 @@ func (p *Process) start(reason string, abort func() bool) error {
 	p.generation++
 	gen := p.generation
 	p.startedAt = p.clock.Now()
+	p.startTicks = ticks
 	p.lastStartReason = reason
 	p.state = StateRunning
 	p.memWarned = false

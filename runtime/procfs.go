@@ -29,6 +29,7 @@ type procStat struct {
 	state     byte
 	pgrp, sid int
 	rssPages  int64
+	startTime uint64 // clock ticks after boot
 }
 
 // parseStat parses /proc/<pid>/stat: comm is between the first "(" and the
@@ -47,10 +48,30 @@ func parseStat(data []byte) (procStat, bool) {
 	pgrp, err1 := strconv.Atoi(string(f[2]))
 	sid, err2 := strconv.Atoi(string(f[3]))
 	rss, err3 := strconv.ParseInt(string(f[21]), 10, 64)
-	if err1 != nil || err2 != nil || err3 != nil {
+	start, err4 := strconv.ParseUint(string(f[19]), 10, 64)
+	if err1 != nil || err2 != nil || err3 != nil || err4 != nil {
 		return procStat{}, false
 	}
-	return procStat{comm: string(data[open+1 : closing]), state: f[0][0], pgrp: pgrp, sid: sid, rssPages: rss}, true
+	return procStat{comm: string(data[open+1 : closing]), state: f[0][0], pgrp: pgrp, sid: sid, rssPages: rss, startTime: start}, true
+}
+
+// StartTime returns the start time of pid in clock ticks after boot
+// (field 22 of /proc/<pid>/stat): with the pid it names one process for
+// good, since a recycled pid starts later. ok is false when the process
+// does not exist (or is a zombie or dead already).
+func StartTime(pid int) (ticks uint64, ok bool) {
+	if pid <= 0 {
+		return 0, false
+	}
+	data, err := readProcFile("/proc/"+strconv.Itoa(pid)+"/stat", make([]byte, 1024))
+	if err != nil {
+		return 0, false
+	}
+	st, ok := parseStat(data)
+	if !ok || st.state == 'Z' || st.state == 'X' {
+		return 0, false
+	}
+	return st.startTime, true
 }
 
 // readProcFile reads a small /proc file into buf with plain system calls:

@@ -27,6 +27,7 @@ type Status struct {
 	Restarts            int
 	RSSBytes            *int64
 	StartedAt           *time.Time
+	StartTime           uint64 // /proc start time of PID; only in the state file
 	State               State
 	UptimeMs            *int64
 }
@@ -45,6 +46,7 @@ func (p *Process) Status() Status {
 		LastStartReason: p.lastStartReason,
 		MemoryRestarts:  p.memoryRestarts,
 		PID:             p.pid,
+		StartTime:       p.startTicks,
 		Restarts:        p.restarts,
 		RSSBytes:        p.rssBytes,
 		State:           p.state,
@@ -72,17 +74,27 @@ func (p *Process) Status() Status {
 }
 
 // MarshalJSON writes the status with the reference's key order.
-func (s Status) MarshalJSON() ([]byte, error) {
+func (s Status) MarshalJSON() ([]byte, error) { return s.marshal(false) }
+
+// MarshalStateJSON writes the entry of the state file (daemon.md §8.1):
+// no command, working directory, children or output, and with the
+// process group and start time that tell a live orphan from a recycled
+// pid.
+func (s Status) MarshalStateJSON() ([]byte, error) { return s.marshal(true) }
+
+func (s Status) marshal(state bool) ([]byte, error) {
 	var b bytes.Buffer
 	w := jsonWriter{buf: &b}
 	b.WriteByte('{')
-	children := s.Children
-	if children == nil {
-		children = []Child{}
+	if !state {
+		children := s.Children
+		if children == nil {
+			children = []Child{}
+		}
+		w.field("children", children)
+		w.field("command", s.Command)
+		w.field("cwd", s.Cwd)
 	}
-	w.field("children", children)
-	w.field("command", s.Command)
-	w.field("cwd", s.Cwd)
 	if s.Exited {
 		w.field("exitCode", s.ExitCode)
 		w.field("exitSignal", s.ExitSignal)
@@ -94,18 +106,26 @@ func (s Status) MarshalJSON() ([]byte, error) {
 	if s.LastStartReason != "" {
 		w.field("lastStartReason", s.LastStartReason)
 	}
-	logs := s.Logs
-	if logs == nil {
-		logs = []OutputEntry{}
+	if !state {
+		logs := s.Logs
+		if logs == nil {
+			logs = []OutputEntry{}
+		}
+		w.field("logs", logs)
 	}
-	w.field("logs", logs)
 	w.field("memoryRestarts", s.MemoryRestarts)
 	if s.PID != 0 {
+		if state {
+			w.field("pgid", s.PID) // every process leads its own group
+		}
 		w.field("pid", s.PID)
 	}
 	w.field("restarts", s.Restarts)
 	if s.RSSBytes != nil {
 		w.field("rssBytes", *s.RSSBytes)
+	}
+	if state && s.PID != 0 && s.StartTime != 0 {
+		w.field("startTime", s.StartTime)
 	}
 	if s.StartedAt != nil {
 		w.field("startedAt", ISOTime(*s.StartedAt))

@@ -1,0 +1,221 @@
+package engine
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/rollbridge/rollbridge/jsconfig"
+	"github.com/rollbridge/rollbridge/runtime"
+)
+
+func TestStripKeys(t *testing.T) {
+	in := `{"a":1,"command":"x","b":{"env":{"K":"v"},"c":[{"logs":[1,2],"d":"e\"}"},{"cwd":"/x"}],"output":null},"children":[],"z":"\u00e9<>"}`
+	want := `{"a":1,"b":{"c":[{"d":"e\"}"},{}]},"z":"\u00e9<>"}`
+	if got := string(stripKeys([]byte(in), secretKeys)); got != want {
+		t.Fatalf("got  %s\nwant %s", got, want)
+	}
+	// Dropping the first member does not leave a leading comma.
+	if got := string(stripKeys([]byte(`{"command":1,"x":[1, 2 ,3]}`), secretKeys)); got != `{"x":[1,2,3]}` {
+		t.Fatalf("got %s", got)
+	}
+}
+
+func writeState(t *testing.T, content string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "state.json")
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestReadStateFile(t *testing.T) {
+	me := os.Getpid()
+	ticks, ok := runtime.StartTime(me)
+	if !ok {
+		t.Fatal("no start time for the test process")
+	}
+	// A Node.js state file: no startTime, pid liveness alone.
+	node := `{"activeReleaseId":"c2","orphans":[{"id":"old","pid":` + strconv.Itoa(me) + `,"releaseId":null}],
+	  "releases":[{"releaseId":"c2","processes":[{"id":"web","pid":` + strconv.Itoa(me) + `},{"id":"gone"}]}],
+	  "services":[{"id":"beacon","process":{"id":"beacon","pid":` + strconv.Itoa(me) + `}}],"singletons":[]}`
+	list, err := ReadStateFile(writeState(t, node))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, o := range list {
+		rel := "null"
+		if o.ReleaseID != nil {
+			rel = *o.ReleaseID
+		}
+		got = append(got, o.ID+"/"+rel)
+	}
+	if want := []string{"old/null", "web/c2", "beacon/null"}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("candidates %v, want %v", got, want)
+	}
+	if live := LiveOrphans(list); len(live) != 3 {
+		t.Fatalf("live %v", live)
+	}
+	// A Go state file: the recorded start time must match.
+	goFile := `{"releases":[{"releaseId":"r","processes":[{"id":"a","pgid":` + strconv.Itoa(me) + `,"pid":` + strconv.Itoa(me) + `,"startTime":` + strconv.FormatUint(ticks, 10) + `},
+	  {"id":"recycled","pid":` + strconv.Itoa(me) + `,"startTime":` + strconv.FormatUint(ticks+1, 10) + `}]}],"services":[],"singletons":[]}`
+	list, _ = ReadStateFile(writeState(t, goFile))
+	live := LiveOrphans(list)
+	if len(list) != 2 || len(live) != 1 || live[0].ID != "a" || live[0].Pgid != me || live[0].StartTime != ticks {
+		t.Fatalf("candidates %+v live %+v", list, live)
+	}
+	// No state: a missing file silently, a broken one with a reason.
+	if list, err := ReadStateFile(filepath.Join(t.TempDir(), "none.json")); list != nil || err != nil {
+		t.Fatalf("missing file: %v %v", list, err)
+	}
+	for _, broken := range []string{"", `{"releases": [`, "not json", "\x00\x00"} {
+		list, err := ReadStateFile(writeState(t, broken))
+		var unreadable *ErrStateUnreadable
+		if list != nil || err == nil || !asUnreadable(err, &unreadable) {
+			t.Errorf("%q: %v %v", broken, list, err)
+		}
+	}
+	// An unexpected shape yields nothing, as with the reference.
+	for _, odd := range []string{`{"releases":[]}`, `[]`, `{"releases":[{"processes":null}],"services":[],"singletons":[]}`, `{"releases":[],"services":[{"id":"x"}],"singletons":[]}`, `null`, `5`} {
+		list, err := ReadStateFile(writeState(t, odd))
+		if list != nil || err != nil {
+			t.Errorf("%s: %v %v", odd, list, err)
+		}
+	}
+}
+
+func asUnreadable(err error, target **ErrStateUnreadable) bool {
+	u, ok := err.(*ErrStateUnreadable)
+	*target = u
+	return ok
+}
+
+// The state file of a daemon: the status and events without commands,
+// working directories, environments or output, with pgid and startTime.
+func TestStateSnapshotIsSecretSafe(t *testing.T) {
+	dir := t.TempDir()
+	e := New(Options{Plan: &jsconfig.Plan{Application: "shop", StatePath: filepath.Join(dir, "state.json")}})
+	spec := runtime.Spec{ID: "worker", Command: "SECRET_TOKEN=abc exec sleep 60", Cwd: dir, Dir: dir, Env: []string{"DB_PASSWORD=hunter2"}, OutputLines: 10}
+	proc := runtime.New(spec, runtime.Options{})
+	if err := proc.Start(runtime.ReasonDeploy); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { proc.Stop() })
+	r := newRelease("v1", dir, "abc")
+	r.procs = []*instance{{id: "worker", def: &jsconfig.Process{ID: "worker"}, proc: proc}}
+	r.setState(stateActive)
+	e.releases = []*Release{r}
+	e.events.log("process started", jsconfig.Field{Key: "command", Value: spec.Command}, jsconfig.Field{Key: "pid", Value: 1})
+	e.orphans = []Orphan{{ID: "old", Pid: os.Getpid(), Pgid: 77, StartTime: mustTicks(t)}}
+	data, err := e.stateSnapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(data)
+	for _, secret := range []string{"SECRET_TOKEN", "hunter2", `"command"`, `"cwd"`, `"logs"`, `"children"`} {
+		if strings.Contains(text, secret) {
+			t.Errorf("the state file holds %s:\n%s", secret, text)
+		}
+	}
+	if !strings.HasSuffix(text, "}\n") || !strings.Contains(text, "\n  \"activeReleaseId\": null,\n") {
+		t.Fatalf("format:\n%s", text)
+	}
+	var doc struct {
+		Orphans  []map[string]any
+		Releases []struct {
+			Processes []map[string]any
+		}
+		Events      []map[string]any
+		PersistedAt string
+	}
+	if err := json.Unmarshal(data, &doc); err != nil {
+		t.Fatal(err)
+	}
+	p := doc.Releases[0].Processes[0]
+	ticks, _ := runtime.StartTime(proc.Status().PID)
+	if p["pgid"] != p["pid"] || p["startTime"] != float64(ticks) || ticks == 0 {
+		t.Fatalf("process entry %v (start time %d)", p, ticks)
+	}
+	if o := doc.Orphans[0]; o["pgid"] != 77.0 || o["startTime"] == nil || len(doc.Events) != 1 || doc.PersistedAt == "" {
+		t.Fatalf("orphans %v, events %v, persistedAt %q", doc.Orphans, doc.Events, doc.PersistedAt)
+	}
+	// The status reply keeps the orphan shape {id, pid, releaseId}.
+	status, _ := e.statusJSON()
+	if !strings.Contains(string(status), `"orphans":[{"id":"old","pid":`+strconv.Itoa(os.Getpid())+`,"releaseId":null}]`) {
+		t.Fatalf("status orphans: %s", status)
+	}
+}
+
+func mustTicks(t *testing.T) uint64 {
+	ticks, ok := runtime.StartTime(os.Getpid())
+	if !ok {
+		t.Fatal("no start time")
+	}
+	return ticks
+}
+
+// A crash mid-write leaves a partial temporary file next to a complete
+// state file; readers never see the partial one.
+func TestStateWriteIsAtomic(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "state.json")
+	e := New(Options{Plan: &jsconfig.Plan{Application: "shop", StatePath: path}})
+	p := newPersister(e, path)
+	p.write()
+	first, err := os.ReadFile(path)
+	if err != nil || !json.Valid(first) {
+		t.Fatalf("first write: %v %q", err, first)
+	}
+	// What a crash in the middle of the next write leaves behind.
+	os.WriteFile(path+".999.1.tmp", first[:len(first)/2], 0o644)
+	if _, err := ReadStateFile(path); err != nil {
+		t.Fatal(err)
+	}
+	p.write()
+	second, _ := os.ReadFile(path)
+	if !json.Valid(second) {
+		t.Fatalf("second write %q", second)
+	}
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 2 {
+		t.Fatalf("files: %v (our temporary files must not stay)", entries)
+	}
+	// A write that cannot happen is logged and changes nothing.
+	bad := newPersister(e, filepath.Join(dir, "missing", "state.json"))
+	bad.write()
+	last := e.events.recent(1, true)[0]
+	if last.Message != "state persist failed" || !strings.HasPrefix(last.Data[0].Value.(string), "ENOENT: no such file or directory, open '") {
+		t.Fatalf("event %v", last)
+	}
+	// finish removes the file when no inherited orphan lives.
+	if err := p.finish(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(path); !os.IsNotExist(err) {
+		t.Fatalf("state file after a clean shutdown: %v", err)
+	}
+}
+
+// With live inherited orphans, a clean shutdown leaves only them.
+func TestStateFinishKeepsLiveOrphans(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.json")
+	e := New(Options{Plan: &jsconfig.Plan{StatePath: path}})
+	rel := "c2"
+	e.orphans = []Orphan{{ID: "jobs", Pid: os.Getpid(), ReleaseID: &rel}, {ID: "dead", Pid: 1 << 30}}
+	p := newPersister(e, path)
+	if err := p.finish(); err != nil {
+		t.Fatal(err)
+	}
+	data, _ := os.ReadFile(path)
+	want := "{\n  \"activeReleaseId\": null,\n  \"orphans\": [\n    {\n      \"id\": \"jobs\",\n      \"pid\": " + strconv.Itoa(os.Getpid()) +
+		",\n      \"releaseId\": \"c2\"\n    }\n  ],\n  \"releases\": [],\n  \"services\": [],\n  \"singletons\": []\n}\n"
+	if string(data) != want {
+		t.Fatalf("got\n%s\nwant\n%s", data, want)
+	}
+}
