@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -207,6 +208,23 @@ func TestCompletion(t *testing.T) {
 	}
 	if got := complete("rollbridge", "val"); !strings.Contains(got, "validate") {
 		t.Errorf("command completion: %q", got)
+	}
+	all := strings.Fields(complete("rollbridge", ""))
+	for _, c := range []string{"daemon", "deploy", "rollback", "ensure-daemon", "status", "stop", "restart", "shutdown", "validate", "doctor", "logs", "events", "predeploy-cleanup", "recover", "completion"} {
+		if !slices.Contains(all, c) {
+			t.Errorf("command %s is not completed: %v", c, all)
+		}
+	}
+	if slices.Contains(all, "__load-config") {
+		t.Errorf("a hidden command is completed: %v", all)
+	}
+	for cmd, opts := range map[string][]string{"recover": {"--config", "--force"}, "doctor": {"--config", "--release-path", "--release-id", "--revision", "--json"}, "predeploy-cleanup": {"--config", "--release-path"}} {
+		got := strings.Fields(complete("rollbridge", cmd, "--"))
+		for _, o := range opts {
+			if !slices.Contains(got, o) {
+				t.Errorf("%s: option %s is not completed: %v", cmd, o, got)
+			}
+		}
 	}
 	if got := complete("rollbridge", "validate", "--"); !strings.Contains(got, "--config") || !strings.Contains(got, "--json") {
 		t.Errorf("option completion: %q", got)

@@ -110,8 +110,11 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 		newRestartCommand(stderr),
 		newShutdownCommand(),
 		newValidateCommand(),
+		newDoctorCommand(),
 		newLogsCommand(),
 		newEventsCommand(stderr),
+		newPredeployCleanupCommand(),
+		newRecoverCommand(),
 		newCompletionCommand(stderr),
 		newLoadConfigCommand(),
 	)

@@ -1,0 +1,90 @@
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/rollbridge/rollbridge/engine"
+	"github.com/rollbridge/rollbridge/jsconfig"
+	"github.com/spf13/cobra"
+)
+
+func newDoctorCommand() *cobra.Command {
+	var configPath, releasePath, releaseID, revision string
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "doctor",
+		Short: "Check the environment before starting the daemon: config, control socket, and proxy port.",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			opts := jsconfig.Options{Stdout: cmd.OutOrStdout(), Stderr: cmd.ErrOrStderr()}
+			v := checkConfig(configPath, cmd.Flags().Changed("config"), opts)
+			var checks []engine.Check
+			switch {
+			case v.path == nil:
+				if !asJSON {
+					fmt.Fprintln(cmd.ErrOrStderr(), v.notFound)
+					return exitCode(1)
+				}
+				checks = []engine.Check{{Name: "config", Detail: v.notFound}}
+			case v.plan == nil:
+				n := len(v.issues)
+				checks = []engine.Check{{Name: "config", Detail: fmt.Sprintf("%d %s — run \"rollbridge validate\" for details", n, plural(n, "issue", "issues"))}}
+			default:
+				n := len(v.plan.Processes)
+				checks = []engine.Check{{Name: "config", OK: true, Detail: fmt.Sprintf("valid: %d %s, proxy on %s:%d", n, plural(n, "process", "processes"), v.plan.Proxy.Host, v.plan.Proxy.Port)}}
+				var rel *engine.DoctorRelease
+				if cmd.Flags().Changed("release-path") {
+					rel = &engine.DoctorRelease{
+						Path: releasePath, ID: releaseID, IDSet: cmd.Flags().Changed("release-id"),
+						Revision: revision, RevSet: cmd.Flags().Changed("revision"), LookupEnv: os.LookupEnv,
+					}
+				}
+				checks = append(checks, engine.Doctor(v.plan, rel)...)
+			}
+			return writeDoctor(cmd, checks, asJSON)
+		},
+	}
+	addConfigFlag(cmd, &configPath)
+	cmd.Flags().StringVar(&releasePath, "release-path", "", "Also pre-flight a prepared release: render its templates and check the release and working directories")
+	cmd.Flags().StringVar(&releaseID, "release-id", "", "Release id used when rendering templates (defaults to --revision or the release path basename)")
+	cmd.Flags().StringVar(&revision, "revision", "", "Revision used when rendering templates (defaults to --release-id)")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "Output machine-readable JSON")
+	setPlaceholder(cmd, "release-path", "<path>")
+	setPlaceholder(cmd, "release-id", "<id>")
+	setPlaceholder(cmd, "revision", "<sha>")
+	return cmd
+}
+
+// writeDoctor prints the report (cli.md §2.10.2); any failed check makes
+// the exit status 1.
+func writeDoctor(cmd *cobra.Command, checks []engine.Check, asJSON bool) error {
+	failed := 0
+	for _, c := range checks {
+		if !c.OK {
+			failed++
+		}
+	}
+	if asJSON {
+		out := jsconfig.Object{{Key: "checks", Value: checks}, {Key: "ok", Value: failed == 0}}
+		if err := jsconfig.WriteJSON(cmd.OutOrStdout(), out); err != nil {
+			return err
+		}
+	} else {
+		for _, c := range checks {
+			mark := "✓"
+			if !c.OK {
+				mark = "✗"
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s %s: %s\n", mark, c.Name, c.Detail)
+		}
+		if failed == 0 {
+			fmt.Fprint(cmd.OutOrStdout(), "\nAll checks passed.\n")
+		} else {
+			fmt.Fprintf(cmd.ErrOrStderr(), "\n%d %s failed.\n", failed, plural(failed, "check", "checks"))
+		}
+	}
+	if failed > 0 {
+		return exitCode(1)
+	}
+	return nil
+}

@@ -1,0 +1,69 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/rollbridge/rollbridge/engine"
+	"github.com/spf13/cobra"
+)
+
+func newRecoverCommand() *cobra.Command {
+	var configPath string
+	var force bool
+	cmd := &cobra.Command{
+		Use:   "recover",
+		Short: "Stop orphaned processes left by a crashed daemon (reads statePath; lists them unless --force).",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			plan, err := loadPlan(cmd, configPath)
+			if err != nil {
+				return err
+			}
+			rec, err := engine.Recover(plan, force)
+			if errors.Is(err, engine.ErrNoStatePath) || (err != nil && rec == nil) {
+				// Printed as is, without the "Error: " prefix.
+				fmt.Fprintln(cmd.ErrOrStderr(), err.Error())
+				return exitCode(1)
+			}
+			if err != nil {
+				return err
+			}
+			return writeRecovery(cmd.OutOrStdout(), cmd.ErrOrStderr(), rec, force)
+		},
+	}
+	addConfigFlag(cmd, &configPath)
+	cmd.Flags().BoolVar(&force, "force", false, "Stop the orphaned processes; without it, recover only lists them")
+	return cmd
+}
+
+// writeRecovery prints recover's report (cli.md §2.14.1).
+func writeRecovery(stdout, stderr io.Writer, rec *engine.Recovery, force bool) error {
+	var b strings.Builder
+	switch {
+	case len(rec.Found) == 0 && force:
+		b.WriteString("No orphaned processes found; cleared the state file.\n")
+	case len(rec.Found) == 0:
+		b.WriteString("No orphaned processes found.\n")
+	case !force:
+		fmt.Fprintf(&b, "Found %s (run with --force to stop):\n", engine.OrphanLabel(len(rec.Found)))
+		b.WriteString(engine.OrphanLines(rec.Found))
+		b.WriteString("Review the list first — a recycled pid could be an unrelated process.\n")
+	default:
+		if len(rec.Stopped) > 0 {
+			fmt.Fprintf(&b, "Stopped %s:\n%s", engine.OrphanLabel(len(rec.Stopped)), engine.OrphanLines(rec.Stopped))
+		}
+		if len(rec.Skipped) > 0 {
+			fmt.Fprintf(&b, "Skipped %s that no longer lead their process group (pid likely recycled):\n%s", engine.OrphanLabel(len(rec.Skipped)), engine.OrphanLines(rec.Skipped))
+		}
+		if len(rec.Survivors) > 0 {
+			fmt.Fprintf(&b, "Could not stop %s — still running (check permissions/ownership):\n%s", engine.OrphanLabel(len(rec.Survivors)), engine.OrphanLines(rec.Survivors))
+			b.WriteString("Left the state file in place so you can investigate and re-run recover.\n")
+			io.WriteString(stderr, b.String())
+			return exitCode(1)
+		}
+	}
+	_, err := io.WriteString(stdout, b.String())
+	return err
+}
