@@ -84,6 +84,12 @@ func (e *Engine) HandleControl(ctx context.Context, req *control.Request, conn *
 			return nil, err
 		}
 		return jsconfig.Object{{Key: "restarted", Value: restarted}}.MarshalJSON()
+	case "retire-owner":
+		attestation, err := checkAttestation(req)
+		if err != nil {
+			return nil, err
+		}
+		return e.retire(conn, attestation, req.Bool("handoff"))
 	case "shutdown":
 		if err := e.Shutdown(conn); err != nil {
 			return nil, err

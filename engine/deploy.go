@@ -20,6 +20,9 @@ type DeployRequest struct {
 	ReleaseID   string // "" lets the daemon choose
 	Revision    string
 	RevisionSet bool // a revision was supplied, even ""
+	// deferSingletons leaves the singletons to the caller: a takeover
+	// candidate starts them once the owner's have stopped.
+	deferSingletons bool
 }
 
 // DeployResult is the reply of a successful deploy.
@@ -75,6 +78,9 @@ func (e *Engine) deploy(req DeployRequest) (res DeployResult, err error) {
 		e.mu.Lock()
 		r.ports = ports
 		e.mu.Unlock()
+		err = e.checkSingletonTemplates(next, r)
+	}
+	if err == nil {
 		services, err = e.ensureServices(next, r)
 	}
 	if err != nil {
@@ -95,7 +101,10 @@ func (e *Engine) deploy(req DeployRequest) (res DeployResult, err error) {
 	}
 	// 10–12.
 	e.refreshServices(next, r)
-	singletonErr := e.replaceSingletons(next, r)
+	var singletonErr error
+	if !req.deferSingletons {
+		singletonErr = e.replaceSingletons(next, r)
+	}
 	if prev != nil {
 		go e.drain(prev, next)
 	}
@@ -143,7 +152,7 @@ func (e *Engine) startReleaseProcesses(plan *jsconfig.Plan, r *Release) error {
 				}
 				r.procs = append(r.procs, in)
 				e.mu.Unlock()
-				if err := in.proc.Start(runtime.ReasonDeploy); err != nil {
+				if err := e.startInstance(in, runtime.ReasonDeploy); err != nil {
 					return err
 				}
 			}
@@ -290,6 +299,22 @@ func (e *Engine) buildInstance(plan *jsconfig.Plan, r *Release, def *jsconfig.Pr
 	in.setTag(r.ID)
 	in.proc = runtime.New(spec, runtime.Options{OnEvent: e.processEvent(in)})
 	return in, nil
+}
+
+// checkSingletonTemplates renders every singleton before anything starts:
+// singletons start only after the switch, and a template that cannot
+// render must fail the deploy while the previous release still serves.
+func (e *Engine) checkSingletonTemplates(plan *jsconfig.Plan, r *Release) error {
+	for i := range plan.Processes {
+		def := &plan.Processes[i]
+		if def.Policy != jsconfig.PolicySingleton {
+			continue
+		}
+		if _, err := e.renderSpec(plan, r, def, 0, def.ID, nil); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // renderSpec renders def for release r into a process definition.

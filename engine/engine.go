@@ -5,20 +5,15 @@ import (
 	"errors"
 	"io"
 	"net"
-	"os"
-	"os/signal"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/rollbridge/rollbridge/engine/control"
 	"github.com/rollbridge/rollbridge/jsconfig"
 	"github.com/rollbridge/rollbridge/proxy"
 	"github.com/rollbridge/rollbridge/runtime"
-	"golang.org/x/sys/unix"
 )
 
 // connectionGrace bounds how long a finished shutdown waits for control
@@ -37,6 +32,11 @@ type Options struct {
 	Stderr io.Writer
 	// Identity is reported as status.daemonRuntime.
 	Identity Identity
+	// Bootstrap, when set, is activated before the control socket is
+	// exposed (daemon.md §11.1); with Takeover the daemon replaces the
+	// current owner of the control socket (§11.2).
+	Bootstrap *Bootstrap
+	Takeover  bool
 	// LoadConfig reloads the config before a deploy; nil loads it in
 	// process with jsconfig.Load.
 	LoadConfig func() (*jsconfig.Plan, error)
@@ -69,10 +69,12 @@ type Engine struct {
 	orphans      []Orphan   // live processes of a previous daemon (daemon.md §8.5)
 	persist      *persister // nil without statePath
 
-	server   *control.Server
-	socket   *controlSocket
-	proxyLn  net.Listener
-	shutdown struct {
+	server       *control.Server
+	socket       *controlSocket
+	proxyLn      net.Listener
+	retiredOwner bool // handed over to a takeover candidate (guarded by mu)
+	retirement   retirement
+	shutdown     struct {
 		once sync.Once
 		done chan struct{}
 		err  error
@@ -94,6 +96,7 @@ func New(opts Options) *Engine {
 		proxyPort:    opts.Plan.Proxy.Port,
 	}
 	e.shutdown.done = make(chan struct{})
+	e.retirement.done = make(chan struct{})
 	e.proxy = proxy.New(proxy.Options{OnError: func(msg string) {
 		e.events.log("proxy error", jsconfig.Field{Key: "error", Value: msg})
 	}})
@@ -111,8 +114,9 @@ func New(opts Options) *Engine {
 	return e
 }
 
-// Start binds the proxy and the control socket (daemon.md §1.5) and
-// starts serving. The control socket is checked for a live daemon first.
+// Start brings up a plain daemon (daemon.md §1.5): the control socket is
+// probed for a live daemon first, then the previous daemon's orphans are
+// reported and the proxy and the control socket are bound.
 func (e *Engine) Start() error {
 	plan := e.opts.Plan
 	if err := CheckControlSocket(plan.Control.Path); err != nil {
@@ -122,67 +126,15 @@ func (e *Engine) Start() error {
 		e.loadOrphans(plan.StatePath)
 		e.persist = newPersister(e, plan.StatePath) // started once the socket is up
 	}
-	addr := net.JoinHostPort(plan.Proxy.Host, strconv.Itoa(plan.Proxy.Port))
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return listenError(err, plan.Proxy.Host+":"+strconv.Itoa(plan.Proxy.Port))
+	if err := e.bindProxy(); err != nil {
+		return err
 	}
-	e.proxyLn = ln
-	e.mu.Lock()
-	e.proxyPort = ln.Addr().(*net.TCPAddr).Port
-	e.mu.Unlock()
-	go e.proxy.Serve(ln)
-	e.events.log("proxy listening", jsconfig.Field{Key: "host", Value: plan.Proxy.Host}, jsconfig.Field{Key: "port", Value: e.proxyPort})
-
 	sock, err := listenControl(plan.Control)
 	if err != nil {
 		e.proxy.Shutdown(0)
 		return err
 	}
-	e.socket = sock
-	go e.server.Serve(sock.listener)
-	e.events.log("control socket listening", jsconfig.Field{Key: "path", Value: plan.Control.Path})
-	if e.persist != nil {
-		e.persist.start()
-	}
-	return nil
-}
-
-// Run serves until a shutdown (control command or SIGINT/SIGTERM) has
-// completed. A second signal, and SIGHUP, are logged and ignored. It
-// returns the error of a failed signal-triggered shutdown; a shutdown
-// requested over the control socket always ends Run with nil.
-func (e *Engine) Run() error {
-	signals := make(chan os.Signal, 4)
-	signal.Notify(signals, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
-	signal.Ignore(syscall.SIGPIPE) // a closed stdout must not end the daemon
-	defer signal.Stop(signals)
-	signalled := false
-	for {
-		select {
-		case s := <-signals:
-			name := unix.SignalName(s.(syscall.Signal))
-			if s == syscall.SIGHUP || signalled || e.stopping.Load() {
-				e.events.log("signal ignored", jsconfig.Field{Key: "signal", Value: name})
-				continue
-			}
-			signalled = true
-			go e.Shutdown(nil)
-		case <-e.shutdown.done:
-			// Replies still being written (the shutdown's own, refusals of
-			// queued commands) go out before the process ends.
-			waited := make(chan struct{})
-			go func() { e.server.Wait(); close(waited) }()
-			select {
-			case <-waited:
-			case <-time.After(connectionGrace):
-			}
-			if signalled {
-				return e.shutdown.err
-			}
-			return nil
-		}
-	}
+	return e.exposeControl(sock)
 }
 
 // Shutdown stops everything the daemon owns (daemon.md §10.2) and reports
@@ -203,15 +155,18 @@ func (e *Engine) runShutdown(requester *control.Conn) error {
 	// 1: no new deploy steps; waits end; queued operations are refused.
 	e.mu.Lock()
 	e.stopping.Store(true)
+	sock, retired := e.socket, e.retiredOwner
 	e.mu.Unlock()
+	e.notify("STOPPING=1")
 	e.cancel()
 	e.ops.close()
-	// 2–3: no new control connections; the socket file goes.
+	// 2–3: no new control connections; the socket file goes, unless a
+	// takeover candidate now serves it.
 	var errs []string
 	e.server.Close(requester)
-	if e.socket != nil {
-		e.socket.listener.Close()
-		if err := e.socket.remove(); err != nil {
+	if sock != nil && !retired {
+		sock.listener.Close()
+		if err := sock.remove(); err != nil {
 			errs = append(errs, "control socket unlink failed: "+err.Error())
 		}
 	}
@@ -254,7 +209,7 @@ func (e *Engine) runShutdown(requester *control.Conn) error {
 		errs = append(errs, "proxy close failed: "+err.Error())
 	}
 	// 7: the state file keeps only inherited orphans that still run.
-	if e.persist != nil {
+	if e.persist != nil && e.persist.started && !retired {
 		if err := e.persist.finish(); err != nil {
 			errs = append(errs, "persistent state cleanup failed: "+err.Error())
 		}
@@ -263,6 +218,13 @@ func (e *Engine) runShutdown(requester *control.Conn) error {
 		return errors.New(strings.Join(errs, "; "))
 	}
 	return nil
+}
+
+// startInstance starts a process unless a shutdown or retirement has
+// begun: a start racing with the final stop must not leave a process
+// behind.
+func (e *Engine) startInstance(in *instance, reason string) error {
+	return in.proc.StartUnless(reason, e.stopping.Load)
 }
 
 // stopAll runs the stop sequence of every instance in parallel and waits.

@@ -164,8 +164,11 @@ func (e *Engine) restart(processID string, idSet bool, policy string, policySet 
 		}
 		e.events.log("process restart requested", jsconfig.Field{Key: "processId", Value: in.id})
 		in.proc.Stop()
-		if err := in.proc.Start(runtime.ReasonManual); err != nil {
+		if err := e.startInstance(in, runtime.ReasonManual); err != nil {
 			return restarted, err
+		}
+		if e.stopping.Load() {
+			return restarted, ErrShuttingDown // the start was called off
 		}
 		restarted = append(restarted, in.id)
 	}

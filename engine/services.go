@@ -39,7 +39,7 @@ func (e *Engine) ensureServices(plan *jsconfig.Plan, r *Release) ([]*serviceEntr
 		}
 		e.services = append(e.services, entry)
 		e.mu.Unlock()
-		if err := in.proc.Start(runtime.ReasonDeploy); err != nil {
+		if err := e.startInstance(in, runtime.ReasonDeploy); err != nil {
 			e.mu.Lock()
 			e.forgetServiceLocked(entry)
 			e.mu.Unlock()
@@ -133,7 +133,7 @@ func (e *Engine) replaceSingletons(plan *jsconfig.Plan, r *Release) error {
 				e.singletons = append(e.singletons, entry)
 			}
 			e.mu.Unlock()
-			err = in.proc.Start(runtime.ReasonDeploy)
+			err = e.startInstance(in, runtime.ReasonDeploy)
 		}
 		if err != nil {
 			e.events.log("singleton replacement failed", jsconfig.Field{Key: "error", Value: err.Error()},

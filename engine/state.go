@@ -165,7 +165,7 @@ func (p *persister) finish() error {
 // event and persistedAt, with secrets removed and pretty-printed.
 func (e *Engine) stateSnapshot() ([]byte, error) {
 	status := e.statusObject(true)
-	events, err := json.Marshal(e.events.recent(0, false))
+	events, err := jsconfig.MarshalNoHTML(e.events.recent(0, false))
 	if err != nil {
 		return nil, err
 	}

@@ -115,6 +115,11 @@ func (e *Engine) statusObject(forState bool) jsconfig.Object {
 	status := jsconfig.Object{
 		{Key: "activeReleaseId", Value: activeID},
 		{Key: "application", Value: plan.Application},
+	}
+	if b := e.opts.Bootstrap; b != nil {
+		status = append(status, jsconfig.Field{Key: "bootstrap", Value: b.object()})
+	}
+	status = append(status, jsconfig.Object{
 		{Key: "control", Value: plan.Control.ControlJSON()},
 		{Key: "daemonRuntime", Value: e.opts.Identity.object()},
 		{Key: "orphans", Value: orphans},
@@ -126,7 +131,7 @@ func (e *Engine) statusObject(forState bool) jsconfig.Object {
 		{Key: "releases", Value: releases},
 		{Key: "services", Value: serviceList},
 		{Key: "singletons", Value: singletonList},
-	}
+	}...)
 	return status
 }
 
@@ -145,7 +150,7 @@ func setField(o jsconfig.Object, key string, v any) jsconfig.Object {
 // eventsJSON is the events reply: {"events":[…]}.
 func (e *Engine) eventsJSON(limit float64, limited bool) ([]byte, error) {
 	events := e.events.recent(limit, limited)
-	list, err := json.Marshal(events)
+	list, err := jsconfig.MarshalNoHTML(events)
 	if err != nil {
 		return nil, err
 	}

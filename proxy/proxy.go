@@ -30,9 +30,8 @@ type Proxy struct {
 	errorLog *log.Logger
 	server   *http.Server
 
-	mu      sync.Mutex
-	conns   map[*trackedConn]struct{}
-	closing bool
+	mu    sync.Mutex
+	conns map[*trackedConn]struct{}
 }
 
 // Options configure a Proxy.
@@ -81,9 +80,6 @@ func (p *Proxy) Serve(ln net.Listener) error {
 // WebSocket tunnels, idle keep-alive connections) finish for up to grace,
 // then closes what is left.
 func (p *Proxy) Shutdown(grace time.Duration) error {
-	p.mu.Lock()
-	p.closing = true
-	p.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
 	err := p.server.Shutdown(ctx) // closes the listener and idle connections
@@ -102,6 +98,21 @@ func (p *Proxy) Shutdown(grace time.Duration) error {
 		err = nil // the leftovers were closed: that is the bound working
 	}
 	return err
+}
+
+// Drain is the shutdown of a daemon whose listening socket lives on in a
+// successor; the caller has closed its listener already. Requests on
+// connections it accepted are still answered (Go's Shutdown would drop
+// a request read after it began), keep-alive ends, and open connections
+// and WebSocket tunnels get up to grace to finish before the rest is
+// closed.
+func (p *Proxy) Drain(grace time.Duration) error {
+	p.server.SetKeepAlivesEnabled(false) // also closes the idle connections
+	deadline := time.Now().Add(grace)
+	for !p.idle() && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	return p.Shutdown(0)
 }
 
 func (p *Proxy) idle() bool {
@@ -299,13 +310,12 @@ func (l *trackingListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
+	// A connection accepted while shutting down is still served: closing
+	// it unanswered would fail a request that reached a live listener
+	// (the socket may have been handed to a successor that would have
+	// answered it).
 	tc := &trackedConn{Conn: c, p: l.p}
 	l.p.mu.Lock()
-	if l.p.closing {
-		l.p.mu.Unlock()
-		c.Close()
-		return nil, net.ErrClosed
-	}
 	l.p.conns[tc] = struct{}{}
 	l.p.mu.Unlock()
 	return tc, nil

@@ -149,7 +149,13 @@ type Process struct {
 	leftovers       chan struct{} // closed when the last crash's leftovers are gone
 }
 
-type stopRun struct{ done chan struct{} }
+type stopRun struct {
+	quiesced    chan struct{} // closed once restarts are off and the quiet hook ran
+	quiesceOnce sync.Once
+	done        chan struct{}
+}
+
+func (r *stopRun) markQuiesced() { r.quiesceOnce.Do(func() { close(r.quiesced) }) }
 
 // New returns a process in state stopped; nothing runs until Start.
 func New(spec Spec, opts Options) *Process {
@@ -210,6 +216,13 @@ func (p *Process) UpdateSpec(spec Spec) {
 // its full restart allowance again.
 func (p *Process) Start(reason string) error {
 	return p.start(reason, nil)
+}
+
+// StartUnless is Start, except that nothing is spawned when abort reports
+// true. abort is asked at the moment of spawning, under the lock a Stop
+// takes first, so a Stop that began earlier is never undone.
+func (p *Process) StartUnless(reason string, abort func() bool) error {
+	return p.start(reason, abort)
 }
 
 // start spawns the command. abort, when given, is asked under the lock

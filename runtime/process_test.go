@@ -310,3 +310,29 @@ func TestBadCommandAndWorkingDirectory(t *testing.T) {
 		t.Fatalf("state %s pid %d events %v", q.State(), q.PID(), qrec.messages())
 	}
 }
+
+// StopAsync reports the end of the quiet phase before the stop finishes.
+func TestStopAsyncReportsQuiesce(t *testing.T) {
+	marker := filepath.Join(t.TempDir(), "quiet")
+	spec := baseSpec(t, fixture+" -on-signal SIGTERM -exit-after 300ms")
+	spec.Lifecycle.QuietCommand = "touch " + marker
+	p, _ := newProcess(t, spec, nil)
+	if err := p.Start(ReasonDeploy); err != nil {
+		t.Fatal(err)
+	}
+	quiesced, done := p.StopAsync()
+	<-quiesced
+	if _, err := os.Stat(marker); err != nil {
+		t.Fatalf("quiesced before the quiet hook ran: %v", err)
+	}
+	if st := p.State(); st != StateStopping {
+		t.Fatalf("state after the quiet phase: %s", st)
+	}
+	q2, d2 := p.StopAsync() // joins the running stop
+	<-done
+	<-q2
+	<-d2
+	if p.State() != StateStopped || p.PID() != 0 {
+		t.Fatalf("after the stop: %s pid %d", p.State(), p.PID())
+	}
+}

@@ -26,6 +26,22 @@ func (p *Process) Stop() {
 	p.stop()
 }
 
+// StopAsync starts the stop sequence like Stop without waiting for it:
+// quiesced is closed once nothing restarts the process any more and its
+// quiet hook has run, done when the group is gone.
+func (p *Process) StopAsync() (quiesced, done <-chan struct{}) {
+	p.mu.Lock()
+	p.stopRequested = true
+	run := p.stopRun
+	if run == nil {
+		run = &stopRun{quiesced: make(chan struct{}), done: make(chan struct{})}
+		p.stopRun = run
+		go p.runStop(run)
+	}
+	p.mu.Unlock()
+	return run.quiesced, run.done
+}
+
 // stop is the shared sequence; a memory restart uses it without asking
 // the process to stay down.
 func (p *Process) stop() {
@@ -35,14 +51,19 @@ func (p *Process) stop() {
 		<-run.done
 		return
 	}
-	run := &stopRun{done: make(chan struct{})}
+	run := &stopRun{quiesced: make(chan struct{}), done: make(chan struct{})}
 	p.stopRun = run
 	p.mu.Unlock()
-	defer close(run.done)
-	p.stopSequence()
+	p.runStop(run)
 }
 
-func (p *Process) stopSequence() {
+func (p *Process) runStop(run *stopRun) {
+	defer close(run.done)
+	defer run.markQuiesced()
+	p.stopSequence(run)
+}
+
+func (p *Process) stopSequence(run *stopRun) {
 	// 1–2: quiesce. From here an exit is intentional and nothing restarts.
 	// A spawn in progress finishes first, so its child is stopped too.
 	p.spawnMu.Lock()
@@ -75,6 +96,7 @@ func (p *Process) stopSequence() {
 	if c := spec.Lifecycle.QuietCommand; c != "" {
 		p.runHook("quiet command", c, hookTimeout, spec, hookEnv)
 	}
+	run.markQuiesced()
 
 	// 4: drain, bounded by drainTimeoutMs.
 	if groupAlive(pgid) && spec.Lifecycle.DrainTimeout > 0 {

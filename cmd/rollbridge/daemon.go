@@ -1,7 +1,11 @@
 package main
 
 import (
+	"errors"
+	"fmt"
 	"os"
+	"path/filepath"
+	"regexp"
 	"runtime"
 
 	"github.com/rollbridge/rollbridge/engine"
@@ -22,11 +26,17 @@ func tuneDaemonProcess() {
 
 func newDaemonCommand() *cobra.Command {
 	var configPath string
+	var boot bootFlags
 	cmd := &cobra.Command{
 		Use:   "daemon",
 		Short: "",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			tuneDaemonProcess()
+			boot.setFrom(cmd)
+			bootstrap, err := boot.validate(configPath, cmd.Flags().Changed("config"))
+			if err != nil {
+				return err
+			}
 			cwd, err := os.Getwd()
 			if err != nil {
 				return err
@@ -44,18 +54,91 @@ func newDaemonCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if boot.takeover && (bootstrap == nil || bootstrap.Attestation == "") {
+				return errors.New("Daemon --takeover-owner requires the complete bootstrap release tuple and --boot-attestation.")
+			}
 			d := engine.New(engine.Options{
 				ConfigPath: plan.Path, Plan: plan, Identity: identity, LoadConfig: load,
 				Stdout: cmd.OutOrStdout(), Stderr: cmd.ErrOrStderr(),
+				Bootstrap: bootstrap, Takeover: boot.takeover,
 			})
-			if err := d.Start(); err != nil {
-				return err
-			}
-			return d.Run()
+			return d.Serve()
 		},
 	}
 	addConfigFlag(cmd, &configPath)
+	f := cmd.Flags()
+	f.StringVar(&boot.releasePath, "release-path", "", "Bootstrap release path (requires --config, --release-id, and --revision)")
+	f.StringVar(&boot.releaseID, "release-id", "", "Bootstrap release id (requires --config, --release-path, and --revision)")
+	f.StringVar(&boot.revision, "revision", "", "Bootstrap revision (requires --config, --release-path, and --release-id)")
+	f.StringVar(&boot.attestation, "boot-attestation", "", "Opaque bootstrap ownership attestation (requires the complete bootstrap release tuple)")
+	f.BoolVar(&boot.takeover, "takeover-owner", false, "Boot and health-check before retiring the current external owner")
+	setPlaceholder(cmd, "release-path", "<path>")
+	setPlaceholder(cmd, "release-id", "<id>")
+	setPlaceholder(cmd, "revision", "<sha>")
+	setPlaceholder(cmd, "boot-attestation", "<digest>")
 	return cmd
+}
+
+// bootFlags are the daemon's bootstrap options (cli.md §2.1.1).
+type bootFlags struct {
+	releasePath, releaseID, revision, attestation string
+	hasPath, hasID, hasRevision, hasAttestation   bool
+	takeover                                      bool
+}
+
+func (b *bootFlags) setFrom(cmd *cobra.Command) {
+	f := cmd.Flags()
+	b.hasPath, b.hasID, b.hasRevision = f.Changed("release-path"), f.Changed("release-id"), f.Changed("revision")
+	b.hasAttestation = f.Changed("boot-attestation")
+}
+
+var safeIdentifier = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$`)
+var canonicalAttestation = regexp.MustCompile(`^sha256:[a-f0-9]{64}$`)
+
+// normalizedPath accepts a clean path, or a clean path plus one trailing
+// slash.
+func normalizedPath(p string) bool {
+	return p == filepath.Clean(p) || (p != "/" && p == filepath.Clean(p)+"/")
+}
+
+// validate checks the bootstrap options before anything is loaded or
+// bound, in the order of cli.md §2.1.1. It returns nil for a plain
+// daemon.
+func (b *bootFlags) validate(configPath string, configGiven bool) (*engine.Bootstrap, error) {
+	any := b.hasPath || b.hasID || b.hasRevision
+	if b.hasAttestation && !any {
+		return nil, errors.New("Daemon --boot-attestation is accepted only with --config, --release-path, --release-id, and --revision.")
+	}
+	if !any {
+		return nil, nil
+	}
+	if !configGiven || !b.hasPath || !b.hasID || !b.hasRevision {
+		return nil, errors.New("Daemon bootstrap options --config, --release-path, --release-id, and --revision must be provided together.")
+	}
+	switch {
+	case !filepath.IsAbs(configPath):
+		return nil, errors.New("Daemon bootstrap --config must be an absolute path.")
+	case !normalizedPath(configPath):
+		return nil, errors.New("Daemon bootstrap --config must be normalized and must not contain unsafe traversal segments.")
+	case !filepath.IsAbs(b.releasePath):
+		return nil, errors.New("Daemon bootstrap --release-path must be an absolute path.")
+	case !normalizedPath(b.releasePath):
+		return nil, errors.New("Daemon bootstrap --release-path must be normalized and must not contain unsafe traversal segments.")
+	case !safeIdentifier.MatchString(b.releaseID):
+		return nil, errors.New("Daemon bootstrap --release-id must be a non-empty safe identifier containing only letters, numbers, dots, underscores, and hyphens.")
+	case !safeIdentifier.MatchString(b.revision):
+		return nil, errors.New("Daemon bootstrap --revision must be a non-empty safe identifier containing only letters, numbers, dots, underscores, and hyphens.")
+	case b.hasAttestation && !canonicalAttestation.MatchString(b.attestation):
+		return nil, errors.New("Daemon bootstrap --boot-attestation must use the canonical sha256:<64 lowercase hex> format.")
+	}
+	st, err := os.Stat(b.releasePath)
+	if err != nil {
+		return nil, fmt.Errorf("Daemon bootstrap --release-path is not accessible: %s", jsconfig.NodeError(err, "stat", b.releasePath))
+	}
+	if !st.IsDir() {
+		return nil, errors.New("Daemon bootstrap --release-path must name a directory.")
+	}
+	return &engine.Bootstrap{ReleasePath: b.releasePath, ReleaseID: b.releaseID, Revision: b.revision, Attestation: b.attestation}, nil
 }
 
 // newLoadConfigCommand is the hidden helper the daemon runs to load its

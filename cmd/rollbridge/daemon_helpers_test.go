@@ -33,6 +33,14 @@ type testDaemon struct {
 	exitErr error
 	port    int
 	pids    map[int]bool // every managed pid seen in status
+
+	args []string // extra daemon options (bootstrap, takeover)
+	env  []string // extra environment
+	// ready reports that the daemon is up; nil waits for status to answer.
+	ready func() bool
+	// handedOver: the control socket went to a takeover candidate, so it
+	// outlives this daemon.
+	handedOver bool
 }
 
 type syncBuffer struct {
@@ -84,7 +92,8 @@ func startDaemon(t *testing.T, body string) *testDaemon {
 func (d *testDaemon) start() {
 	d.t.Helper()
 	d.stdout, d.stderr, d.exited = &syncBuffer{}, &syncBuffer{}, make(chan struct{})
-	d.cmd = exec.Command(binary, "daemon", "-c", d.config)
+	d.cmd = exec.Command(binary, append([]string{"daemon", "-c", d.config}, d.args...)...)
+	d.cmd.Env = append(os.Environ(), d.env...)
 	d.cmd.Dir = d.dir
 	d.cmd.Stdout, d.cmd.Stderr = d.stdout, d.stderr
 	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -94,7 +103,11 @@ func (d *testDaemon) start() {
 	go func() { d.exitErr = d.cmd.Wait(); close(d.exited) }()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		if r := d.cli("status"); r.code == 0 {
+		if d.ready != nil {
+			if d.ready() {
+				return
+			}
+		} else if r := d.cli("status"); r.code == 0 {
 			var s struct{ Proxy struct{ Port int } }
 			json.Unmarshal([]byte(r.stdout), &s)
 			d.port = s.Proxy.Port
@@ -210,7 +223,7 @@ func (d *testDaemon) shutdown() {
 
 func (d *testDaemon) assertNothingLeft() {
 	d.t.Helper()
-	if _, err := os.Lstat(d.sock); err == nil {
+	if _, err := os.Lstat(d.sock); err == nil && !d.handedOver {
 		d.t.Error("the control socket file is still there")
 	}
 	for pid := range d.pids {
@@ -227,6 +240,17 @@ func (d *testDaemon) cleanup() {
 		d.assertNothingLeft()
 		return
 	default:
+	}
+	if d.handedOver {
+		// Its socket belongs to the successor: wait for it to exit.
+		select {
+		case <-d.exited:
+		case <-time.After(30 * time.Second):
+			syscall.Kill(-d.cmd.Process.Pid, syscall.SIGKILL)
+			d.t.Error("the retired daemon did not exit")
+		}
+		d.assertNothingLeft()
+		return
 	}
 	if r := d.cli("status"); r.code == 0 {
 		var s map[string]any

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -346,6 +347,9 @@ func TestOperationsQueuedBehindShutdownAreRefused(t *testing.T) {
 		conns = append(conns, r)
 	}
 	d.shutdown()
+	if left := processesMentioning(signals); len(left) > 0 {
+		t.Fatalf("processes outlived the daemon: %v", left)
+	}
 	for i, r := range conns {
 		if line, err := r.ReadString('\n'); line != `{"error":"Rollbridge is shutting down","status":"error"}`+"\n" {
 			t.Errorf("queued operation %d: %q %v", i, line, err)
@@ -394,4 +398,54 @@ func TestRedeploySameIDTracksTheOldInstance(t *testing.T) {
 	defer ws2.Close()
 	d.deploy("v1")
 	d.shutdown()
+}
+
+// processesMentioning lists live processes whose command line contains s:
+// a leak check that does not depend on status having reported the pid.
+func processesMentioning(s string) []int {
+	var pids []int
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		cmdline, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+		if err != nil || !strings.Contains(string(cmdline), s) {
+			continue
+		}
+		if pid, err := strconv.Atoi(e.Name()); err == nil && alive(pid) {
+			pids = append(pids, pid)
+			syscall.Kill(-pid, syscall.SIGKILL)
+		}
+	}
+	return pids
+}
+
+// A singleton whose template cannot render fails the deploy before the
+// switch: the previous release and its singleton keep running.
+func TestSingletonTemplateErrorKeepsThePreviousRelease(t *testing.T) {
+	d := startDaemon(t, `processes: [{id: "cron", policy: "singleton", command: "exec FIXTURE"}, `+webProcess+`]`)
+	d.deploy("v1")
+	before := service(d.status(), "singletons", "cron")
+	d.writeConfig(`processes: [{id: "cron", policy: "singleton", command: "exec FIXTURE {{env.ROLLBRIDGE_TEST_UNSET}}"}, ` + webProcess + `]`)
+	r := d.cli("deploy", "--release-path", filepath.Join(d.dir, "releases", "v1"), "--release-id", "v2")
+	if r.code != 1 || !strings.Contains(r.stderr, "Missing template value for {{env.ROLLBRIDGE_TEST_UNSET}}") {
+		t.Fatalf("deploy: %+v", r)
+	}
+	s := d.status()
+	after := service(s, "singletons", "cron")
+	if s["activeReleaseId"] != "v1" || after["pid"] != before["pid"] || after["state"] != "running" {
+		t.Fatalf("after the failed deploy: active %v, cron %v", s["activeReleaseId"], after)
+	}
+	if _, body := d.get("/release"); body != "v1" {
+		t.Fatalf("served by %q", body)
+	}
+}
+
+// Event data is printed as JSON.stringify writes it: no \u0026 for "&".
+func TestEventsKeepShellCharacters(t *testing.T) {
+	d := startDaemon(t, `processes: [{id: "worker", command: "true && exec FIXTURE > /dev/null"}, `+webProcess+`]`)
+	d.deploy("v1")
+	for _, args := range [][]string{{"events"}, {"events", "--json"}} {
+		if r := d.cli(args...); r.code != 0 || !strings.Contains(r.stdout, "true && exec ") || !strings.Contains(r.stdout, "> /dev/null") {
+			t.Fatalf("%v: %+v", args, r)
+		}
+	}
 }

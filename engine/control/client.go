@@ -2,6 +2,7 @@ package control
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -40,6 +41,58 @@ func Call(path string, request []byte, readTimeout time.Duration) ([]byte, error
 		return nil, err
 	}
 	return line, nil
+}
+
+// CallWithFiles is Call for a request whose reply may carry files
+// (SCM_RIGHTS), as retire-owner's reply to a handoff does. It waits as
+// long as the daemon takes. The caller owns the files returned, also
+// along with an error.
+func CallWithFiles(path string, request []byte) ([]byte, []*os.File, error) {
+	conn, err := Dial(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer conn.Close()
+	uc, ok := conn.(*net.UnixConn)
+	if !ok {
+		return nil, nil, fmt.Errorf("%s is not a Unix socket", path)
+	}
+	if _, err := conn.Write(append(append([]byte(nil), request...), '\n')); err != nil {
+		return nil, nil, fmt.Errorf("Rollbridge daemon at %s closed the connection without a response", path)
+	}
+	var data []byte
+	var files []*os.File
+	buf := make([]byte, 64<<10)
+	oob := make([]byte, unix.CmsgSpace(8*4))
+	for bytes.IndexByte(data, '\n') < 0 {
+		n, oobn, _, _, err := uc.ReadMsgUnix(buf, oob)
+		files = append(files, receivedFiles(oob[:oobn])...)
+		data = append(data, buf[:n]...)
+		if err != nil || n == 0 {
+			break
+		}
+	}
+	line, err := ReadResponse(bufio.NewReader(bytes.NewReader(data)), path)
+	return line, files, err
+}
+
+// receivedFiles turns SCM_RIGHTS ancillary data into files.
+func receivedFiles(oob []byte) []*os.File {
+	msgs, err := unix.ParseSocketControlMessage(oob)
+	if err != nil {
+		return nil
+	}
+	var files []*os.File
+	for _, m := range msgs {
+		fds, err := unix.ParseUnixRights(&m)
+		if err != nil {
+			continue
+		}
+		for _, fd := range fds {
+			files = append(files, os.NewFile(uintptr(fd), "received"))
+		}
+	}
+	return files
 }
 
 // Dial connects to the control socket with the connect timeout.

@@ -134,6 +134,9 @@ func (r *Request) Number(name string) (float64, bool) {
 	return f, true
 }
 
+// Bool reports whether the field is the JSON value true.
+func (r *Request) Bool(name string) bool { return string(r.fields[name]) == "true" }
+
 // Raw returns a field's raw JSON, if present.
 func (r *Request) Raw(name string) (json.RawMessage, bool) {
 	raw, ok := r.fields[name]

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"sync"
 	"syscall"
 
@@ -44,6 +45,28 @@ type Conn struct {
 	busy       bool // a request is being handled
 	closeAfter bool // close once the current reply is written
 	closed     bool
+
+	// Set by a handler for its reply: files passed with it (SCM_RIGHTS)
+	// and what runs once it has been written.
+	files      []*os.File
+	afterReply func()
+}
+
+// SendFiles passes files with the reply to the current request, as
+// SCM_RIGHTS ancillary data on the same write; they are closed here
+// after the reply went out.
+func (c *Conn) SendFiles(files ...*os.File) {
+	c.mu.Lock()
+	c.files = append(c.files, files...)
+	c.mu.Unlock()
+}
+
+// AfterReply runs fn once the reply to the current request has been
+// written (or failed to be).
+func (c *Conn) AfterReply(fn func()) {
+	c.mu.Lock()
+	c.afterReply = fn
+	c.mu.Unlock()
 }
 
 // NewServer returns a server that dispatches to h.
@@ -185,11 +208,35 @@ func (c *Conn) handle(line []byte) (resp []byte, closeConn bool) {
 	return Failure(err.Error()), closeConn
 }
 
-// reply writes one response line in a single write.
+// reply writes one response line in a single write, with the files a
+// handler attached.
 func (c *Conn) reply(resp []byte) bool {
 	buf := make([]byte, 0, len(resp)+1)
 	buf = append(append(buf, resp...), '\n')
-	if _, err := c.c.Write(buf); err != nil {
+	c.mu.Lock()
+	files, after := c.files, c.afterReply
+	c.files, c.afterReply = nil, nil
+	c.mu.Unlock()
+	if after != nil {
+		defer after()
+	}
+	var err error
+	if uc, ok := c.c.(*net.UnixConn); ok && len(files) > 0 {
+		fds := make([]int, len(files))
+		for i, f := range files {
+			fds[i] = int(f.Fd())
+		}
+		_, _, err = uc.WriteMsgUnix(buf, unix.UnixRights(fds...), nil)
+		for _, f := range files {
+			f.Close()
+		}
+	} else {
+		for _, f := range files {
+			f.Close()
+		}
+		_, err = c.c.Write(buf)
+	}
+	if err != nil {
 		c.mu.Lock()
 		closed := c.closed
 		c.mu.Unlock()

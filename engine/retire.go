@@ -1,0 +1,186 @@
+package engine
+
+import (
+	"errors"
+	"net"
+	"os"
+	"regexp"
+	"sync"
+	"time"
+
+	"github.com/rollbridge/rollbridge/engine/control"
+	"github.com/rollbridge/rollbridge/jsconfig"
+)
+
+var attestationPattern = regexp.MustCompile(`^sha256:[a-f0-9]{64}$`)
+
+// retirement is the owner side of a takeover: it runs once.
+type retirement struct {
+	once sync.Once
+	body []byte
+	err  error
+	done chan struct{} // closed when the retired daemon may exit
+}
+
+// retire hands the daemon over to a takeover candidate (daemon.md §11.2).
+// With handoff, the listening proxy and control sockets go to the
+// candidate with the reply, so they never stop accepting; this daemon
+// lets its open client connections finish within proxy.drainTimeoutMs
+// and only then stops its processes. Its singletons stop before the
+// reply, so the candidate's never overlap them. Without handoff (what
+// the Node.js rollbridge asks) the reference's sequence runs: the
+// listeners close and the processes stop at once.
+func (e *Engine) retire(conn *control.Conn, attestation string, handoff bool) ([]byte, error) {
+	first := false
+	e.retirement.once.Do(func() {
+		first = true
+		e.retirement.body, e.retirement.err = e.runRetire(conn, attestation, handoff)
+	})
+	if !first && e.retirement.err == nil {
+		// A second request shares the result, without the sockets.
+		return jsconfig.Object{{Key: "message", Value: "owner retired"}}.MarshalJSON()
+	}
+	return e.retirement.body, e.retirement.err
+}
+
+func (e *Engine) runRetire(conn *control.Conn, attestation string, handoff bool) ([]byte, error) {
+	e.mu.Lock()
+	if e.stopping.Load() {
+		e.mu.Unlock()
+		return nil, ErrShuttingDown
+	}
+	e.stopping.Store(true)
+	e.retiredOwner = true
+	sock := e.socket
+	proxyLn := e.proxyLn
+	e.mu.Unlock()
+	e.notify("STOPPING=1")
+	e.cancel()
+	e.ops.close()
+	if e.persist != nil {
+		e.persist.stopTimer() // the successor writes the state file from now on
+	}
+
+	var files []*os.File
+	if handoff {
+		files = dupListeners(proxyLn, sock)
+		handoff = files != nil
+	}
+	if sock != nil && handoff {
+		sock.listener.SetUnlinkOnClose(false)
+	}
+	e.server.Close(conn)
+	procs := e.ownedProcesses()
+
+	if handoff {
+		// Singletons first, so the candidate's start after them.
+		e.mu.Lock()
+		var singles []*instance
+		for _, s := range e.singletons {
+			singles = append(singles, s.inst)
+		}
+		e.mu.Unlock()
+		stopAll(singles)
+		e.events.log("external owner retired", jsconfig.Field{Key: "attestation", Value: attestation}, jsconfig.Field{Key: "status", Value: "draining"})
+		conn.SendFiles(files...)
+		conn.AfterReply(func() {
+			go func() {
+				// New connections queue for the successor from here on.
+				if proxyLn != nil {
+					proxyLn.Close()
+				}
+				_ = e.proxy.Drain(e.currentPlan().Proxy.DrainTimeoutMs.Duration())
+				stopAll(procs)
+				close(e.retirement.done)
+			}()
+		})
+		return jsconfig.Object{{Key: "message", Value: "owner retired"}, {Key: "handoff", Value: true}}.MarshalJSON()
+	}
+
+	// The reference's order: quiesce, free the socket path and the port,
+	// stop everything without waiting for connections.
+	quiet := make([]<-chan struct{}, 0, len(procs))
+	dones := make([]<-chan struct{}, 0, len(procs))
+	for _, in := range procs {
+		quiesced, done := in.proc.StopAsync()
+		quiet = append(quiet, quiesced)
+		dones = append(dones, done)
+	}
+	for _, q := range quiet {
+		<-q
+	}
+	if sock != nil {
+		sock.listener.Close()
+		_ = sock.remove()
+	}
+	if proxyLn != nil {
+		proxyLn.Close()
+	}
+	e.events.log("external owner retired", jsconfig.Field{Key: "attestation", Value: attestation}, jsconfig.Field{Key: "status", Value: "draining"})
+	go func() {
+		for _, d := range dones {
+			<-d
+		}
+		_ = e.proxy.Shutdown(proxyShutdownAfterRetire)
+		close(e.retirement.done)
+	}()
+	return jsconfig.Object{{Key: "message", Value: "owner retired"}}.MarshalJSON()
+}
+
+// proxyShutdownAfterRetire bounds the wait for client connections once a
+// retired owner's processes are gone (they can only fail by then).
+const proxyShutdownAfterRetire = 5 * time.Second
+
+// dupListeners duplicates the listening descriptors for the candidate, or
+// returns nil when one is missing.
+func dupListeners(proxyLn net.Listener, sock *controlSocket) []*os.File {
+	tl, ok := proxyLn.(*net.TCPListener)
+	if !ok || sock == nil {
+		return nil
+	}
+	pf, err := tl.File()
+	if err != nil {
+		return nil
+	}
+	cf, err := sock.listener.File()
+	if err != nil {
+		pf.Close()
+		return nil
+	}
+	return []*os.File{pf, cf}
+}
+
+// ownedProcesses lists every process the daemon runs.
+func (e *Engine) ownedProcesses() []*instance {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var procs []*instance
+	for _, s := range e.services {
+		procs = append(procs, s.inst)
+	}
+	for _, s := range e.singletons {
+		procs = append(procs, s.inst)
+	}
+	for _, r := range e.releases {
+		procs = append(procs, r.procs...)
+	}
+	for r := range e.starting {
+		procs = append(procs, r.procs...)
+	}
+	for r := range e.retiring {
+		procs = append(procs, r.procs...)
+	}
+	return procs
+}
+
+// checkAttestation validates retire-owner's attestation field.
+func checkAttestation(req *control.Request) (string, error) {
+	att, err := req.RequiredString("attestation")
+	if err != nil {
+		return "", err
+	}
+	if !attestationPattern.MatchString(att) {
+		return "", errors.New("Owner retirement attestation must use the canonical sha256:<64 lowercase hex> format")
+	}
+	return att, nil
+}
