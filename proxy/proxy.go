@@ -147,7 +147,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	t.http.Add(1)
 	defer t.done(&t.http)
-	t.rp.ServeHTTP(w, withoutReplay(r))
+	t.rp.ServeHTTP(w, r)
 }
 
 // withoutReplay stops Go's transport from sending a request again on a new

@@ -27,7 +27,8 @@ const IdleUpstreamTimeout = 4 * time.Second
 type Target struct {
 	id        string
 	addr      string // host:port, IPv6 bracketed
-	transport *http.Transport
+	transport *http.Transport // requests with a body, upgrades
+	pool      *connPool       // everything else
 	rp        *httputil.ReverseProxy
 
 	http      atomic.Int64
@@ -52,9 +53,10 @@ func NewTarget(id, host string, port int, p *Proxy) *Target {
 		WriteBufferSize:       32 << 10,
 		ReadBufferSize:        32 << 10,
 	}
+	t.pool = newConnPool(t.addr, dialer)
 	t.rp = &httputil.ReverseProxy{
 		Rewrite:   t.rewrite,
-		Transport: tunnelTransport{t.transport},
+		Transport: &upstreamTransport{pool: t.pool, fallback: tunnelTransport{t.transport}},
 		// 0: a response of known length goes out in one write; streamed ones
 		// (unknown length, text/event-stream) are still flushed at once.
 		FlushInterval: 0,
@@ -126,4 +128,7 @@ func (t *Target) WaitIdle(ctx context.Context) bool {
 
 // CloseIdleConnections closes the pooled upstream connections that are
 // not carrying a request; requests in flight finish normally.
-func (t *Target) CloseIdleConnections() { t.transport.CloseIdleConnections() }
+func (t *Target) CloseIdleConnections() {
+	t.pool.closeIdle()
+	t.transport.CloseIdleConnections()
+}
