@@ -194,6 +194,12 @@ func (e *Engine) takeover() error {
 		if err != nil {
 			return err
 		}
+		if !listensAt(proxyLn, plan.Proxy) {
+			// The config moved the proxy: the owner's port is let go and
+			// the configured one bound (the proxy.* change takes effect).
+			proxyLn.Close()
+			proxyLn = nil
+		}
 	}
 	if proxyLn != nil {
 		e.serveProxy(proxyLn)
@@ -227,6 +233,22 @@ func handedOver(raw []byte) bool {
 		Handoff bool `json:"handoff"`
 	}
 	return json.Unmarshal(raw, &reply) == nil && reply.Handoff
+}
+
+// listensAt reports whether ln is the configured proxy listener: the same
+// port (any, for port 0) and, for an IP literal host, the same address.
+func listensAt(ln net.Listener, px jsconfig.Proxy) bool {
+	a, ok := ln.Addr().(*net.TCPAddr)
+	if !ok {
+		return false
+	}
+	if px.Port != 0 && a.Port != px.Port {
+		return false
+	}
+	if ip := net.ParseIP(px.Host); ip != nil && !ip.Equal(a.IP) {
+		return false
+	}
+	return true
 }
 
 // adoptListeners turns the handed-over descriptors into listeners. The

@@ -192,6 +192,7 @@ func waitForShutdown(path string) error {
 type procRow struct {
 	pid, ppid int
 	args      string
+	startTime uint64 // tells the process from a later one with its pid
 }
 
 // processTable lists the running processes with their parents and
@@ -221,12 +222,16 @@ func processTable() ([]procRow, error) {
 			continue
 		}
 		ppid, _ := strconv.Atoi(string(f[1]))
+		var start uint64
+		if len(f) > 19 {
+			start, _ = strconv.ParseUint(string(f[19]), 10, 64)
+		}
 		cmdline, _ := os.ReadFile("/proc/" + e.Name() + "/cmdline")
 		args := strings.TrimRight(strings.ReplaceAll(string(cmdline), "\x00", " "), " ")
 		if args == "" {
 			args = "[" + string(stat[open+1:closing]) + "]" // a kernel thread, as ps shows it
 		}
-		rows = append(rows, procRow{pid: pid, ppid: ppid, args: args})
+		rows = append(rows, procRow{pid: pid, ppid: ppid, args: args, startTime: start})
 	}
 	sort.Slice(rows, func(i, j int) bool { return rows[i].pid < rows[j].pid })
 	return rows, nil
@@ -319,7 +324,9 @@ func stopLegacy(lt *jsconfig.LegacyTakeover) (int, error) {
 			time.Sleep(legacyPoll)
 		}
 		for _, r := range signalled {
-			_ = syscall.Kill(r.pid, syscall.SIGKILL)
+			if stillRunning(r) { // never a later process that reused the pid
+				_ = syscall.Kill(r.pid, syscall.SIGKILL)
+			}
 		}
 	}
 	// SIGKILL takes effect asynchronously: give the kernel a moment.
@@ -346,11 +353,17 @@ func stopLegacy(lt *jsconfig.LegacyTakeover) (int, error) {
 
 func anyAlive(rows []procRow) bool {
 	for _, r := range rows {
-		if _, ok := runtime.StartTime(r.pid); ok {
+		if stillRunning(r) {
 			return true
 		}
 	}
 	return false
+}
+
+// stillRunning reports whether the process of the row still runs.
+func stillRunning(r procRow) bool {
+	t, ok := runtime.StartTime(r.pid)
+	return ok && (r.startTime == 0 || t == r.startTime)
 }
 
 func errnoName(err error) string {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/rollbridge/rollbridge/engine/control"
 	"github.com/rollbridge/rollbridge/jsconfig"
+	"github.com/rollbridge/rollbridge/runtime"
 )
 
 // Recovery is the outcome of stopping a crashed daemon's orphans
@@ -82,9 +83,10 @@ const (
 	orphanSurvived
 )
 
-// stopOrphan stops the group the orphan leads. A live pid that leads no
-// group is most likely recycled by an unrelated process: it is left
-// alone and reported as skipped.
+// stopOrphan stops the group the orphan leads: SIGTERM, then SIGKILL when
+// the leader or any other member of its group is still there after the
+// timeout. A live pid that leads no group is most likely recycled by an
+// unrelated process: it is left alone and reported as skipped.
 func stopOrphan(o Orphan, timeout time.Duration) orphanOutcome {
 	switch err := syscall.Kill(-o.Pid, syscall.SIGTERM); {
 	case errors.Is(err, syscall.ESRCH):
@@ -107,11 +109,12 @@ func stopOrphan(o Orphan, timeout time.Duration) orphanOutcome {
 	return orphanSurvived
 }
 
-// waitGone polls until the orphan is no longer alive or the time is up.
+// waitGone polls until the orphan and the rest of its process group are
+// gone, or the time is up.
 func waitGone(o Orphan, limit time.Duration) bool {
 	deadline := time.Now().Add(limit)
 	for {
-		if !o.Alive() {
+		if !o.Alive() && !runtime.GroupAlive(o.Pid) {
 			return true
 		}
 		if !time.Now().Before(deadline) {

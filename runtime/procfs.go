@@ -187,3 +187,7 @@ func (g *groupScanner) alive() bool {
 
 // groupAlive is a one-off alive check.
 func groupAlive(pgid int) bool { return newGroupScanner(pgid).alive() }
+
+// GroupAlive reports whether process group pgid has a member that is
+// neither a zombie nor dead.
+func GroupAlive(pgid int) bool { return groupAlive(pgid) }

@@ -471,3 +471,30 @@ func TestFailedTakeoverLeavesTheOwner(t *testing.T) {
 		t.Fatalf("the candidate's web process (%d) is still running", pid)
 	}
 }
+
+// A takeover whose config moved the proxy binds the configured port
+// instead of keeping the owner's.
+func TestTakeoverWithAMovedProxyPort(t *testing.T) {
+	oldPort, newPort := freePort(t), freePort(t)
+	owner := startDaemon(t, fmt.Sprintf(`proxy: {port: %d, drainTimeoutMs: 200}, processes: [`+webProcess+`]`, oldPort))
+	owner.deploy("v1")
+	owner.writeConfig(fmt.Sprintf(`proxy: {port: %d, drainTimeoutMs: 200}, processes: [`+webProcess+`]`, newPort))
+	cand := owner.candidate("v2")
+	cand.start()
+	t.Cleanup(cand.cleanup)
+	owner.handedOver = true
+	s := cand.status()
+	if s["proxy"].(map[string]any)["port"] != float64(newPort) {
+		t.Fatalf("candidate proxy: %v", s["proxy"])
+	}
+	cand.port = newPort
+	if _, body := cand.get("/release"); body != "v2" {
+		t.Fatalf("served %q on the new port", body)
+	}
+	select {
+	case <-owner.exited:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the retired owner did not exit")
+	}
+	cand.shutdown()
+}

@@ -510,3 +510,33 @@ func TestRecoverReportWithSurvivors(t *testing.T) {
 		t.Fatalf("err %v\nstdout %q\nstderr %q", err, out.String(), errOut.String())
 	}
 }
+
+// recover --force stops the whole group: a member that ignores SIGTERM
+// is SIGKILLed even after the leader itself exited.
+func TestRecoverStopsTheWholeGroup(t *testing.T) {
+	dir := t.TempDir()
+	cmd := exec.Command("sh", "-c", `(trap '' TERM; exec sleep 1000) & echo $! > child; wait`)
+	cmd.Dir = dir
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go cmd.Wait()
+	t.Cleanup(func() { syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) })
+	var child int
+	waitUntil(t, "the child to start", 10*time.Second, func() bool {
+		data, _ := os.ReadFile(filepath.Join(dir, "child"))
+		child, _ = strconv.Atoi(strings.TrimSpace(string(data)))
+		return child != 0
+	})
+	state := filepath.Join(dir, "state.json")
+	os.WriteFile(state, []byte(fmt.Sprintf(`{"releases":[],"services":[{"id":"beacon","process":{"id":"beacon","pid":%d}}],"singletons":[]}`, cmd.Process.Pid)), 0o644)
+	os.WriteFile(filepath.Join(dir, "rollbridge.js"), []byte(appConfig(dir, `statePath: `+strconv.Quote(state)+`, proxy: {port: 0, forceStopTimeoutMs: 300}, processes: [`+webProcess+`]`)), 0o644)
+	r := rollbridge(t, dir, "recover", "--force")
+	if r.code != 0 || r.stdout != fmt.Sprintf("Stopped 1 orphaned process:\n  beacon (pid %d)\n", cmd.Process.Pid) {
+		t.Fatalf("recover --force: %+v", r)
+	}
+	if alive(child) {
+		t.Fatalf("the group member %d that ignores SIGTERM survived", child)
+	}
+}
