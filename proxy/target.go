@@ -26,7 +26,7 @@ const IdleUpstreamTimeout = 4 * time.Second
 // counters.
 type Target struct {
 	id        string
-	addr      string // host:port, IPv6 bracketed
+	addr      string          // host:port, IPv6 bracketed
 	transport *http.Transport // requests with a body, upgrades
 	pool      *connPool       // everything else
 	rp        *httputil.ReverseProxy
