@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/sha1"
 	"encoding/base64"
@@ -421,5 +422,85 @@ func TestShutdownClosesLingeringTunnels(t *testing.T) {
 	}
 	if _, err := net.Dial("tcp", ln.Addr().String()); err == nil {
 		t.Fatal("the listener still accepts")
+	}
+}
+
+// Pooled upstream connections: kept after complete answers (also HEAD and
+// 204), dropped after Connection: close or an answer the client did not
+// read to its end, and never reused once the application closed them.
+func TestUpstreamConnectionReuse(t *testing.T) {
+	u := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/close":
+			w.Header().Set("Connection", "close")
+			io.WriteString(w, "bye")
+		case "/empty":
+			w.WriteHeader(http.StatusNoContent)
+		case "/big":
+			w.Write(bytes.Repeat([]byte("x"), 4<<20))
+		default:
+			io.WriteString(w, "ok")
+		}
+	})
+	p, addr, errs := startProxy(t)
+	p.SetActive(u.target(p, "v1"))
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 10}}
+	for _, path := range []string{"/", "/empty", "/"} {
+		get(t, client, "http://"+addr+path, nil)
+	}
+	req, _ := http.NewRequest("HEAD", "http://"+addr+"/", nil)
+	if resp, err := client.Do(req); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("HEAD: %v", err)
+	} else {
+		resp.Body.Close()
+	}
+	get(t, client, "http://"+addr+"/", nil)
+	if n := u.conns.Load(); n != 1 {
+		t.Fatalf("GET, 204, GET, HEAD, GET used %d upstream connections", n)
+	}
+	// Connection: close is honoured.
+	get(t, client, "http://"+addr+"/close", nil)
+	get(t, client, "http://"+addr+"/", nil)
+	if n := u.conns.Load(); n != 2 {
+		t.Fatalf("after Connection: close: %d connections", n)
+	}
+	// A client that hangs up mid-answer: that connection is not pooled.
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(c, "GET /big HTTP/1.1\r\nHost: app\r\n\r\n")
+	buf := make([]byte, 1024)
+	io.ReadFull(c, buf)
+	c.Close()
+	waitUntil(t, func() bool { return u.closed.Load() >= 2 })
+	if code, body, _ := get(t, client, "http://"+addr+"/", nil); code != 200 || body != "ok" {
+		t.Fatalf("after an abandoned answer: %d %q", code, body)
+	}
+	if e := errs.all(); len(e) != 0 {
+		t.Fatalf("proxy errors %q", e)
+	}
+}
+
+// An application that closes idle keep-alive connections sooner than the
+// proxy's pool timeout never costs a request.
+func TestUpstreamClosedIdleConnection(t *testing.T) {
+	u := newUpstream(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
+	p, addr, errs := startProxy(t)
+	p.SetActive(u.target(p, "v1"))
+	for i := 0; i < 5; i++ {
+		get(t, http.DefaultClient, "http://"+addr+"/", nil)
+		// The application ends every idle connection.
+		u.CloseClientConnections()
+		waitUntil(t, func() bool { return u.closed.Load() == int64(i+1) })
+	}
+	if code, body, _ := get(t, http.DefaultClient, "http://"+addr+"/", nil); code != 200 || body != "ok" {
+		t.Fatalf("%d %q", code, body)
+	}
+	if e := errs.all(); len(e) != 0 {
+		t.Fatalf("proxy errors %q", e)
+	}
+	if n := u.hits.Load(); n != 6 {
+		t.Fatalf("the application saw %d requests", n)
 	}
 }

@@ -8,7 +8,10 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // maxIdleUpstream bounds the pooled connections per target.
@@ -57,20 +60,49 @@ func newConnPool(addr string, dialer *net.Dialer) *connPool {
 }
 
 // get returns a pooled connection that has been idle for less than
-// IdleUpstreamTimeout, or nil.
+// IdleUpstreamTimeout and that the application has not closed, or nil.
 func (p *connPool) get() *upConn {
 	now := time.Now()
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for len(p.idle) > 0 {
+	for {
+		p.mu.Lock()
+		if len(p.idle) == 0 {
+			p.mu.Unlock()
+			return nil
+		}
 		c := p.idle[len(p.idle)-1]
 		p.idle = p.idle[:len(p.idle)-1]
-		if now.Sub(c.idleAt) < IdleUpstreamTimeout {
+		p.mu.Unlock()
+		if now.Sub(c.idleAt) < IdleUpstreamTimeout && c.open() {
 			return c
 		}
 		c.c.Close() // the application may be closing it: never reuse
 	}
-	return nil
+}
+
+// open reports whether an idle connection is still usable: the
+// application has neither closed it nor sent anything unasked. One
+// non-blocking peek; net/http's Transport learns the same from a reader
+// goroutine per idle connection.
+func (c *upConn) open() bool {
+	if c.br.Buffered() > 0 {
+		return false
+	}
+	sc, ok := c.c.(syscall.Conn)
+	if !ok {
+		return true
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	alive := false
+	err = raw.Read(func(fd uintptr) bool {
+		var b [1]byte
+		n, _, err := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+		alive = n < 0 && (err == unix.EAGAIN || err == unix.EWOULDBLOCK)
+		return true // never wait for data
+	})
+	return err == nil && alive
 }
 
 func (p *connPool) dial(ctx context.Context) (*upConn, error) {
