@@ -4,7 +4,7 @@ VERSION ?= 0.2.0
 LDFLAGS := -X main.version=$(VERSION)
 BIN     := bin/rollbridge
 
-.PHONY: build demo test lint fmt-check vet unit fuzz bench clean
+.PHONY: build demo test lint fmt-check vet unit fuzz bench bench-go chaos soak clean
 
 ## build: the rollbridge binary in bin/
 build:
@@ -27,17 +27,33 @@ fmt-check:
 
 vet:
 	$(GO) vet ./...
+	$(GO) vet -tags chaos,soak ./cmd/rollbridge
 
 unit:
 	$(GO) test -race -count=1 ./...
 
-## fuzz: a short seeded run of the config loader's fuzz target
+## fuzz: short seeded runs of the config loader's and the control protocol's fuzz targets
 fuzz:
-	$(GO) test -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime 10s ./jsconfig
+	$(GO) test -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime 8s ./jsconfig
+	$(GO) test -run '^$$' -fuzz '^FuzzParseRequest$$' -fuzztime 8s ./engine/control
 
-## bench: config loading in-process and `rollbridge validate` as a whole process
-bench:
-	$(GO) test -run '^$$' -bench . -benchtime 50x ./jsconfig ./cmd/rollbridge
+## bench: proxy overhead (direct, rollbridge, nginx, httputil), deploys under load,
+## footprint and a takeover, as one table (docs/benchmarks.md; install wrk and nginx for the full table)
+bench: build
+	$(GO) build -o bin/rollbridge-bench ./cmd/rollbridge-bench
+	./bin/rollbridge-bench -rollbridge $(BIN) all
+
+## bench-go: the in-process Go benchmarks (config loading, validate, the proxy's request path)
+bench-go:
+	$(GO) test -run '^$$' -bench . -benchtime 50x ./jsconfig ./cmd/rollbridge ./proxy
+
+## chaos: faults under load for CHAOS_DURATION (default 45s); not part of make test
+chaos:
+	$(GO) test -tags chaos -race -count=1 -run '^TestChaos$$' -timeout 10m -v ./cmd/rollbridge
+
+## soak: 1000 deploys into one daemon; memory, goroutines and open files must not grow
+soak:
+	CGO_ENABLED=0 $(GO) test -tags soak -count=1 -run '^TestSoak$$' -timeout 20m -v ./cmd/rollbridge
 
 clean:
 	rm -rf bin

@@ -30,7 +30,7 @@ func (e *Engine) HandleControl(ctx context.Context, req *control.Request, conn *
 		if err != nil {
 			return nil, err
 		}
-		if err := e.ops.acquire(); err != nil {
+		if err := e.acquireFor(conn, req.Command); err != nil {
 			return nil, err
 		}
 		defer e.ops.release()
@@ -44,7 +44,7 @@ func (e *Engine) HandleControl(ctx context.Context, req *control.Request, conn *
 		if err != nil {
 			return nil, err
 		}
-		if err := e.ops.acquire(); err != nil {
+		if err := e.acquireFor(conn, req.Command); err != nil {
 			return nil, err
 		}
 		defer e.ops.release()
@@ -57,7 +57,7 @@ func (e *Engine) HandleControl(ctx context.Context, req *control.Request, conn *
 		if err != nil {
 			return nil, err
 		}
-		if err := e.ops.acquire(); err != nil {
+		if err := e.acquireFor(conn, req.Command); err != nil {
 			return nil, err
 		}
 		defer e.ops.release()
@@ -75,7 +75,7 @@ func (e *Engine) HandleControl(ctx context.Context, req *control.Request, conn *
 		if err != nil {
 			return nil, err
 		}
-		if err := e.ops.acquire(); err != nil {
+		if err := e.acquireFor(conn, req.Command); err != nil {
 			return nil, err
 		}
 		defer e.ops.release()
@@ -97,6 +97,20 @@ func (e *Engine) HandleControl(ctx context.Context, req *control.Request, conn *
 		return jsconfig.Object{{Key: "message", Value: "shutdown"}}.MarshalJSON()
 	}
 	return nil, fmt.Errorf("Unknown command: %s", req.Command)
+}
+
+// acquireFor takes the operation lock for a client's command. A client
+// that hung up while the command waited its turn (a CI job killed on a
+// timeout) does not get its operation run later behind its back.
+func (e *Engine) acquireFor(conn *control.Conn, command string) error {
+	if err := e.ops.acquire(); err != nil {
+		return err
+	}
+	if conn != nil && conn.Gone() {
+		e.ops.release()
+		return fmt.Errorf("The %s was not run: its client disconnected while it waited for the previous operation to finish.", command)
+	}
+	return nil
 }
 
 func deployReply(r DeployResult) ([]byte, error) {

@@ -74,14 +74,20 @@ func environMap() map[string]string {
 // deleted or replaced) and applies the config's process.env changes here,
 // as an in-process load would. Console output of the config goes to stderr.
 func LoadConfigIsolated(abs string, stderr io.Writer) (*jsconfig.Plan, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), jsconfig.DefaultTimeout+10*time.Second)
-	defer cancel()
 	exe := "/proc/self/exe"
 	if _, err := os.Stat(exe); err != nil {
 		if exe, err = os.Executable(); err != nil {
 			return nil, err
 		}
 	}
+	return LoadConfigWith(exe, abs, stderr)
+}
+
+// LoadConfigWith is LoadConfigIsolated with the rollbridge executable to
+// run named (tests run the daemon inside a test binary).
+func LoadConfigWith(exe, abs string, stderr io.Writer) (*jsconfig.Plan, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), jsconfig.DefaultTimeout+10*time.Second)
+	defer cancel()
 	cmd := exec.CommandContext(ctx, exe, LoadConfigCommand, abs)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, stderr

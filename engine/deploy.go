@@ -141,7 +141,7 @@ func (e *Engine) startReleaseProcesses(plan *jsconfig.Plan, r *Release) error {
 				continue
 			}
 			for replica := 0; replica < def.Replicas; replica++ {
-				in, err := e.buildInstance(plan, r, def, replica, r.canRestart)
+				in, err := e.buildInstance(plan, r, def, replica, e.releaseGate(r))
 				if err != nil {
 					return err
 				}

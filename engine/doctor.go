@@ -49,6 +49,8 @@ func Doctor(plan *jsconfig.Plan, release *DoctorRelease) []Check {
 	switch {
 	case probeErr != nil:
 		add("control socket", false, "could not probe %s: %s", path, probeErr.Error())
+	case !probe.Alive && notASocket(path) != nil:
+		add("control socket", false, "%s exists and is not a socket; the daemon would refuse to start", path)
 	case !probe.Alive:
 		add("control socket", true, "no daemon running; %s is free to bind", path)
 	case !probe.Rollbridge:

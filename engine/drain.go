@@ -34,7 +34,7 @@ func (e *Engine) drain(r *Release, plan *jsconfig.Plan) {
 		if def == nil {
 			continue
 		}
-		spec, err := e.renderSpec(plan, r, def, in.replica, in.id, r.canRestart)
+		spec, err := e.renderSpec(plan, r, def, in.replica, in.id, e.releaseGate(r))
 		if err != nil {
 			continue
 		}

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"bytes"
+	"encoding/json"
 	"io"
 	"math"
 	"sync"
@@ -35,35 +36,26 @@ func (e Event) MarshalJSON() ([]byte, error) {
 }
 
 // eventLog is the ring of recent events and the daemon's JSON log on
-// stdout: every event is written there as one line, with one write.
+// stdout: every event is written there as one line, with one write. The
+// ring keeps each event as its JSON, one allocation per event, so a full
+// ring costs a few hundred KiB.
 type eventLog struct {
 	out io.Writer // may be nil
 	now func() time.Time
 
 	mu    sync.Mutex
-	ring  []Event // circular, oldest at head once full
+	ring  []json.RawMessage // circular, oldest at head once full
 	head  int
 	outMu sync.Mutex
 }
 
 func newEventLog(out io.Writer) *eventLog {
-	return &eventLog{out: out, now: time.Now, ring: make([]Event, 0, 64)}
+	return &eventLog{out: out, now: time.Now, ring: make([]json.RawMessage, 0, 64)}
 }
 
 // log records an event and writes it to the daemon log.
 func (l *eventLog) log(message string, data ...jsconfig.Field) {
 	e := Event{At: l.now(), Message: message, Data: jsconfig.Object(data)}
-	l.mu.Lock()
-	if len(l.ring) < EventCapacity {
-		l.ring = append(l.ring, e)
-	} else {
-		l.ring[l.head] = e
-		l.head = (l.head + 1) % EventCapacity
-	}
-	l.mu.Unlock()
-	if l.out == nil {
-		return
-	}
 	line, err := e.MarshalJSON()
 	if err != nil {
 		return
@@ -72,16 +64,28 @@ func (l *eventLog) log(message string, data ...jsconfig.Field) {
 	buf.Grow(len(line) + 1)
 	buf.Write(line)
 	buf.WriteByte('\n')
+	stored := buf.Bytes()[:len(line):len(line)]
+	l.mu.Lock()
+	if len(l.ring) < EventCapacity {
+		l.ring = append(l.ring, stored)
+	} else {
+		l.ring[l.head] = stored
+		l.head = (l.head + 1) % EventCapacity
+	}
+	l.mu.Unlock()
+	if l.out == nil {
+		return
+	}
 	l.outMu.Lock()
 	_, _ = l.out.Write(buf.Bytes()) // a closed stdout must not stop the daemon
 	l.outMu.Unlock()
 }
 
-// recent returns the retained events, oldest first; a finite positive
-// limit below the count keeps only the last ceil(limit) of them.
-func (l *eventLog) recent(limit float64, limited bool) []Event {
+// recent returns the retained events as JSON, oldest first; a finite
+// positive limit below the count keeps only the last ceil(limit) of them.
+func (l *eventLog) recent(limit float64, limited bool) []json.RawMessage {
 	l.mu.Lock()
-	all := make([]Event, 0, len(l.ring))
+	all := make([]json.RawMessage, 0, len(l.ring))
 	all = append(all, l.ring[l.head:]...)
 	all = append(all, l.ring[:l.head]...)
 	l.mu.Unlock()
@@ -89,4 +93,21 @@ func (l *eventLog) recent(limit float64, limited bool) []Event {
 		all = all[len(all)-int(math.Ceil(limit)):]
 	}
 	return all
+}
+
+// joinEvents writes events as one JSON array.
+func joinEvents(events []json.RawMessage) json.RawMessage {
+	n := 2
+	for _, e := range events {
+		n += len(e) + 1
+	}
+	out := make([]byte, 0, n)
+	out = append(out, '[')
+	for i, e := range events {
+		if i > 0 {
+			out = append(out, ',')
+		}
+		out = append(out, e...)
+	}
+	return append(out, ']')
 }

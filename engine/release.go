@@ -67,6 +67,12 @@ func (r *Release) canRestart() bool {
 	return s == stateStarting || s == stateActive
 }
 
+// releaseGate is the restart gate of r's processes in this daemon: also
+// closed once a shutdown or a retirement began.
+func (e *Engine) releaseGate(r *Release) func() bool {
+	return func() bool { return r.canRestart() && !e.stopping.Load() }
+}
+
 // instance is one managed process: a release process, a persistent
 // service or a singleton.
 type instance struct {

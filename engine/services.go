@@ -115,7 +115,7 @@ func (e *Engine) replaceSingletons(plan *jsconfig.Plan, r *Release) error {
 				return ErrShuttingDown
 			}
 		}
-		in, err := e.buildInstance(plan, r, def, 0, r.canRestart)
+		in, err := e.buildInstance(plan, r, def, 0, e.releaseGate(r))
 		if err == nil {
 			e.mu.Lock()
 			if e.stopping.Load() {

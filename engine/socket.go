@@ -28,7 +28,7 @@ func CheckControlSocket(path string) error {
 	case err != nil:
 		return err
 	case !res.Alive:
-		return nil
+		return notASocket(path)
 	case res.Rollbridge:
 		active := "(no active release)"
 		if res.ActiveReleaseID != nil {
@@ -38,6 +38,15 @@ func CheckControlSocket(path string) error {
 			res.Application, path, active)
 	}
 	return fmt.Errorf("The control socket %s is already in use by another process. Stop that process or set a different control.path.", path)
+}
+
+// notASocket refuses a control path taken by something other than a
+// socket: the daemon never deletes a file it did not create.
+func notASocket(path string) error {
+	if fi, err := os.Lstat(path); err == nil && fi.Mode().Type() != fs.ModeSocket {
+		return fmt.Errorf("Refusing to start: %s exists and is not a socket; remove it or choose another control.path", path)
+	}
+	return nil
 }
 
 // controlSocket is the daemon's bound control socket.
@@ -57,10 +66,8 @@ func listenControl(c jsconfig.Control) (*controlSocket, error) {
 	if err := CheckControlSocket(path); err != nil {
 		return nil, err
 	}
-	if fi, err := os.Lstat(path); err == nil {
-		if fi.Mode().Type() != fs.ModeSocket {
-			return nil, fmt.Errorf("Refusing to start: %s exists and is not a socket; remove it or choose another control.path", path)
-		}
+	if _, err := os.Lstat(path); err == nil {
+		// A stale socket (CheckControlSocket refused anything else).
 		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return nil, err
 		}

@@ -165,12 +165,8 @@ func (p *persister) finish() error {
 // event and persistedAt, with secrets removed and pretty-printed.
 func (e *Engine) stateSnapshot() ([]byte, error) {
 	status := e.statusObject(true)
-	events, err := jsconfig.MarshalNoHTML(e.events.recent(0, false))
-	if err != nil {
-		return nil, err
-	}
 	status = append(status,
-		jsconfig.Field{Key: "events", Value: json.RawMessage(events)},
+		jsconfig.Field{Key: "events", Value: joinEvents(e.events.recent(0, false))},
 		jsconfig.Field{Key: "persistedAt", Value: runtime.ISOTime(time.Now())},
 	)
 	raw, err := status.MarshalJSON()

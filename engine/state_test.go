@@ -189,9 +189,9 @@ func TestStateWriteIsAtomic(t *testing.T) {
 	// A write that cannot happen is logged and changes nothing.
 	bad := newPersister(e, filepath.Join(dir, "missing", "state.json"))
 	bad.write()
-	last := e.events.recent(1, true)[0]
-	if last.Message != "state persist failed" || !strings.HasPrefix(last.Data[0].Value.(string), "ENOENT: no such file or directory, open '") {
-		t.Fatalf("event %v", last)
+	last := string(e.events.recent(1, true)[0])
+	if !strings.Contains(last, `"message":"state persist failed"`) || !strings.Contains(last, `{"error":"ENOENT: no such file or directory, open '`) {
+		t.Fatalf("event %s", last)
 	}
 	// finish removes the file when no inherited orphan lives.
 	if err := p.finish(); err != nil {

@@ -1,8 +1,6 @@
 package engine
 
 import (
-	"encoding/json"
-
 	"github.com/rollbridge/rollbridge/jsconfig"
 	"github.com/rollbridge/rollbridge/runtime"
 )
@@ -149,10 +147,5 @@ func setField(o jsconfig.Object, key string, v any) jsconfig.Object {
 
 // eventsJSON is the events reply: {"events":[…]}.
 func (e *Engine) eventsJSON(limit float64, limited bool) ([]byte, error) {
-	events := e.events.recent(limit, limited)
-	list, err := jsconfig.MarshalNoHTML(events)
-	if err != nil {
-		return nil, err
-	}
-	return jsconfig.Object{{Key: "events", Value: json.RawMessage(list)}}.MarshalJSON()
+	return jsconfig.Object{{Key: "events", Value: joinEvents(e.events.recent(limit, limited))}}.MarshalJSON()
 }

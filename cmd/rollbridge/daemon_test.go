@@ -384,8 +384,11 @@ func TestSecondDaemonAndSocketPath(t *testing.T) {
 	// Anything else at the path is refused and left alone.
 	os.WriteFile(d.sock, []byte("not a socket"), 0o644)
 	r = rollbridge(t, d.dir, "daemon", "-c", d.config)
-	if r.code != 1 || r.stderr != "Error: Refusing to start: "+d.sock+" exists and is not a socket; remove it or choose another control.path\n" {
-		t.Fatalf("non-socket: %+v", r)
+	if r.code != 1 || r.stdout != "" || r.stderr != "Error: Refusing to start: "+d.sock+" exists and is not a socket; remove it or choose another control.path\n" {
+		t.Fatalf("non-socket (refused before anything is bound): %+v", r)
+	}
+	if r := d.cli("doctor"); r.code != 1 || !strings.Contains(r.stdout, "✗ control socket: "+d.sock+" exists and is not a socket; the daemon would refuse to start\n") {
+		t.Fatalf("doctor: %+v", r)
 	}
 	if data, _ := os.ReadFile(d.sock); string(data) != "not a socket" {
 		t.Fatal("the file at control.path was touched")

@@ -449,3 +449,35 @@ func TestEventsKeepShellCharacters(t *testing.T) {
 		}
 	}
 }
+
+// A deploy queued behind another one whose client hung up (a CI job
+// killed on a timeout) is not run later.
+func TestQueuedDeployOfAGoneClientIsDropped(t *testing.T) {
+	d := startDaemon(t, `processes: [{id: "web", policy: "proxied", command: "exec FIXTURE -listen", port: {from: 20000, to: 20999}, health: {startDelayMs: 1500, intervalMs: 20}}]`)
+	first := make(chan result)
+	go func() {
+		os.MkdirAll(filepath.Join(d.dir, "releases", "a"), 0o755)
+		first <- d.cli("deploy", "--release-path", filepath.Join(d.dir, "releases", "a"), "--release-id", "a")
+	}()
+	waitUntil(t, "the first deploy to start", 10*time.Second, func() bool {
+		return strings.Contains(d.stdout.String(), `"message":"deploy starting"`)
+	})
+	c, err := net.Dial("unix", d.sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(c, `{"command":"deploy","releaseId":"b","releasePath":"`+d.dir+`"}`+"\n")
+	c.Close()
+	if r := <-first; r.code != 0 {
+		t.Fatalf("first deploy: %+v", r)
+	}
+	waitUntil(t, "the dropped deploy to be reported", 10*time.Second, func() bool {
+		return strings.Contains(d.stdout.String(), "The deploy was not run: its client disconnected while it waited for the previous operation to finish.")
+	})
+	if strings.Contains(d.stdout.String(), `"releaseId":"b"`) {
+		t.Fatalf("the abandoned deploy ran:\n%s", d.stdout.String())
+	}
+	if s := d.status(); s["activeReleaseId"] != "a" {
+		t.Fatalf("active %v", s["activeReleaseId"])
+	}
+}

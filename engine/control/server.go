@@ -46,6 +46,8 @@ type Conn struct {
 	closeAfter bool // close once the current reply is written
 	closed     bool
 
+	r *bufio.Reader // its requests
+
 	// Set by a handler for its reply: files passed with it (SCM_RIGHTS)
 	// and what runs once it has been written.
 	files      []*os.File
@@ -59,6 +61,34 @@ func (c *Conn) SendFiles(files ...*os.File) {
 	c.mu.Lock()
 	c.files = append(c.files, files...)
 	c.mu.Unlock()
+}
+
+// Gone reports whether the client has closed its end (or sent nothing more
+// and hung up): a queued operation whose requester is gone is not run. A
+// client that only half-closed also reads as gone; it gets an error.
+func (c *Conn) Gone() bool {
+	c.mu.Lock()
+	r := c.r
+	c.mu.Unlock()
+	if r != nil && r.Buffered() > 0 {
+		return false // more requests are waiting: the client is there
+	}
+	sc, ok := c.c.(syscall.Conn)
+	if !ok {
+		return false
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	gone := false
+	_ = raw.Read(func(fd uintptr) bool {
+		var b [1]byte
+		n, _, err := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+		gone = n == 0 && err == nil || err == unix.ECONNRESET
+		return true
+	})
+	return gone
 }
 
 // AfterReply runs fn once the reply to the current request has been
@@ -157,6 +187,9 @@ func (c *Conn) serve() {
 		c.s.wg.Done()
 	}()
 	r := bufio.NewReaderSize(c.c, 64<<10)
+	c.mu.Lock()
+	c.r = r
+	c.mu.Unlock()
 	for {
 		line, err := readLine(r)
 		if errors.Is(err, errLineTooLong) {

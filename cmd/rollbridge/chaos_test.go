@@ -1,0 +1,209 @@
+//go:build chaos
+
+package main
+
+import (
+	"fmt"
+	"io"
+	"math/rand"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// chaosDuration bounds the fault injection (CHAOS_DURATION overrides).
+func chaosDuration() time.Duration {
+	if d, err := time.ParseDuration(os.Getenv("CHAOS_DURATION")); err == nil {
+		return d
+	}
+	return 45 * time.Second
+}
+
+// TestChaos runs traffic through the proxy while processes are killed,
+// garbage is sent to the control socket, the state directory vanishes and
+// broken releases are deployed. The daemon must survive all of it, the
+// active release must keep serving (failed requests only while its own
+// web process is down), every killed process must come back, and nothing
+// may outlive the shutdown.
+func TestChaos(t *testing.T) {
+	stateDir := filepath.Join(t.TempDir(), "state")
+	os.Mkdir(stateDir, 0o755)
+	d := startDaemon(t, `statePath: `+strconv.Quote(filepath.Join(stateDir, "rollbridge.json"))+`, proxy: {port: 0, drainTimeoutMs: 500}, processes: [
+    {id: "beacon", policy: "service", command: "exec FIXTURE", restartDelayMs: 50},
+    {id: "worker", command: "exec FIXTURE -grandchildren 1", replicas: 2, restartDelayMs: 50},
+    {id: "cron", policy: "singleton", command: "exec FIXTURE", restartDelayMs: 50},
+    {id: "web", policy: "proxied", command: "test ! -e {{releasePath}}/broken && exec FIXTURE -listen", port: {from: 20000, to: 20999}, restartDelayMs: 50, health: {intervalMs: 20, timeoutMs: 2000}}
+  ]`)
+	d.deploy("good-0")
+	rng := rand.New(rand.NewSource(time.Now().UnixNano()))
+
+	// Traffic, with the time of every failure.
+	type failure struct {
+		at  time.Time
+		err string
+	}
+	var mu sync.Mutex
+	var failures []failure
+	var total int
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := 0; i < 4; i++ {
+		client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: i%2 == 1}}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				resp, err := client.Get(d.url("/release"))
+				if err == nil {
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode != 200 {
+						err = fmt.Errorf("HTTP %d", resp.StatusCode)
+					}
+				}
+				mu.Lock()
+				total++
+				if err != nil {
+					failures = append(failures, failure{time.Now(), err.Error()})
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+
+	// Windows in which the active web process was down (killed on purpose).
+	type window struct{ from, to time.Time }
+	var webDown []window
+	deploys := 0
+	deadline := time.Now().Add(chaosDuration())
+	for time.Now().Before(deadline) {
+		s := d.status()
+		active := release(s, s["activeReleaseId"].(string))
+		switch rng.Intn(7) {
+		case 0, 1: // a background process dies
+			var pids []int
+			for _, p := range active["processes"].([]any) {
+				if m := p.(map[string]any); m["id"] != "web" && m["pid"] != nil {
+					pids = append(pids, int(m["pid"].(float64)))
+				}
+			}
+			for _, key := range []string{"services", "singletons"} {
+				for _, e := range s[key].([]any) {
+					if pid, ok := e.(map[string]any)["process"].(map[string]any)["pid"].(float64); ok {
+						pids = append(pids, int(pid))
+					}
+				}
+			}
+			if len(pids) > 0 {
+				syscall.Kill(-pids[rng.Intn(len(pids))], syscall.SIGKILL)
+			}
+		case 2: // the web process dies: requests may fail until it is back
+			web := processEntry(active["processes"], "web")
+			if web["pid"] == nil {
+				break
+			}
+			from := time.Now()
+			restarts := web["restarts"].(float64)
+			syscall.Kill(-int(web["pid"].(float64)), syscall.SIGKILL)
+			waitUntil(t, "the web process to restart", 20*time.Second, func() bool {
+				s := d.status()
+				w := processEntry(release(s, s["activeReleaseId"].(string))["processes"], "web")
+				return w["restarts"].(float64) > restarts && w["state"] == "running"
+			})
+			// Back once it listens again.
+			waitUntil(t, "the web process to answer", 20*time.Second, func() bool {
+				code, _ := d.get("/release")
+				return code == 200
+			})
+			webDown = append(webDown, window{from, time.Now().Add(200 * time.Millisecond)})
+		case 3: // garbage on the control socket
+			if c, err := net.Dial("unix", d.sock); err == nil {
+				c.SetDeadline(time.Now().Add(5 * time.Second))
+				switch rng.Intn(3) {
+				case 0:
+					garbage := make([]byte, 1+rng.Intn(4096))
+					rng.Read(garbage)
+					c.Write(append(garbage, '\n'))
+				case 1:
+					c.Write([]byte(strings.Repeat("x", 2<<20) + "\n")) // over the 1 MiB limit
+				case 2:
+					c.Write([]byte(`{"command":"deploy","releasePath":`)) // cut short
+				}
+				c.Close()
+			}
+		case 4: // the state directory vanishes for a while
+			os.Rename(stateDir, stateDir+".away")
+			time.Sleep(time.Duration(rng.Intn(300)) * time.Millisecond)
+			os.Rename(stateDir+".away", stateDir)
+		case 5: // a broken release is deployed and refused
+			id := fmt.Sprintf("broken-%d", deploys)
+			path := filepath.Join(d.dir, "releases", id)
+			os.MkdirAll(path, 0o755)
+			os.WriteFile(filepath.Join(path, "broken"), nil, 0o644)
+			before := s["activeReleaseId"]
+			if r := d.cli("deploy", "--release-path", path, "--release-id", id); r.code != 1 {
+				t.Fatalf("a broken release deployed: %+v", r)
+			}
+			if now := d.status()["activeReleaseId"]; now != before {
+				t.Fatalf("the active release changed from %v to %v", before, now)
+			}
+			deploys++
+		case 6: // a good deploy
+			deploys++
+			if r := d.deploy(fmt.Sprintf("good-%d", deploys)); r.code != 0 {
+				t.Fatalf("deploy: %+v", r)
+			}
+		}
+		time.Sleep(time.Duration(50+rng.Intn(150)) * time.Millisecond)
+	}
+	close(stop)
+	wg.Wait()
+
+	// Failures only while the web process was down on purpose.
+	for _, f := range failures {
+		allowed := false
+		for _, w := range webDown {
+			if !f.at.Before(w.from) && !f.at.After(w.to) {
+				allowed = true
+			}
+		}
+		if !allowed {
+			t.Errorf("a request failed outside a web outage: %s at %s", f.err, f.at.Format(time.StampMilli))
+		}
+	}
+	// Every killed process came back.
+	waitUntil(t, "every process to be running", 20*time.Second, func() bool {
+		s := d.status()
+		active := release(s, s["activeReleaseId"].(string))
+		for _, p := range active["processes"].([]any) {
+			if p.(map[string]any)["state"] != "running" {
+				return false
+			}
+		}
+		for _, key := range []string{"services", "singletons"} {
+			for _, e := range s[key].([]any) {
+				if e.(map[string]any)["process"].(map[string]any)["state"] != "running" {
+					return false
+				}
+			}
+		}
+		return true
+	})
+	t.Logf("%d requests, %d failed during %d web outages, %d deploys", total, len(failures), len(webDown), deploys)
+	d.shutdown()
+	if left := processesMentioning(fixture); len(left) > 0 {
+		t.Fatalf("processes outlived the daemon: %v", left)
+	}
+}
