@@ -84,6 +84,8 @@ func (e *Engine) HandleControl(ctx context.Context, req *control.Request, conn *
 			return nil, err
 		}
 		return jsconfig.Object{{Key: "restarted", Value: restarted}}.MarshalJSON()
+	case "follow":
+		return e.follow(conn, req)
 	case "retire-owner":
 		attestation, err := checkAttestation(req)
 		if err != nil {

@@ -297,7 +297,7 @@ func (e *Engine) buildInstance(plan *jsconfig.Plan, r *Release, def *jsconfig.Pr
 	}
 	in := &instance{id: id, def: def, replica: replica}
 	in.setTag(r.ID)
-	in.proc = runtime.New(spec, runtime.Options{OnEvent: e.processEvent(in)})
+	in.proc = runtime.New(spec, runtime.Options{OnEvent: e.processEvent(in), OnOutput: func(entry runtime.OutputEntry) { e.publishOutput(in, entry) }})
 	return in, nil
 }
 

@@ -72,6 +72,7 @@ type Engine struct {
 	server       *control.Server
 	socket       *controlSocket
 	proxyLn      net.Listener
+	logHub       logHub
 	retiredOwner bool // handed over to a takeover candidate (guarded by mu)
 	retirement   retirement
 	shutdown     struct {
@@ -97,6 +98,7 @@ func New(opts Options) *Engine {
 	}
 	e.shutdown.done = make(chan struct{})
 	e.retirement.done = make(chan struct{})
+	e.logHub.followers = map[*follower]struct{}{}
 	e.proxy = proxy.New(proxy.Options{OnError: func(msg string) {
 		e.events.log("proxy error", jsconfig.Field{Key: "error", Value: msg})
 	}})

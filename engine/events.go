@@ -43,10 +43,11 @@ type eventLog struct {
 	out io.Writer // may be nil
 	now func() time.Time
 
-	mu    sync.Mutex
-	ring  []json.RawMessage // circular, oldest at head once full
-	head  int
-	outMu sync.Mutex
+	mu        sync.Mutex
+	ring      []json.RawMessage // circular, oldest at head once full
+	head      int
+	followers map[*follower]struct{}
+	outMu     sync.Mutex
 }
 
 func newEventLog(out io.Writer) *eventLog {
@@ -72,6 +73,13 @@ func (l *eventLog) log(message string, data ...jsconfig.Field) {
 		l.ring[l.head] = stored
 		l.head = (l.head + 1) % EventCapacity
 	}
+	if len(l.followers) > 0 {
+		if live, err := followEvent(runtime.ISOTime(e.At), e.Message, e.Data); err == nil {
+			for f := range l.followers {
+				f.offer(live)
+			}
+		}
+	}
 	l.mu.Unlock()
 	if l.out == nil {
 		return
@@ -93,6 +101,55 @@ func (l *eventLog) recent(limit float64, limited bool) []json.RawMessage {
 		all = all[len(all)-int(math.Ceil(limit)):]
 	}
 	return all
+}
+
+// follow returns the retained events (the last limit of them) as follow
+// lines and subscribes f to new ones, in one step.
+func (l *eventLog) follow(f *follower, limit float64, limited bool) [][]byte {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	all := make([]json.RawMessage, 0, len(l.ring))
+	all = append(all, l.ring[l.head:]...)
+	all = append(all, l.ring[:l.head]...)
+	if limited && !math.IsNaN(limit) && !math.IsInf(limit, 0) && limit > 0 && limit < float64(len(all)) {
+		all = all[len(all)-int(math.Ceil(limit)):]
+	}
+	out := make([][]byte, 0, len(all))
+	for _, raw := range all {
+		var ev struct {
+			At      string          `json:"at"`
+			Data    json.RawMessage `json:"data"`
+			Message string          `json:"message"`
+		}
+		if json.Unmarshal(raw, &ev) != nil {
+			continue
+		}
+		if line, err := followEvent(ev.At, ev.Message, ev.Data); err == nil {
+			out = append(out, line)
+		}
+	}
+	if l.followers == nil {
+		l.followers = map[*follower]struct{}{}
+	}
+	l.followers[f] = struct{}{}
+	return out
+}
+
+func (l *eventLog) unfollow(f *follower) {
+	l.mu.Lock()
+	delete(l.followers, f)
+	l.mu.Unlock()
+}
+
+// followEvent is an event as a follow line: {"type","at","message","data"}.
+func followEvent(at, message string, data any) ([]byte, error) {
+	if data == nil {
+		data = jsconfig.Object{}
+	}
+	if o, ok := data.(jsconfig.Object); ok && o == nil {
+		data = jsconfig.Object{}
+	}
+	return jsconfig.Object{{Key: "type", Value: "event"}, {Key: "at", Value: at}, {Key: "message", Value: message}, {Key: "data", Value: data}}.MarshalJSON()
 }
 
 // joinEvents writes events as one JSON array.

@@ -5,6 +5,7 @@ import (
 	"io"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -17,7 +18,17 @@ type OutputEntry struct {
 	At     time.Time
 	Line   string
 	Stream string // "stdout" or "stderr"
+	// Seq orders every captured line of every process: a follower that
+	// replays the rings up to OutputSeq() and takes later lines live gets
+	// each line exactly once.
+	Seq uint64
 }
+
+// outputSeq numbers captured lines across all processes.
+var outputSeq atomic.Uint64
+
+// OutputSeq is the number of the newest captured line so far.
+func OutputSeq() uint64 { return outputSeq.Load() }
 
 // outputRing keeps the most recent entries, up to a capacity that follows
 // the process's current outputLines setting.
@@ -34,11 +45,15 @@ func (r *outputRing) setLimit(n int) {
 	r.trim()
 }
 
-func (r *outputRing) add(e OutputEntry) {
+// add numbers e and keeps it; numbering and keeping happen under one lock,
+// so a snapshot holds every line up to any number it has seen.
+func (r *outputRing) add(e OutputEntry) OutputEntry {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	e.Seq = outputSeq.Add(1)
 	r.entries = append(r.entries, e)
 	r.trim()
+	return e
 }
 
 // trim keeps the newest limit entries; the backing array is reused so the

@@ -290,7 +290,7 @@ func (p *Process) start(reason string, abort func() bool) error {
 }
 
 func (p *Process) addOutput(e OutputEntry) {
-	p.output.add(e)
+	e = p.output.add(e)
 	if p.onOutput != nil {
 		p.onOutput(e)
 	}

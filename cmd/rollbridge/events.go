@@ -13,7 +13,7 @@ import (
 
 func newEventsCommand(stderr interface{ Write([]byte) (int, error) }) *cobra.Command {
 	var configPath, limit string
-	var asJSON bool
+	var asJSON, follows bool
 	cmd := &cobra.Command{
 		Use:   "events",
 		Short: "Print recent structured daemon events (deploys, switches, stops, crashes, restarts, failures).",
@@ -30,6 +30,11 @@ func newEventsCommand(stderr interface{ Write([]byte) (int, error) }) *cobra.Com
 			plan, err := loadPlan(cmd, configPath)
 			if err != nil {
 				return err
+			}
+			if follows {
+				fields = append(fields, jsconfig.Field{Key: "streams", Value: []string{"events"}})
+				return follow(plan.Control.Path, control.SortedRequest("follow", fields...),
+					&eventPrinter{out: cmd.OutOrStdout(), errOut: cmd.ErrOrStderr(), asJSON: asJSON})
 			}
 			raw, err := control.Call(plan.Control.Path, control.SortedRequest("events", fields...), control.ReadTimeout)
 			if err != nil {
@@ -74,6 +79,7 @@ func newEventsCommand(stderr interface{ Write([]byte) (int, error) }) *cobra.Com
 	addConfigFlag(cmd, &configPath)
 	cmd.Flags().StringVar(&limit, "limit", "", "Show only the most recent <count> events")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "Output machine-readable JSON")
+	cmd.Flags().BoolVar(&follows, "follow", false, "Keep printing new events as they are recorded (until interrupted)")
 	setPlaceholder(cmd, "limit", "<count>")
 	return cmd
 }

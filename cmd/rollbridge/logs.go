@@ -21,7 +21,7 @@ type logSource struct {
 
 func newLogsCommand() *cobra.Command {
 	var configPath, process string
-	var asJSON bool
+	var asJSON, follows bool
 	cmd := &cobra.Command{
 		Use:   "logs",
 		Short: "Print recent stdout/stderr captured from managed processes.",
@@ -29,6 +29,15 @@ func newLogsCommand() *cobra.Command {
 			plan, err := loadPlan(cmd, configPath)
 			if err != nil {
 				return err
+			}
+			filtered := cmd.Flags().Changed("process")
+			if follows {
+				fields := []jsconfig.Field{{Key: "streams", Value: []string{"logs"}}}
+				if filtered {
+					fields = append(fields, jsconfig.Field{Key: "processId", Value: process})
+				}
+				return follow(plan.Control.Path, control.SortedRequest("follow", fields...),
+					&logPrinter{out: cmd.OutOrStdout(), errOut: cmd.ErrOrStderr(), asJSON: asJSON, process: process, filtered: filtered})
 			}
 			raw, err := control.Call(plan.Control.Path, control.SortedRequest("status"), control.ReadTimeout)
 			if err != nil {
@@ -38,7 +47,6 @@ func newLogsCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			filtered := cmd.Flags().Changed("process")
 			if filtered {
 				kept := sources[:0]
 				for _, s := range sources {
@@ -70,6 +78,7 @@ func newLogsCommand() *cobra.Command {
 	addConfigFlag(cmd, &configPath)
 	cmd.Flags().StringVar(&process, "process", "", "Only show logs for the process with this id")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "Output machine-readable JSON")
+	cmd.Flags().BoolVar(&follows, "follow", false, "Keep printing new output as it arrives (until interrupted)")
 	setPlaceholder(cmd, "process", "<id>")
 	return cmd
 }

@@ -48,6 +48,9 @@ type Conn struct {
 
 	r *bufio.Reader // its requests
 
+	streaming bool          // after a follow: the handler's stream owns the writes
+	done      chan struct{} // closed with the connection
+
 	// Set by a handler for its reply: files passed with it (SCM_RIGHTS)
 	// and what runs once it has been written.
 	files      []*os.File
@@ -120,7 +123,7 @@ func (s *Server) Serve(ln net.Listener) error {
 			}
 			return err
 		}
-		conn := &Conn{c: c, s: s}
+		conn := &Conn{c: c, s: s, done: make(chan struct{})}
 		s.mu.Lock()
 		if s.closing {
 			s.mu.Unlock()
@@ -175,7 +178,23 @@ func (c *Conn) close() {
 	c.closed = true
 	c.mu.Unlock()
 	c.c.Close()
+	close(c.done)
 }
+
+// Stream hands the connection to the handler's stream once the current
+// reply is written: later lines from the client are read and ignored,
+// and the connection ends when the client closes it or the server does.
+func (c *Conn) Stream() {
+	c.mu.Lock()
+	c.streaming = true
+	c.mu.Unlock()
+}
+
+// Done is closed when the connection is.
+func (c *Conn) Done() <-chan struct{} { return c.done }
+
+// Write writes stream data; only a streaming handler calls it.
+func (c *Conn) Write(p []byte) (int, error) { return c.c.Write(p) }
 
 // serve reads request lines and answers each one.
 func (c *Conn) serve() {
@@ -214,8 +233,14 @@ func (c *Conn) serve() {
 		c.mu.Lock()
 		c.busy = false
 		closeConn = closeConn || c.closeAfter
+		streaming := c.streaming
 		c.mu.Unlock()
 		if !ok || closeConn {
+			return
+		}
+		if streaming {
+			// Nothing more is answered; reading on notices the client leave.
+			_, _ = io.Copy(io.Discard, r)
 			return
 		}
 	}
