@@ -204,6 +204,12 @@ func (e *Engine) takeover() error {
 	if proxyLn != nil {
 		e.serveProxy(proxyLn)
 	} else if err := e.bindProxy(); err != nil {
+		if sock != nil {
+			// The owner is gone and the socket is this daemon's: nobody
+			// answers on it any more, so it must not stay behind.
+			sock.listener.Close()
+			sock.remove()
+		}
 		return err // an owner that ignored the handoff freed the port
 	}
 	if sock == nil {

@@ -26,6 +26,11 @@ type follower struct {
 	mark      uint64 // logs: lines numbered after it are live, earlier ones replayed
 	ch        chan []byte
 	dropped   atomic.Int64
+	dropCh    chan struct{} // tells the writer there is a count to report
+}
+
+func newFollower(processID string, filtered bool) *follower {
+	return &follower{processID: processID, filtered: filtered, ch: make(chan []byte, followBuffer), dropCh: make(chan struct{}, 1)}
 }
 
 // offer queues a line without ever waiting: a full buffer counts a drop.
@@ -34,6 +39,10 @@ func (f *follower) offer(line []byte) {
 	case f.ch <- line:
 	default:
 		f.dropped.Add(1)
+		select {
+		case f.dropCh <- struct{}{}:
+		default:
+		}
 	}
 }
 
@@ -121,7 +130,7 @@ func (e *Engine) follow(conn *control.Conn, req *control.Request) ([]byte, error
 		return nil, err
 	}
 	limit, limited := req.Number("limit")
-	f := &follower{processID: processID, filtered: filtered, ch: make(chan []byte, followBuffer)}
+	f := newFollower(processID, filtered)
 	var replay [][]byte
 	var followsLogs, followsEvents bool
 	for _, s := range streams {
@@ -197,7 +206,8 @@ func (e *Engine) retainedOutput(f *follower) [][]byte {
 
 // streamTo writes the replay, the live marker and then every queued
 // entry, batching what is queued into one write, until the connection
-// ends.
+// ends. A count of dropped entries is reported as soon as the reader
+// makes room again.
 func streamTo(conn *control.Conn, f *follower, replay [][]byte, unsubscribe func()) {
 	defer unsubscribe()
 	w := bufio.NewWriterSize(conn, 32<<10)
@@ -209,14 +219,22 @@ func streamTo(conn *control.Conn, f *follower, replay [][]byte, unsubscribe func
 	if w.Flush() != nil {
 		return
 	}
+	reportDrops := func() {
+		if n := f.dropped.Swap(0); n > 0 {
+			w.WriteString(`{"type":"dropped","count":` + strconv.FormatInt(n, 10) + "}\n")
+		}
+	}
 	for {
 		select {
 		case <-conn.Done():
 			return
-		case line := <-f.ch:
-			if n := f.dropped.Swap(0); n > 0 {
-				w.WriteString(`{"type":"dropped","count":` + strconv.FormatInt(n, 10) + "}\n")
+		case <-f.dropCh:
+			reportDrops()
+			if w.Flush() != nil {
+				return
 			}
+		case line := <-f.ch:
+			reportDrops()
 			w.Write(line)
 			w.WriteByte('\n')
 			for more := true; more; {

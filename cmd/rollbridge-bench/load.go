@@ -306,7 +306,8 @@ var (
 // per request than any Go client: on a small machine the generator
 // competes with what it measures.
 func runWrk(bin, addr string, conns int, keepAlive bool, d time.Duration) (wrkResult, error) {
-	args := []string{"-t2", "-c" + strconv.Itoa(conns), "-d" + strconv.Itoa(int(d.Seconds())) + "s", "--latency"}
+	secs := max(1, int(d.Round(time.Second).Seconds())) // wrk takes whole seconds
+	args := []string{"-t2", "-c" + strconv.Itoa(conns), "-d" + strconv.Itoa(secs) + "s", "--latency"}
 	if !keepAlive {
 		args = append(args, "-H", "Connection: close")
 	}

@@ -526,7 +526,6 @@ func benchTakeover(rep *report) {
 	if n := res.retries(); n > 0 {
 		s.notes = append(s.notes, fmt.Sprintf("%d requests were repeated after the retiring owner closed an idle keep-alive connection (what every HTTP client does)", n))
 	}
-	rep.add(s)
 	// The retired owner exits by itself once its connections drained.
 	exited := make(chan struct{})
 	go func() { owner.cmd.Wait(); close(exited) }()
@@ -539,4 +538,5 @@ func benchTakeover(rep *report) {
 		<-exited
 	}
 	owner.cmd = nil
+	rep.add(s)
 }

@@ -15,9 +15,10 @@ import (
 
 // tuneDaemonProcess sizes the daemon's scheduler: the proxy shares the
 // machine with the app it fronts, and on a small machine one OS thread
-// running Go code proxies more requests per second, with less CPU per
-// request, than two competing with the app for the same cores (measured:
-// 2 cores, 6300 vs 5000 requests/s). GOMAXPROCS in the environment wins.
+// running Go code proxies as many requests per second with less CPU per
+// request than two competing with the app for the same cores (measured
+// with wrk on 2 vCPUs: the same requests/s, ~15% less CPU per request;
+// docs/benchmarks.md). GOMAXPROCS in the environment wins.
 func tuneDaemonProcess() {
 	if os.Getenv("GOMAXPROCS") == "" {
 		runtime.GOMAXPROCS(max(1, runtime.NumCPU()/2))
