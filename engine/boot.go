@@ -142,6 +142,9 @@ func (e *Engine) bootstrap() error {
 	if err := CheckControlSocket(plan.Control.Path); err != nil {
 		return err
 	}
+	if err := e.serveMetrics(); err != nil {
+		return err
+	}
 	if plan.StatePath != "" {
 		e.loadOrphans(plan.StatePath)
 		e.persist = newPersister(e, plan.StatePath)
@@ -218,6 +221,9 @@ func (e *Engine) takeover() error {
 		}
 	}
 	if err := e.exposeControl(sock); err != nil {
+		return err
+	}
+	if err := e.serveMetrics(); err != nil {
 		return err
 	}
 	e.mu.Lock()

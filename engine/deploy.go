@@ -33,9 +33,14 @@ type DeployResult struct {
 
 // deploy runs the deploy flow of daemon.md §3.3 under the operation lock.
 func (e *Engine) deploy(req DeployRequest) (res DeployResult, err error) {
+	began := time.Now()
 	defer func() {
 		if err == nil {
 			e.persist.request()
+		}
+		if m := e.metrics; m != nil {
+			m.deploys.inc(result(err))
+			m.deployT.observe(time.Since(began).Seconds(), result(err))
 		}
 	}()
 	if e.stopping.Load() {
@@ -164,7 +169,12 @@ func (e *Engine) startReleaseProcesses(plan *jsconfig.Plan, r *Release) error {
 			Host: plan.Proxy.UpstreamHost, Port: portOf(r.ports, web.ID), Path: web.Health.Path,
 			Timeout: web.Health.TimeoutMs.Duration(), Interval: web.Health.IntervalMs.Duration(), StartDelay: web.Health.StartDelayMs.Duration(),
 		}
-		if err := check.Check(e.ctx); err != nil {
+		checked := time.Now()
+		err := check.Check(e.ctx)
+		if m := e.metrics; m != nil {
+			m.health.observe(time.Since(checked).Seconds(), result(err))
+		}
+		if err != nil {
 			if e.stopping.Load() {
 				return ErrShuttingDown
 			}
@@ -182,6 +192,9 @@ func (e *Engine) startReleaseProcesses(plan *jsconfig.Plan, r *Release) error {
 func (e *Engine) activate(plan *jsconfig.Plan, r *Release) (*Release, error) {
 	web := plan.ProxiedProcess()
 	target := proxy.NewTarget(r.ID, plan.Proxy.UpstreamHost, portOf(r.ports, web.ID), e.proxy)
+	if e.metrics != nil {
+		target.SetObserver(e.metrics.observer(r.ID))
+	}
 	e.mu.Lock()
 	if e.stopping.Load() {
 		e.mu.Unlock()

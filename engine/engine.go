@@ -37,6 +37,8 @@ type Options struct {
 	// current owner of the control socket (§11.2).
 	Bootstrap *Bootstrap
 	Takeover  bool
+	// MetricsAddress, when set, serves Prometheus metrics on /metrics.
+	MetricsAddress string
 	// LoadConfig reloads the config before a deploy; nil loads it in
 	// process with jsconfig.Load.
 	LoadConfig func() (*jsconfig.Plan, error)
@@ -73,7 +75,8 @@ type Engine struct {
 	socket       *controlSocket
 	proxyLn      net.Listener
 	logHub       logHub
-	retiredOwner bool // handed over to a takeover candidate (guarded by mu)
+	metrics      *metrics // nil without Options.MetricsAddress
+	retiredOwner bool     // handed over to a takeover candidate (guarded by mu)
 	retirement   retirement
 	shutdown     struct {
 		once sync.Once
@@ -99,9 +102,14 @@ func New(opts Options) *Engine {
 	e.shutdown.done = make(chan struct{})
 	e.retirement.done = make(chan struct{})
 	e.logHub.followers = map[*follower]struct{}{}
-	e.proxy = proxy.New(proxy.Options{OnError: func(msg string) {
+	popts := proxy.Options{OnError: func(msg string) {
 		e.events.log("proxy error", jsconfig.Field{Key: "error", Value: msg})
-	}})
+	}}
+	if opts.MetricsAddress != "" {
+		e.metrics = newMetrics(e)
+		popts.Idle = e.metrics.observer("")
+	}
+	e.proxy = proxy.New(popts)
 	e.server = control.NewServer(e)
 	e.server.OnCommandError = func(msg string) {
 		e.events.log("command failed", jsconfig.Field{Key: "error", Value: msg})
@@ -124,16 +132,21 @@ func (e *Engine) Start() error {
 	if err := CheckControlSocket(plan.Control.Path); err != nil {
 		return err
 	}
+	if err := e.serveMetrics(); err != nil {
+		return err
+	}
 	if plan.StatePath != "" {
 		e.loadOrphans(plan.StatePath)
 		e.persist = newPersister(e, plan.StatePath) // started once the socket is up
 	}
 	if err := e.bindProxy(); err != nil {
+		e.metrics.close()
 		return err
 	}
 	sock, err := listenControl(plan.Control)
 	if err != nil {
 		e.proxy.Shutdown(0)
+		e.metrics.close()
 		return err
 	}
 	return e.exposeControl(sock)
@@ -162,6 +175,7 @@ func (e *Engine) runShutdown(requester *control.Conn) error {
 	e.notify("STOPPING=1")
 	e.cancel()
 	e.ops.close()
+	e.metrics.close()
 	// 2–3: no new control connections; the socket file goes, unless a
 	// takeover candidate now serves it.
 	var errs []string
@@ -222,6 +236,14 @@ func (e *Engine) runShutdown(requester *control.Conn) error {
 	return nil
 }
 
+// serveMetrics starts the metrics listener when one is configured.
+func (e *Engine) serveMetrics() error {
+	if e.metrics == nil {
+		return nil
+	}
+	return e.metrics.serve(e.opts.MetricsAddress)
+}
+
 // startInstance starts a process unless a shutdown or retirement has
 // begun: a start racing with the final stop must not leave a process
 // behind.
@@ -242,13 +264,19 @@ func stopAll(procs []*instance) {
 	wg.Wait()
 }
 
-// processEvent tags a process's event with its instance id and release.
+// processEvent tags a process's event with its instance id and release,
+// and counts restarts for the metrics.
 func (e *Engine) processEvent(in *instance) func(runtime.Event) {
 	return func(ev runtime.Event) {
 		data := make(jsconfig.Object, 0, len(ev.Data)+2)
 		data = append(data, jsconfig.Field{Key: "processId", Value: in.id}, jsconfig.Field{Key: "releaseId", Value: in.releaseTag()})
 		for _, f := range ev.Data {
 			data = append(data, jsconfig.Field{Key: f.Key, Value: f.Value})
+			if e.metrics != nil && ev.Message == "process started" && f.Key == "reason" {
+				if reason, _ := f.Value.(string); reason != runtime.ReasonDeploy {
+					e.metrics.restarts.inc(in.def.ID, reason)
+				}
+			}
 		}
 		e.events.log(ev.Message, data...)
 	}

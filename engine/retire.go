@@ -57,6 +57,7 @@ func (e *Engine) runRetire(conn *control.Conn, attestation string, handoff bool)
 	e.notify("STOPPING=1")
 	e.cancel()
 	e.ops.close()
+	e.metrics.close() // the successor binds the metrics address
 	if e.persist != nil {
 		e.persist.stopTimer() // the successor writes the state file from now on
 	}

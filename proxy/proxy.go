@@ -25,10 +25,11 @@ const ShutdownGrace = 5 * time.Second
 // Proxy forwards requests to the active target. Its request path takes no
 // lock: the active target is an atomic pointer.
 type Proxy struct {
-	active   atomic.Pointer[Target]
-	onError  func(message string)
-	errorLog *log.Logger
-	server   *http.Server
+	active       atomic.Pointer[Target]
+	idleObserver Observer
+	onError      func(message string)
+	errorLog     *log.Logger
+	server       *http.Server
 
 	mu    sync.Mutex
 	conns map[*trackedConn]struct{}
@@ -39,11 +40,14 @@ type Options struct {
 	// OnError receives one message per failed upstream exchange, e.g.
 	// "connect ECONNREFUSED 127.0.0.1:18000" (the daemon's proxy error).
 	OnError func(message string)
+	// Idle observes the requests answered 503 because nothing is active;
+	// nil: no metrics.
+	Idle Observer
 }
 
 // New returns a proxy with no active target: every request gets 503.
 func New(opts Options) *Proxy {
-	p := &Proxy{onError: opts.OnError, errorLog: log.New(io.Discard, "", 0), conns: map[*trackedConn]struct{}{}}
+	p := &Proxy{onError: opts.OnError, idleObserver: opts.Idle, errorLog: log.New(io.Discard, "", 0), conns: map[*trackedConn]struct{}{}}
 	p.server = &http.Server{
 		Handler:     p,
 		IdleTimeout: 120 * time.Second, // above nginx's 60 s upstream keepalive_timeout
@@ -133,6 +137,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.WriteHeader(http.StatusServiceUnavailable)
 		io.WriteString(w, "No active release\n")
+		if p.idleObserver != nil {
+			p.idleObserver.ObserveRequest(http.StatusServiceUnavailable, 0)
+		}
 		return
 	}
 	if upgrade != "" {
@@ -147,8 +154,42 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	t.http.Add(1)
 	defer t.done(&t.http)
-	t.rp.ServeHTTP(w, r)
+	if t.observer == nil {
+		t.rp.ServeHTTP(w, r)
+		return
+	}
+	start := time.Now()
+	rec := &statusRecorder{ResponseWriter: w}
+	t.rp.ServeHTTP(rec, r)
+	status := rec.status
+	if status == 0 {
+		status = http.StatusOK
+	}
+	t.observer.ObserveRequest(status, time.Since(start))
 }
+
+// statusRecorder notes the status a response is sent with; Unwrap lets
+// http.ResponseController reach the connection (flushes, hijacks).
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (r *statusRecorder) WriteHeader(code int) {
+	if r.status == 0 && code >= 200 {
+		r.status = code
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *statusRecorder) Write(p []byte) (int, error) {
+	if r.status == 0 {
+		r.status = http.StatusOK
+	}
+	return r.ResponseWriter.Write(p)
+}
+
+func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 
 // withoutReplay stops Go's transport from sending a request again on a new
 // connection after it was fully written to a pooled one that then failed:

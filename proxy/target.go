@@ -34,7 +34,19 @@ type Target struct {
 	http      atomic.Int64
 	websocket atomic.Int64
 	idle      chan struct{} // signalled when the count drops to zero
+
+	observer Observer // nil: no metrics
 }
+
+// Observer learns the outcome of every request a target answers (the
+// daemon's metrics). It is called on the request's goroutine, so it must
+// be quick.
+type Observer interface {
+	ObserveRequest(status int, elapsed time.Duration)
+}
+
+// SetObserver attaches metrics to the target before it receives traffic.
+func (t *Target) SetObserver(o Observer) { t.observer = o }
 
 // NewTarget returns a target for the upstream at host:port. id names it in
 // logs and status (the release id).

@@ -188,6 +188,19 @@ func (g *groupScanner) alive() bool {
 // groupAlive is a one-off alive check.
 func groupAlive(pgid int) bool { return newGroupScanner(pgid).alive() }
 
+// GroupResidentBytes is the resident memory of the members of process
+// group pgid, zombies excluded.
+func GroupResidentBytes(pgid int) int64 {
+	members, _ := newGroupScanner(pgid).members()
+	var total int64
+	for _, m := range members {
+		if m.state != 'Z' && m.state != 'X' {
+			total += m.rssBytes
+		}
+	}
+	return total
+}
+
 // GroupAlive reports whether process group pgid has a member that is
 // neither a zombie nor dead.
 func GroupAlive(pgid int) bool { return groupAlive(pgid) }

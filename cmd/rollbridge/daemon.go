@@ -26,7 +26,7 @@ func tuneDaemonProcess() {
 }
 
 func newDaemonCommand() *cobra.Command {
-	var configPath string
+	var configPath, metricsAddress string
 	var boot bootFlags
 	cmd := &cobra.Command{
 		Use:   "daemon",
@@ -61,7 +61,7 @@ func newDaemonCommand() *cobra.Command {
 			d := engine.New(engine.Options{
 				ConfigPath: plan.Path, Plan: plan, Identity: identity, LoadConfig: load,
 				Stdout: cmd.OutOrStdout(), Stderr: cmd.ErrOrStderr(),
-				Bootstrap: bootstrap, Takeover: boot.takeover,
+				Bootstrap: bootstrap, Takeover: boot.takeover, MetricsAddress: metricsAddress,
 			})
 			return d.Serve()
 		},
@@ -73,10 +73,12 @@ func newDaemonCommand() *cobra.Command {
 	f.StringVar(&boot.revision, "revision", "", "Bootstrap revision (requires --config, --release-path, and --release-id)")
 	f.StringVar(&boot.attestation, "boot-attestation", "", "Opaque bootstrap ownership attestation (requires the complete bootstrap release tuple)")
 	f.BoolVar(&boot.takeover, "takeover-owner", false, "Boot and health-check before retiring the current external owner")
+	f.StringVar(&metricsAddress, "metrics-address", "", "Serve Prometheus metrics on http://<address>/metrics, e.g. 127.0.0.1:9464 (off by default)")
 	setPlaceholder(cmd, "release-path", "<path>")
 	setPlaceholder(cmd, "release-id", "<id>")
 	setPlaceholder(cmd, "revision", "<sha>")
 	setPlaceholder(cmd, "boot-attestation", "<digest>")
+	setPlaceholder(cmd, "metrics-address", "<address>")
 	return cmd
 }
 
