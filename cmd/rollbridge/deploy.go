@@ -100,7 +100,9 @@ func newDeployCommand() *cobra.Command {
 				fields = append(fields, jsconfig.Field{Key: "revision", Value: revision})
 			}
 			// A deploy runs as long as boot and health check take.
+			p := startProgress(cmd.ErrOrStderr(), plan)
 			raw, err := control.Call(plan.Control.Path, control.SortedRequest("deploy", fields...), 0)
+			p.finish(plan, previousRelease(raw))
 			if err != nil {
 				return err
 			}

@@ -13,11 +13,21 @@ import (
 // readTimeout 0 suits mutating commands, which run as long as their stop
 // sequences take.
 func relay(cmd *cobra.Command, configPath string, readTimeout time.Duration, request func() []byte) error {
+	return relayShowing(cmd, configPath, readTimeout, false, request)
+}
+
+// relayShowing is relay with the command's progress shown on a terminal.
+func relayShowing(cmd *cobra.Command, configPath string, readTimeout time.Duration, showProgress bool, request func() []byte) error {
 	plan, err := loadPlan(cmd, configPath)
 	if err != nil {
 		return err
 	}
+	var p *progress
+	if showProgress {
+		p = startProgress(cmd.ErrOrStderr(), plan)
+	}
 	raw, err := control.Call(plan.Control.Path, request(), readTimeout)
+	p.finish(plan, previousRelease(raw))
 	if err != nil {
 		return err
 	}
@@ -30,7 +40,7 @@ func newRollbackCommand() *cobra.Command {
 		Use:   "rollback",
 		Short: "Roll back to a previous release: re-start it, health-check it, and switch traffic.",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return relay(cmd, configPath, 0, func() []byte {
+			return relayShowing(cmd, configPath, 0, true, func() []byte {
 				var fields []jsconfig.Field
 				if cmd.Flags().Changed("release-id") {
 					fields = append(fields, jsconfig.Field{Key: "releaseId", Value: releaseID})
@@ -75,7 +85,7 @@ func newRestartCommand(stderr interface{ Write([]byte) (int, error) }) *cobra.Co
 				fmt.Fprintln(stderr, "--policy must be one of: companion, singleton, service.")
 				return exitCode(1)
 			}
-			return relay(cmd, configPath, 0, func() []byte {
+			return relayShowing(cmd, configPath, 0, true, func() []byte {
 				var fields []jsconfig.Field
 				if cmd.Flags().Changed("policy") {
 					fields = append(fields, jsconfig.Field{Key: "policy", Value: policy})

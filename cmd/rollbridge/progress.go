@@ -1,0 +1,246 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/rollbridge/rollbridge/engine/control"
+	"github.com/rollbridge/rollbridge/jsconfig"
+	"golang.org/x/sys/unix"
+)
+
+// isTerminal reports whether w is a terminal.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
+}
+
+// progress shows what a deploy, rollback or restart is doing, live, on a
+// terminal: the daemon's events, and the health check's elapsed time.
+// Nothing is shown when stderr is not a terminal, and stdout keeps only
+// the command's JSON result.
+type progress struct {
+	w    io.Writer
+	web  string // the proxied process, whose start begins the health check
+	conn net.Conn
+	done chan struct{}
+
+	mu        sync.Mutex
+	waiting   time.Time // the health check began; zero when not waiting
+	drawn     bool      // the waiting line is on screen, to be overwritten
+	lastEvent time.Time
+}
+
+// settle is how long the stream must stay quiet after the reply before
+// progress ends: the command's last events were recorded before its
+// reply, but travel on another connection.
+const settle = 150 * time.Millisecond
+
+// startProgress subscribes to the daemon's events before the command is
+// sent, so none of its steps is missed. It returns nil (nothing to show)
+// unless stderr is a terminal, or when the daemon cannot stream events.
+func startProgress(stderr io.Writer, plan *jsconfig.Plan) *progress {
+	if !isTerminal(stderr) {
+		return nil
+	}
+	conn, err := control.Dial(plan.Control.Path)
+	if err != nil {
+		return nil
+	}
+	conn.SetReadDeadline(time.Now().Add(control.ReadTimeout))
+	req := control.SortedRequest("follow", jsconfig.Field{Key: "limit", Value: 1}, jsconfig.Field{Key: "streams", Value: []string{"events"}})
+	if _, err := conn.Write(append(req, '\n')); err != nil {
+		conn.Close()
+		return nil
+	}
+	r := bufio.NewReader(conn)
+	if _, err := control.ReadResponse(r, plan.Control.Path); err != nil {
+		conn.Close() // e.g. a daemon without follow: no progress, no error
+		return nil
+	}
+	for { // skip the replay: only what happens from now on is shown
+		line, err := r.ReadBytes('\n')
+		if err != nil {
+			conn.Close()
+			return nil
+		}
+		var e streamEntry
+		if json.Unmarshal(line, &e) == nil && e.Type == "live" {
+			break
+		}
+	}
+	conn.SetReadDeadline(time.Time{})
+	p := &progress{w: stderr, conn: conn, done: make(chan struct{})}
+	if web := plan.ProxiedProcess(); web != nil {
+		p.web = web.ID
+	}
+	go p.read(r)
+	go p.tick()
+	return p
+}
+
+func (p *progress) read(r *bufio.Reader) {
+	for {
+		line, err := r.ReadBytes('\n')
+		if err != nil {
+			return
+		}
+		var e streamEntry
+		if json.Unmarshal(line, &e) == nil && e.Type == "event" {
+			p.event(e)
+		}
+	}
+}
+
+// tick redraws the health-check line with its elapsed time.
+func (p *progress) tick() {
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-p.done:
+			return
+		case <-t.C:
+			p.mu.Lock()
+			if !p.waiting.IsZero() {
+				fmt.Fprintf(p.w, "\r\033[K  waiting for %s's health check… %.1f s", p.web, time.Since(p.waiting).Seconds())
+				p.drawn = true
+			}
+			p.mu.Unlock()
+		}
+	}
+}
+
+// say prints a line, replacing the waiting line when it is drawn.
+func (p *progress) sayLocked(format string, args ...any) {
+	if p.drawn {
+		io.WriteString(p.w, "\r\033[K")
+		p.drawn = false
+	}
+	fmt.Fprintf(p.w, format+"\n", args...)
+}
+
+func (p *progress) event(e streamEntry) {
+	var d map[string]any
+	_ = json.Unmarshal(e.Data, &d)
+	str := func(k string) string { s, _ := d[k].(string); return s }
+	num := func(k string) string {
+		if f, ok := d[k].(float64); ok {
+			return fmt.Sprint(int64(f))
+		}
+		return "?"
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.lastEvent = time.Now()
+	endWait := func() time.Duration {
+		if p.waiting.IsZero() {
+			return 0
+		}
+		took := time.Since(p.waiting)
+		p.waiting = time.Time{}
+		return took
+	}
+	switch e.Message {
+	case "deploy starting":
+		p.sayLocked("→ deploying %s (%s)", str("releaseId"), str("releasePath"))
+	case "rollback starting":
+		p.sayLocked("→ rolling back to %s", str("releaseId"))
+	case "process restart requested":
+		p.sayLocked("  restarting %s…", str("processId"))
+	case "process started":
+		switch str("reason") {
+		case "deploy":
+			p.sayLocked("  started %s (pid %s)", str("processId"), num("pid"))
+			if str("processId") == p.web {
+				p.waiting = time.Now()
+			}
+		case "manual":
+			p.sayLocked("  %s running again (pid %s)", str("processId"), num("pid"))
+		}
+	case "traffic switched":
+		if took := endWait(); took > 0 {
+			p.sayLocked("  health check passed after %.1f s", took.Seconds())
+		}
+		p.sayLocked("✓ traffic switched to %s", str("releaseId"))
+	case "deploy failed":
+		endWait()
+		p.sayLocked("✗ deploy failed: %s", str("error"))
+	case "singleton replacement failed":
+		p.sayLocked("✗ singleton %s failed to start: %s", str("processId"), str("error"))
+	}
+}
+
+// finish stops showing events; with the previous release of a deploy,
+// it tells how many connections that release still drains.
+func (p *progress) finish(plan *jsconfig.Plan, previous *string) {
+	if p == nil {
+		return
+	}
+	// The reply came; its last events may still be on the way.
+	replied := time.Now()
+	for time.Since(replied) < time.Second {
+		p.mu.Lock()
+		quiet := time.Since(p.lastEvent) >= settle
+		p.mu.Unlock()
+		if quiet && time.Since(replied) >= settle {
+			break
+		}
+		time.Sleep(settle / 3)
+	}
+	close(p.done)
+	p.conn.Close()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.drawn {
+		io.WriteString(p.w, "\r\033[K")
+		p.drawn = false
+	}
+	if previous == nil {
+		return
+	}
+	raw, err := control.Call(plan.Control.Path, control.SortedRequest("status"), control.ReadTimeout)
+	if err != nil {
+		return
+	}
+	var s struct {
+		Releases []struct {
+			ReleaseID       string `json:"releaseId"`
+			State           string `json:"state"`
+			ConnectionCount int64  `json:"connectionCount"`
+		} `json:"releases"`
+	}
+	if json.Unmarshal(raw, &s) != nil {
+		return
+	}
+	for _, r := range s.Releases {
+		if r.ReleaseID == *previous && r.State == "draining" {
+			unit := "connections"
+			if r.ConnectionCount == 1 {
+				unit = "connection"
+			}
+			fmt.Fprintf(p.w, "  %s is draining %d open %s (up to %s s)\n", r.ReleaseID, r.ConnectionCount, unit, jsconfig.FormatNumber(plan.Proxy.DrainTimeoutMs.Duration().Seconds()))
+		}
+	}
+}
+
+// previousRelease reads previousReleaseId from a deploy or rollback reply.
+func previousRelease(raw []byte) *string {
+	var reply struct {
+		Previous *string `json:"previousReleaseId"`
+	}
+	if json.Unmarshal(raw, &reply) != nil {
+		return nil
+	}
+	return reply.Previous
+}
