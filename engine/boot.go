@@ -223,8 +223,10 @@ func (e *Engine) takeover() error {
 	if err := e.exposeControl(sock); err != nil {
 		return err
 	}
+	// The owner has let the metrics address go; failing to take it must
+	// not undo a takeover that already serves.
 	if err := e.serveMetrics(); err != nil {
-		return err
+		e.events.log("metrics listener failed", jsconfig.Field{Key: "error", Value: err.Error()})
 	}
 	e.mu.Lock()
 	active, next := e.active, e.plan

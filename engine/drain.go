@@ -122,6 +122,8 @@ func (e *Engine) pruneReleases(keep jsconfig.ReleaseRetention) {
 	for _, r := range e.releases {
 		if !drop[r] {
 			kept = append(kept, r)
+		} else {
+			e.metrics.forget(r.ID) // its series go with it
 		}
 	}
 	e.releases = kept

@@ -274,7 +274,7 @@ func (e *Engine) processEvent(in *instance) func(runtime.Event) {
 			data = append(data, jsconfig.Field{Key: f.Key, Value: f.Value})
 			if e.metrics != nil && ev.Message == "process started" && f.Key == "reason" {
 				if reason, _ := f.Value.(string); reason != runtime.ReasonDeploy {
-					e.metrics.restarts.inc(in.def.ID, reason)
+					e.metrics.restarts.inc(in.id, reason)
 				}
 			}
 		}

@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/rollbridge/rollbridge/jsconfig"
 	rbruntime "github.com/rollbridge/rollbridge/runtime"
 )
 
@@ -106,7 +107,18 @@ func (m *metrics) serve(addr string) error {
 			return
 		}
 	}()
+	m.e.events.log("metrics listening", jsconfig.Field{Key: "address", Value: ln.Addr().String()})
 	return nil
+}
+
+// forget drops the request series of a release the daemon no longer
+// retains, so their number follows releaseRetention.
+func (m *metrics) forget(release string) {
+	if m == nil {
+		return
+	}
+	m.requests.drop(0, release)
+	m.duration.drop(0, release)
 }
 
 func (m *metrics) close() {
@@ -172,7 +184,7 @@ func (m *metrics) exposition() []byte {
 			sample(&b, "rollbridge_proxy_open_connections", []string{"release", "kind"}, []string{v.id, "websocket"}, float64(v.ws))
 		}
 	}
-	family(&b, "rollbridge_release_state", "gauge", "1 for the state each retained release is in: starting, active, draining or stopped.")
+	family(&b, "rollbridge_release_state", "gauge", "1 for the state each retained release is in: active, draining or stopped.")
 	for _, v := range rels {
 		sample(&b, "rollbridge_release_state", []string{"release", "state"}, []string{v.id, v.state}, 1)
 	}
@@ -285,6 +297,18 @@ func (c *counterVec) with(values ...string) *atomic.Int64 {
 
 func (c *counterVec) inc(values ...string) { c.with(values...).Add(1) }
 
+// drop removes the series whose label i has value v.
+func (c *counterVec) drop(i int, v string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for k, values := range c.keys {
+		if values[i] == v {
+			delete(c.keys, k)
+			delete(c.values, k)
+		}
+	}
+}
+
 func (c *counterVec) write(b *bytes.Buffer, name string) {
 	c.mu.Lock()
 	keys := make([]string, 0, len(c.values))
@@ -345,6 +369,18 @@ func (h *histogramVec) with(values ...string) *histogram {
 }
 
 func (h *histogramVec) observe(v float64, values ...string) { h.with(values...).observe(v) }
+
+// drop removes the series whose label i has value v.
+func (h *histogramVec) drop(i int, v string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for k, values := range h.keys {
+		if values[i] == v {
+			delete(h.keys, k)
+			delete(h.values, k)
+		}
+	}
+}
 
 func (h *histogramVec) write(b *bytes.Buffer, name string) {
 	h.mu.Lock()

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -72,7 +73,7 @@ func TestMetrics(t *testing.T) {
 	dir := t.TempDir()
 	d := &testDaemon{t: t, dir: dir, config: filepath.Join(dir, "rollbridge.js"), sock: filepath.Join(dir, "rb.sock"), pids: map[int]bool{},
 		args: []string{"--metrics-address", addr}}
-	d.writeConfig(`processes: [{id: "worker", command: "exec FIXTURE", restartDelayMs: 20},
+	d.writeConfig(`releaseRetention: {keep: 1}, processes: [{id: "worker", command: "exec FIXTURE", restartDelayMs: 20},
     {id: "web", policy: "proxied", command: "test ! -e {{releasePath}}/broken && exec FIXTURE -listen", port: {from: 20000, to: 20999}, health: {intervalMs: 20, timeoutMs: 500}}]`)
 	d.start()
 	t.Cleanup(d.cleanup)
@@ -135,6 +136,18 @@ func TestMetrics(t *testing.T) {
 		var b [1 << 16]byte
 		n, _ := resp.Body.Read(b[:])
 		fmt.Println(string(b[:n]))
+	}
+	if !strings.Contains(d.stdout.String(), `"message":"metrics listening"`) {
+		t.Fatal("no metrics listening event")
+	}
+	// Series of releases no longer retained go with them (keep: 1).
+	os.Remove(filepath.Join(broken, "broken"))
+	d.deploy("v3")
+	d.deploy("v4")
+	waitUntil(t, "v1 to be pruned", 10*time.Second, func() bool { return release(d.status(), "v1") == nil })
+	m = scrape(t, addr)
+	if _, ok := value(t, m, "rollbridge_proxy_requests_total", map[string]string{"release": "v1"}); ok {
+		t.Fatal("request series of a pruned release are still exported")
 	}
 	d.shutdown()
 	if _, err := http.Get("http://" + addr + "/metrics"); err == nil {

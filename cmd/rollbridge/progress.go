@@ -81,8 +81,8 @@ func startProgress(stderr io.Writer, plan *jsconfig.Plan) *progress {
 	}
 	conn.SetReadDeadline(time.Time{})
 	p := &progress{w: stderr, conn: conn, done: make(chan struct{})}
-	if web := plan.ProxiedProcess(); web != nil {
-		p.web = web.ID
+	if web := plan.ProxiedProcess(); web != nil && web.Health != nil {
+		p.web = web.ID // its start begins a health check
 	}
 	go p.read(r)
 	go p.tick()
@@ -162,7 +162,7 @@ func (p *progress) event(e streamEntry) {
 		switch str("reason") {
 		case "deploy":
 			p.sayLocked("  started %s (pid %s)", str("processId"), num("pid"))
-			if str("processId") == p.web {
+			if p.web != "" && str("processId") == p.web {
 				p.waiting = time.Now()
 			}
 		case "manual":
