@@ -139,17 +139,7 @@ func (e *Engine) failLaunch(cause error) error {
 // meanwhile.
 func (e *Engine) bootstrap() error {
 	plan := e.opts.Plan
-	if err := CheckControlSocket(plan.Control.Path); err != nil {
-		return err
-	}
-	if err := e.serveMetrics(); err != nil {
-		return err
-	}
-	if plan.StatePath != "" {
-		e.loadOrphans(plan.StatePath)
-		e.persist = newPersister(e, plan.StatePath)
-	}
-	if err := e.bindProxy(); err != nil {
+	if err := e.prepare(); err != nil {
 		return err
 	}
 	if err := e.deployBootstrap(false); err != nil {

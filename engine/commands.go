@@ -30,42 +30,26 @@ func (e *Engine) HandleControl(ctx context.Context, req *control.Request, conn *
 		if err != nil {
 			return nil, err
 		}
-		if err := e.acquireFor(conn, req.Command); err != nil {
-			return nil, err
-		}
-		defer e.ops.release()
-		result, err := e.deploy(DeployRequest{ReleasePath: path, ReleaseID: id, Revision: revision, RevisionSet: revisionSet})
-		if err != nil {
-			return nil, err
-		}
-		return deployReply(result)
+		return e.locked(conn, req.Command, func() ([]byte, error) {
+			return deployReply(e.deploy(DeployRequest{ReleasePath: path, ReleaseID: id, Revision: revision, RevisionSet: revisionSet}))
+		})
 	case "stop":
 		id, _, err := req.OptionalString("releaseId")
 		if err != nil {
 			return nil, err
 		}
-		if err := e.acquireFor(conn, req.Command); err != nil {
-			return nil, err
-		}
-		defer e.ops.release()
-		if err := e.stopRelease(id); err != nil {
-			return nil, err
-		}
-		return e.statusJSON()
+		return e.locked(conn, req.Command, func() ([]byte, error) {
+			if err := e.stopRelease(id); err != nil {
+				return nil, err
+			}
+			return e.statusJSON()
+		})
 	case "rollback":
 		id, _, err := req.OptionalString("releaseId")
 		if err != nil {
 			return nil, err
 		}
-		if err := e.acquireFor(conn, req.Command); err != nil {
-			return nil, err
-		}
-		defer e.ops.release()
-		result, err := e.rollback(id)
-		if err != nil {
-			return nil, err
-		}
-		return deployReply(result)
+		return e.locked(conn, req.Command, func() ([]byte, error) { return deployReply(e.rollback(id)) })
 	case "restart":
 		processID, idSet, err := req.OptionalString("processId")
 		if err != nil {
@@ -75,15 +59,13 @@ func (e *Engine) HandleControl(ctx context.Context, req *control.Request, conn *
 		if err != nil {
 			return nil, err
 		}
-		if err := e.acquireFor(conn, req.Command); err != nil {
-			return nil, err
-		}
-		defer e.ops.release()
-		restarted, err := e.restart(processID, idSet, policy, policySet)
-		if err != nil {
-			return nil, err
-		}
-		return jsconfig.Object{{Key: "restarted", Value: restarted}}.MarshalJSON()
+		return e.locked(conn, req.Command, func() ([]byte, error) {
+			restarted, err := e.restart(processID, idSet, policy, policySet)
+			if err != nil {
+				return nil, err
+			}
+			return jsconfig.Object{{Key: "restarted", Value: restarted}}.MarshalJSON()
+		})
 	case "follow":
 		return e.follow(conn, req)
 	case "retire-owner":
@@ -101,6 +83,15 @@ func (e *Engine) HandleControl(ctx context.Context, req *control.Request, conn *
 	return nil, fmt.Errorf("Unknown command: %s", req.Command)
 }
 
+// locked runs a mutating command under the operation lock.
+func (e *Engine) locked(conn *control.Conn, command string, run func() ([]byte, error)) ([]byte, error) {
+	if err := e.acquireFor(conn, command); err != nil {
+		return nil, err
+	}
+	defer e.ops.release()
+	return run()
+}
+
 // acquireFor takes the operation lock for a client's command. A client
 // that hung up while the command waited its turn (a CI job killed on a
 // timeout) does not get its operation run later behind its back.
@@ -115,7 +106,10 @@ func (e *Engine) acquireFor(conn *control.Conn, command string) error {
 	return nil
 }
 
-func deployReply(r DeployResult) ([]byte, error) {
+func deployReply(r DeployResult, err error) ([]byte, error) {
+	if err != nil {
+		return nil, err
+	}
 	var prev any
 	if r.PreviousReleaseID != nil {
 		prev = *r.PreviousReleaseID

@@ -128,6 +128,23 @@ func New(opts Options) *Engine {
 // probed for a live daemon first, then the previous daemon's orphans are
 // reported and the proxy and the control socket are bound.
 func (e *Engine) Start() error {
+	if err := e.prepare(); err != nil {
+		return err
+	}
+	sock, err := listenControl(e.opts.Plan.Control)
+	if err != nil {
+		e.proxy.Shutdown(0)
+		e.metrics.close()
+		return err
+	}
+	return e.exposeControl(sock)
+}
+
+// prepare is the common start of a plain and a bootstrap daemon: refuse
+// to run next to a live daemon, bind the metrics listener, report the
+// orphans of the previous state file, bind the proxy. State persistence
+// starts only once the control socket is up.
+func (e *Engine) prepare() error {
 	plan := e.opts.Plan
 	if err := CheckControlSocket(plan.Control.Path); err != nil {
 		return err
@@ -137,19 +154,13 @@ func (e *Engine) Start() error {
 	}
 	if plan.StatePath != "" {
 		e.loadOrphans(plan.StatePath)
-		e.persist = newPersister(e, plan.StatePath) // started once the socket is up
+		e.persist = newPersister(e, plan.StatePath)
 	}
 	if err := e.bindProxy(); err != nil {
 		e.metrics.close()
 		return err
 	}
-	sock, err := listenControl(plan.Control)
-	if err != nil {
-		e.proxy.Shutdown(0)
-		e.metrics.close()
-		return err
-	}
-	return e.exposeControl(sock)
+	return nil
 }
 
 // Shutdown stops everything the daemon owns (daemon.md §10.2) and reports

@@ -270,56 +270,76 @@ func formatValue(v float64) string {
 	return strconv.FormatFloat(v, 'g', -1, 64)
 }
 
-// counterVec is a counter per label combination.
-type counterVec struct {
+// vec holds one metric per label combination.
+type vec[T any] struct {
 	labels []string
+	make   func() *T
 	mu     sync.Mutex
-	values map[string]*atomic.Int64
-	keys   map[string][]string
+	series map[string]labelled[T]
 }
 
-func newCounterVec(labels ...string) *counterVec {
-	return &counterVec{labels: labels, values: map[string]*atomic.Int64{}, keys: map[string][]string{}}
+type labelled[T any] struct {
+	values []string
+	metric *T
 }
 
-func (c *counterVec) with(values ...string) *atomic.Int64 {
+func newVec[T any](make func() *T, labels ...string) *vec[T] {
+	return &vec[T]{labels: labels, make: make, series: map[string]labelled[T]{}}
+}
+
+// with returns the metric of these label values, created on first use.
+func (v *vec[T]) with(values ...string) *T {
 	key := strings.Join(values, "\xff")
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	v, ok := c.values[key]
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	s, ok := v.series[key]
 	if !ok {
-		v = &atomic.Int64{}
-		c.values[key] = v
-		c.keys[key] = values
+		s = labelled[T]{values: values, metric: v.make()}
+		v.series[key] = s
 	}
-	return v
+	return s.metric
 }
 
-func (c *counterVec) inc(values ...string) { c.with(values...).Add(1) }
-
-// drop removes the series whose label i has value v.
-func (c *counterVec) drop(i int, v string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for k, values := range c.keys {
-		if values[i] == v {
-			delete(c.keys, k)
-			delete(c.values, k)
+// drop removes the series whose label i has value val.
+func (v *vec[T]) drop(i int, val string) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	for k, s := range v.series {
+		if s.values[i] == val {
+			delete(v.series, k)
 		}
 	}
 }
 
-func (c *counterVec) write(b *bytes.Buffer, name string) {
-	c.mu.Lock()
-	keys := make([]string, 0, len(c.values))
-	for k := range c.values {
+// sorted lists the series in a stable order for the exposition.
+func (v *vec[T]) sorted() []labelled[T] {
+	v.mu.Lock()
+	keys := make([]string, 0, len(v.series))
+	for k := range v.series {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
-	for _, k := range keys {
-		sample(b, name, c.labels, c.keys[k], float64(c.values[k].Load()))
+	out := make([]labelled[T], len(keys))
+	for i, k := range keys {
+		out[i] = v.series[k]
 	}
-	c.mu.Unlock()
+	v.mu.Unlock()
+	return out
+}
+
+// counterVec is a counter per label combination.
+type counterVec struct{ *vec[atomic.Int64] }
+
+func newCounterVec(labels ...string) *counterVec {
+	return &counterVec{newVec(func() *atomic.Int64 { return &atomic.Int64{} }, labels...)}
+}
+
+func (c *counterVec) inc(values ...string) { c.with(values...).Add(1) }
+
+func (c *counterVec) write(b *bytes.Buffer, name string) {
+	for _, s := range c.sorted() {
+		sample(b, name, c.labels, s.values, float64(s.metric.Load()))
+	}
 }
 
 // histogram counts observations into cumulative buckets.
@@ -343,55 +363,20 @@ func (h *histogram) observe(v float64) {
 }
 
 // histogramVec is a histogram per label combination.
-type histogramVec struct {
-	bounds []float64
-	labels []string
-	mu     sync.Mutex
-	values map[string]*histogram
-	keys   map[string][]string
-}
+type histogramVec struct{ *vec[histogram] }
 
 func newHistogramVec(bounds []float64, labels ...string) *histogramVec {
-	return &histogramVec{bounds: bounds, labels: labels, values: map[string]*histogram{}, keys: map[string][]string{}}
-}
-
-func (h *histogramVec) with(values ...string) *histogram {
-	key := strings.Join(values, "\xff")
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	v, ok := h.values[key]
-	if !ok {
-		v = &histogram{bounds: h.bounds, counts: make([]atomic.Int64, len(h.bounds)+1)}
-		h.values[key] = v
-		h.keys[key] = values
-	}
-	return v
+	return &histogramVec{newVec(func() *histogram {
+		return &histogram{bounds: bounds, counts: make([]atomic.Int64, len(bounds)+1)}
+	}, labels...)}
 }
 
 func (h *histogramVec) observe(v float64, values ...string) { h.with(values...).observe(v) }
 
-// drop removes the series whose label i has value v.
-func (h *histogramVec) drop(i int, v string) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for k, values := range h.keys {
-		if values[i] == v {
-			delete(h.keys, k)
-			delete(h.values, k)
-		}
-	}
-}
-
 func (h *histogramVec) write(b *bytes.Buffer, name string) {
-	h.mu.Lock()
-	keys := make([]string, 0, len(h.values))
-	for k := range h.values {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
 	labels := append(append([]string(nil), h.labels...), "le")
-	for _, k := range keys {
-		hist, values := h.values[k], h.keys[k]
+	for _, s := range h.sorted() {
+		hist, values := s.metric, s.values
 		var cumulative int64
 		for i, bound := range hist.bounds {
 			cumulative += hist.counts[i].Load()
@@ -402,5 +387,4 @@ func (h *histogramVec) write(b *bytes.Buffer, name string) {
 		sample(b, name+"_sum", h.labels, values, math.Float64frombits(hist.sum.Load()))
 		sample(b, name+"_count", h.labels, values, float64(cumulative))
 	}
-	h.mu.Unlock()
 }

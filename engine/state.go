@@ -250,10 +250,12 @@ func (s *stripper) str() {
 	}
 }
 
-func (s *stripper) object(keep bool) {
-	s.i++ // {
+// container copies an object or array; element reads one member or
+// element and says whether it was kept (a comma goes before the next).
+func (s *stripper) container(keep bool, open, close byte, element func(keepFirst bool) bool) {
+	s.i++ // the opening bracket
 	if keep {
-		s.out = append(s.out, '{')
+		s.out = append(s.out, open)
 	}
 	first := true
 	for {
@@ -262,16 +264,24 @@ func (s *stripper) object(keep bool) {
 			return
 		}
 		switch s.src[s.i] {
-		case '}':
+		case close:
 			s.i++
 			if keep {
-				s.out = append(s.out, '}')
+				s.out = append(s.out, close)
 			}
 			return
 		case ',':
 			s.i++
 			continue
 		}
+		if element(first) {
+			first = false
+		}
+	}
+}
+
+func (s *stripper) object(keep bool) {
+	s.container(keep, '{', '}', func(first bool) bool {
 		keyStart := s.i
 		s.str()
 		rawKey := s.src[keyStart:s.i]
@@ -286,42 +296,22 @@ func (s *stripper) object(keep bool) {
 			if !first {
 				s.out = append(s.out, ',')
 			}
-			first = false
 			s.out = append(s.out, rawKey...)
 			s.out = append(s.out, ':')
 		}
 		s.value(member)
-	}
+		return member
+	})
 }
 
 func (s *stripper) array(keep bool) {
-	s.i++ // [
-	if keep {
-		s.out = append(s.out, '[')
-	}
-	first := true
-	for {
-		s.space()
-		if s.i >= len(s.src) {
-			return
-		}
-		switch s.src[s.i] {
-		case ']':
-			s.i++
-			if keep {
-				s.out = append(s.out, ']')
-			}
-			return
-		case ',':
-			s.i++
-			continue
-		}
+	s.container(keep, '[', ']', func(first bool) bool {
 		if keep && !first {
 			s.out = append(s.out, ',')
 		}
-		first = false
 		s.value(keep)
-	}
+		return true
+	})
 }
 
 // loadOrphans reads the previous daemon's state file at start-up and

@@ -185,22 +185,30 @@ func round(wrk string, t target, keepAlive bool, st *targetStats) {
 	}
 }
 
+// deployedDaemon starts a daemon in dir and deploys its first release.
+func deployedDaemon(dir, release string) *daemon {
+	d, err := newDaemon(*rollbridgeBin, dir)
+	if err != nil {
+		fatalf("daemon: %v", err)
+	}
+	if err := d.waitReady(); err != nil {
+		d.shutdown()
+		fatalf("%v", err)
+	}
+	if _, err := d.deploy(release); err != nil {
+		d.shutdown()
+		fatalf("%v", err)
+	}
+	return d
+}
+
 // benchProxy compares the targets in interleaved rounds, with and without
 // keep-alive, and WebSocket round trips.
 func benchProxy(rep *report) {
 	dir := tempDir()
 	defer os.RemoveAll(dir)
-	d, err := newDaemon(*rollbridgeBin, dir)
-	if err != nil {
-		fatalf("daemon: %v", err)
-	}
+	d := deployedDaemon(dir, "r1")
 	defer d.shutdown()
-	if err := d.waitReady(); err != nil {
-		fatalf("%v", err)
-	}
-	if _, err := d.deploy("r1"); err != nil {
-		fatalf("%v", err)
-	}
 	appPort, err := d.appPort()
 	if err != nil {
 		fatalf("%v", err)
@@ -336,17 +344,8 @@ func sampleRSS(pid int, stop chan int64) {
 func benchDeploys(rep *report) {
 	dir := tempDir()
 	defer os.RemoveAll(dir)
-	d, err := newDaemon(*rollbridgeBin, dir)
-	if err != nil {
-		fatalf("daemon: %v", err)
-	}
+	d := deployedDaemon(dir, "d0")
 	defer d.shutdown()
-	if err := d.waitReady(); err != nil {
-		fatalf("%v", err)
-	}
-	if _, err := d.deploy("d0"); err != nil {
-		fatalf("%v", err)
-	}
 	boot := appBootTime()
 	stop := make(chan struct{})
 	resCh := make(chan loadResult)
@@ -411,15 +410,9 @@ func appBootTime() time.Duration {
 func benchFootprint(rep *report) {
 	dir := tempDir()
 	defer os.RemoveAll(dir)
-	d, err := newDaemon(*rollbridgeBin, dir)
-	if err != nil {
-		fatalf("daemon: %v", err)
-	}
+	d := deployedDaemon(dir, "f1")
 	defer d.shutdown()
-	if err := d.waitReady(); err != nil {
-		fatalf("%v", err)
-	}
-	for i := 1; i <= 3; i++ {
+	for i := 2; i <= 3; i++ {
 		if _, err := d.deploy(fmt.Sprintf("f%d", i)); err != nil {
 			fatalf("%v", err)
 		}
@@ -461,17 +454,8 @@ func timeCommand(n int, name string, args ...string) time.Duration {
 func benchTakeover(rep *report) {
 	dir := tempDir()
 	defer os.RemoveAll(dir)
-	owner, err := newDaemon(*rollbridgeBin, dir)
-	if err != nil {
-		fatalf("daemon: %v", err)
-	}
+	owner := deployedDaemon(dir, "t1")
 	defer owner.shutdown()
-	if err := owner.waitReady(); err != nil {
-		fatalf("%v", err)
-	}
-	if _, err := owner.deploy("t1"); err != nil {
-		fatalf("%v", err)
-	}
 	rel := filepath.Join(dir, "releases", "t2")
 	os.MkdirAll(rel, 0o755)
 	stop := make(chan struct{})
