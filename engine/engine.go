@@ -211,18 +211,8 @@ func (e *Engine) runShutdown(requester *control.Conn) error {
 	for r := range e.retiring {
 		releases = append(releases, r)
 	}
-	var procs []*instance
-	for _, s := range e.services {
-		procs = append(procs, s.inst)
-	}
-	for _, s := range e.singletons {
-		procs = append(procs, s.inst)
-	}
-	for _, r := range releases {
-		procs = append(procs, r.procs...)
-	}
 	e.mu.Unlock()
-	stopAll(procs)
+	stopAll(e.ownedProcesses())
 	e.mu.Lock()
 	for _, r := range releases {
 		if r.live() {

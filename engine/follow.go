@@ -58,14 +58,7 @@ func (e *Engine) publishOutput(in *instance, entry runtime.OutputEntry) {
 	if e.logHub.n.Load() == 0 {
 		return
 	}
-	line, err := jsconfig.Object{
-		{Key: "type", Value: "log"},
-		{Key: "id", Value: in.id},
-		{Key: "source", Value: e.sourceOf(in)},
-		{Key: "at", Value: runtime.ISOTime(entry.At)},
-		{Key: "line", Value: entry.Line},
-		{Key: "stream", Value: entry.Stream},
-	}.MarshalJSON()
+	line, err := logLine(in.id, e.sourceOf(in), entry)
 	if err != nil {
 		return
 	}
@@ -78,14 +71,41 @@ func (e *Engine) publishOutput(in *instance, entry runtime.OutputEntry) {
 	e.logHub.mu.Unlock()
 }
 
+// logLine is a captured line as a follow line.
+func logLine(id, source string, entry runtime.OutputEntry) ([]byte, error) {
+	return jsconfig.Object{
+		{Key: "type", Value: "log"},
+		{Key: "id", Value: id},
+		{Key: "source", Value: source},
+		{Key: "at", Value: runtime.ISOTime(entry.At)},
+		{Key: "line", Value: entry.Line},
+		{Key: "stream", Value: entry.Stream},
+	}.MarshalJSON()
+}
+
+// statusProcesses lists the processes in status order: each retained
+// release's, then the services, then the singletons.
+func (e *Engine) statusProcesses() []*instance {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var procs []*instance
+	for _, r := range e.releases {
+		procs = append(procs, r.procs...)
+	}
+	for _, s := range e.services {
+		procs = append(procs, s.inst)
+	}
+	for _, s := range e.singletons {
+		procs = append(procs, s.inst)
+	}
+	return procs
+}
+
 // sourceOf is the "source" of a log line: the release id for a release
 // process (handoff services included), "service" or "singleton".
 func (e *Engine) sourceOf(in *instance) string {
-	switch {
-	case in.def.Policy == jsconfig.PolicySingleton:
-		return "singleton"
-	case in.def.Policy == jsconfig.PolicyService && in.def.DeployStrategy != jsconfig.StrategyHandoff:
-		return "service"
+	if in.daemonWide() {
+		return string(in.def.Policy)
 	}
 	return in.releaseTag()
 }
@@ -170,20 +190,8 @@ func (e *Engine) follow(conn *control.Conn, req *control.Request) ([]byte, error
 // of the matching processes up to f.mark, process by process in status
 // order.
 func (e *Engine) retainedOutput(f *follower) [][]byte {
-	e.mu.Lock()
-	var procs []*instance
-	for _, r := range e.releases {
-		procs = append(procs, r.procs...)
-	}
-	for _, s := range e.services {
-		procs = append(procs, s.inst)
-	}
-	for _, s := range e.singletons {
-		procs = append(procs, s.inst)
-	}
-	e.mu.Unlock()
 	var out [][]byte
-	for _, in := range procs {
+	for _, in := range e.statusProcesses() {
 		if f.filtered && in.id != f.processID {
 			continue
 		}
@@ -192,11 +200,7 @@ func (e *Engine) retainedOutput(f *follower) [][]byte {
 			if entry.Seq > f.mark {
 				continue // it arrives live
 			}
-			line, err := jsconfig.Object{
-				{Key: "type", Value: "log"}, {Key: "id", Value: in.id}, {Key: "source", Value: source},
-				{Key: "at", Value: runtime.ISOTime(entry.At)}, {Key: "line", Value: entry.Line}, {Key: "stream", Value: entry.Stream},
-			}.MarshalJSON()
-			if err == nil {
+			if line, err := logLine(in.id, source, entry); err == nil {
 				out = append(out, line)
 			}
 		}

@@ -146,8 +146,6 @@ func (m *metrics) exposition() []byte {
 		ws        int64
 		hasTarget bool
 	}
-	var procs []*instance
-	release := map[*instance]string{}
 	e.mu.Lock()
 	rels := make([]relView, 0, len(e.releases))
 	targets := make([]func() (int64, int64), 0, len(e.releases))
@@ -160,16 +158,6 @@ func (m *metrics) exposition() []byte {
 			targets = append(targets, nil)
 		}
 		rels = append(rels, v)
-		for _, in := range r.procs {
-			procs = append(procs, in)
-			release[in] = r.ID
-		}
-	}
-	for _, s := range e.services {
-		procs = append(procs, s.inst)
-	}
-	for _, s := range e.singletons {
-		procs = append(procs, s.inst)
 	}
 	e.mu.Unlock()
 	for i := range rels {
@@ -199,9 +187,13 @@ func (m *metrics) exposition() []byte {
 	m.restarts.write(&b, "rollbridge_process_restarts_total")
 
 	family(&b, "rollbridge_process_resident_memory_bytes", "gauge", "Resident memory of a running managed process and its process group, by instance id and release (empty for services and singletons).")
-	for _, in := range procs {
+	for _, in := range e.statusProcesses() {
+		release := in.releaseTag()
+		if in.daemonWide() {
+			release = ""
+		}
 		if pid := in.proc.PID(); pid != 0 {
-			sample(&b, "rollbridge_process_resident_memory_bytes", []string{"process", "release"}, []string{in.id, release[in]}, float64(rbruntime.GroupResidentBytes(pid)))
+			sample(&b, "rollbridge_process_resident_memory_bytes", []string{"process", "release"}, []string{in.id, release}, float64(rbruntime.GroupResidentBytes(pid)))
 		}
 	}
 

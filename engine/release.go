@@ -87,6 +87,13 @@ type instance struct {
 
 func (in *instance) setTag(releaseID string) { in.tag.Store(&releaseID) }
 
+// daemonWide reports a persistent service or a singleton: a process that
+// belongs to the daemon rather than to one release.
+func (in *instance) daemonWide() bool {
+	return in.def.Policy == jsconfig.PolicySingleton ||
+		(in.def.Policy == jsconfig.PolicyService && in.def.DeployStrategy != jsconfig.StrategyHandoff)
+}
+
 func (in *instance) releaseTag() string {
 	if t := in.tag.Load(); t != nil {
 		return *t

@@ -110,7 +110,7 @@ func (p *persister) replace(data []byte) error {
 	tmp := p.path + "." + strconv.Itoa(os.Getpid()) + "." + strconv.Itoa(p.counter) + ".tmp"
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o666)
 	if err != nil {
-		return nodeFSError(err, "open", tmp)
+		return jsconfig.NodeError(err, "open", tmp)
 	}
 	_, err = f.Write(data)
 	if err == nil {
@@ -121,11 +121,11 @@ func (p *persister) replace(data []byte) error {
 	}
 	if err != nil {
 		os.Remove(tmp)
-		return nodeFSError(err, "write", tmp)
+		return jsconfig.NodeError(err, "write", tmp)
 	}
 	if err := os.Rename(tmp, p.path); err != nil {
 		os.Remove(tmp)
-		return nodeFSError(err, "rename", tmp)
+		return jsconfig.NodeError(err, "rename", tmp)
 	}
 	return nil
 }
@@ -139,7 +139,7 @@ func (p *persister) finish() error {
 	if len(live) == 0 {
 		err := os.Remove(p.path)
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return nodeFSError(err, "unlink", p.path)
+			return jsconfig.NodeError(err, "unlink", p.path)
 		}
 		return nil
 	}
@@ -365,10 +365,4 @@ func (e *Engine) orphanList() []Orphan {
 		e.mu.Unlock()
 	}
 	return live
-}
-
-// nodeFSError renders a file-system failure as Node does:
-// "EACCES: permission denied, open '/var/lib/app/state.json.1.1.tmp'".
-func nodeFSError(err error, syscallName, path string) error {
-	return jsconfig.NodeError(err, syscallName, path)
 }

@@ -7,14 +7,12 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -32,16 +30,7 @@ func runDaemonOnce(t *testing.T, dir string, env []string, args ...string) resul
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	var out, errOut strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &errOut
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
-	}
-	return result{stdout: out.String(), stderr: errOut.String(), code: code}
+	return runToEnd(t, cmd)
 }
 
 func TestBootstrapOptionValidation(t *testing.T) {
@@ -303,43 +292,8 @@ func TestGaplessTakeover(t *testing.T) {
 	if hello != "hello v1" {
 		t.Fatalf("greeting %q", hello)
 	}
-	addr := "http://127.0.0.1:" + strconv.Itoa(owner.port)
-	var ok, failed atomic.Int64
-	var firstErr atomic.Value
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for i := 0; i < 4; i++ {
-		client := &http.Client{Timeout: 10 * time.Second}
-		if i%2 == 1 {
-			client.Transport = &http.Transport{DisableKeepAlives: true}
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				resp, err := client.Get(addr + "/release")
-				if err == nil {
-					io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-					if resp.StatusCode != 200 {
-						err = fmt.Errorf("status %d", resp.StatusCode)
-					}
-				}
-				if err != nil {
-					failed.Add(1)
-					firstErr.CompareAndSwap(nil, err.Error())
-				} else {
-					ok.Add(1)
-				}
-			}
-		}()
-	}
-	waitUntil(t, "traffic to flow", 10*time.Second, func() bool { return ok.Load() > 50 })
+	tr := startTraffic("http://127.0.0.1:"+strconv.Itoa(owner.port), mixedClients(4, "/release")...)
+	tr.waitFor(t, "traffic to flow", 50)
 	cand := owner.candidate("v2")
 	cand.start()
 	t.Cleanup(cand.cleanup)
@@ -350,15 +304,13 @@ func TestGaplessTakeover(t *testing.T) {
 	if s["activeReleaseId"] != "v2" || s["bootstrap"].(map[string]any)["releaseId"] != "v2" || s["proxy"].(map[string]any)["port"] != float64(owner.port) {
 		t.Fatalf("candidate status: %v", s)
 	}
-	before := ok.Load()
 	waitUntil(t, "requests to reach v2", 10*time.Second, func() bool {
 		_, body := cand.get("/release")
-		return body == "v2" && ok.Load() > before+50
+		return body == "v2"
 	})
-	close(stop)
-	wg.Wait()
-	if failed.Load() != 0 {
-		t.Fatalf("%d of %d requests failed across the takeover; first: %v", failed.Load(), ok.Load()+failed.Load(), firstErr.Load())
+	tr.waitFor(t, "more traffic through the candidate", 50)
+	if f := tr.stop(); len(f) != 0 {
+		t.Fatalf("%d of %d requests failed across the takeover; first: %v", len(f), int64(len(f))+tr.ok.Load(), f[0].err)
 	}
 	// The owner keeps the open WebSocket.
 	io.WriteString(ws, "still here\n")

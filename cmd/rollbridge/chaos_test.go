@@ -4,15 +4,12 @@ package main
 
 import (
 	"fmt"
-	"io"
 	"math/rand"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -44,44 +41,7 @@ func TestChaos(t *testing.T) {
 	d.deploy("good-0")
 	rng := rand.New(rand.NewSource(time.Now().UnixNano()))
 
-	// Traffic, with the time of every failure.
-	type failure struct {
-		at  time.Time
-		err string
-	}
-	var mu sync.Mutex
-	var failures []failure
-	var total int
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for i := 0; i < 4; i++ {
-		client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: i%2 == 1}}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				resp, err := client.Get(d.url("/release"))
-				if err == nil {
-					io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-					if resp.StatusCode != 200 {
-						err = fmt.Errorf("HTTP %d", resp.StatusCode)
-					}
-				}
-				mu.Lock()
-				total++
-				if err != nil {
-					failures = append(failures, failure{time.Now(), err.Error()})
-				}
-				mu.Unlock()
-			}
-		}()
-	}
+	tr := startTraffic(d.url(""), mixedClients(4, "/release")...)
 
 	// Windows in which the active web process was down (killed on purpose).
 	type window struct{ from, to time.Time }
@@ -168,8 +128,7 @@ func TestChaos(t *testing.T) {
 		}
 		time.Sleep(time.Duration(50+rng.Intn(150)) * time.Millisecond)
 	}
-	close(stop)
-	wg.Wait()
+	failures := tr.stop()
 
 	// Failures only while the web process was down on purpose.
 	for _, f := range failures {
@@ -201,7 +160,7 @@ func TestChaos(t *testing.T) {
 		}
 		return true
 	})
-	t.Logf("%d requests, %d failed during %d web outages, %d deploys", total, len(failures), len(webDown), deploys)
+	t.Logf("%d requests, %d failed during %d web outages, %d deploys", tr.ok.Load()+int64(len(failures)), len(failures), len(webDown), deploys)
 	d.shutdown()
 	if left := processesMentioning(fixture); len(left) > 0 {
 		t.Fatalf("processes outlived the daemon: %v", left)

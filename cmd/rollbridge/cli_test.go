@@ -43,6 +43,12 @@ func rollbridge(t *testing.T, dir string, args ...string) result {
 	t.Helper()
 	cmd := exec.Command(binary, args...)
 	cmd.Dir = dir
+	return runToEnd(t, cmd)
+}
+
+// runToEnd runs cmd and returns its output and exit status.
+func runToEnd(t *testing.T, cmd *exec.Cmd) result {
+	t.Helper()
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut
 	err := cmd.Run()

@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -344,6 +345,86 @@ func messages(events []map[string]any) []string {
 	var out []string
 	for _, e := range events {
 		out = append(out, e["message"].(string))
+	}
+	return out
+}
+
+// traffic keeps HTTP clients busy through the proxy and records every
+// failure with its time, until stop.
+type traffic struct {
+	done     chan struct{}
+	wg       sync.WaitGroup
+	ok       atomic.Int64
+	mu       sync.Mutex
+	failures []trafficFailure
+}
+
+type trafficFailure struct {
+	at  time.Time
+	err string
+}
+
+// trafficClient is one client loop: a path, and whether it keeps its
+// connection alive.
+type trafficClient struct {
+	path      string
+	keepAlive bool
+}
+
+// startTraffic runs one loop per client against base (http://host:port).
+func startTraffic(base string, clients ...trafficClient) *traffic {
+	tr := &traffic{done: make(chan struct{})}
+	for _, c := range clients {
+		client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: !c.keepAlive, MaxIdleConnsPerHost: 4}}
+		tr.wg.Add(1)
+		go func() {
+			defer tr.wg.Done()
+			for {
+				select {
+				case <-tr.done:
+					return
+				default:
+				}
+				resp, err := client.Get(base + c.path)
+				if err == nil {
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode != 200 {
+						err = fmt.Errorf("HTTP %d", resp.StatusCode)
+					}
+				}
+				if err != nil {
+					tr.mu.Lock()
+					tr.failures = append(tr.failures, trafficFailure{time.Now(), err.Error()})
+					tr.mu.Unlock()
+					continue
+				}
+				tr.ok.Add(1)
+			}
+		}()
+	}
+	return tr
+}
+
+// waitFor waits until n more requests than now have succeeded.
+func (tr *traffic) waitFor(t *testing.T, what string, n int64) {
+	t.Helper()
+	before := tr.ok.Load()
+	waitUntil(t, what, 10*time.Second, func() bool { return tr.ok.Load() > before+n })
+}
+
+// stop ends the loops and returns the failures.
+func (tr *traffic) stop() []trafficFailure {
+	close(tr.done)
+	tr.wg.Wait()
+	return tr.failures
+}
+
+// mixedClients is half keep-alive, half a new connection per request.
+func mixedClients(n int, path string) []trafficClient {
+	var out []trafficClient
+	for i := 0; i < n; i++ {
+		out = append(out, trafficClient{path: path, keepAlive: i%2 == 0})
 	}
 	return out
 }

@@ -5,15 +5,12 @@ import (
 	"encoding/json"
 	"io"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -155,65 +152,21 @@ func TestWebSocketHoldsTheDrain(t *testing.T) {
 func TestNoFailedRequestsAcrossDeploys(t *testing.T) {
 	d := startDaemon(t, `processes: [`+webProcess+`]`)
 	d.deploy("v0")
-	var ok, failed atomic.Int64
-	var firstErr atomic.Value
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	load := func(client *http.Client, path string) {
-		defer wg.Done()
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			resp, err := client.Get(d.url(path))
-			if err == nil {
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode != 200 {
-					err = &statusErr{resp.StatusCode}
-				}
-			}
-			if err != nil {
-				failed.Add(1)
-				firstErr.CompareAndSwap(nil, err.Error())
-				continue
-			}
-			ok.Add(1)
-		}
-	}
-	keepAlive := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4}}
-	fresh := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
-	for _, c := range []struct {
-		client *http.Client
-		path   string
-	}{{keepAlive, "/release"}, {keepAlive, "/release"}, {fresh, "/release"}, {keepAlive, "/slow?ms=150"}} {
-		wg.Add(1)
-		go load(c.client, c.path)
-	}
+	tr := startTraffic(d.url(""), trafficClient{"/release", true}, trafficClient{"/release", true}, trafficClient{"/release", false}, trafficClient{"/slow?ms=150", true})
 	for i := 1; i <= 5; i++ {
-		before := ok.Load()
-		waitUntil(t, "traffic", 10*time.Second, func() bool { return ok.Load() > before+20 })
+		tr.waitFor(t, "traffic", 20)
 		if r := d.deploy("v" + string(rune('0'+i))); r.code != 0 {
 			t.Fatalf("deploy %d: %+v", i, r)
 		}
 	}
-	before := ok.Load()
-	waitUntil(t, "traffic after the last deploy", 10*time.Second, func() bool { return ok.Load() > before+20 })
-	close(stop)
-	wg.Wait()
-	if failed.Load() != 0 {
-		t.Fatalf("%d of %d requests failed; first: %v", failed.Load(), failed.Load()+ok.Load(), firstErr.Load())
+	tr.waitFor(t, "traffic after the last deploy", 20)
+	if f := tr.stop(); len(f) != 0 {
+		t.Fatalf("%d of %d requests failed; first: %v", len(f), int64(len(f))+tr.ok.Load(), f[0].err)
 	}
 	if _, body := d.get("/release"); body != "v5" {
 		t.Fatalf("final release %q", body)
 	}
 }
-
-type statusErr struct{ code int }
-
-func (e *statusErr) Error() string { return "HTTP " + http.StatusText(e.code) }
 
 func TestReplicasGetTheirIndex(t *testing.T) {
 	d := startDaemon(t, `processes: [`+webProcess+`, {id: "worker", command: "echo replica $ROLLBRIDGE_REPLICA_INDEX/$ROLLBRIDGE_REPLICA_COUNT {{replicaIndex}}; exec FIXTURE", replicas: 3}]`)
