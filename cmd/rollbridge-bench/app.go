@@ -30,12 +30,15 @@ func runApp() {
 		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
 		w.Write(body)
 	})
-	addr := net.JoinHostPort("127.0.0.1", os.Getenv("ROLLBRIDGE_PORT"))
+	serveUntilSignalled("app", net.JoinHostPort("127.0.0.1", os.Getenv("ROLLBRIDGE_PORT")), &http.Server{Handler: mux})
+}
+
+// serveUntilSignalled serves srv on addr until SIGTERM or SIGINT.
+func serveUntilSignalled(name, addr string, srv *http.Server) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		fatalf("app: %v", err)
+		fatalf("%s: %v", name, err)
 	}
-	srv := &http.Server{Handler: mux}
 	stop := make(chan os.Signal, 1)
 	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
 	go func() {
@@ -43,7 +46,7 @@ func runApp() {
 		srv.Close()
 	}()
 	if err := srv.Serve(ln); err != nil && err != http.ErrServerClosed {
-		fatalf("app: %v", err)
+		fatalf("%s: %v", name, err)
 	}
 }
 
@@ -76,19 +79,6 @@ func echoUpgrade(w http.ResponseWriter, r *http.Request) {
 // runHTTPUtil is the baseline of a stock reverse proxy: httputil's
 // ReverseProxy with Go's default transport, as most Go proxies start.
 func runHTTPUtil(listen, target string) {
-	ln, err := net.Listen("tcp", listen)
-	if err != nil {
-		fatalf("httputil: %v", err)
-	}
 	// Clients that hang up mid-request are part of a load run, not news.
-	srv := &http.Server{Handler: newStockProxy(target), ErrorLog: log.New(io.Discard, "", 0)}
-	stop := make(chan os.Signal, 1)
-	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
-	go func() {
-		<-stop
-		srv.Close()
-	}()
-	if err := srv.Serve(ln); err != nil && err != http.ErrServerClosed {
-		fatalf("httputil: %v", err)
-	}
+	serveUntilSignalled("httputil", listen, &http.Server{Handler: newStockProxy(target), ErrorLog: log.New(io.Discard, "", 0)})
 }
