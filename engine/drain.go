@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"runtime/debug"
 	"sort"
 	"sync"
 	"time"
@@ -83,6 +84,13 @@ func (e *Engine) finishDrain(r *Release, plan *jsconfig.Plan) {
 	e.events.log("release drained", jsconfig.Field{Key: "releaseId", Value: r.ID})
 	e.pruneReleases(plan.ReleaseRetention)
 	e.persist.request()
+	// A drained release leaves its buffers, connection state and output
+	// rings to the garbage collector; hand that memory back to the OS now
+	// instead of keeping it until the scavenger gets to it, so an idle
+	// daemon stays small. With a heap of a few MiB this is a forced GC
+	// cycle of about a millisecond, once per retired release, off the
+	// request path.
+	debug.FreeOSMemory()
 }
 
 // pruneReleases forgets stopped releases beyond releaseRetention.keep or
