@@ -41,11 +41,7 @@ func newRollbackCommand() *cobra.Command {
 		Short: "Roll back to a previous release: re-start it, health-check it, and switch traffic.",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return relayShowing(cmd, configPath, 0, true, func() []byte {
-				var fields []jsconfig.Field
-				if cmd.Flags().Changed("release-id") {
-					fields = append(fields, jsconfig.Field{Key: "releaseId", Value: releaseID})
-				}
-				return control.SortedRequest("rollback", fields...)
+				return optionalReleaseRequest(cmd, "rollback", releaseID)
 			})
 		},
 	}
@@ -55,17 +51,23 @@ func newRollbackCommand() *cobra.Command {
 	return cmd
 }
 
+// optionalReleaseRequest is a request for command that names a release
+// only when --release-id was given (the daemon then picks one itself).
+func optionalReleaseRequest(cmd *cobra.Command, command, releaseID string) []byte {
+	var fields []jsconfig.Field
+	if cmd.Flags().Changed("release-id") {
+		fields = append(fields, jsconfig.Field{Key: "releaseId", Value: releaseID})
+	}
+	return control.SortedRequest(command, fields...)
+}
+
 func newStopCommand() *cobra.Command {
 	var configPath, releaseID string
 	cmd := &cobra.Command{
 		Use: "stop",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return relay(cmd, configPath, 0, func() []byte {
-				var fields []jsconfig.Field
-				if cmd.Flags().Changed("release-id") {
-					fields = append(fields, jsconfig.Field{Key: "releaseId", Value: releaseID})
-				}
-				return control.SortedRequest("stop", fields...)
+				return optionalReleaseRequest(cmd, "stop", releaseID)
 			})
 		},
 	}
