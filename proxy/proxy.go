@@ -236,28 +236,34 @@ func (t *Target) rewrite(pr *httputil.ProxyRequest) {
 	if upgrade {
 		proto = "ws"
 	}
-	appendForwarded(out.Header, in.Header, "X-Forwarded-For", ip)
-	appendForwarded(out.Header, in.Header, "X-Forwarded-Port", port)
-	appendForwarded(out.Header, in.Header, "X-Forwarded-Proto", proto)
+	// One array backs the four one-value X-Forwarded-* headers (a
+	// capacity of 1 each, so appending to one never touches another).
+	fwd := make([]string, 4)
+	appendForwarded(out.Header, in.Header, "X-Forwarded-For", ip, fwd[0:1:1])
+	appendForwarded(out.Header, in.Header, "X-Forwarded-Port", port, fwd[1:2:2])
+	appendForwarded(out.Header, in.Header, "X-Forwarded-Proto", proto, fwd[2:3:3])
 	// ReverseProxy dropped the client's X-Forwarded-Host and Forwarded;
 	// the reference passes them on (and sets X-Forwarded-Host when absent,
 	// except for upgrades).
 	if v := in.Header.Values("X-Forwarded-Host"); len(v) > 0 {
 		out.Header["X-Forwarded-Host"] = v
 	} else if !upgrade {
-		out.Header["X-Forwarded-Host"] = []string{in.Host}
+		fwd[3] = in.Host
+		out.Header["X-Forwarded-Host"] = fwd[3:4:4]
 	}
 	if v := in.Header.Values("Forwarded"); len(v) > 0 {
 		out.Header["Forwarded"] = v
 	}
 }
 
-// appendForwarded sets name to the client's value + "," + v, or v.
-func appendForwarded(out, in http.Header, name, v string) {
+// appendForwarded sets name to the client's value + "," + v, or v,
+// stored in slot, a slice of length 1.
+func appendForwarded(out, in http.Header, name, v string, slot []string) {
 	if prior := in.Values(name); len(prior) > 0 {
 		v = strings.Join(prior, ", ") + "," + v
 	}
-	out[name] = []string{v}
+	slot[0] = v
+	out[name] = slot
 }
 
 func allDigits(s string) bool {

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -53,6 +54,13 @@ type upConn struct {
 	br     *bufio.Reader
 	bw     *bufio.Writer
 	idleAt time.Time
+
+	// raw and peek are made once per connection, so checking an idle
+	// connection before reuse allocates nothing; peek records its
+	// finding in alive.
+	raw   syscall.RawConn
+	peek  func(fd uintptr) bool
+	alive bool
 }
 
 func newConnPool(addr string, dialer *net.Dialer) *connPool {
@@ -87,22 +95,12 @@ func (c *upConn) open() bool {
 	if c.br.Buffered() > 0 {
 		return false
 	}
-	sc, ok := c.c.(syscall.Conn)
-	if !ok {
+	if c.raw == nil {
 		return true
 	}
-	raw, err := sc.SyscallConn()
-	if err != nil {
-		return false
-	}
-	alive := false
-	err = raw.Read(func(fd uintptr) bool {
-		var b [1]byte
-		n, _, err := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
-		alive = n < 0 && (err == unix.EAGAIN || err == unix.EWOULDBLOCK)
-		return true // never wait for data
-	})
-	return err == nil && alive
+	c.alive = false
+	err := c.raw.Read(c.peek)
+	return err == nil && c.alive
 }
 
 func (p *connPool) dial(ctx context.Context) (*upConn, error) {
@@ -110,7 +108,22 @@ func (p *connPool) dial(ctx context.Context) (*upConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &upConn{c: c, br: bufio.NewReaderSize(c, 32<<10), bw: bufio.NewWriterSize(c, 4<<10)}, nil
+	uc := &upConn{c: c, br: bufio.NewReaderSize(c, 32<<10), bw: bufio.NewWriterSize(c, 4<<10)}
+	if sc, ok := c.(syscall.Conn); ok {
+		if uc.raw, err = sc.SyscallConn(); err != nil {
+			c.Close()
+			return nil, err
+		}
+		uc.peek = func(fd uintptr) bool {
+			// recvfrom without a source address: unix.Recvfrom would
+			// allocate one on every call. MSG_DONTWAIT never blocks.
+			var b [1]byte
+			_, _, errno := unix.RawSyscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b[0])), 1, unix.MSG_PEEK|unix.MSG_DONTWAIT, 0, 0)
+			uc.alive = errno == unix.EAGAIN || errno == unix.EWOULDBLOCK
+			return true // never wait for data
+		}
+	}
+	return uc, nil
 }
 
 // put returns a connection whose last answer was read completely.
