@@ -4,7 +4,7 @@ import (
 	"errors"
 	"net"
 	"os"
-	"regexp"
+	"strings"
 	"sync"
 	"time"
 
@@ -12,7 +12,21 @@ import (
 	"github.com/rollbridge/rollbridge/jsconfig"
 )
 
-var attestationPattern = regexp.MustCompile(`^sha256:[a-f0-9]{64}$`)
+// CanonicalAttestation reports whether s is sha256: followed by 64
+// lowercase hex digits, the only attestation form bootstrap and takeover
+// accept.
+func CanonicalAttestation(s string) bool {
+	hex, ok := strings.CutPrefix(s, "sha256:")
+	if !ok || len(hex) != 64 {
+		return false
+	}
+	for i := 0; i < len(hex); i++ {
+		if c := hex[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
 
 // retirement is the owner side of a takeover: it runs once.
 type retirement struct {
@@ -180,7 +194,7 @@ func checkAttestation(req *control.Request) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if !attestationPattern.MatchString(att) {
+	if !CanonicalAttestation(att) {
 		return "", errors.New("Owner retirement attestation must use the canonical sha256:<64 lowercase hex> format")
 	}
 	return att, nil

@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/rollbridge/rollbridge/engine"
 )
 
 const attestation = "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
@@ -449,4 +451,34 @@ func TestTakeoverWithAMovedProxyPort(t *testing.T) {
 		t.Fatal("the retired owner did not exit")
 	}
 	cand.shutdown()
+}
+
+// TestSafeIdentifierAndAttestation pins the edges of the bootstrap
+// identifier and attestation checks.
+func TestSafeIdentifierAndAttestation(t *testing.T) {
+	for _, c := range []struct {
+		id   string
+		want bool
+	}{
+		{"r1", true}, {"A", true}, {"20261126.1_rc-2", true}, {strings.Repeat("a", 200), true},
+		{"", false}, {strings.Repeat("a", 201), false}, {".r1", false}, {"-r1", false}, {"_r1", false},
+		{"a b", false}, {"a/b", false}, {"r1\n", false}, {"é", false},
+	} {
+		if got := safeIdentifier(c.id); got != c.want {
+			t.Errorf("safeIdentifier(%q) = %v, want %v", c.id, got, c.want)
+		}
+	}
+	hex := strings.Repeat("0123456789abcdef", 4)
+	for _, c := range []struct {
+		att  string
+		want bool
+	}{
+		{"sha256:" + hex, true},
+		{"sha256:" + hex[:63], false}, {"sha256:" + hex + "0", false}, {"sha256:" + strings.ToUpper(hex), false},
+		{"SHA256:" + hex, false}, {hex, false}, {"sha256:" + hex[:63] + "g", false}, {"sha256:" + hex + "\n", false},
+	} {
+		if got := engine.CanonicalAttestation(c.att); got != c.want {
+			t.Errorf("CanonicalAttestation(%q) = %v, want %v", c.att, got, c.want)
+		}
+	}
 }
