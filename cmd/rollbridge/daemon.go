@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 
 	"github.com/rollbridge/rollbridge/engine"
 	"github.com/rollbridge/rollbridge/jsconfig"
@@ -17,10 +18,15 @@ import (
 // running Go code proxies as many requests per second with less CPU per
 // request than two competing with the app for the same cores (measured
 // with wrk on 2 vCPUs: the same requests/s, ~15% less CPU per request;
-// docs/benchmarks.md). GOMAXPROCS in the environment wins.
+// docs/benchmarks.md). It also undoes main's collector setting for
+// short-lived commands: the daemon runs for months. GOMAXPROCS and GOGC in
+// the environment win.
 func tuneDaemonProcess() {
 	if os.Getenv("GOMAXPROCS") == "" {
 		runtime.GOMAXPROCS(max(1, runtime.NumCPU()/2))
+	}
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(100)
 	}
 }
 

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"runtime/debug"
 
 	"github.com/rollbridge/rollbridge/jsconfig"
 	"github.com/spf13/cobra"
@@ -18,9 +17,6 @@ func newValidateCommand() *cobra.Command {
 		Use:   "validate",
 		Short: "Parse the config and report all errors without starting the daemon.",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			// validate is short-lived: trading a little heap for fewer
-			// collections keeps CI's whole-process time low.
-			debug.SetGCPercent(400)
 			// A config's console output goes where the command's output goes,
 			// so console.log lands before the JSON, as with the reference.
 			opts := jsconfig.Options{Stdout: cmd.OutOrStdout(), Stderr: cmd.ErrOrStderr()}
