@@ -209,3 +209,29 @@ func TestLocate(t *testing.T) {
 		t.Fatalf(`--config "": %v`, err)
 	}
 }
+
+// TestFileValuesBoundWhenSpelledUnusually covers the text check that
+// decides whether a local file needs its import.meta, __dirname and
+// __filename bound: spellings a plain substring search would miss must
+// still be bound.
+func TestFileValuesBoundWhenSpelledUnusually(t *testing.T) {
+	for name, c := range map[string]struct{ file, src string }{
+		"import.meta spaced out":  {"rollbridge.mjs", "export default {application: import /* a */ . meta.dirname, " + validBody + "};"},
+		"__dirname with a escape": {"rollbridge.cjs", "module.exports = {application: __dirnam\\u0065, " + validBody + "};"},
+		"plain __filename":        {"rollbridge.cjs", "module.exports = {application: require('path').dirname(__filename), " + validBody + "};"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			plan, issues, err := Check(writeConfig(t, dir, c.file, c.src), Options{})
+			if err != nil || len(issues) > 0 {
+				t.Fatalf("err %v issues %v", err, issues)
+			}
+			if plan.Application != dir {
+				t.Fatalf("application %q, want the config's directory %q", plan.Application, dir)
+			}
+		})
+	}
+	if usesFileValues([]byte(`export default {application: "x", proxy: {}}`)) {
+		t.Fatal("a config without file values took the binding pass")
+	}
+}
