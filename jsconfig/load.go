@@ -58,11 +58,14 @@ func Check(abs string, opts Options) (plan *Plan, issues []Issue, err error) {
 	if _, err := readFileNode(abs); err != nil {
 		return nil, nil, &LoadError{Message: err.Error()}
 	}
+	// The runtime is set up while esbuild bundles the config.
+	e := startEvaluator(abs, deadline, opts)
 	b, err := bundleConfig(abs)
 	if err != nil {
+		e.stop()
 		return nil, nil, err
 	}
-	o := evaluate(abs, b, deadline, opts)
+	o := e.run(b)
 	return o.plan, o.issues, o.err
 }
 

@@ -97,57 +97,102 @@ return { value: __rollbridgeValue };
 `
 }
 
-// evaluate runs the bundled config and decodes its default export, all
-// before deadline.
-func evaluate(abs string, b *bundled, deadline time.Time, opts Options) outcome {
-	ctx, cancel := context.WithDeadline(context.Background(), deadline)
-	defer cancel()
-	loop := eventloop.NewEventLoop(eventloop.EnableConsole(false), eventloop.WithRegistry(require.NewRegistry()))
-	done := make(chan outcome, 1)
-	finish := func(o outcome) {
-		select {
-		case done <- o:
-		default: // the first outcome wins
-		}
-	}
-	var vmRef atomic.Pointer[goja.Runtime]
-	loop.Start()
-	loop.RunOnLoop(func(vm *goja.Runtime) {
-		vmRef.Store(vm)
-		rt := &jsRuntime{vm: vm, ctx: ctx, abs: abs, stdout: opts.stdout(), stderr: opts.stderr(), started: time.Now(), modules: map[string]goja.Value{}}
-		defer func() {
-			if r := recover(); r != nil {
-				finish(outcome{err: rt.panicError(r)})
-			}
-		}()
-		rt.install(finish)
-		for name, v := range b.globals {
-			rt.set(vm.GlobalObject(), name, v)
-		}
-		if _, err := vm.RunScript(abs, prelude); err != nil {
-			finish(outcome{err: rt.exceptionError(err)})
-			return
-		}
-		if _, err := vm.RunScript(abs, wrapBundle(b.code)); err != nil {
-			finish(outcome{err: rt.exceptionError(err)})
-		}
-	})
+// evaluator is one config evaluation on a goja_nodejs event loop. It is
+// started before the config is bundled, so the runtime and its Node
+// built-ins are set up on the loop's goroutine while esbuild works; run
+// then executes the bundle there. rt and failed belong to the loop's
+// goroutine.
+type evaluator struct {
+	abs      string
+	opts     Options
+	deadline time.Time
+	ctx      context.Context
+	cancel   context.CancelFunc
+	loop     *eventloop.EventLoop
+	done     chan outcome
+	vm       atomic.Pointer[goja.Runtime]
+	rt       *jsRuntime
+	failed   bool
+}
 
-	timer := time.NewTimer(time.Until(deadline))
+// startEvaluator starts the event loop and queues the runtime's set-up.
+// The caller must call run or stop.
+func startEvaluator(abs string, deadline time.Time, opts Options) *evaluator {
+	e := &evaluator{abs: abs, opts: opts, deadline: deadline, done: make(chan outcome, 1)}
+	e.ctx, e.cancel = context.WithDeadline(context.Background(), deadline)
+	e.loop = eventloop.NewEventLoop(eventloop.EnableConsole(false), eventloop.WithRegistry(require.NewRegistry()))
+	e.loop.Start()
+	e.loop.RunOnLoop(func(vm *goja.Runtime) {
+		e.vm.Store(vm)
+		e.rt = &jsRuntime{vm: vm, ctx: e.ctx, abs: abs, stdout: opts.stdout(), stderr: opts.stderr(), started: time.Now(), modules: map[string]goja.Value{}}
+		e.step(func() error {
+			e.rt.install(e.finish)
+			_, err := vm.RunScript(abs, prelude)
+			return err
+		})
+	})
+	return e
+}
+
+// finish records the outcome; the first one wins.
+func (e *evaluator) finish(o outcome) {
+	select {
+	case e.done <- o:
+	default:
+	}
+}
+
+// step runs one stage on the loop's goroutine, unless an earlier one
+// failed; a thrown exception or a panic decides the outcome.
+func (e *evaluator) step(stage func() error) {
+	if e.failed {
+		return
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			e.failed = true
+			e.finish(outcome{err: e.rt.panicError(r)})
+		}
+	}()
+	if err := stage(); err != nil {
+		e.failed = true
+		e.finish(outcome{err: e.rt.exceptionError(err)})
+	}
+}
+
+// run executes the bundled config and decodes its default export, all
+// before the deadline, then stops the loop.
+func (e *evaluator) run(b *bundled) outcome {
+	e.loop.RunOnLoop(func(vm *goja.Runtime) {
+		e.step(func() error {
+			for name, v := range b.globals {
+				e.rt.set(vm.GlobalObject(), name, v)
+			}
+			_, err := vm.RunScript(e.abs, wrapBundle(b.code))
+			return err
+		})
+	})
+	timer := time.NewTimer(time.Until(e.deadline))
 	defer timer.Stop()
 	var o outcome
 	select {
-	case o = <-done:
+	case o = <-e.done:
 	case <-timer.C:
-		if vm := vmRef.Load(); vm != nil {
+		if vm := e.vm.Load(); vm != nil {
 			vm.Interrupt(errDeadline)
 		}
-		o = outcome{err: timeoutError(abs, opts.timeout())}
+		o = outcome{err: timeoutError(e.abs, e.opts.timeout())}
 	}
-	cancel() // ends any execSync still running
+	e.stop()
+	return o
+}
+
+// stop ends any execSync still running and the loop.
+func (e *evaluator) stop() {
+	e.cancel()
 	stopped := make(chan struct{})
 	go func() {
-		loop.Terminate() // clears pending timers, waits for the running job
+		e.loop.Terminate() // clears pending timers, waits for the running job
 		close(stopped)
 	}()
 	select {
@@ -156,7 +201,6 @@ func evaluate(abs string, b *bundled, deadline time.Time, opts Options) outcome 
 		// A native call that ignores the deadline (a read from a FIFO, say)
 		// keeps the loop busy; the result is already decided, so move on.
 	}
-	return o
 }
 
 var errDeadline = fmt.Errorf("config load deadline reached")
