@@ -1,0 +1,2 @@
+const parts = {first: "shop" second: "web"};
+export default parts.first;
