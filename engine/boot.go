@@ -69,6 +69,10 @@ func (e *Engine) Serve() error {
 		case err := <-launched:
 			launched = nil
 			if err != nil {
+				if failed := e.failure(); failed != nil {
+					<-e.shutdown.done
+					return failed
+				}
 				if signalled {
 					<-e.shutdown.done // the signal aborted the start: a clean exit
 					return nil
@@ -81,6 +85,9 @@ func (e *Engine) Serve() error {
 				continue // the start notices the shutdown and reports back
 			}
 			e.waitForReplies()
+			if failed := e.failure(); failed != nil {
+				return failed
+			}
 			if signalled {
 				return e.shutdown.err
 			}
@@ -315,7 +322,8 @@ func (e *Engine) serveProxy(ln net.Listener) {
 	}
 	port := e.proxyPort
 	e.mu.Unlock()
-	go e.proxy.Serve(ln)
+	accepting := keepAccepting(ln, "proxy", e.events.log)
+	e.serveListener("proxy", func() error { return e.proxy.Serve(accepting) })
 	e.events.log("proxy listening", jsconfig.Field{Key: "host", Value: e.opts.Plan.Proxy.Host}, jsconfig.Field{Key: "port", Value: port})
 }
 
@@ -332,7 +340,8 @@ func (e *Engine) exposeControl(sock *controlSocket) error {
 	}
 	e.socket = sock
 	e.mu.Unlock()
-	go e.server.Serve(sock.listener)
+	accepting := keepAccepting(sock.listener, "control", e.events.log)
+	e.serveListener("control", func() error { return e.server.Serve(accepting) })
 	e.events.log("control socket listening", jsconfig.Field{Key: "path", Value: sock.path})
 	if e.persist != nil {
 		e.persist.start()

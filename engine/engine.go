@@ -3,8 +3,10 @@ package engine
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -78,7 +80,12 @@ type Engine struct {
 	metrics      *metrics // nil without Options.MetricsAddress
 	retiredOwner bool     // handed over to a takeover candidate (guarded by mu)
 	retirement   retirement
-	shutdown     struct {
+	// failed is set when a listener stopped serving unexpectedly: the
+	// daemon shuts down and Serve returns it, so the process exits
+	// non-zero and its supervisor starts it again.
+	failed   atomic.Pointer[error]
+	failOnce sync.Once
+	shutdown struct {
 		once sync.Once
 		done chan struct{}
 		err  error
@@ -288,4 +295,38 @@ func (e *Engine) currentPlan() *jsconfig.Plan {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return e.plan
+}
+
+// serveListener runs the Serve loop of one of the daemon's listeners.
+// Temporary accept errors never end such a loop (keepAccepting), so when
+// it ends while the daemon is not stopping, the listener is broken for
+// good: rather than live on deaf, the daemon logs it and shuts down with
+// an error.
+func (e *Engine) serveListener(name string, serve func() error) {
+	go func() {
+		err := serve()
+		if err == nil || errors.Is(err, http.ErrServerClosed) || e.stopping.Load() {
+			return // closed on purpose
+		}
+		e.fail(name, err)
+	}()
+}
+
+// fail shuts the daemon down because one of its listeners failed; Serve
+// then returns the cause.
+func (e *Engine) fail(listener string, cause error) {
+	e.failOnce.Do(func() {
+		err := fmt.Errorf("The %s listener stopped accepting connections (%v); the daemon stopped its processes and exits so that its supervisor can start it again.", listener, cause)
+		e.failed.Store(&err)
+		e.events.log("listener failed", jsconfig.Field{Key: "error", Value: cause.Error()}, jsconfig.Field{Key: "listener", Value: listener})
+		go e.Shutdown(nil)
+	})
+}
+
+// failure is the error a failed listener left, or nil.
+func (e *Engine) failure() error {
+	if p := e.failed.Load(); p != nil {
+		return *p
+	}
+	return nil
 }

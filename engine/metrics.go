@@ -2,7 +2,6 @@ package engine
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"math"
 	"net"
@@ -102,11 +101,8 @@ func (m *metrics) serve(addr string) error {
 		w.Write(m.exposition())
 	})
 	m.server = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	go func() {
-		if err := m.server.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			return
-		}
-	}()
+	accepting := keepAccepting(ln, "metrics", m.e.events.log)
+	m.e.serveListener("metrics", func() error { return m.server.Serve(accepting) })
 	m.e.events.log("metrics listening", jsconfig.Field{Key: "address", Value: ln.Addr().String()})
 	return nil
 }

@@ -37,6 +37,9 @@ type testDaemon struct {
 
 	args []string // extra daemon options (bootstrap, takeover)
 	env  []string // extra environment
+	// shell, when set, starts the daemon through /bin/sh -c shell with the
+	// daemon's command line as "$@" (e.g. "ulimit -n 64; exec \"$@\"").
+	shell string
 	// ready reports that the daemon is up; nil waits for status to answer.
 	ready func() bool
 	// handedOver: the control socket went to a takeover candidate, so it
@@ -82,11 +85,19 @@ func (d *testDaemon) writeConfig(body string) {
 // cleanup shuts it down and checks that none of its processes survived.
 func startDaemon(t *testing.T, body string) *testDaemon {
 	t.Helper()
+	d := newTestDaemon(t, body)
+	d.start()
+	t.Cleanup(d.cleanup)
+	return d
+}
+
+// newTestDaemon prepares a daemon's directory and config without starting
+// it, for tests that set how it is started.
+func newTestDaemon(t *testing.T, body string) *testDaemon {
+	t.Helper()
 	dir := t.TempDir()
 	d := &testDaemon{t: t, dir: dir, config: filepath.Join(dir, "rollbridge.js"), sock: filepath.Join(dir, "rb.sock"), pids: map[int]bool{}}
 	d.writeConfig(body)
-	d.start()
-	t.Cleanup(d.cleanup)
 	return d
 }
 
@@ -94,6 +105,9 @@ func (d *testDaemon) start() {
 	d.t.Helper()
 	d.stdout, d.stderr, d.exited = &syncBuffer{}, &syncBuffer{}, make(chan struct{})
 	d.cmd = exec.Command(binary, append([]string{"daemon", "-c", d.config}, d.args...)...)
+	if d.shell != "" {
+		d.cmd = exec.Command("/bin/sh", append([]string{"-c", d.shell, "sh"}, d.cmd.Args...)...)
+	}
 	d.cmd.Env = append(os.Environ(), d.env...)
 	d.cmd.Dir = d.dir
 	d.cmd.Stdout, d.cmd.Stderr = d.stdout, d.stderr

@@ -1,0 +1,109 @@
+package main
+
+import (
+	"net"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// A daemon that runs out of file descriptors keeps every listener: the
+// proxy and the control socket stop accepting while no descriptor is
+// free, and answer again within the retry interval (at most 1 s) once
+// some are. Before, the control socket's accept loop ended at the first
+// EMFILE and status, deploy and shutdown hung until the daemon was killed.
+func TestFileDescriptorExhaustionIsSurvived(t *testing.T) {
+	d := newTestDaemon(t, `processes: [`+webProcess+`]`)
+	// Soft and hard limit 64: the daemon cannot raise it, and uses about 15.
+	d.shell = `ulimit -n 64 && exec "$@"`
+	d.start()
+	t.Cleanup(d.cleanup)
+	if r := d.deploy("v1"); r.code != 0 {
+		t.Fatalf("deploy: %+v", r)
+	}
+
+	// Flood the proxy with idle connections until its accept fails.
+	var flood []net.Conn
+	defer func() {
+		for _, c := range flood {
+			c.Close()
+		}
+	}()
+	addr := "127.0.0.1:" + strconv.Itoa(d.port)
+	for len(flood) < 200 && !strings.Contains(d.stdout.String(), `"listener":"proxy"},"message":"accept failed"`) {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatalf("connection %d: %v", len(flood), err)
+		}
+		flood = append(flood, c)
+		if len(flood) > 70 {
+			waitUntil(t, "the proxy's accept failed event", 5*time.Second, func() bool {
+				return strings.Contains(d.stdout.String(), `"listener":"proxy"},"message":"accept failed"`)
+			})
+		}
+	}
+	// A status asked now cannot be accepted yet: its connection waits in
+	// the socket's backlog while the control listener retries.
+	type answer struct {
+		r  result
+		at time.Time
+	}
+	answered := make(chan answer, 1)
+	go func() {
+		r := rollbridge(t, d.dir, "status", "-c", d.config)
+		answered <- answer{r, time.Now()}
+	}()
+	waitUntil(t, "the control socket's accept failed event", 10*time.Second, func() bool {
+		return strings.Contains(d.stdout.String(), `"listener":"control"},"message":"accept failed"`)
+	})
+	// Stay exhausted long enough for the retries to back off to their
+	// 1 s cap (5 ms doubling: 1.275 s): the worst case for the relief.
+	select {
+	case a := <-answered:
+		t.Fatalf("status answered while no descriptor was free: %+v", a.r)
+	case <-time.After(1500 * time.Millisecond):
+	}
+
+	relief := time.Now()
+	for _, c := range flood {
+		c.Close()
+	}
+	flood = nil
+	var a answer
+	select {
+	case a = <-answered:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("status did not answer 10 s after relief\nstdout: %s", d.stdout.String())
+	}
+	if a.r.code != 0 || !strings.Contains(a.r.stdout, `"activeReleaseId": "v1"`) {
+		t.Fatalf("status after relief: %+v", a.r)
+	}
+	took := a.at.Sub(relief)
+	t.Logf("status answered %v after relief", took.Round(time.Millisecond))
+	if took > 1500*time.Millisecond {
+		t.Fatalf("status answered %v after relief; the retry interval is at most 1 s", took)
+	}
+	if r := d.deploy("v2"); r.code != 0 {
+		t.Fatalf("deploy after relief: %+v", r)
+	}
+	if code, body := d.get("/release"); code != 200 || body != "v2" {
+		t.Fatalf("after the deploy: %d %q", code, body)
+	}
+	// One event when a burst of failures begins, one when it ends: far
+	// fewer events than failed attempts.
+	out := d.stdout.String()
+	for _, listener := range []string{"proxy", "control"} {
+		bursts := strings.Count(out, `"listener":"`+listener+`"},"message":"accept failed"`)
+		failures := 0
+		for _, m := range regexp.MustCompile(`"failures":(\d+),"listener":"`+listener+`"},"message":"accept recovered"`).FindAllStringSubmatch(out, -1) {
+			n, _ := strconv.Atoi(m[1])
+			failures += n
+		}
+		t.Logf("%s listener: %d failed attempts in %d burst(s)", listener, failures, bursts)
+		if bursts == 0 || failures <= bursts {
+			t.Errorf("%s listener: %d accept failed events for %d failed attempts", listener, bursts, failures)
+		}
+	}
+}

@@ -1,0 +1,117 @@
+package engine
+
+import (
+	"errors"
+	"net"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/rollbridge/rollbridge/jsconfig"
+)
+
+// The backoff of a listener whose accept fails for a reason that passes:
+// 5 ms, doubling up to 1 s between attempts (docs/troubleshooting.md,
+// "Too many open files").
+const (
+	acceptRetryMin = 5 * time.Millisecond
+	acceptRetryMax = time.Second
+)
+
+// retryingListener keeps a daemon's accept loop alive through errors that
+// pass by themselves: out of file descriptors (EMFILE, ENFILE), out of
+// memory or buffers, a connection reset or aborted before it was accepted,
+// and the network errors Linux reports through accept. It waits and tries
+// again instead of handing the error to its Serve loop, which would end
+// (the control server's did: one EMFILE made the daemon deaf for good).
+// Each burst of failures is logged once, when it begins, and its end once,
+// when a connection is accepted again. Accept returns an error only when
+// the listener was closed or failed for good.
+type retryingListener struct {
+	net.Listener
+	name string // "proxy", "control", "metrics"
+	log  func(message string, data ...jsconfig.Field)
+
+	closeOnce sync.Once
+	closed    chan struct{}
+}
+
+// keepAccepting wraps ln; log receives the accept failed / recovered
+// events of the listener called name.
+func keepAccepting(ln net.Listener, name string, log func(string, ...jsconfig.Field)) *retryingListener {
+	return &retryingListener{Listener: ln, name: name, log: log, closed: make(chan struct{})}
+}
+
+// Accept waits for the next connection.
+func (l *retryingListener) Accept() (net.Conn, error) {
+	var (
+		delay    time.Duration
+		failures int
+		began    time.Time
+	)
+	for {
+		c, err := l.Listener.Accept()
+		if err == nil {
+			if failures > 0 {
+				l.log("accept recovered",
+					jsconfig.Field{Key: "durationMs", Value: time.Since(began).Milliseconds()},
+					jsconfig.Field{Key: "failures", Value: failures},
+					jsconfig.Field{Key: "listener", Value: l.name})
+			}
+			return c, nil
+		}
+		if l.isClosed() || errors.Is(err, net.ErrClosed) || !temporaryAcceptError(err) {
+			return nil, err
+		}
+		if failures == 0 {
+			began = time.Now()
+			l.log("accept failed", jsconfig.Field{Key: "error", Value: err.Error()}, jsconfig.Field{Key: "listener", Value: l.name})
+		}
+		failures++
+		delay = min(max(2*delay, acceptRetryMin), acceptRetryMax)
+		t := time.NewTimer(delay)
+		select {
+		case <-t.C:
+		case <-l.closed:
+			t.Stop()
+			return nil, net.ErrClosed
+		}
+	}
+}
+
+// Close closes the listener and ends a wait between two attempts.
+func (l *retryingListener) Close() error {
+	l.closeOnce.Do(func() { close(l.closed) })
+	return l.Listener.Close()
+}
+
+func (l *retryingListener) isClosed() bool {
+	select {
+	case <-l.closed:
+		return true
+	default:
+		return false
+	}
+}
+
+// temporaryAcceptError reports whether an accept error passes by itself:
+// resource exhaustion, a connection that went away before it was
+// accepted, or one of the pending network errors Linux's accept(2)
+// returns for the new connection ("treat them like EAGAIN"). Anything
+// else (EBADF, EINVAL, ENOTSOCK…) means the listener itself is broken.
+func temporaryAcceptError(err error) bool {
+	var errno syscall.Errno
+	if !errors.As(err, &errno) {
+		var ne net.Error
+		return errors.As(err, &ne) && ne.Timeout()
+	}
+	switch errno {
+	case syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM,
+		syscall.ECONNABORTED, syscall.ECONNRESET, syscall.EINTR, syscall.EAGAIN,
+		syscall.ETIMEDOUT, syscall.EPERM, syscall.EPROTO, syscall.ENOPROTOOPT,
+		syscall.ENETDOWN, syscall.ENETUNREACH, syscall.EHOSTDOWN, syscall.EHOSTUNREACH,
+		syscall.ENONET, syscall.EOPNOTSUPP:
+		return true
+	}
+	return false
+}

@@ -1,0 +1,221 @@
+package engine
+
+import (
+	"errors"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/rollbridge/rollbridge/jsconfig"
+	"golang.org/x/sys/unix"
+)
+
+// scriptedListener returns the errors of script, one per Accept, then
+// the connections of conns; a closed one returns net.ErrClosed.
+type scriptedListener struct {
+	mu     sync.Mutex
+	script []error
+	conns  []net.Conn
+	at     []time.Time // when Accept was called
+	closed bool
+}
+
+func (l *scriptedListener) Accept() (net.Conn, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.at = append(l.at, time.Now())
+	switch {
+	case l.closed:
+		return nil, net.ErrClosed
+	case len(l.script) > 0:
+		err := l.script[0]
+		l.script = l.script[1:]
+		return nil, err
+	case len(l.conns) > 0:
+		c := l.conns[0]
+		l.conns = l.conns[1:]
+		return c, nil
+	}
+	return nil, &net.OpError{Op: "accept", Err: os.NewSyscallError("accept4", syscall.EBADF)}
+}
+
+func (l *scriptedListener) Close() error {
+	l.mu.Lock()
+	l.closed = true
+	l.mu.Unlock()
+	return nil
+}
+
+func (l *scriptedListener) Addr() net.Addr { return &net.TCPAddr{} }
+
+type recordedEvent struct {
+	message string
+	data    jsconfig.Object
+}
+
+type eventRecorder struct {
+	mu     sync.Mutex
+	events []recordedEvent
+}
+
+func (r *eventRecorder) log(message string, data ...jsconfig.Field) {
+	r.mu.Lock()
+	r.events = append(r.events, recordedEvent{message, jsconfig.Object(data)})
+	r.mu.Unlock()
+}
+
+func acceptError(errno syscall.Errno) error {
+	return &net.OpError{Op: "accept", Net: "tcp", Err: os.NewSyscallError("accept4", errno)}
+}
+
+// A burst of temporary errors is retried with a growing delay and logged
+// once when it begins and once when it ends.
+func TestKeepAcceptingRetriesTemporaryErrors(t *testing.T) {
+	c1, c2 := net.Pipe()
+	defer c1.Close()
+	defer c2.Close()
+	var script []error
+	for i := 0; i < 8; i++ {
+		script = append(script, acceptError([]syscall.Errno{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ECONNABORTED}[i%4]))
+	}
+	raw := &scriptedListener{script: script, conns: []net.Conn{c1}}
+	var rec eventRecorder
+	ln := keepAccepting(raw, "control", rec.log)
+	c, err := ln.Accept()
+	if err != nil || c != c1 {
+		t.Fatalf("Accept: %v, %v", c, err)
+	}
+	if len(rec.events) != 2 || rec.events[0].message != "accept failed" || rec.events[1].message != "accept recovered" {
+		t.Fatalf("events: %+v", rec.events)
+	}
+	if got := rec.events[0].data; got[1].Value != "control" || !strings.Contains(got[0].Value.(string), "too many open files") {
+		t.Fatalf("accept failed data: %+v", got)
+	}
+	if got := rec.events[1].data; got[1].Value != 8 {
+		t.Fatalf("accept recovered data: %+v", got)
+	}
+	// 5, 10, 20, 40, 80, 160, 320, 640 ms: the gaps grow, and the whole
+	// burst took at least their sum.
+	for i := 2; i < len(raw.at); i++ {
+		if raw.at[i].Sub(raw.at[i-1]) < raw.at[i-1].Sub(raw.at[i-2]) {
+			t.Fatalf("the delay shrank between attempts %d and %d: %v", i-1, i, raw.at)
+		}
+	}
+	if total := raw.at[len(raw.at)-1].Sub(raw.at[0]); total < 1275*time.Millisecond {
+		t.Fatalf("8 retries took %v, want at least 1.275 s of backoff", total)
+	}
+}
+
+// The delay is capped at 1 s, a close during a wait ends it at once, and
+// errors that mean the listener is broken are returned.
+func TestKeepAcceptingCapsTheDelayAndStops(t *testing.T) {
+	var script []error
+	for i := 0; i < 12; i++ {
+		script = append(script, acceptError(syscall.EMFILE))
+	}
+	raw := &scriptedListener{script: script}
+	ln := keepAccepting(raw, "proxy", func(string, ...jsconfig.Field) {})
+	done := make(chan error, 1)
+	go func() { _, err := ln.Accept(); done <- err }()
+	waitFor(t, "ten attempts", func() bool { raw.mu.Lock(); defer raw.mu.Unlock(); return len(raw.at) >= 10 })
+	raw.mu.Lock()
+	gap := raw.at[9].Sub(raw.at[8])
+	raw.mu.Unlock()
+	if gap < 900*time.Millisecond || gap > 1500*time.Millisecond {
+		t.Fatalf("the 9th delay was %v, want the 1 s cap", gap)
+	}
+	closedAt := time.Now()
+	ln.Close()
+	if err := <-done; !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("Accept after Close: %v", err)
+	}
+	if d := time.Since(closedAt); d > 200*time.Millisecond {
+		t.Fatalf("Close took %v to end the wait", d)
+	}
+
+	broken := keepAccepting(&scriptedListener{script: []error{acceptError(syscall.EINVAL)}}, "proxy", func(string, ...jsconfig.Field) {})
+	if _, err := broken.Accept(); !errors.Is(err, syscall.EINVAL) {
+		t.Fatalf("EINVAL: %v", err)
+	}
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// A listener that breaks for good ends the daemon with an error naming it
+// (so a supervisor restarts it) instead of leaving it deaf. (Breaking the
+// proxy's TCP listener from outside is possible with shutdown(2); a unix
+// listener cannot be broken that way without also losing its wake-ups,
+// and the control and metrics listeners go through the same
+// serveListener.)
+func TestBrokenListenerEndsTheDaemon(t *testing.T) {
+	for _, which := range []string{"proxy"} {
+		t.Run(which, func(t *testing.T) {
+			dir := t.TempDir()
+			plan := &jsconfig.Plan{
+				Application: "shop",
+				Control:     jsconfig.Control{Path: filepath.Join(dir, "rb.sock")},
+				Proxy:       jsconfig.Proxy{Host: "127.0.0.1", UpstreamHost: "127.0.0.1", DrainTimeoutMs: 1000, ForceStopTimeoutMs: 1000},
+			}
+			var log syncLog
+			e := New(Options{Plan: plan, Stdout: &log})
+			served := make(chan error, 1)
+			go func() { served <- e.Serve() }()
+			waitFor(t, "the control socket", func() bool { _, err := os.Stat(plan.Control.Path); return err == nil })
+			e.mu.Lock()
+			ln := e.proxyLn.(*net.TCPListener)
+			e.mu.Unlock()
+			raw, err := ln.SyscallConn()
+			if err != nil {
+				t.Fatal(err)
+			}
+			// shutdown(2) on a listening socket makes accept fail with
+			// EINVAL from then on: the listener is broken for good.
+			raw.Control(func(fd uintptr) { unix.Shutdown(int(fd), unix.SHUT_RDWR) })
+			select {
+			case err := <-served:
+				if err == nil || !strings.Contains(err.Error(), "The "+which+" listener stopped accepting connections") {
+					t.Fatalf("Serve returned %v", err)
+				}
+			case <-time.After(15 * time.Second):
+				t.Fatalf("the daemon did not end; log:\n%s", log.String())
+			}
+			if !strings.Contains(log.String(), `"message":"listener failed"`) || !strings.Contains(log.String(), `"listener":"`+which+`"`) {
+				t.Fatalf("no listener failed event:\n%s", log.String())
+			}
+			if _, err := os.Lstat(plan.Control.Path); err == nil {
+				t.Fatal("the control socket file was left behind")
+			}
+		})
+	}
+}
+
+type syncLog struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *syncLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *syncLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
