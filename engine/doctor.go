@@ -79,6 +79,7 @@ func Doctor(plan *jsconfig.Plan, release *DoctorRelease) []Check {
 	default:
 		add("proxy port", false, "%s is unavailable (%s)", hostPort, code)
 	}
+	checks = append(checks, fileLimitCheck(path, probeErr == nil && probe.Rollbridge))
 
 	if plan.StatePath != "" {
 		dir := parentDir(plan.StatePath)

@@ -2,11 +2,15 @@ package main
 
 import (
 	"net"
+	"os"
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // A daemon that runs out of file descriptors keeps every listener: the
@@ -105,5 +109,61 @@ func TestFileDescriptorExhaustionIsSurvived(t *testing.T) {
 		if bursts == 0 || failures <= bursts {
 			t.Errorf("%s listener: %d accept failed events for %d failed attempts", listener, bursts, failures)
 		}
+	}
+}
+
+// hardFileLimit is this process's hard RLIMIT_NOFILE as doctor prints it.
+func hardFileLimit(t *testing.T) string {
+	t.Helper()
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		t.Fatal(err)
+	}
+	if lim.Max == unix.RLIM_INFINITY {
+		return "unlimited"
+	}
+	return strconv.FormatUint(lim.Max, 10)
+}
+
+// openFilesLimit reads the soft and hard "Max open files" of pid.
+func openFilesLimit(t *testing.T, pid int) (soft, hard string) {
+	t.Helper()
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/limits")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if rest, ok := strings.CutPrefix(line, "Max open files"); ok {
+			f := strings.Fields(rest)
+			return f[0], f[1]
+		}
+	}
+	t.Fatalf("no open files limit for %d:\n%s", pid, data)
+	return "", ""
+}
+
+// The daemon raises its soft open-files limit (to just below the hard
+// limit: the Go runtime's convention), its processes get the limit it
+// was started with, and doctor reports the daemon's limits and use.
+func TestOpenFilesLimit(t *testing.T) {
+	// The worker is not a Go program (which would raise its own limit).
+	d := newTestDaemon(t, `processes: [{id: "worker", command: "exec sleep 600"}, `+webProcess+`]`)
+	d.shell = `ulimit -Sn 256 && ulimit -Hn 4096 && exec "$@"`
+	d.start()
+	t.Cleanup(d.cleanup)
+	if r := d.deploy("v1"); r.code != 0 {
+		t.Fatalf("deploy: %+v", r)
+	}
+	daemon := d.cmd.Process.Pid
+	if soft, hard := openFilesLimit(t, daemon); soft != "4095" || hard != "4096" {
+		t.Fatalf("daemon limits: soft %s, hard %s", soft, hard)
+	}
+	worker := int(processEntry(release(d.status(), "v1")["processes"], "worker")["pid"].(float64))
+	if soft, hard := openFilesLimit(t, worker); soft != "256" || hard != "4096" {
+		t.Fatalf("the worker's limits: soft %s, hard %s", soft, hard)
+	}
+	r := d.cli("doctor")
+	if want := regexp.MustCompile(`✓ open files: daemon \(pid ` + strconv.Itoa(daemon) + `\): soft limit 4095, hard limit 4096, \d+ open\n`); r.code != 0 || !want.MatchString(r.stdout) {
+		t.Fatalf("doctor: %+v", r)
 	}
 }

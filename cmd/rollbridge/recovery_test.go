@@ -249,6 +249,7 @@ func TestDoctor(t *testing.T) {
 ✓ control socket: no daemon running; %s is free to bind
 ✓ control socket directory: %s is writable
 ✓ proxy port: 127.0.0.1:%d is available
+✓ open files: no daemon running; a daemon started here raises its soft limit to just below the hard limit of %s (the processes it starts keep the soft limit it was started with)
 ✓ state path directory: %s is writable
 ✓ orphaned processes: no leftover processes from a previous daemon
 ✓ release path: %s exists
@@ -256,7 +257,7 @@ func TestDoctor(t *testing.T) {
 ✓ process working directories: all 2 process working directories exist
 
 All checks passed.
-`, port, filepath.Join(dir, "app", "rb.sock"), filepath.Join(dir, "app"), port, filepath.Join(dir, "app"), rel)
+`, port, filepath.Join(dir, "app", "rb.sock"), filepath.Join(dir, "app"), port, hardFileLimit(t), filepath.Join(dir, "app"), rel)
 	if r.code != 0 || r.stdout != want || r.stderr != "" {
 		t.Fatalf("all good: %+v\nwant\n%s", r, want)
 	}
@@ -265,7 +266,7 @@ All checks passed.
 		Checks []map[string]any
 		OK     bool
 	}
-	if err := json.Unmarshal([]byte(r.stdout), &report); err != nil || r.code != 0 || !report.OK || len(report.Checks) != 6 ||
+	if err := json.Unmarshal([]byte(r.stdout), &report); err != nil || r.code != 0 || !report.OK || len(report.Checks) != 7 ||
 		!strings.HasPrefix(r.stdout, "{\n  \"checks\": [\n    {\n      \"detail\": \"valid: 2 processes") {
 		t.Fatalf("JSON: %+v", r)
 	}
@@ -287,12 +288,13 @@ All checks passed.
 ✓ control socket: no daemon running; %s is free to bind
 ✗ control socket directory: %s is missing or not writable
 ✗ proxy port: 127.0.0.1:%d is unavailable (EADDRINUSE)
+✓ open files: no daemon running; a daemon started here raises its soft limit to just below the hard limit of %s (the processes it starts keep the soft limit it was started with)
 ✗ state path directory: %s is missing or not writable; state cannot be persisted
 ✓ orphaned processes: no leftover processes from a previous daemon
 ✗ release path: %s is missing or not a directory
 ✗ process templates: unresolved templates — web: Missing template value for {{env.ROLLBRIDGE_NOPE_SECRET}}; mail: Missing template value for {{bogus}}
 ✗ process working directories: missing working directories: jobs (%s), cron (/nonexistent-rollbridge-dir)
-`, port, filepath.Join(dir, "no-such-dir", "rb.sock"), filepath.Join(dir, "no-such-dir"), port, filepath.Join(dir, "no-state-dir"),
+`, port, filepath.Join(dir, "no-such-dir", "rb.sock"), filepath.Join(dir, "no-such-dir"), port, hardFileLimit(t), filepath.Join(dir, "no-state-dir"),
 		filepath.Join(dir, "releases", "missing"), filepath.Join(dir, "releases", "missing", "missing-jobs"))
 	if r.code != 1 || r.stdout != want || r.stderr != "\n6 checks failed.\n" {
 		t.Fatalf("failures: %+v\nwant\n%s", r, want)
