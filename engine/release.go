@@ -89,9 +89,13 @@ func (in *instance) setTag(releaseID string) { in.tag.Store(&releaseID) }
 
 // daemonWide reports a persistent service or a singleton: a process that
 // belongs to the daemon rather than to one release.
-func (in *instance) daemonWide() bool {
-	return in.def.Policy == jsconfig.PolicySingleton ||
-		(in.def.Policy == jsconfig.PolicyService && in.def.DeployStrategy != jsconfig.StrategyHandoff)
+func (in *instance) daemonWide() bool { return daemonWideProcess(in.def) }
+
+// daemonWideProcess reports whether instances of p are a persistent
+// service or a singleton.
+func daemonWideProcess(p *jsconfig.Process) bool {
+	return p.Policy == jsconfig.PolicySingleton ||
+		(p.Policy == jsconfig.PolicyService && p.DeployStrategy != jsconfig.StrategyHandoff)
 }
 
 func (in *instance) releaseTag() string {

@@ -201,3 +201,25 @@ func (p *Process) runHook(label, command string, timeout time.Duration, spec Spe
 		<-done
 	}
 }
+
+// StopBound is the longest the stop sequence of spec can take until its
+// process group is gone: the quiet hook, the drain step, the stop hook,
+// gracefulStopMs for the group to go and the wait after SIGKILL. ok is
+// false when gracefulStopMs is "indefinite": then nothing is ever
+// SIGKILLed and the stop has no bound.
+func (s Spec) StopBound() (d time.Duration, ok bool) {
+	if s.Indefinite {
+		return 0, false
+	}
+	hook := s.GracefulStop
+	if s.Lifecycle.QuietCommand != "" {
+		d += hook
+	}
+	if s.Lifecycle.DrainTimeout > 0 {
+		d += s.Lifecycle.DrainTimeout
+	}
+	if s.Lifecycle.StopCommand != "" {
+		d += hook
+	}
+	return d + s.GracefulStop + killWait, true
+}

@@ -66,9 +66,11 @@ func newStopCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use: "stop",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return relay(cmd, configPath, 0, func() []byte {
-				return optionalReleaseRequest(cmd, "stop", releaseID)
-			})
+			id := ""
+			if cmd.Flags().Changed("release-id") {
+				id = releaseID
+			}
+			return relayStop(cmd, configPath, releaseStopWait(id), optionalReleaseRequest(cmd, "stop", releaseID))
 		},
 	}
 	addConfigFlag(cmd, &configPath)

@@ -22,8 +22,9 @@ func newShutdownCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use: "shutdown",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			// A truthful shutdown takes as long as the slowest graceful stop.
-			return relay(cmd, configPath, 0, func() []byte { return control.SortedRequest("shutdown") })
+			// A truthful shutdown takes as long as the slowest graceful stop:
+			// the wait is bounded by the config's longest stop sequence.
+			return relayStop(cmd, configPath, shutdownWait, control.SortedRequest("shutdown"))
 		},
 	}
 	addConfigFlag(cmd, &configPath)

@@ -138,7 +138,7 @@ func ReadResponse(r *bufio.Reader, path string) ([]byte, error) {
 	if err != nil {
 		var ne net.Error
 		if errors.As(err, &ne) && ne.Timeout() {
-			return nil, fmt.Errorf("Timed out waiting for a response from %s", path)
+			return nil, &TimeoutError{Path: path}
 		}
 		return nil, fmt.Errorf("Rollbridge daemon at %s closed the connection without a response", path)
 	}
@@ -159,6 +159,11 @@ func ReadResponse(r *bufio.Reader, path string) ([]byte, error) {
 	}
 	return line, nil
 }
+
+// TimeoutError is a response that did not come within the read timeout.
+type TimeoutError struct{ Path string }
+
+func (e *TimeoutError) Error() string { return "Timed out waiting for a response from " + e.Path }
 
 // DaemonError is an error reply of the daemon, relayed verbatim.
 type DaemonError struct{ Message string }

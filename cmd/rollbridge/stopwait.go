@@ -1,0 +1,222 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/rollbridge/rollbridge/engine"
+	"github.com/rollbridge/rollbridge/engine/control"
+	"github.com/rollbridge/rollbridge/jsconfig"
+	"github.com/rollbridge/rollbridge/runtime"
+	"github.com/spf13/cobra"
+)
+
+// progressEvery is how often a long stop says what it still waits for.
+var progressEvery = 10 * time.Second
+
+// stopWait is a shutdown or stop whose wait is bounded by the config's
+// longest stop sequence (engine.ShutdownBound, engine.ReleaseStopBound),
+// so the CLI never hangs silently: after the bound it says what is still
+// running and fails; without a bound ("indefinite" graceful stops) it
+// says every progressEvery what it still waits for.
+type stopWait struct {
+	path    string
+	what    string            // "shutdown", "stop of release v2"
+	bound   time.Duration     // with bounded
+	bounded bool              //
+	procs   []stoppingProcess // what the command stops, as status listed it
+	stderr  io.Writer
+	// showProgress prints progress lines also for a bounded wait (on a
+	// terminal); an unbounded wait always prints them.
+	showProgress bool
+}
+
+// stoppingProcess is a process the command is about to stop, with its
+// start time, so a recycled pid is never reported as still running.
+type stoppingProcess struct {
+	id, release string
+	pid         int
+	start       uint64
+}
+
+func (p stoppingProcess) running() bool {
+	ticks, ok := runtime.StartTime(p.pid)
+	return ok && ticks == p.start
+}
+
+func (p stoppingProcess) String() string {
+	if p.release != "" {
+		return fmt.Sprintf("%s (pid %d, release %s)", p.id, p.pid, p.release)
+	}
+	return fmt.Sprintf("%s (pid %d)", p.id, p.pid)
+}
+
+// call sends request and waits for its answer within the bound.
+func (w *stopWait) call(request []byte) ([]byte, error) {
+	began := time.Now()
+	done := make(chan struct{})
+	defer close(done)
+	if !w.bounded || w.showProgress {
+		go func() {
+			tick := time.NewTicker(progressEvery)
+			defer tick.Stop()
+			for {
+				select {
+				case <-done:
+					return
+				case <-tick.C:
+					fmt.Fprintf(w.stderr, "Waiting for the %s (%s): %s\n", w.what, seconds(time.Since(began)), w.remaining())
+				}
+			}
+		}()
+	}
+	var timeout time.Duration // 0: as long as it takes
+	if w.bounded {
+		timeout = w.bound
+	}
+	raw, err := control.Call(w.path, request, timeout)
+	var te *control.TimeoutError
+	if errors.As(err, &te) {
+		return nil, w.timedOut()
+	}
+	return raw, err
+}
+
+// remaining says which of the processes still run.
+func (w *stopWait) remaining() string {
+	var left []string
+	for _, p := range w.procs {
+		if p.running() {
+			left = append(left, p.String())
+		}
+	}
+	if len(left) == 0 {
+		return "all of its processes have stopped"
+	}
+	return "still running: " + strings.Join(left, ", ")
+}
+
+func (w *stopWait) timedOut() error {
+	var left []stoppingProcess
+	for _, p := range w.procs {
+		if p.running() {
+			left = append(left, p)
+		}
+	}
+	msg := fmt.Sprintf("The daemon did not finish the %s within %s (the longest stop sequence of the config plus a margin).", w.what, seconds(w.bound))
+	if len(left) == 0 {
+		return errors.New(msg + " All of its processes have stopped; it is still finishing the rest (client connections, the state file).")
+	}
+	names := make([]string, len(left))
+	pids := make([]string, len(left))
+	for i, p := range left {
+		names[i], pids[i] = p.String(), strconv.Itoa(p.pid)
+	}
+	return fmt.Errorf("%s Still running: %s. The daemon goes on stopping them in the background; check with \"rollbridge status\" or \"ps -s %s\".",
+		msg, strings.Join(names, ", "), strings.Join(pids, ","))
+}
+
+// seconds prints a duration as whole seconds ("45 s") or tenths below 10 s.
+func seconds(d time.Duration) string {
+	if d < 10*time.Second {
+		return strconv.FormatFloat(d.Seconds(), 'f', 1, 64) + " s"
+	}
+	return strconv.Itoa(int(d.Round(time.Second).Seconds())) + " s"
+}
+
+// statusProcesses lists the processes of a status reply that a command
+// stops: those of release (every release when ""), and with daemonWide
+// the persistent services and singletons too.
+func statusProcesses(raw []byte, release string, daemonWide bool) []stoppingProcess {
+	type proc struct {
+		ID  string `json:"id"`
+		PID int    `json:"pid"`
+	}
+	var s struct {
+		Releases []struct {
+			ReleaseID string `json:"releaseId"`
+			Processes []proc `json:"processes"`
+		} `json:"releases"`
+		Services   []struct{ Process proc } `json:"services"`
+		Singletons []struct{ Process proc } `json:"singletons"`
+	}
+	if json.Unmarshal(raw, &s) != nil {
+		return nil
+	}
+	var out []stoppingProcess
+	add := func(p proc, release string) {
+		if p.PID <= 0 {
+			return
+		}
+		if start, ok := runtime.StartTime(p.PID); ok {
+			out = append(out, stoppingProcess{id: p.ID, release: release, pid: p.PID, start: start})
+		}
+	}
+	for _, r := range s.Releases {
+		if release == "" || r.ReleaseID == release {
+			for _, p := range r.Processes {
+				add(p, r.ReleaseID)
+			}
+		}
+	}
+	if daemonWide {
+		for _, e := range s.Services {
+			add(e.Process, "")
+		}
+		for _, e := range s.Singletons {
+			add(e.Process, "")
+		}
+	}
+	return out
+}
+
+// relayStop loads the config, lists what the command will stop, sends it
+// and prints the reply, waiting at most the config's bound.
+func relayStop(cmd *cobra.Command, configPath string, plan func(*jsconfig.Plan, []byte) stopWait, request []byte) error {
+	p, err := loadPlan(cmd, configPath)
+	if err != nil {
+		return err
+	}
+	// What runs now, to say later what is still running; a daemon that
+	// does not answer status gets the command anyway (and its error).
+	status, _ := control.Call(p.Control.Path, control.SortedRequest("status"), control.ReadTimeout)
+	w := plan(p, status)
+	w.path, w.stderr = p.Control.Path, cmd.ErrOrStderr()
+	w.showProgress = isTerminal(cmd.ErrOrStderr())
+	raw, err := w.call(request)
+	if err != nil {
+		return err
+	}
+	return printPretty(cmd.OutOrStdout(), raw)
+}
+
+// shutdownWait bounds a shutdown: every process stops.
+func shutdownWait(p *jsconfig.Plan, status []byte) stopWait {
+	bound, bounded := engine.ShutdownBound(p)
+	return stopWait{what: "shutdown", bound: bound, bounded: bounded, procs: statusProcesses(status, "", true)}
+}
+
+// releaseStopWait bounds a stop of release id ("" for the active one).
+func releaseStopWait(id string) func(*jsconfig.Plan, []byte) stopWait {
+	return func(p *jsconfig.Plan, status []byte) stopWait {
+		if id == "" {
+			var s struct {
+				Active string `json:"activeReleaseId"`
+			}
+			json.Unmarshal(status, &s)
+			id = s.Active
+		}
+		bound, bounded := engine.ReleaseStopBound(p)
+		w := stopWait{what: "stop", bound: bound, bounded: bounded}
+		if id != "" {
+			w.what = "stop of release " + id
+			w.procs = statusProcesses(status, id, false)
+		}
+		return w
+	}
+}

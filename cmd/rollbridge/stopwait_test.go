@@ -1,0 +1,114 @@
+package main
+
+import (
+	"bufio"
+	"io"
+	"net"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/rollbridge/rollbridge/runtime"
+)
+
+// slowDaemon listens on a control socket and answers every request line
+// with reply after delay (never, when delay < 0).
+func slowDaemon(t *testing.T, delay time.Duration, reply string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "rb.sock")
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				r := bufio.NewReader(c)
+				if _, err := r.ReadString('\n'); err != nil || delay < 0 {
+					io.Copy(io.Discard, r) // answer nothing until the client leaves
+					return
+				}
+				time.Sleep(delay)
+				c.Write([]byte(reply + "\n"))
+			}()
+		}
+	}()
+	return path
+}
+
+// sleeper starts a process that stands for a managed process still
+// stopping.
+func sleeper(t *testing.T) stoppingProcess {
+	t.Helper()
+	cmd := exec.Command("sleep", "60")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); cmd.Wait() })
+	start, ok := runtime.StartTime(cmd.Process.Pid)
+	if !ok {
+		t.Fatal("no start time")
+	}
+	return stoppingProcess{id: "worker#1", release: "v2", pid: cmd.Process.Pid, start: start}
+}
+
+// A shutdown that takes longer than the config's bound ends with an
+// error that names what is still running, instead of hanging.
+func TestStopWaitGivesUpAfterTheBound(t *testing.T) {
+	p := sleeper(t)
+	gone := stoppingProcess{id: "web", release: "v2", pid: p.pid, start: p.start + 1} // a recycled pid
+	var stderr syncBuffer
+	w := stopWait{path: slowDaemon(t, -1, ""), what: "shutdown", bound: 300 * time.Millisecond, bounded: true,
+		procs: []stoppingProcess{gone, p}, stderr: &stderr}
+	began := time.Now()
+	_, err := w.call([]byte(`{"command":"shutdown"}`))
+	took := time.Since(began)
+	pid := strconv.Itoa(p.pid)
+	want := "The daemon did not finish the shutdown within 0.3 s (the longest stop sequence of the config plus a margin). Still running: worker#1 (pid " + pid +
+		", release v2). The daemon goes on stopping them in the background; check with \"rollbridge status\" or \"ps -s " + pid + "\"."
+	if err == nil || err.Error() != want {
+		t.Fatalf("error:\n%v\nwant\n%s", err, want)
+	}
+	if took < 300*time.Millisecond || took > 5*time.Second {
+		t.Fatalf("gave up after %v", took)
+	}
+	if stderr.String() != "" {
+		t.Fatalf("a bounded wait off a terminal printed %q", stderr.String())
+	}
+	syscall.Kill(-p.pid, syscall.SIGKILL)
+	waitUntil(t, "the sleeper to go", 5*time.Second, func() bool { return !p.running() })
+	_, err = w.call([]byte(`{"command":"shutdown"}`))
+	if err == nil || !strings.HasSuffix(err.Error(), "All of its processes have stopped; it is still finishing the rest (client connections, the state file).") {
+		t.Fatalf("with nothing left running: %v", err)
+	}
+}
+
+// Without a bound (an indefinite graceful stop), the wait says what it
+// still waits for, and the reply is printed when it comes.
+func TestStopWaitWithoutBoundShowsProgress(t *testing.T) {
+	defer func(d time.Duration) { progressEvery = d }(progressEvery)
+	progressEvery = 50 * time.Millisecond
+	p := sleeper(t)
+	var stderr syncBuffer
+	w := stopWait{path: slowDaemon(t, 400*time.Millisecond, `{"status":"success","message":"shutdown"}`), what: "shutdown", procs: []stoppingProcess{p}, stderr: &stderr}
+	raw, err := w.call([]byte(`{"command":"shutdown"}`))
+	if err != nil || string(raw) != `{"status":"success","message":"shutdown"}` {
+		t.Fatalf("reply %q %v", raw, err)
+	}
+	lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
+	if len(lines) < 3 || !strings.HasPrefix(lines[0], "Waiting for the shutdown (0.") ||
+		!strings.HasSuffix(lines[0], "s): still running: worker#1 (pid "+strconv.Itoa(p.pid)+", release v2)") {
+		t.Fatalf("progress:\n%s", stderr.String())
+	}
+}
