@@ -109,9 +109,7 @@ func New(opts Options) *Engine {
 	e.shutdown.done = make(chan struct{})
 	e.retirement.done = make(chan struct{})
 	e.logHub.followers = map[*follower]struct{}{}
-	popts := proxy.Options{OnError: func(msg string) {
-		e.events.log("proxy error", jsconfig.Field{Key: "error", Value: msg})
-	}}
+	popts := proxy.Options{OnError: newErrorSummary("proxy error", e.events.log).add}
 	if opts.MetricsAddress != "" {
 		e.metrics = newMetrics(e)
 		popts.Idle = e.metrics.observer("")
