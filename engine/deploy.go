@@ -354,7 +354,7 @@ func (e *Engine) renderSpec(plan *jsconfig.Plan, r *Release, def *jsconfig.Proce
 // processSpec turns a config process and its rendering into a runtime spec.
 func processSpec(def *jsconfig.Process, id string, r *RenderedProcess, gate func() bool) runtime.Spec {
 	spec := runtime.Spec{
-		ID: id, Command: r.Command, Dir: r.Dir, Cwd: r.Cwd, Env: r.Env,
+		ID: id, Command: r.Command, ShownCommand: r.ShownCommand, Dir: r.Dir, Cwd: r.Cwd, Env: r.Env,
 		StopSignal:   signalNumber(def.StopSignal),
 		GracefulStop: def.GracefulStop.Ms.Duration(),
 		Indefinite:   def.GracefulStop.Indefinite,

@@ -49,7 +49,15 @@ type TemplateContext struct {
 
 // Render substitutes every placeholder in s in a single pass: substituted
 // text is never scanned again. It stops at the first missing value.
-func (c *TemplateContext) Render(s string) (string, error) {
+func (c *TemplateContext) Render(s string) (string, error) { return c.render(s, false) }
+
+// RenderShown is Render for display (status, events, the daemon log): a
+// value taken from the daemon's environment appears as {{env.NAME}}, so a
+// secret passed into a command that way is never shown. Missing values
+// fail as in Render.
+func (c *TemplateContext) RenderShown(s string) (string, error) { return c.render(s, true) }
+
+func (c *TemplateContext) render(s string, shown bool) (string, error) {
 	matches := placeholder.FindAllStringSubmatchIndex(s, -1)
 	if matches == nil {
 		return s, nil
@@ -57,9 +65,13 @@ func (c *TemplateContext) Render(s string) (string, error) {
 	var b strings.Builder
 	last := 0
 	for _, m := range matches {
-		v, ok := c.lookup(s[m[2]:m[3]])
+		key := s[m[2]:m[3]]
+		v, ok := c.lookup(key)
 		if !ok {
 			return "", &MissingValueError{Placeholder: s[m[0]:m[1]]}
+		}
+		if name, fromEnv := strings.CutPrefix(key, "env."); shown && fromEnv && !strings.Contains(name, ".") {
+			v = "{{env." + name + "}}"
 		}
 		b.WriteString(s[last:m[0]])
 		b.WriteString(v)
@@ -148,8 +160,12 @@ func (c *TemplateContext) lookup(key string) (string, bool) {
 // RenderedProcess is a process definition ready to spawn.
 type RenderedProcess struct {
 	Command string
-	// Cwd is what status shows: the rendered cwd as configured, or the
-	// release path when none is set (daemon.md §6.3).
+	// ShownCommand is Command as status and events show it: values from
+	// the daemon's environment stay {{env.NAME}} (RenderShown).
+	ShownCommand string
+	// Cwd is what status shows: the rendered cwd as configured (values
+	// from the environment shown as {{env.NAME}}), or the release path
+	// when none is set (docs/processes.md).
 	Cwd string
 	// Dir is where the process runs: Cwd resolved against the release
 	// path when relative (config.md §10 #7), or the release path.
@@ -166,17 +182,24 @@ func RenderProcess(p *jsconfig.Process, c *TemplateContext, base []string) (*Ren
 	if r.Command, err = c.Render(p.Command); err != nil {
 		return nil, err
 	}
+	if r.ShownCommand, err = c.RenderShown(p.Command); err != nil {
+		return nil, err
+	}
 	if p.Cwd != nil && *p.Cwd != "" {
 		cwd, err := c.Render(*p.Cwd)
+		if err != nil {
+			return nil, err
+		}
+		shown, err := c.RenderShown(*p.Cwd)
 		if err != nil {
 			return nil, err
 		}
 		switch {
 		case cwd == "": // rendered empty: the release path, as an empty cwd is
 		case filepath.IsAbs(cwd):
-			r.Cwd, r.Dir = cwd, cwd
+			r.Cwd, r.Dir = shown, cwd
 		default:
-			r.Cwd, r.Dir = cwd, filepath.Join(c.ReleasePath, cwd)
+			r.Cwd, r.Dir = shown, filepath.Join(c.ReleasePath, cwd)
 		}
 	}
 	env := make([]jsconfig.EnvVar, 0, len(p.Env))

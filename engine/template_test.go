@@ -154,3 +154,26 @@ func TestRenderProcessEnvironment(t *testing.T) {
 		t.Fatalf("first missing placeholder: %v", err)
 	}
 }
+
+// RenderShown keeps values from the environment as placeholders (and
+// fails like Render on a missing one); everything else renders.
+func TestRenderShown(t *testing.T) {
+	c := testContext()
+	for _, tc := range []struct{ in, want string }{
+		{"serve --token {{ env.HOME }} --port {{port}}", "serve --token {{env.HOME}} --port 18000"},
+		{"{{env.EMPTY}}|{{env.a-b}}|{{env}}", "{{env.EMPTY}}|{{env.a-b}}|[object Object]"},
+		{"{{releaseId}}", "20261125200819788"},
+	} {
+		if got, err := c.RenderShown(tc.in); err != nil || got != tc.want {
+			t.Errorf("RenderShown(%q) = %q, %v; want %q", tc.in, got, err, tc.want)
+		}
+	}
+	if _, err := c.RenderShown("{{env.NOPE}}"); err == nil || err.Error() != "Missing template value for {{env.NOPE}}" {
+		t.Errorf("missing: %v", err)
+	}
+	cwd := "{{env.HOME}}/app"
+	r, err := RenderProcess(&jsconfig.Process{Command: "run {{env.HOME}}", Cwd: &cwd}, c, nil)
+	if err != nil || r.Command != "run /home/app" || r.ShownCommand != "run {{env.HOME}}" || r.Dir != "/home/app/app" || r.Cwd != "{{env.HOME}}/app" {
+		t.Errorf("RenderProcess: %+v %v", r, err)
+	}
+}

@@ -87,8 +87,11 @@ type MemoryPolicy struct {
 // Spec is the definition of a managed process. It can be replaced while
 // the process runs (UpdateSpec); a running child keeps going.
 type Spec struct {
-	ID           string // instance id, e.g. "worker#1"
-	Command      string // run with /bin/sh -c
+	ID      string // instance id, e.g. "worker#1"
+	Command string // run with /bin/sh -c
+	// ShownCommand is the command as status and events show it, with
+	// secrets left as placeholders; "" shows Command.
+	ShownCommand string
 	Dir          string // working directory
 	Cwd          string // the working directory as status shows it
 	Env          []string
@@ -102,6 +105,14 @@ type Spec struct {
 	// CanRestart is the auto-restart gate, asked when the process crashes
 	// and again when its restart timer fires; nil means always open.
 	CanRestart func() bool
+}
+
+// shownCommand is the command as status and events show it.
+func (s Spec) shownCommand() string {
+	if s.ShownCommand != "" {
+		return s.ShownCommand
+	}
+	return s.Command
 }
 
 // Options connect a process to its owner.
@@ -275,7 +286,7 @@ func (p *Process) start(reason string, abort func() bool) error {
 	}
 	p.mu.Unlock()
 
-	p.emit("process started", Field{"command", spec.Command}, Field{"id", spec.ID}, Field{"pid", cmd.Process.Pid}, Field{"reason", reason})
+	p.emit("process started", Field{"command", spec.shownCommand()}, Field{"id", spec.ID}, Field{"pid", cmd.Process.Pid}, Field{"reason", reason})
 	for _, s := range []struct {
 		f    *os.File
 		name string

@@ -37,7 +37,7 @@ func (p *Process) Status() Status {
 	p.mu.Lock()
 	s := Status{
 		Children:        append([]Child(nil), p.children...),
-		Command:         p.spec.Command,
+		Command:         p.spec.shownCommand(),
 		Cwd:             p.spec.Cwd,
 		Exited:          p.exited,
 		ExitCode:        p.exitCode,

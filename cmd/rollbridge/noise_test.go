@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -111,5 +113,50 @@ func TestProxyErrorsAreSummarised(t *testing.T) {
 	// Per kind: the first failure, then at most one line per second.
 	if most := kinds * (2 + int(outage/time.Second)); failed < 100 || lines > most {
 		t.Fatalf("%d failed requests in %v gave %d proxy error lines (at most %d expected)", failed, outage, lines, most)
+	}
+}
+
+// A secret that reaches a command through {{env.NAME}} is shown as
+// {{env.NAME}} in status, events and the daemon log; the process gets
+// the real value.
+func TestSecretsInCommandsAreNotShown(t *testing.T) {
+	const secret = "s3cr3t-7f2a91"
+	d := newTestDaemon(t, `processes: [
+    {id: "worker", command: "test \"{{env.API_TOKEN}}\" = \"$EXPECTED\" && exec sleep 600", cwd: "{{env.WORK_DIR}}"},
+    {id: "web", policy: "proxied", command: "test \"{{env.API_TOKEN}}\" = \"$EXPECTED\" && test -e {{releasePath}}/ok && exec FIXTURE -listen", port: {from: 20000, to: 20999}, health: {intervalMs: 20, timeoutMs: 1500}}
+  ]`)
+	// The shell compares with $EXPECTED (not a template): the commands
+	// run only if they got the real value.
+	d.env = []string{"API_TOKEN=" + secret, "EXPECTED=" + secret, "WORK_DIR=" + d.dir}
+	d.start()
+	t.Cleanup(d.cleanup)
+	// The first release fails (no ok file): its start-up diagnostics name
+	// the commands too.
+	os.MkdirAll(filepath.Join(d.dir, "releases", "v1"), 0o755)
+	if r := d.deploy("v1"); r.code == 0 {
+		t.Fatalf("v1 has no ok file but deployed: %+v", r)
+	}
+	os.MkdirAll(filepath.Join(d.dir, "releases", "v2"), 0o755)
+	os.WriteFile(filepath.Join(d.dir, "releases", "v2", "ok"), nil, 0o644)
+	if r := d.deploy("v2"); r.code != 0 {
+		t.Fatalf("deploy: %+v", r) // the commands got the real value
+	}
+	status := d.cli("status").stdout
+	events := d.cli("events").stdout
+	for what, text := range map[string]string{"status": status, "events": events, "the daemon log": d.stdout.String(), "its stderr": d.stderr.String()} {
+		if strings.Contains(text, secret) {
+			t.Errorf("%s shows the secret:\n%s", what, text)
+		}
+	}
+	web := processEntry(release(d.status(), "v2")["processes"], "web")
+	if !strings.HasPrefix(web["command"].(string), `test "{{env.API_TOKEN}}" = "$EXPECTED" && test -e `) {
+		t.Errorf("web's command in status: %q", web["command"])
+	}
+	worker := processEntry(release(d.status(), "v2")["processes"], "worker")
+	if worker["cwd"] != "{{env.WORK_DIR}}" {
+		t.Errorf("worker's cwd in status: %q", worker["cwd"])
+	}
+	if !strings.Contains(events, `release startup process status`) || !strings.Contains(events, `{{env.API_TOKEN}}`) {
+		t.Errorf("the failed deploy's diagnostics are missing:\n%s", events)
 	}
 }
