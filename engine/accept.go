@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/rollbridge/rollbridge/jsconfig"
+	"golang.org/x/sys/unix"
 )
 
 // The backoff of a listener whose accept fails for a reason that passes:
@@ -65,7 +66,7 @@ func (l *retryingListener) Accept() (net.Conn, error) {
 		}
 		if failures == 0 {
 			began = time.Now()
-			l.log("accept failed", jsconfig.Field{Key: "error", Value: err.Error()}, jsconfig.Field{Key: "listener", Value: l.name})
+			l.log("accept failed", jsconfig.Field{Key: "error", Value: acceptErrorText(err)}, jsconfig.Field{Key: "listener", Value: l.name})
 		}
 		failures++
 		delay = min(max(2*delay, acceptRetryMin), acceptRetryMax)
@@ -114,4 +115,15 @@ func temporaryAcceptError(err error) bool {
 		return true
 	}
 	return false
+}
+
+// acceptErrorText names an accept error by its errno ("EMFILE: too many
+// open files"); the listener's address is in the event already, and a
+// control socket's would be its temporary bind name.
+func acceptErrorText(err error) string {
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		return unix.ErrnoName(errno) + ": " + errno.Error()
+	}
+	return err.Error()
 }

@@ -93,7 +93,7 @@ func TestKeepAcceptingRetriesTemporaryErrors(t *testing.T) {
 	if len(rec.events) != 2 || rec.events[0].message != "accept failed" || rec.events[1].message != "accept recovered" {
 		t.Fatalf("events: %+v", rec.events)
 	}
-	if got := rec.events[0].data; got[1].Value != "control" || !strings.Contains(got[0].Value.(string), "too many open files") {
+	if got := rec.events[0].data; got[1].Value != "control" || got[0].Value != "EMFILE: too many open files" {
 		t.Fatalf("accept failed data: %+v", got)
 	}
 	if got := rec.events[1].data; got[1].Value != 8 {
@@ -190,6 +190,7 @@ func TestBrokenListenerEndsTheDaemon(t *testing.T) {
 				if err == nil || !strings.Contains(err.Error(), "The "+which+" listener stopped accepting connections") {
 					t.Fatalf("Serve returned %v", err)
 				}
+				t.Log(err)
 			case <-time.After(15 * time.Second):
 				t.Fatalf("the daemon did not end; log:\n%s", log.String())
 			}

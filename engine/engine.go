@@ -314,9 +314,10 @@ func (e *Engine) serveListener(name string, serve func() error) {
 // then returns the cause.
 func (e *Engine) fail(listener string, cause error) {
 	e.failOnce.Do(func() {
-		err := fmt.Errorf("The %s listener stopped accepting connections (%v); the daemon stopped its processes and exits so that its supervisor can start it again.", listener, cause)
+		text := acceptErrorText(cause)
+		err := fmt.Errorf("The %s listener stopped accepting connections (%s); the daemon stopped its processes and exits so that its supervisor can start it again.", listener, text)
 		e.failed.Store(&err)
-		e.events.log("listener failed", jsconfig.Field{Key: "error", Value: cause.Error()}, jsconfig.Field{Key: "listener", Value: listener})
+		e.events.log("listener failed", jsconfig.Field{Key: "error", Value: text}, jsconfig.Field{Key: "listener", Value: listener})
 		go e.Shutdown(nil)
 	})
 }
