@@ -45,8 +45,11 @@ func Doctor(plan *jsconfig.Plan, release *DoctorRelease) []Check {
 		checks = append(checks, Check{Name: name, OK: ok, Detail: fmt.Sprintf(format, args...)})
 	}
 	path := plan.Control.Path
-	probe, probeErr := control.Probe(path)
+	probe, probeErr := control.Probe(ControlEndpoint(plan.Control))
+	var untrusted *control.OwnerError
 	switch {
+	case errors.As(probeErr, &untrusted):
+		add("control socket", false, "%s", probeErr.Error())
 	case probeErr != nil:
 		add("control socket", false, "could not probe %s: %s", path, probeErr.Error())
 	case !probe.Alive && notASocket(path) != nil:

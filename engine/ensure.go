@@ -31,8 +31,8 @@ var ErrMismatchedRuntime = errors.New("The running Rollbridge daemon has a legac
 // EnsureDaemon returns the status of a responsive daemon of this very
 // build, starting a detached one first when none answers.
 func EnsureDaemon(o EnsureOptions) ([]byte, error) {
-	path := o.Plan.Control.Path
-	status, err := control.Call(path, control.SortedRequest("status"), control.ReadTimeout)
+	ep := ControlEndpoint(o.Plan.Control)
+	status, err := control.Call(ep, control.SortedRequest("status"), control.ReadTimeout)
 	if err == nil {
 		return status, checkRuntime(status, o.Identity)
 	}
@@ -51,7 +51,7 @@ func EnsureDaemon(o EnsureOptions) ([]byte, error) {
 	for {
 		// Each poll waits at most a second, so the timeout is kept.
 		wait := min(time.Until(deadline), time.Second)
-		status, err := control.Call(path, control.SortedRequest("status"), max(wait, 100*time.Millisecond))
+		status, err := control.Call(ep, control.SortedRequest("status"), max(wait, 100*time.Millisecond))
 		if err == nil {
 			_ = child.Process.Release()
 			return status, checkRuntime(status, o.Identity)

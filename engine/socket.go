@@ -19,11 +19,29 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// CheckControlSocket is the start-up probe (daemon.md §10.5, run first
-// thing after the config is loaded): a live daemon or another listener on
-// the socket path is a fatal error; nothing listening is fine.
-func CheckControlSocket(path string) error {
-	res, err := control.Probe(path)
+// ControlEndpoint is the one place a client's view of the control socket
+// is derived from the plan: its path, and whom to trust there besides
+// root and the caller (control.owner, resolved as the daemon resolves it
+// when it chowns the socket; a name that does not resolve adds nobody).
+func ControlEndpoint(c jsconfig.Control) control.Endpoint {
+	ep := control.Endpoint{Path: c.Path}
+	if c.Owner != nil {
+		if uid, err := resolveID(*c.Owner, "/etc/passwd"); err == nil {
+			ep.Owner = uid
+		}
+	}
+	return ep
+}
+
+// CheckControlSocket is the start-up probe (run first thing after the
+// config is loaded, and again at the bind): a live daemon or another
+// listener on the socket path is a fatal error, and so is a socket that
+// belongs to, or is served by, a user this daemon does not trust (an
+// impostor must not make root's daemon believe one is running); nothing
+// listening is fine.
+func CheckControlSocket(c jsconfig.Control) error {
+	path := c.Path
+	res, err := control.Probe(ControlEndpoint(c))
 	switch {
 	case err != nil:
 		return err
@@ -63,11 +81,12 @@ type controlSocket struct {
 // is not a socket is left alone and refused.
 func listenControl(c jsconfig.Control) (*controlSocket, error) {
 	path := c.Path
-	if err := CheckControlSocket(path); err != nil {
+	if err := CheckControlSocket(c); err != nil {
 		return nil, err
 	}
 	if _, err := os.Lstat(path); err == nil {
-		// A stale socket (CheckControlSocket refused anything else).
+		// A stale socket of a trusted owner (CheckControlSocket refused
+		// anything else).
 		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return nil, err
 		}

@@ -1,0 +1,243 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// nobody is the unprivileged user the impostor runs as.
+const nobody = 65534
+
+// sharedDir is a directory every local user may create files in, like
+// /tmp: world-writable with the sticky bit.
+func sharedDir(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "rollbridge-shared-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o1777); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// copyExecutable copies the fixture where another user can run it (the
+// test binaries live in a directory only root can enter).
+func copyExecutable(t *testing.T, from, to string) {
+	t.Helper()
+	in, err := os.Open(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	out, err := os.OpenFile(to, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o755)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		t.Fatal(err)
+	}
+	if err := out.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// rollbridgeWithin is rollbridge with a deadline: a command that talks to
+// an impostor could wait for ever (a follow stream that never ends).
+func rollbridgeWithin(t *testing.T, dir string, timeout time.Duration, args ...string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary, args...)
+	cmd.Dir = dir
+	cmd.WaitDelay = time.Second
+	return runToEnd(t, cmd)
+}
+
+// impostor is a fixture posing as the daemon on a control socket, run as
+// another user.
+type impostor struct {
+	cmd *exec.Cmd
+	log string // every request line it read
+}
+
+// startImpostor runs exe -impostor sock as uid nobody; the status it
+// answers carries this very build's daemonRuntime, so before the fix
+// ensure-daemon accepted it as its own daemon.
+func startImpostor(t *testing.T, exe, sock, log, status string) *impostor {
+	t.Helper()
+	cmd := exec.Command(exe, "-impostor", sock, "-impostor-status", status, "-impostor-log", log)
+	cmd.Dir = filepath.Dir(sock)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
+	stderr := &syncBuffer{}
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	imp := &impostor{cmd: cmd, log: log}
+	t.Cleanup(func() { imp.stop() })
+	waitUntil(t, "the impostor to listen", 10*time.Second, func() bool {
+		select {
+		case <-exited:
+			t.Fatalf("the impostor exited: %s", stderr.String())
+		default:
+		}
+		fi, err := os.Lstat(sock)
+		return err == nil && fi.Mode().Type() == fs.ModeSocket
+	})
+	return imp
+}
+
+func (imp *impostor) stop() {
+	syscall.Kill(-imp.cmd.Process.Pid, syscall.SIGKILL)
+	for alive(imp.cmd.Process.Pid) {
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// requests returns what the impostor was sent.
+func (imp *impostor) requests() string {
+	data, _ := os.ReadFile(imp.log)
+	return string(data)
+}
+
+// A local user who binds the control path first (the default is in /tmp)
+// must not be taken for the daemon: root's daemon refuses to start with
+// the owner error (not "already running"), and no command sends it a
+// request. Before the fix, `deploy --ensure-daemon` reported success and
+// handed the impostor the release path, id and revision.
+func TestImpostorSocketIsRefused(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: the impostor runs as uid 65534 (nobody)")
+	}
+	shared := sharedDir(t)
+	exe := filepath.Join(shared, "impostor")
+	copyExecutable(t, fixture, exe)
+	sock := filepath.Join(shared, "app.sock")
+	dir := t.TempDir()
+	config := filepath.Join(dir, "rollbridge.js")
+	writeConfig := func(control string) {
+		body := fmt.Sprintf(`export default {
+  application: "itest",
+  control: {path: %q%s},
+  statePath: %q,
+  proxy: {port: 0},
+  processes: [%s],
+};
+`, sock, control, filepath.Join(dir, "state.json"), strings.ReplaceAll(webProcess, "FIXTURE", fixture))
+		if err := os.WriteFile(config, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeConfig("")
+	rel := filepath.Join(dir, "releases", "r1")
+	os.MkdirAll(rel, 0o755)
+	logFile, pidFile := filepath.Join(dir, "daemon.log"), filepath.Join(dir, "daemon.pid")
+
+	// The status the impostor answers names this build, as one that read
+	// the world-readable binary would.
+	data, err := os.ReadFile(binary)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(data)
+	version := strings.TrimPrefix(strings.TrimSpace(rollbridge(t, dir, "--version").stdout), "rollbridge ")
+	status := `{"status":"success","activeReleaseId":"impostor-v1","application":"itest","daemonRuntime":{"digest":"` + hex.EncodeToString(sum[:]) +
+		`","format":1,"path":"/usr/local/bin","version":"` + version + `"},"proxy":{"host":"127.0.0.1","port":1,"upstreamHost":"127.0.0.1"},"releases":[]}`
+
+	deployArgs := []string{"--release-path", rel, "--release-id", "secret-id", "--revision", "secret-rev"}
+	ensureArgs := []string{"--daemon-log-path", logFile, "--daemon-pid-path", pidFile}
+	commands := [][]string{
+		{"status"}, {"logs"}, {"logs", "--follow"}, {"events"}, {"events", "--follow"},
+		{"stop"}, {"rollback"}, {"restart"}, {"shutdown"},
+		append([]string{"deploy"}, deployArgs...),
+		append(append([]string{"deploy", "--ensure-daemon"}, deployArgs...), ensureArgs...),
+		append([]string{"ensure-daemon"}, ensureArgs...),
+		{"predeploy-cleanup", "--release-path", rel},
+	}
+	// refusedEverywhere runs every command that talks to a daemon and
+	// expects each to refuse with want.
+	refusedEverywhere := func(want string) {
+		t.Helper()
+		for _, args := range commands {
+			r := rollbridgeWithin(t, dir, 15*time.Second, append(append(args[:1:1], "-c", config), args[1:]...)...)
+			if r.code != 1 || !strings.HasPrefix(r.stderr, "Error: "+want) {
+				t.Errorf("%v:\n got %+v\nwant Error: %s…", args, r, want)
+			}
+		}
+		if r := rollbridgeWithin(t, dir, 15*time.Second, "daemon", "-c", config); r.code != 1 || !strings.HasPrefix(r.stderr, "Error: "+want) || strings.Contains(r.stderr, "already running") {
+			t.Errorf("daemon: %+v", r)
+		}
+		if r := rollbridgeWithin(t, dir, 15*time.Second, "recover", "-c", config, "--force"); r.code != 1 || !strings.HasPrefix(r.stderr, want) {
+			t.Errorf("recover: %+v", r)
+		}
+		if r := rollbridgeWithin(t, dir, 15*time.Second, "doctor", "-c", config); r.code != 1 || !strings.Contains(r.stdout, "✗ control socket: "+want) {
+			t.Errorf("doctor: %+v", r)
+		}
+		// A takeover candidate starts its release, then must not hand the
+		// impostor its attestation in retire-owner.
+		r := runDaemonOnce(t, dir, nil, "-c", config, "--release-path", rel, "--release-id", "t1", "--revision", "t1", "--boot-attestation", attestation, "--takeover-owner")
+		if r.code != 1 || !strings.HasPrefix(r.stderr, "Error: takeover failed: "+want) {
+			t.Errorf("takeover candidate: %+v", r)
+		}
+		for _, f := range []string{logFile, pidFile} {
+			if _, err := os.Lstat(f); err == nil {
+				t.Errorf("ensure-daemon created %s: it started a daemon next to the impostor", f)
+			}
+		}
+	}
+
+	// 1. The socket file belongs to nobody: refused before connecting.
+	imp := startImpostor(t, exe, sock, filepath.Join(shared, "impostor.log"), status)
+	who := "uid 65534 (nobody)"
+	refusedEverywhere("Refusing to use the control socket " + sock + ": it is owned by " + who + ", and rollbridge only talks to a socket owned by root. ")
+	if got := imp.requests(); got != "" {
+		t.Fatalf("the impostor received requests:\n%s", got)
+	}
+	// control.owner names the user that may own the daemon's socket.
+	writeConfig(`, owner: "nobody"`)
+	if r := rollbridgeWithin(t, dir, 15*time.Second, "status", "-c", config); r.code != 0 || !strings.Contains(r.stdout, `"activeReleaseId": "impostor-v1"`) {
+		t.Fatalf("status with control.owner naming the socket's owner: %+v", r)
+	}
+	writeConfig("")
+
+	// 2. The socket file is root's, but nobody listens on it: refused
+	// after connecting, before anything is written.
+	imp.stop()
+	os.Remove(sock)
+	imp = startImpostor(t, exe, sock, filepath.Join(shared, "impostor2.log"), status)
+	if err := os.Lchown(sock, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	refusedEverywhere(fmt.Sprintf("Refusing to use the control socket %s: the process listening on it (pid %d) runs as %s, and rollbridge only talks to a daemon run by root. ", sock, imp.cmd.Process.Pid, who))
+	if got := imp.requests(); got != "" {
+		t.Fatalf("the impostor received requests:\n%s", got)
+	}
+
+	// 3. Once the impostor is gone, root's daemon takes the path (its stale
+	// socket is root's now) and binds safely in the shared directory.
+	imp.stop()
+	d := &testDaemon{t: t, dir: dir, config: config, sock: sock, pids: map[int]bool{}}
+	d.start()
+	t.Cleanup(d.cleanup)
+	fi, err := os.Lstat(sock)
+	if err != nil || fi.Mode().Type() != fs.ModeSocket || fi.Sys().(*syscall.Stat_t).Uid != 0 {
+		t.Fatalf("the daemon's socket: %v %v", fi.Mode(), err)
+	}
+	d.shutdown()
+}
