@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -236,8 +237,124 @@ func TestImpostorSocketIsRefused(t *testing.T) {
 	d.start()
 	t.Cleanup(d.cleanup)
 	fi, err := os.Lstat(sock)
-	if err != nil || fi.Mode().Type() != fs.ModeSocket || fi.Sys().(*syscall.Stat_t).Uid != 0 {
+	if err != nil || fi.Mode().Perm() != 0o600 || fi.Sys().(*syscall.Stat_t).Uid != 0 {
 		t.Fatalf("the daemon's socket: %v %v", fi.Mode(), err)
 	}
 	d.shutdown()
+}
+
+// modeWatch polls a directory and records every socket entry whose
+// permissions are looser than want, and every private bind directory
+// that others could enter.
+type modeWatch struct {
+	stop, done chan struct{}
+	mu         sync.Mutex
+	bad        []string
+	polls      int
+}
+
+func watchModes(dir string, want fs.FileMode) *modeWatch {
+	w := &modeWatch{stop: make(chan struct{}), done: make(chan struct{})}
+	look := func() {
+		entries, _ := os.ReadDir(dir)
+		for _, e := range entries {
+			fi, err := os.Lstat(filepath.Join(dir, e.Name()))
+			if err != nil {
+				continue
+			}
+			loose := false
+			switch {
+			case fi.Mode().Type() == fs.ModeSocket:
+				loose = fi.Mode().Perm()&^want != 0
+			case fi.IsDir() && strings.HasPrefix(e.Name(), ".rollbridge-"):
+				loose = fi.Mode().Perm() != 0o700
+			}
+			if loose {
+				w.mu.Lock()
+				w.bad = append(w.bad, fmt.Sprintf("%s %v", e.Name(), fi.Mode()))
+				w.mu.Unlock()
+			}
+		}
+		w.mu.Lock()
+		w.polls++
+		w.mu.Unlock()
+	}
+	go func() {
+		defer close(w.done)
+		for {
+			look()
+			select {
+			case <-w.stop:
+				look() // the state start-up ended in, however rarely this goroutine ran
+				return
+			default:
+			}
+		}
+	}()
+	return w
+}
+
+func (w *modeWatch) finish(t *testing.T) {
+	t.Helper()
+	close(w.stop)
+	<-w.done
+	if len(w.bad) > 0 {
+		t.Errorf("looser entries were visible during start-up: %v", w.bad)
+	}
+	t.Logf("%d directory listings taken during start-up", w.polls)
+}
+
+// Under umask 000 the control socket still gets 0600 (or control.mode),
+// and at no moment is a socket with looser permissions reachable in its
+// directory. Before the fix it was srwxrwxrwx without control.mode: any
+// local user could deploy a directory of their own and run code as root.
+func TestControlSocketPermissions(t *testing.T) {
+	dir := t.TempDir()
+	d := &testDaemon{t: t, dir: dir, config: filepath.Join(dir, "rollbridge.js"), sock: filepath.Join(dir, "rb.sock"), pids: map[int]bool{},
+		wrap: []string{"sh", "-c", `umask 0; exec "$0" "$@"`}}
+	t.Cleanup(d.cleanup)
+	for _, tc := range []struct {
+		control string
+		want    fs.FileMode
+	}{
+		{"", 0o600},
+		{`control: {path: "` + d.sock + `", mode: "660"},`, 0o660},
+	} {
+		d.writeConfig(tc.control + `processes: [` + webProcess + `]`)
+		w := watchModes(dir, tc.want)
+		d.start()
+		w.finish(t)
+		fi, err := os.Lstat(d.sock)
+		if err != nil || fi.Mode().Type() != fs.ModeSocket || fi.Mode().Perm() != tc.want {
+			t.Errorf("control %q: the socket is %v (%v), want %v", tc.control, fi.Mode(), err, tc.want)
+		}
+		if leftovers, _ := filepath.Glob(filepath.Join(dir, ".rollbridge-*")); len(leftovers) > 0 {
+			t.Errorf("the private bind directory was left behind: %v", leftovers)
+		}
+		d.shutdown()
+	}
+
+	// A symbolic link planted at the control path is refused and neither
+	// it nor its target is touched.
+	target := filepath.Join(dir, "target")
+	os.WriteFile(target, []byte("keep"), 0o644)
+	if err := os.Symlink(target, d.sock); err != nil {
+		t.Fatal(err)
+	}
+	d.writeConfig(`control: {path: "` + d.sock + `", mode: "666"}, processes: [` + webProcess + `]`)
+	r := runDaemonOnce(t, dir, nil, "-c", d.config)
+	if r.code != 1 || r.stderr != "Error: Refusing to start: "+d.sock+" exists and is not a socket; remove it or choose another control.path\n" {
+		t.Errorf("daemon with a link at control.path: %+v", r)
+	}
+	if r := rollbridge(t, dir, "status", "-c", d.config); r.code != 1 || !strings.HasPrefix(r.stderr, "Error: Refusing to use the control socket "+d.sock+": it is a symbolic link") {
+		t.Errorf("status through a link: %+v", r)
+	}
+	fi, err := os.Stat(target)
+	if data, _ := os.ReadFile(target); err != nil || string(data) != "keep" || fi.Mode() != 0o644 {
+		t.Errorf("the link's target was changed: %v %q", fi.Mode(), data)
+	}
+	if fi, err := os.Lstat(d.sock); err != nil || fi.Mode().Type() != fs.ModeSymlink {
+		t.Errorf("the link was touched: %v", err)
+	}
+	os.Remove(d.sock)
 }
