@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -357,4 +358,115 @@ func TestControlSocketPermissions(t *testing.T) {
 		t.Errorf("the link was touched: %v", err)
 	}
 	os.Remove(d.sock)
+}
+
+// ensure-daemon's log and pid files (by default predictable names in /tmp)
+// are never opened through a link, never taken over from another user, and
+// created 0600. Before the fix a link at either path made root append the
+// daemon's log to, or write its pid over, any file.
+func TestEnsureDaemonFiles(t *testing.T) {
+	dir := t.TempDir()
+	config := filepath.Join(dir, "rollbridge.js")
+	os.WriteFile(config, []byte(appConfig(dir, `processes: [`+webProcess+`]`)), 0o644)
+	sock := filepath.Join(dir, "rb.sock")
+	logFile, pidFile := filepath.Join(dir, "daemon.log"), filepath.Join(dir, "daemon.pid")
+	ensure := func() result {
+		return rollbridge(t, dir, "ensure-daemon", "-c", config, "--daemon-log-path", logFile, "--daemon-pid-path", pidFile)
+	}
+	// A daemon started by mistake (before the fix) is stopped again.
+	stopDaemon := func() {
+		if r := rollbridgeWithin(t, dir, 15*time.Second, "status", "-c", config); r.code == 0 {
+			rollbridge(t, dir, "shutdown", "-c", config)
+			waitUntil(t, "the ensured daemon to exit", 20*time.Second, func() bool { _, err := os.Lstat(sock); return err != nil })
+		}
+	}
+	t.Cleanup(stopDaemon)
+	victim := filepath.Join(dir, "victim")
+	reset := func() {
+		stopDaemon()
+		for _, f := range []string{logFile, pidFile, victim} {
+			os.Remove(f)
+		}
+		os.WriteFile(victim, []byte("keep\n"), 0o644)
+	}
+	nothingStarted := func(what string, keep string) {
+		t.Helper()
+		if data, _ := os.ReadFile(victim); string(data) != "keep\n" {
+			t.Errorf("%s: the victim file was written: %q", what, data)
+		}
+		if _, err := os.Lstat(sock); err == nil {
+			t.Errorf("%s: a daemon was started", what)
+		}
+		for _, f := range []string{logFile, pidFile} {
+			if f == keep {
+				continue
+			}
+			if _, err := os.Lstat(f); err == nil {
+				t.Errorf("%s: %s was left behind", what, f)
+			}
+		}
+	}
+	advice := func(flag string) string {
+		return ". Remove it, or pass " + flag + " with a path in a directory only you can write.\n"
+	}
+
+	reset()
+	os.Symlink(victim, logFile)
+	if r := ensure(); r.code != 1 || r.stderr != "Error: Refusing to use "+logFile+" as the daemon log: it is a symbolic link, and rollbridge does not follow links there"+advice("--daemon-log-path") {
+		t.Errorf("link at the log path: %+v", r)
+	}
+	nothingStarted("link at the log path", logFile)
+
+	reset()
+	os.Symlink(victim, pidFile)
+	if r := ensure(); r.code != 1 || r.stderr != "Error: Refusing to use "+pidFile+" as the daemon pid file: it is a symbolic link, and rollbridge does not follow links there"+advice("--daemon-pid-path") {
+		t.Errorf("link at the pid path: %+v", r)
+	}
+	nothingStarted("link at the pid path", pidFile)
+
+	reset()
+	os.Link(victim, logFile)
+	if r := ensure(); r.code != 1 || r.stderr != "Error: Refusing to use "+logFile+" as the daemon log: it has 2 hard links, so writing to it would change another file too"+advice("--daemon-log-path") {
+		t.Errorf("hard link at the log path: %+v", r)
+	}
+	nothingStarted("hard link at the log path", logFile)
+
+	if os.Geteuid() == 0 {
+		reset()
+		os.WriteFile(logFile, nil, 0o666)
+		os.Chown(logFile, nobody, nobody)
+		if r := ensure(); r.code != 1 || r.stderr != "Error: Refusing to use "+logFile+" as the daemon log: it belongs to uid 65534 (nobody), not to root, so that user could read or replace what is written there"+advice("--daemon-log-path") {
+			t.Errorf("log owned by another user: %+v", r)
+		}
+		nothingStarted("log owned by another user", logFile)
+	} else {
+		t.Log("not root: the case of a log file owned by another user is skipped")
+	}
+
+	reset()
+	if r := ensure(); r.code != 0 {
+		t.Fatalf("ensure-daemon: %+v", r)
+	}
+	for _, f := range []string{logFile, pidFile} {
+		fi, err := os.Lstat(f)
+		if err != nil || fi.Mode() != 0o600 {
+			t.Errorf("%s: %v %v, want -rw-------", f, fi.Mode(), err)
+		}
+	}
+	data, _ := os.ReadFile(pidFile)
+	pid, err := strconv.Atoi(strings.TrimSuffix(string(data), "\n"))
+	if err != nil || !alive(pid) || !strings.HasSuffix(string(data), "\n") {
+		t.Fatalf("pid file %q", data)
+	}
+	// A second run finds the daemon; an older, longer pid file is
+	// rewritten, not overwritten in place.
+	os.WriteFile(pidFile, []byte("123456789012\n"), 0o600)
+	stopDaemon()
+	waitUntil(t, "the first daemon to exit", 20*time.Second, func() bool { return !alive(pid) })
+	if r := ensure(); r.code != 0 {
+		t.Fatalf("second ensure-daemon: %+v", r)
+	}
+	if data, _ := os.ReadFile(pidFile); strings.Count(string(data), "\n") != 1 || strings.Contains(string(data), "123456789012") {
+		t.Errorf("pid file after a restart %q", data)
+	}
 }
