@@ -178,7 +178,7 @@ func (e *Engine) takeover() error {
 	req := control.SortedRequest("retire-owner",
 		jsconfig.Field{Key: "attestation", Value: e.opts.Bootstrap.Attestation},
 		jsconfig.Field{Key: "handoff", Value: true})
-	raw, files, err := control.CallWithFiles(plan.Control.Path, req)
+	raw, files, err := control.CallWithFiles(ControlEndpoint(plan.Control), req)
 	defer func() {
 		for _, f := range files {
 			f.Close()

@@ -45,8 +45,12 @@ func Doctor(plan *jsconfig.Plan, release *DoctorRelease) []Check {
 		checks = append(checks, Check{Name: name, OK: ok, Detail: fmt.Sprintf(format, args...)})
 	}
 	path := plan.Control.Path
-	probe, probeErr := control.Probe(path)
+	endpoint := ControlEndpoint(plan.Control)
+	probe, probeErr := control.Probe(endpoint)
+	var untrusted *control.OwnerError
 	switch {
+	case errors.As(probeErr, &untrusted):
+		add("control socket", false, "%s", probeErr.Error())
 	case probeErr != nil:
 		add("control socket", false, "could not probe %s: %s", path, probeErr.Error())
 	case !probe.Alive && notASocket(path) != nil:
@@ -79,7 +83,7 @@ func Doctor(plan *jsconfig.Plan, release *DoctorRelease) []Check {
 	default:
 		add("proxy port", false, "%s is unavailable (%s)", hostPort, code)
 	}
-	checks = append(checks, fileLimitCheck(path, probeErr == nil && probe.Rollbridge))
+	checks = append(checks, fileLimitCheck(endpoint, probeErr == nil && probe.Rollbridge))
 
 	if plan.StatePath != "" {
 		dir := parentDir(plan.StatePath)

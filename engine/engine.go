@@ -151,7 +151,7 @@ func (e *Engine) Start() error {
 // starts only once the control socket is up.
 func (e *Engine) prepare() error {
 	plan := e.opts.Plan
-	if err := CheckControlSocket(plan.Control.Path); err != nil {
+	if err := CheckControlSocket(plan.Control); err != nil {
 		return err
 	}
 	if err := e.serveMetrics(); err != nil {

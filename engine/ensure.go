@@ -31,8 +31,8 @@ var ErrMismatchedRuntime = errors.New("The running Rollbridge daemon has a legac
 // EnsureDaemon returns the status of a responsive daemon of this very
 // build, starting a detached one first when none answers.
 func EnsureDaemon(o EnsureOptions) ([]byte, error) {
-	path := o.Plan.Control.Path
-	status, err := control.Call(path, control.SortedRequest("status"), control.ReadTimeout)
+	ep := ControlEndpoint(o.Plan.Control)
+	status, err := control.Call(ep, control.SortedRequest("status"), control.ReadTimeout)
 	if err == nil {
 		return status, checkRuntime(status, o.Identity)
 	}
@@ -51,7 +51,7 @@ func EnsureDaemon(o EnsureOptions) ([]byte, error) {
 	for {
 		// Each poll waits at most a second, so the timeout is kept.
 		wait := min(time.Until(deadline), time.Second)
-		status, err := control.Call(path, control.SortedRequest("status"), max(wait, 100*time.Millisecond))
+		status, err := control.Call(ep, control.SortedRequest("status"), max(wait, 100*time.Millisecond))
 		if err == nil {
 			_ = child.Process.Release()
 			return status, checkRuntime(status, o.Identity)
@@ -118,6 +118,8 @@ func pidPath(o EnsureOptions) string {
 
 // startDetached starts this executable as a daemon in its own session,
 // with the absolute config path, stdout and stderr appended to the log.
+// Both files are opened (and checked, see openDaemonFile) before anything
+// starts, so a refused file starts nothing.
 func startDetached(o EnsureOptions) (*exec.Cmd, error) {
 	exe, err := os.Executable()
 	if err != nil {
@@ -129,23 +131,27 @@ func startDetached(o EnsureOptions) (*exec.Cmd, error) {
 			return nil, err
 		}
 	}
-	stdout, err := os.OpenFile(logFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	logF, err := openDaemonFile(logFile, "daemon log", "--daemon-log-path", true)
 	if err != nil {
 		return nil, err
 	}
-	defer stdout.Close()
-	stderr, err := os.OpenFile(logFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	defer logF.Close()
+	pidF, err := openDaemonFile(pidFile, "daemon pid file", "--daemon-pid-path", false)
 	if err != nil {
+		logF.discard()
 		return nil, err
 	}
-	defer stderr.Close()
+	defer pidF.Close()
 	cmd := exec.Command(exe, "daemon", "--config", o.Plan.Path)
-	cmd.Stdout, cmd.Stderr = stdout, stderr
+	cmd.Stdout, cmd.Stderr = logF.File, logF.File
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	if err := os.WriteFile(pidFile, []byte(strconv.Itoa(cmd.Process.Pid)+"\n"), 0o644); err != nil {
+	if err := pidF.Truncate(0); err != nil {
+		return cmd, err
+	}
+	if _, err := pidF.WriteString(strconv.Itoa(cmd.Process.Pid) + "\n"); err != nil {
 		return cmd, err
 	}
 	return cmd, nil

@@ -3,13 +3,12 @@ package engine
 import (
 	"bufio"
 	"fmt"
-	"net"
 	"os"
 	"strconv"
 	"strings"
 	"syscall"
-	"time"
 
+	"github.com/rollbridge/rollbridge/engine/control"
 	"golang.org/x/sys/unix"
 )
 
@@ -75,38 +74,13 @@ func limitText(n uint64) string {
 	return strconv.FormatUint(n, 10)
 }
 
-// daemonPID is the pid of the process listening on the control socket at
-// path, from the peer credentials of a connection to it.
-func daemonPID(path string) (int, error) {
-	c, err := net.DialTimeout("unix", path, time.Second)
-	if err != nil {
-		return 0, err
-	}
-	defer c.Close()
-	raw, err := c.(*net.UnixConn).SyscallConn()
-	if err != nil {
-		return 0, err
-	}
-	var cred *unix.Ucred
-	var credErr error
-	if err := raw.Control(func(fd uintptr) {
-		cred, credErr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
-	}); err != nil {
-		return 0, err
-	}
-	if credErr != nil {
-		return 0, credErr
-	}
-	return int(cred.Pid), nil
-}
-
 // fileLimitCheck is doctor's "open files" line: the running daemon's
 // limits and use, or, without a daemon, what one started from here could
 // use. It fails only when a running daemon is close to its limit.
-func fileLimitCheck(path string, daemonRunning bool) Check {
+func fileLimitCheck(ep control.Endpoint, daemonRunning bool) Check {
 	const name = "open files"
 	if daemonRunning {
-		pid, err := daemonPID(path)
+		pid, err := control.DaemonPID(ep)
 		if err != nil {
 			return Check{name, true, fmt.Sprintf("could not identify the daemon's process (%v); its limits are unknown", err)}
 		}

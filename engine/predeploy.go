@@ -47,7 +47,8 @@ const (
 func PredeployCleanup(plan *jsconfig.Plan, releasePath string) (*Cleanup, error) {
 	res := &Cleanup{}
 	path := plan.Control.Path
-	probe, err := control.Probe(path)
+	ep := ControlEndpoint(plan.Control)
+	probe, err := control.Probe(ep)
 	if err != nil {
 		return nil, err
 	}
@@ -58,7 +59,7 @@ func PredeployCleanup(plan *jsconfig.Plan, releasePath string) (*Cleanup, error)
 		if probe.Application != plan.Application {
 			return nil, fmt.Errorf("A Rollbridge daemon for %q is using %s; expected %q.", probe.Application, path, plan.Application)
 		}
-		raw, err := control.Call(path, control.SortedRequest("status"), control.ReadTimeout)
+		raw, err := control.Call(ep, control.SortedRequest("status"), control.ReadTimeout)
 		if err != nil {
 			return nil, err
 		}
@@ -70,10 +71,10 @@ func PredeployCleanup(plan *jsconfig.Plan, releasePath string) (*Cleanup, error)
 			res.NothingToDo = true
 			return res, nil
 		}
-		if _, err := control.Call(path, control.SortedRequest("shutdown"), 0); err != nil {
+		if _, err := control.Call(ep, control.SortedRequest("shutdown"), 0); err != nil {
 			return nil, err
 		}
-		if err := waitForShutdown(path); err != nil {
+		if err := waitForShutdown(ep); err != nil {
 			return nil, err
 		}
 		res.StoppedDaemon = true
@@ -174,10 +175,11 @@ func packageVersion(release string) (*string, error) {
 }
 
 // waitForShutdown polls the socket until nothing answers.
-func waitForShutdown(path string) error {
+func waitForShutdown(ep control.Endpoint) error {
+	path := ep.Path
 	deadline := time.Now().Add(shutdownTimeout)
 	for {
-		probe, err := control.Probe(path)
+		probe, err := control.Probe(ep)
 		if err == nil && !probe.Alive {
 			return nil
 		}

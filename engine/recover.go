@@ -47,7 +47,12 @@ func Recover(plan *jsconfig.Plan, force bool) (*Recovery, error) {
 	if plan.StatePath == "" {
 		return nil, ErrNoStatePath
 	}
-	if probe, err := control.Probe(plan.Control.Path); err != nil || probe.Alive {
+	probe, err := control.Probe(ControlEndpoint(plan.Control))
+	var untrusted *control.OwnerError
+	if errors.As(err, &untrusted) {
+		return nil, err
+	}
+	if err != nil || probe.Alive {
 		return nil, BusySocketError(plan.Control.Path)
 	}
 	list, _ := ReadStateFile(plan.StatePath)

@@ -2,8 +2,6 @@ package engine
 
 import (
 	"bufio"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -19,11 +17,32 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// CheckControlSocket is the start-up probe (daemon.md §10.5, run first
-// thing after the config is loaded): a live daemon or another listener on
-// the socket path is a fatal error; nothing listening is fine.
-func CheckControlSocket(path string) error {
-	res, err := control.Probe(path)
+// ControlEndpoint is the one place a client's view of the control socket
+// is derived from the plan: its path, and whom to trust there besides
+// root and the caller (control.owner, resolved as the daemon resolves it
+// when it chowns the socket; a name that does not resolve adds nobody).
+func ControlEndpoint(c jsconfig.Control) control.Endpoint {
+	ep := control.Endpoint{Path: c.Path}
+	if c.Owner != nil {
+		if uid, err := resolveID(*c.Owner, "/etc/passwd"); err == nil {
+			ep.Owner = uid
+		}
+	}
+	return ep
+}
+
+// CheckControlSocket is the start-up probe (run first thing after the
+// config is loaded, and again at the bind): a live daemon or another
+// listener on the socket path is a fatal error, and so is a socket that
+// belongs to, or is served by, a user this daemon does not trust (an
+// impostor must not make root's daemon believe one is running); nothing
+// listening is fine.
+func CheckControlSocket(c jsconfig.Control) error {
+	path := c.Path
+	if len(path) > maxSocketPath {
+		return fmt.Errorf("control.path %s is %d bytes long; a Unix socket path can have at most %d. Choose a shorter control.path.", path, len(path), maxSocketPath)
+	}
+	res, err := control.Probe(ControlEndpoint(c))
 	switch {
 	case err != nil:
 		return err
@@ -56,18 +75,25 @@ type controlSocket struct {
 	inode    os.FileInfo // what this daemon created, to never remove another's
 }
 
+// defaultControlMode is the socket's mode when control.mode is unset: only
+// the daemon's user may connect. (The Node.js rollbridge left it to the
+// umask; under umask 000 any local user could then deploy as root.)
+const defaultControlMode fs.FileMode = 0o600
+
 // listenControl binds the control socket with its mode and owner already
-// applied: it binds a temporary name in the same directory, chmods and
-// chowns it, then renames it into place, so the socket is never reachable
-// with the umask's permissions. A stale socket is replaced; anything that
-// is not a socket is left alone and refused.
+// applied: it binds in a private directory next to the final path (see
+// privateBind), chmods and chowns it there, then renames it into place
+// without replacing anything, so the socket is never reachable with
+// looser permissions than configured. A stale socket is replaced;
+// anything that is not a socket is left alone and refused.
 func listenControl(c jsconfig.Control) (*controlSocket, error) {
 	path := c.Path
-	if err := CheckControlSocket(path); err != nil {
+	if err := CheckControlSocket(c); err != nil {
 		return nil, err
 	}
 	if _, err := os.Lstat(path); err == nil {
-		// A stale socket (CheckControlSocket refused anything else).
+		// A stale socket of a trusted owner (CheckControlSocket refused
+		// anything else).
 		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return nil, err
 		}
@@ -76,40 +102,40 @@ func listenControl(c jsconfig.Control) (*controlSocket, error) {
 	if err != nil {
 		return nil, err
 	}
-	bindPath := path
-	suffix := make([]byte, 6)
-	_, _ = rand.Read(suffix)
-	tmp := filepath.Join(filepath.Dir(path), ".rollbridge-"+hex.EncodeToString(suffix)+".sock")
-	if len(tmp) < len(syscall.RawSockaddrUnix{}.Path) {
-		bindPath = tmp // the socket appears under its real name only when ready
+	mode := defaultControlMode
+	if c.Mode != nil {
+		mode = fs.FileMode(*c.Mode)
 	}
-	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: bindPath, Net: "unix"})
+	bind, err := newPrivateBind(filepath.Dir(path))
 	if err != nil {
 		return nil, listenError(err, path)
 	}
-	ln.SetUnlinkOnClose(false)
+	defer bind.close()
+	ln, err := bind.listen(path)
+	if err != nil {
+		return nil, listenError(err, path)
+	}
 	fail := func(err error) (*controlSocket, error) {
 		ln.Close()
-		os.Remove(bindPath)
 		return nil, err
 	}
-	if c.Mode != nil {
-		if err := os.Chmod(bindPath, fs.FileMode(*c.Mode)); err != nil {
-			return fail(err)
-		}
+	if err := bind.chmod(mode); err != nil {
+		return fail(fmt.Errorf("Could not set the mode of the control socket %s: %w", path, err))
 	}
 	if uid != -1 || gid != -1 {
-		if err := os.Lchown(bindPath, uid, gid); err != nil {
+		if err := bind.chown(uid, gid); err != nil {
 			reason := jsconfig.NodeError(err, "chown", path).Error()
 			return fail(fmt.Errorf("Could not set control socket owner/group on %s: %s. Run the daemon as a user allowed to chown it (for example root, or a member of the target group).", path, reason))
 		}
 	}
-	if bindPath != path {
-		if err := os.Rename(bindPath, path); err != nil {
-			return fail(err)
+	fi, err := bind.publish(path)
+	if errors.Is(err, fs.ErrExist) {
+		// Something appeared at the path since the check: say what.
+		if cerr := CheckControlSocket(c); cerr != nil {
+			return fail(cerr)
 		}
+		return fail(listenError(syscall.EADDRINUSE, path))
 	}
-	fi, err := os.Lstat(path)
 	if err != nil {
 		return fail(err)
 	}

@@ -37,9 +37,9 @@ type testDaemon struct {
 
 	args []string // extra daemon options (bootstrap, takeover)
 	env  []string // extra environment
-	// shell, when set, starts the daemon through /bin/sh -c shell with the
-	// daemon's command line as "$@" (e.g. "ulimit -n 64; exec \"$@\"").
-	shell string
+	// wrap, when set, runs the daemon through this command, which gets the
+	// binary and its arguments after it (e.g. sh -c 'umask 0; exec "$0" "$@"').
+	wrap []string
 	// ready reports that the daemon is up; nil waits for status to answer.
 	ready func() bool
 	// handedOver: the control socket went to a takeover candidate, so it
@@ -104,10 +104,11 @@ func newTestDaemon(t *testing.T, body string) *testDaemon {
 func (d *testDaemon) start() {
 	d.t.Helper()
 	d.stdout, d.stderr, d.exited = &syncBuffer{}, &syncBuffer{}, make(chan struct{})
-	d.cmd = exec.Command(binary, append([]string{"daemon", "-c", d.config}, d.args...)...)
-	if d.shell != "" {
-		d.cmd = exec.Command("/bin/sh", append([]string{"-c", d.shell, "sh"}, d.cmd.Args...)...)
+	args := append([]string{binary, "daemon", "-c", d.config}, d.args...)
+	if d.wrap != nil {
+		args = append(append([]string(nil), d.wrap...), args...)
 	}
+	d.cmd = exec.Command(args[0], args[1:]...)
 	d.cmd.Env = append(os.Environ(), d.env...)
 	d.cmd.Dir = d.dir
 	d.cmd.Stdout, d.cmd.Stderr = d.stdout, d.stderr

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/rollbridge/rollbridge/engine"
 	"github.com/rollbridge/rollbridge/engine/control"
 	"github.com/rollbridge/rollbridge/jsconfig"
 	"github.com/spf13/cobra"
@@ -33,10 +34,10 @@ func newEventsCommand(stderr interface{ Write([]byte) (int, error) }) *cobra.Com
 			}
 			if follows {
 				fields = append(fields, jsconfig.Field{Key: "streams", Value: []string{"events"}})
-				return follow(plan.Control.Path, control.SortedRequest("follow", fields...),
+				return follow(engine.ControlEndpoint(plan.Control), control.SortedRequest("follow", fields...),
 					&eventPrinter{out: cmd.OutOrStdout(), errOut: cmd.ErrOrStderr(), asJSON: asJSON})
 			}
-			raw, err := control.Call(plan.Control.Path, control.SortedRequest("events", fields...), control.ReadTimeout)
+			raw, err := control.Call(engine.ControlEndpoint(plan.Control), control.SortedRequest("events", fields...), control.ReadTimeout)
 			if err != nil {
 				return err
 			}

@@ -21,7 +21,7 @@ import (
 func TestFileDescriptorExhaustionIsSurvived(t *testing.T) {
 	d := newTestDaemon(t, `processes: [`+webProcess+`]`)
 	// Soft and hard limit 64: the daemon cannot raise it, and uses about 15.
-	d.shell = `ulimit -n 64 && exec "$@"`
+	d.wrap = []string{"sh", "-c", `ulimit -n 64 && exec "$0" "$@"`}
 	d.start()
 	t.Cleanup(d.cleanup)
 	if r := d.deploy("v1"); r.code != 0 {
@@ -148,7 +148,7 @@ func openFilesLimit(t *testing.T, pid int) (soft, hard string) {
 func TestOpenFilesLimit(t *testing.T) {
 	// The worker is not a Go program (which would raise its own limit).
 	d := newTestDaemon(t, `processes: [{id: "worker", command: "exec sleep 600"}, `+webProcess+`]`)
-	d.shell = `ulimit -Sn 256 && ulimit -Hn 4096 && exec "$@"`
+	d.wrap = []string{"sh", "-c", `ulimit -Sn 256 && ulimit -Hn 4096 && exec "$0" "$@"`}
 	d.start()
 	t.Cleanup(d.cleanup)
 	if r := d.deploy("v1"); r.code != 0 {

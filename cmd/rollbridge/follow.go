@@ -39,8 +39,9 @@ type follower interface {
 // follow sends a follow request and feeds the stream to f until the
 // daemon ends it or the command is interrupted (SIGINT, SIGTERM), which
 // ends it cleanly.
-func follow(path string, request []byte, f follower) error {
-	conn, err := control.Dial(path)
+func follow(ep control.Endpoint, request []byte, f follower) error {
+	path := ep.Path
+	conn, err := control.Dial(ep)
 	if err != nil {
 		return err
 	}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"strings"
 
+	"github.com/rollbridge/rollbridge/engine"
 	"github.com/rollbridge/rollbridge/engine/control"
 	"github.com/rollbridge/rollbridge/jsconfig"
 	"github.com/spf13/cobra"
@@ -36,10 +37,10 @@ func newLogsCommand() *cobra.Command {
 				if filtered {
 					fields = append(fields, jsconfig.Field{Key: "processId", Value: process})
 				}
-				return follow(plan.Control.Path, control.SortedRequest("follow", fields...),
+				return follow(engine.ControlEndpoint(plan.Control), control.SortedRequest("follow", fields...),
 					&logPrinter{out: cmd.OutOrStdout(), errOut: cmd.ErrOrStderr(), asJSON: asJSON, process: process, filtered: filtered})
 			}
-			raw, err := control.Call(plan.Control.Path, control.SortedRequest("status"), control.ReadTimeout)
+			raw, err := control.Call(engine.ControlEndpoint(plan.Control), control.SortedRequest("status"), control.ReadTimeout)
 			if err != nil {
 				return err
 			}

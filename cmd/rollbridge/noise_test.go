@@ -123,7 +123,7 @@ func TestSecretsInCommandsAreNotShown(t *testing.T) {
 	const secret = "s3cr3t-7f2a91"
 	d := newTestDaemon(t, `processes: [
     {id: "worker", command: "test \"{{env.API_TOKEN}}\" = \"$EXPECTED\" && exec sleep 600", cwd: "{{env.WORK_DIR}}"},
-    {id: "web", policy: "proxied", command: "test \"{{env.API_TOKEN}}\" = \"$EXPECTED\" && test -e {{releasePath}}/ok && exec FIXTURE -listen", port: {from: 20000, to: 20999}, health: {intervalMs: 20, timeoutMs: 1500}}
+    {id: "web", policy: "proxied", command: "test \"{{env.API_TOKEN}}\" = \"$EXPECTED\" && test -e {{releasePath}}/ok && exec FIXTURE -listen", port: {from: 23000, to: 23999}, health: {intervalMs: 20, timeoutMs: 1500}}
   ]`)
 	// The shell compares with $EXPECTED (not a template): the commands
 	// run only if they got the real value.

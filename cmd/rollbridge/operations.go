@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/rollbridge/rollbridge/engine"
 	"github.com/rollbridge/rollbridge/engine/control"
 	"github.com/rollbridge/rollbridge/jsconfig"
 	"github.com/spf13/cobra"
@@ -28,7 +29,7 @@ func relayShowing(cmd *cobra.Command, configPath string, readTimeout time.Durati
 		p = startProgress(cmd.ErrOrStderr(), plan)
 		stop = noticeWhileWaiting(p, cmd.ErrOrStderr(), cmd.Name())
 	}
-	raw, err := control.Call(plan.Control.Path, request(), readTimeout)
+	raw, err := control.Call(engine.ControlEndpoint(plan.Control), request(), readTimeout)
 	stop()
 	p.finish(plan, previousRelease(raw))
 	if err != nil {

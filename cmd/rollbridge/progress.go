@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/rollbridge/rollbridge/engine"
 	"github.com/rollbridge/rollbridge/engine/control"
 	"github.com/rollbridge/rollbridge/jsconfig"
 	"golang.org/x/sys/unix"
@@ -53,7 +54,7 @@ func startProgress(stderr io.Writer, plan *jsconfig.Plan) *progress {
 	if !isTerminal(stderr) {
 		return nil
 	}
-	conn, err := control.Dial(plan.Control.Path)
+	conn, err := control.Dial(engine.ControlEndpoint(plan.Control))
 	if err != nil {
 		return nil
 	}
@@ -209,7 +210,7 @@ func (p *progress) finish(plan *jsconfig.Plan, previous *string) {
 	if previous == nil {
 		return
 	}
-	raw, err := control.Call(plan.Control.Path, control.SortedRequest("status"), control.ReadTimeout)
+	raw, err := control.Call(engine.ControlEndpoint(plan.Control), control.SortedRequest("status"), control.ReadTimeout)
 	if err != nil {
 		return
 	}

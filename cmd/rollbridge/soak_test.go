@@ -85,7 +85,7 @@ func TestSoak(t *testing.T) {
 		Identity: engine.Identity{Digest: strings.Repeat("0", 64), Format: 1, Path: dir, Version: "soak"}})
 	served := make(chan error, 1)
 	go func() { served <- d.Serve() }()
-	sock := filepath.Join(dir, "rb.sock")
+	sock := control.Endpoint{Path: filepath.Join(dir, "rb.sock")}
 	waitUntil(t, "the daemon to answer", 10*time.Second, func() bool {
 		_, err := control.Call(sock, control.SortedRequest("status"), time.Second)
 		return err == nil

@@ -25,7 +25,7 @@ var progressEvery = 10 * time.Second
 // running and fails; without a bound ("indefinite" graceful stops) it
 // says every progressEvery what it still waits for.
 type stopWait struct {
-	path    string
+	ep      control.Endpoint
 	what    string            // "shutdown", "stop of release v2"
 	bound   time.Duration     // with bounded
 	bounded bool              //
@@ -79,7 +79,7 @@ func (w *stopWait) call(request []byte) ([]byte, error) {
 	if w.bounded {
 		timeout = w.bound
 	}
-	raw, err := control.Call(w.path, request, timeout)
+	raw, err := control.Call(w.ep, request, timeout)
 	var te *control.TimeoutError
 	if errors.As(err, &te) {
 		return nil, w.timedOut()
@@ -184,9 +184,10 @@ func relayStop(cmd *cobra.Command, configPath string, plan func(*jsconfig.Plan, 
 	}
 	// What runs now, to say later what is still running; a daemon that
 	// does not answer status gets the command anyway (and its error).
-	status, _ := control.Call(p.Control.Path, control.SortedRequest("status"), control.ReadTimeout)
+	ep := engine.ControlEndpoint(p.Control)
+	status, _ := control.Call(ep, control.SortedRequest("status"), control.ReadTimeout)
 	w := plan(p, status)
-	w.path, w.stderr = p.Control.Path, cmd.ErrOrStderr()
+	w.ep, w.stderr = ep, cmd.ErrOrStderr()
 	w.showProgress = isTerminal(cmd.ErrOrStderr())
 	raw, err := w.call(request)
 	if err != nil {

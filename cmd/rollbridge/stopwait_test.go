@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rollbridge/rollbridge/engine/control"
 	"github.com/rollbridge/rollbridge/runtime"
 )
 
@@ -69,7 +70,7 @@ func TestStopWaitGivesUpAfterTheBound(t *testing.T) {
 	p := sleeper(t)
 	gone := stoppingProcess{id: "web", release: "v2", pid: p.pid, start: p.start + 1} // a recycled pid
 	var stderr syncBuffer
-	w := stopWait{path: slowDaemon(t, -1, ""), what: "shutdown", bound: 300 * time.Millisecond, bounded: true,
+	w := stopWait{ep: control.Endpoint{Path: slowDaemon(t, -1, "")}, what: "shutdown", bound: 300 * time.Millisecond, bounded: true,
 		procs: []stoppingProcess{gone, p}, stderr: &stderr}
 	began := time.Now()
 	_, err := w.call([]byte(`{"command":"shutdown"}`))
@@ -101,7 +102,7 @@ func TestStopWaitWithoutBoundShowsProgress(t *testing.T) {
 	progressEvery = 50 * time.Millisecond
 	p := sleeper(t)
 	var stderr syncBuffer
-	w := stopWait{path: slowDaemon(t, 400*time.Millisecond, `{"status":"success","message":"shutdown"}`), what: "shutdown", procs: []stoppingProcess{p}, stderr: &stderr}
+	w := stopWait{ep: control.Endpoint{Path: slowDaemon(t, 400*time.Millisecond, `{"status":"success","message":"shutdown"}`)}, what: "shutdown", procs: []stoppingProcess{p}, stderr: &stderr}
 	raw, err := w.call([]byte(`{"command":"shutdown"}`))
 	if err != nil || string(raw) != `{"status":"success","message":"shutdown"}` {
 		t.Fatalf("reply %q %v", raw, err)

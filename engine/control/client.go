@@ -20,12 +20,14 @@ const ConnectTimeout = 5 * time.Second
 // ReadTimeout bounds waiting for the answer of a read-only command.
 const ReadTimeout = 30 * time.Second
 
-// Call sends one request to the daemon at path and returns the raw
+// Call sends one request to the daemon at ep and returns the raw
 // response line of a success. readTimeout 0 waits as long as the command
 // runs (deploys, stops). Errors carry the CLI's texts: connect <ERRNO>
-// <path>, a closed connection, an invalid or error response.
-func Call(path string, request []byte, readTimeout time.Duration) ([]byte, error) {
-	conn, err := Dial(path)
+// <path>, a closed connection, an invalid or error response, or the
+// refusal of an untrusted socket (see Endpoint).
+func Call(ep Endpoint, request []byte, readTimeout time.Duration) ([]byte, error) {
+	path := ep.Path
+	conn, err := Dial(ep)
 	if err != nil {
 		return nil, err
 	}
@@ -47,8 +49,9 @@ func Call(path string, request []byte, readTimeout time.Duration) ([]byte, error
 // (SCM_RIGHTS), as retire-owner's reply to a handoff does. It waits as
 // long as the daemon takes. The caller owns the files returned, also
 // along with an error.
-func CallWithFiles(path string, request []byte) ([]byte, []*os.File, error) {
-	conn, err := Dial(path)
+func CallWithFiles(ep Endpoint, request []byte) ([]byte, []*os.File, error) {
+	path := ep.Path
+	conn, err := Dial(ep)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -95,13 +98,10 @@ func receivedFiles(oob []byte) []*os.File {
 	return files
 }
 
-// Dial connects to the control socket with the connect timeout.
-func Dial(path string) (net.Conn, error) {
-	conn, err := net.DialTimeout("unix", path, ConnectTimeout)
-	if err != nil {
-		return nil, ConnectError(err, path)
-	}
-	return conn, nil
+// Dial connects to the control socket with the connect timeout, once the
+// socket file and the listening process have passed ep's trust check.
+func Dial(ep Endpoint) (net.Conn, error) {
+	return dial(ep, ConnectTimeout)
 }
 
 // ConnectError formats a failed connect as "connect <ERRNO> <path>".

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"encoding/json"
 	"errors"
-	"net"
 	"time"
 )
 
@@ -24,18 +23,22 @@ type ProbeResult struct {
 	HasProxy        bool
 }
 
-// Probe asks the socket at path for its status within ProbeTimeout.
-// ENOENT and ECONNREFUSED mean nothing is alive (no error); any other
-// connect failure is returned as "connect <ERRNO> <path>".
-func Probe(path string) (ProbeResult, error) {
+// Probe asks the socket at ep for its status within ProbeTimeout.
+// ENOENT and ECONNREFUSED mean nothing is alive (no error), and so does
+// a path that is not a socket, a symbolic link included (the caller
+// decides what to make of that file; nothing is connected through a
+// link). A socket that fails ep's trust check is an *OwnerError, whether
+// or not anything listens; any other connect failure is returned as
+// "connect <ERRNO> <path>".
+func Probe(ep Endpoint) (ProbeResult, error) {
 	deadline := time.Now().Add(ProbeTimeout)
-	conn, err := net.DialTimeout("unix", path, ProbeTimeout)
+	conn, err := dial(ep, ProbeTimeout)
 	if err != nil {
-		derr := ConnectError(err, path)
-		if NoDaemon(derr) {
+		var link *LinkError
+		if NoDaemon(err) || errors.As(err, &link) {
 			return ProbeResult{}, nil
 		}
-		return ProbeResult{}, derr
+		return ProbeResult{}, err
 	}
 	defer conn.Close()
 	_ = conn.SetDeadline(deadline)

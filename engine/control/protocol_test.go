@@ -107,7 +107,7 @@ func TestReadLineLimit(t *testing.T) {
 func TestClientErrors(t *testing.T) {
 	dir := t.TempDir()
 	missing := filepath.Join(dir, "none.sock")
-	if _, err := Call(missing, []byte(`{"command":"status"}`), time.Second); err == nil || err.Error() != "connect ENOENT "+missing || !NoDaemon(err) {
+	if _, err := Call(Endpoint{Path: missing}, []byte(`{"command":"status"}`), time.Second); err == nil || err.Error() != "connect ENOENT "+missing || !NoDaemon(err) {
 		t.Fatalf("no socket: %v", err)
 	}
 	serve := func(name string, answer func(net.Conn)) string {
@@ -130,33 +130,33 @@ func TestClientErrors(t *testing.T) {
 	}
 	read := func(c net.Conn) { bufio.NewReader(c).ReadString('\n') }
 	closes := serve("closes.sock", func(c net.Conn) { read(c); c.Close() })
-	if _, err := Call(closes, []byte(`{}`), time.Second); err == nil || err.Error() != "Rollbridge daemon at "+closes+" closed the connection without a response" {
+	if _, err := Call(Endpoint{Path: closes}, []byte(`{}`), time.Second); err == nil || err.Error() != "Rollbridge daemon at "+closes+" closed the connection without a response" {
 		t.Fatalf("closed: %v", err)
 	}
 	garbage := serve("garbage.sock", func(c net.Conn) { read(c); c.Write([]byte("hello there\n")) })
-	if _, err := Call(garbage, []byte(`{}`), time.Second); err == nil || !strings.HasPrefix(err.Error(), "Invalid response from Rollbridge daemon at "+garbage+": ") {
+	if _, err := Call(Endpoint{Path: garbage}, []byte(`{}`), time.Second); err == nil || !strings.HasPrefix(err.Error(), "Invalid response from Rollbridge daemon at "+garbage+": ") {
 		t.Fatalf("garbage: %v", err)
 	}
 	silent := serve("silent.sock", func(c net.Conn) { read(c); time.Sleep(time.Hour) })
-	if _, err := Call(silent, []byte(`{}`), 200*time.Millisecond); err == nil || err.Error() != "Timed out waiting for a response from "+silent {
+	if _, err := Call(Endpoint{Path: silent}, []byte(`{}`), 200*time.Millisecond); err == nil || err.Error() != "Timed out waiting for a response from "+silent {
 		t.Fatalf("silent: %v", err)
 	}
 	failing := serve("failing.sock", func(c net.Conn) { read(c); c.Write([]byte(`{"status":"error"}` + "\n")) })
-	if _, err := Call(failing, []byte(`{}`), time.Second); err == nil || err.Error() != "Unknown Rollbridge error" {
+	if _, err := Call(Endpoint{Path: failing}, []byte(`{}`), time.Second); err == nil || err.Error() != "Unknown Rollbridge error" {
 		t.Fatalf("error without message: %v", err)
 	}
 	// A file that is not a socket refuses the connection.
 	plain := filepath.Join(dir, "plain")
 	os.WriteFile(plain, nil, 0o644)
-	if _, err := Call(plain, []byte(`{}`), time.Second); err == nil || err.Error() != "connect ECONNREFUSED "+plain {
+	if _, err := Call(Endpoint{Path: plain}, []byte(`{}`), time.Second); err == nil || err.Error() != "connect ECONNREFUSED "+plain {
 		t.Fatalf("plain file: %v", err)
 	}
 	// The probe: a silent peer is alive but not rollbridge.
-	res, err := Probe(silent)
+	res, err := Probe(Endpoint{Path: silent})
 	if err != nil || !res.Alive || res.Rollbridge {
 		t.Fatalf("probe of a silent peer: %+v %v", res, err)
 	}
-	if res, err := Probe(missing); err != nil || res.Alive {
+	if res, err := Probe(Endpoint{Path: missing}); err != nil || res.Alive {
 		t.Fatalf("probe of nothing: %+v %v", res, err)
 	}
 }

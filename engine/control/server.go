@@ -315,7 +315,24 @@ func (c *Conn) connError(err error) {
 	if errors.As(err, &errno) {
 		code = unix.ErrnoName(errno)
 	}
-	c.s.OnConnError(code, err.Error())
+	c.s.OnConnError(code, connErrorText(err))
+}
+
+// connErrorText describes a broken connection the way Node.js does
+// ("write EPIPE", "read ECONNRESET"), never with the socket's addresses:
+// the listener was bound under a temporary name in a private directory
+// that is gone once the socket is in place, and a log line naming it
+// would send whoever reads it looking in the wrong place.
+func connErrorText(err error) string {
+	var op *net.OpError
+	if !errors.As(err, &op) || op.Err == nil {
+		return err.Error()
+	}
+	var errno syscall.Errno
+	if errors.As(op.Err, &errno) {
+		return op.Op + " " + unix.ErrnoName(errno)
+	}
+	return op.Op + ": " + op.Err.Error()
 }
 
 var errLineTooLong = errors.New("line too long")
