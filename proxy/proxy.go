@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"io"
@@ -19,8 +20,21 @@ import (
 )
 
 // ShutdownGrace is how long Shutdown lets open client connections finish
-// after the listener closed before it closes them (daemon.md §10.2).
+// after the listener closed before it closes them.
 const ShutdownGrace = 5 * time.Second
+
+// Limits on client connections (docs/nginx.md §5).
+const (
+	// DefaultReadHeaderTimeout bounds the reading of a request's header:
+	// from a connection's acceptance, or from the first byte of a later
+	// request on a keep-alive connection. A connection that sends nothing,
+	// or trickles its header, cannot hold a descriptor longer.
+	DefaultReadHeaderTimeout = 10 * time.Second
+	// DefaultIdleTimeout closes a keep-alive connection that carried no
+	// request for this long; above nginx's 60 s upstream
+	// keepalive_timeout, so nginx closes first.
+	DefaultIdleTimeout = 120 * time.Second
+)
 
 // Proxy forwards requests to the active target. Its request path takes no
 // lock: the active target is an atomic pointer.
@@ -43,15 +57,21 @@ type Options struct {
 	// Idle observes the requests answered 503 because nothing is active;
 	// nil: no metrics.
 	Idle Observer
+	// ReadHeaderTimeout and IdleTimeout limit client connections; zero
+	// means DefaultReadHeaderTimeout and DefaultIdleTimeout. A slow
+	// request body is not cut by either.
+	ReadHeaderTimeout time.Duration
+	IdleTimeout       time.Duration
 }
 
 // New returns a proxy with no active target: every request gets 503.
 func New(opts Options) *Proxy {
 	p := &Proxy{onError: opts.OnError, idleObserver: opts.Idle, errorLog: log.New(io.Discard, "", 0), conns: map[*trackedConn]struct{}{}}
 	p.server = &http.Server{
-		Handler:     p,
-		IdleTimeout: 120 * time.Second, // above nginx's 60 s upstream keepalive_timeout
-		ErrorLog:    p.errorLog,
+		Handler:           p,
+		ReadHeaderTimeout: cmp.Or(opts.ReadHeaderTimeout, DefaultReadHeaderTimeout),
+		IdleTimeout:       cmp.Or(opts.IdleTimeout, DefaultIdleTimeout),
+		ErrorLog:          p.errorLog,
 	}
 	return p
 }
