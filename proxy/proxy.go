@@ -8,7 +8,6 @@ import (
 	"log"
 	"net"
 	"net/http"
-	"net/http/httptrace"
 	"net/http/httputil"
 	"strings"
 	"sync"
@@ -211,30 +210,6 @@ func (r *statusRecorder) Write(p []byte) (int, error) {
 
 func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 
-// withoutReplay stops Go's transport from sending a request again on a new
-// connection after it was fully written to a pooled one that then failed:
-// the application may have acted on it. A retry of a request none of whose
-// bytes reached the upstream stays allowed.
-func withoutReplay(r *http.Request) *http.Request {
-	ctx, cancel := context.WithCancelCause(r.Context())
-	var written atomic.Bool
-	trace := &httptrace.ClientTrace{
-		WroteRequest: func(info httptrace.WroteRequestInfo) {
-			if info.Err == nil {
-				written.Store(true)
-			}
-		},
-		GotConn: func(httptrace.GotConnInfo) {
-			if written.Load() {
-				cancel(errReplayRefused)
-			}
-		},
-	}
-	return r.WithContext(httptrace.WithClientTrace(ctx, trace))
-}
-
-var errReplayRefused = errors.New("upstream connection failed after the request was sent; it is not sent again")
-
 // rewrite prepares the upstream request: same method, path and query,
 // Host unchanged, X-Forwarded-* appended the way the reference does.
 func (t *Target) rewrite(pr *httputil.ProxyRequest) {
@@ -311,11 +286,11 @@ func upgradeType(h http.Header) string {
 // upstreamError answers a failed upstream exchange: 502 for a request
 // whose response has not started, a silently closed socket for an upgrade.
 func (p *Proxy) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
-	if r.Context().Err() != nil && !errors.Is(context.Cause(r.Context()), errReplayRefused) {
+	if r.Context().Err() != nil {
 		return // the client went away; there is nobody to answer
 	}
 	if p.onError != nil {
-		p.onError(upstreamMessage(err, r.Context()))
+		p.onError(upstreamMessage(err))
 	}
 	if upgradeType(r.Header) != "" {
 		hijackAndWrite(w, "")
@@ -328,10 +303,7 @@ func (p *Proxy) upstreamError(w http.ResponseWriter, r *http.Request, err error)
 
 // upstreamMessage describes an upstream failure the way the reference
 // logs it, e.g. "connect ECONNREFUSED 127.0.0.1:18000".
-func upstreamMessage(err error, ctx context.Context) string {
-	if cause := context.Cause(ctx); errors.Is(cause, errReplayRefused) {
-		return cause.Error()
-	}
+func upstreamMessage(err error) string {
 	var opErr *net.OpError
 	var errno syscall.Errno
 	if errors.As(err, &opErr) && errors.As(err, &errno) {

@@ -83,7 +83,8 @@ func (t *upstreamTransport) RoundTrip(req *http.Request) (*http.Response, error)
 }
 
 // roundTripStandard passes a request with a body, or an upgrade, to the
-// standard Transport. It applies the header limit; this adds what it
+// standard Transport. It applies the header limit and Go's retry rule
+// (a written request with a body is never sent again); this adds what it
 // lets through and the proxy must not: more than max1xxResponses
 // informational answers, a status below 100, and a 101 that switches to
 // a protocol the client did not ask for. The Transport keeps no
@@ -93,7 +94,7 @@ func (t *upstreamTransport) roundTripStandard(req *http.Request) (*http.Response
 	ctx, cancel := context.WithCancelCause(req.Context())
 	g := &informationalCounter{cancel: cancel}
 	trace := &httptrace.ClientTrace{Got1xxResponse: g.got1xx}
-	res, err := t.fallback.RoundTrip(withoutReplay(req.WithContext(httptrace.WithClientTrace(ctx, trace))))
+	res, err := t.fallback.RoundTrip(req.WithContext(httptrace.WithClientTrace(ctx, trace)))
 	if err != nil {
 		if cause := context.Cause(ctx); errors.Is(cause, errTooMany1xx) && req.Context().Err() == nil {
 			err = cause
@@ -317,10 +318,9 @@ func (p *connPool) closeIdle() {
 
 // roundTrip sends a body-less request and returns the answer; its body
 // reads from the connection, which goes back to the pool once the body
-// has been read to its end. A pooled connection that fails before any of
-// the request was written is replaced once (the application saw
-// nothing); one that fails after that is not: the application may have
-// acted.
+// has been read to its end. A request that fails on a reused connection
+// before any byte of an answer arrived is sent once more on a new
+// connection when that is safe (see mayRetry).
 func (p *connPool) roundTrip(req *http.Request) (*http.Response, error) {
 	ctx := req.Context()
 	c := p.get()
@@ -342,7 +342,7 @@ func (p *connPool) roundTrip(req *http.Request) (*http.Response, error) {
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
 			}
-			if reused && c.nwrite == 0 && c.nread == 0 {
+			if reused && mayRetry(req, c) {
 				c, reused = nil, false
 				continue
 			}
@@ -358,6 +358,27 @@ func (p *connPool) roundTrip(req *http.Request) (*http.Response, error) {
 		}
 		return resp, nil
 	}
+}
+
+// mayRetry is Go's Transport rule for a request that failed on a reused
+// connection (the application may have closed it as idle just as the
+// request went out): it may be sent again if the application cannot have
+// answered it (no byte of an answer arrived) and either none of it was
+// written or it is replayable. Requests on this path have no body.
+func mayRetry(req *http.Request, c *upConn) bool {
+	return c.nread == 0 && (c.nwrite == 0 || replayable(req))
+}
+
+// replayable is Go's isReplayable for a request without a body: an
+// idempotent method, or a request its client marked idempotent.
+func replayable(req *http.Request) bool {
+	switch req.Method {
+	case "", http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
+		return true
+	}
+	_, key := req.Header["Idempotency-Key"]
+	_, xkey := req.Header["X-Idempotency-Key"]
+	return key || xkey
 }
 
 // exchange writes req and reads up to the final answer's header.
