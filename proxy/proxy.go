@@ -146,6 +146,10 @@ func (p *Proxy) idle() bool {
 
 // ServeHTTP routes one request to the target active when it arrives.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodConnect {
+		refuseConnect(w)
+		return
+	}
 	t := p.active.Load()
 	upgrade := upgradeType(r.Header)
 	if t == nil {
@@ -209,6 +213,18 @@ func (r *statusRecorder) Write(p []byte) (int, error) {
 }
 
 func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+// refuseConnect answers CONNECT, which would turn the proxy into a tunnel
+// to wherever the client names. 405 without an Allow header: the proxy
+// cannot know which methods the application supports. The connection is
+// closed, since a CONNECT client sends tunnel bytes next, not HTTP.
+func refuseConnect(w http.ResponseWriter) {
+	h := w.Header()
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("Connection", "close")
+	w.WriteHeader(http.StatusMethodNotAllowed)
+	io.WriteString(w, "CONNECT is not supported\n")
+}
 
 // rewrite prepares the upstream request: same method, path and query,
 // Host unchanged, X-Forwarded-* appended the way the reference does.

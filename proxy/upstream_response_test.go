@@ -205,3 +205,24 @@ func TestInvalidStatusCode(t *testing.T) {
 		}
 	}
 }
+
+// CONNECT is answered 405 by the proxy and never reaches the application.
+func TestConnectIsRefused(t *testing.T) {
+	b := newRawBackend(t, func(b *rawBackend, c net.Conn, br *bufio.Reader, n int64) {
+		for b.readRequest(c, br) != nil {
+			answer(c, "tunnel")
+		}
+	})
+	_, addr, errs := proxyTo(t, b)
+	raw := rawRequest(t, addr, "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n\x16\x03\x01\x00\x05hello")
+	if !strings.HasPrefix(raw, "HTTP/1.1 405 Method Not Allowed\r\n") || !strings.Contains(raw, "\r\nConnection: close\r\n") ||
+		!strings.HasSuffix(raw, "\r\n\r\nCONNECT is not supported\n") {
+		t.Fatalf("CONNECT answered %q", raw)
+	}
+	if n := b.accepted.Load(); n != 0 {
+		t.Fatalf("CONNECT reached the application (%d connections)", n)
+	}
+	if e := errs.all(); len(e) != 0 {
+		t.Fatalf("proxy errors %q", e)
+	}
+}
