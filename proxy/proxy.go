@@ -227,7 +227,10 @@ func refuseConnect(w http.ResponseWriter) {
 }
 
 // rewrite prepares the upstream request: same method, path and query,
-// Host unchanged, X-Forwarded-* appended the way the reference does.
+// Host unchanged, X-Forwarded-* appended the way the reference does, as
+// docs/nginx.md §3 lists them. ReverseProxy has removed Forwarded,
+// X-Forwarded-For, -Host and -Proto from out, and every header the client
+// named in Connection.
 func (t *Target) rewrite(pr *httputil.ProxyRequest) {
 	in, out := pr.In, pr.Out
 	out.URL.Scheme = "http"
@@ -247,34 +250,60 @@ func (t *Target) rewrite(pr *httputil.ProxyRequest) {
 	if upgrade {
 		proto = "ws"
 	}
+	// Headers named in Connection are hop-by-hop: never a prior value.
+	hop := in.Header["Connection"]
 	// One array backs the four one-value X-Forwarded-* headers (a
 	// capacity of 1 each, so appending to one never touches another).
 	fwd := make([]string, 4)
-	appendForwarded(out.Header, in.Header, "X-Forwarded-For", ip, fwd[0:1:1])
-	appendForwarded(out.Header, in.Header, "X-Forwarded-Port", port, fwd[1:2:2])
-	appendForwarded(out.Header, in.Header, "X-Forwarded-Proto", proto, fwd[2:3:3])
-	// ReverseProxy dropped the client's X-Forwarded-Host and Forwarded;
-	// the reference passes them on (and sets X-Forwarded-Host when absent,
-	// except for upgrades).
-	if v := in.Header.Values("X-Forwarded-Host"); len(v) > 0 {
-		out.Header["X-Forwarded-Host"] = v
-	} else if !upgrade {
-		fwd[3] = in.Host
-		out.Header["X-Forwarded-Host"] = fwd[3:4:4]
-	}
-	if v := in.Header.Values("Forwarded"); len(v) > 0 {
-		out.Header["Forwarded"] = v
+	appendForwarded(out.Header, priorValues(in.Header, hop, "X-Forwarded-For"), "X-Forwarded-For", ip, fwd[0:1:1])
+	appendForwarded(out.Header, priorValues(in.Header, hop, "X-Forwarded-Port"), "X-Forwarded-Port", port, fwd[1:2:2])
+	appendForwarded(out.Header, priorValues(in.Header, hop, "X-Forwarded-Proto"), "X-Forwarded-Proto", proto, fwd[2:3:3])
+	// X-Forwarded-Host is kept, or set to Host, on plain requests only.
+	// Forwarded is never passed on: an application that honours it would
+	// trust the address, scheme and host a client claims.
+	if !upgrade {
+		if v := priorValues(in.Header, hop, "X-Forwarded-Host"); len(v) > 0 {
+			out.Header["X-Forwarded-Host"] = v
+		} else {
+			fwd[3] = in.Host
+			out.Header["X-Forwarded-Host"] = fwd[3:4:4]
+		}
 	}
 }
 
-// appendForwarded sets name to the client's value + "," + v, or v,
-// stored in slot, a slice of length 1.
-func appendForwarded(out, in http.Header, name, v string, slot []string) {
-	if prior := in.Values(name); len(prior) > 0 {
+// priorValues is the client's value of name (a canonical key), unless
+// the client named it in Connection.
+func priorValues(in http.Header, connection []string, name string) []string {
+	v := in[name]
+	if len(v) > 0 && len(connection) > 0 && hasToken(connection, name) {
+		return nil
+	}
+	return v
+}
+
+// appendForwarded sets name to prior + "," + v, or v, stored in slot, a
+// slice of length 1.
+func appendForwarded(out http.Header, prior []string, name, v string, slot []string) {
+	if len(prior) > 0 {
 		v = strings.Join(prior, ", ") + "," + v
 	}
 	slot[0] = v
 	out[name] = slot
+}
+
+// hasToken reports whether the comma-separated lists in values name
+// token, ignoring case and spaces, without allocating.
+func hasToken(values []string, token string) bool {
+	for _, v := range values {
+		for v != "" {
+			var item string
+			item, v, _ = strings.Cut(v, ",")
+			if strings.EqualFold(strings.TrimSpace(item), token) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func allDigits(s string) bool {
@@ -289,12 +318,8 @@ func allDigits(s string) bool {
 // upgradeType is the Upgrade header's value when Connection asks for an
 // upgrade, else "".
 func upgradeType(h http.Header) string {
-	for _, v := range h["Connection"] {
-		for _, tok := range strings.Split(v, ",") {
-			if strings.EqualFold(strings.TrimSpace(tok), "upgrade") {
-				return h.Get("Upgrade")
-			}
-		}
+	if hasToken(h["Connection"], "upgrade") {
+		return h.Get("Upgrade")
 	}
 	return ""
 }

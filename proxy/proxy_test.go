@@ -156,8 +156,8 @@ func TestForwardedHeadersAndVerbatimTarget(t *testing.T) {
 	}
 
 	get(t, http.DefaultClient, "http://"+addr+"/fwd", map[string]string{"Forwarded": "for=192.0.2.60;proto=https", "X-Forwarded-Host": "edge.example"})
-	if seen.Header.Get("Forwarded") != "for=192.0.2.60;proto=https" || seen.Header.Get("X-Forwarded-Host") != "edge.example" {
-		t.Errorf("client forwarding headers are passed on: %v", seen.Header)
+	if _, ok := seen.Header["Forwarded"]; ok || seen.Header.Get("X-Forwarded-Host") != "edge.example" {
+		t.Errorf("X-Forwarded-Host is kept, Forwarded is not passed on: %v", seen.Header)
 	}
 	get(t, http.DefaultClient, "http://"+addr+"/plain", nil)
 	want = map[string]string{"X-Forwarded-Host": addr, "X-Forwarded-Proto": "http", "X-Forwarded-Port": addr[strings.LastIndex(addr, ":")+1:], "X-Forwarded-For": "127.0.0.1"}
