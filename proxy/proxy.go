@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -35,6 +36,11 @@ const (
 	DefaultIdleTimeout = 120 * time.Second
 )
 
+// drainIdleGrace is how long a draining proxy keeps an idle keep-alive
+// connection open for one more request (answered with Connection: close):
+// closing it at once would fail a request the client sends meanwhile.
+const drainIdleGrace = time.Second
+
 // Proxy forwards requests to the active target. Its request path takes no
 // lock: the active target is an atomic pointer.
 type Proxy struct {
@@ -43,6 +49,7 @@ type Proxy struct {
 	onError      func(message string)
 	errorLog     *log.Logger
 	server       *http.Server
+	draining     atomic.Bool // answers carry Connection: close
 
 	mu    sync.Mutex
 	conns map[*trackedConn]struct{}
@@ -70,6 +77,7 @@ func New(opts Options) *Proxy {
 		Handler:           p,
 		ReadHeaderTimeout: cmp.Or(opts.ReadHeaderTimeout, DefaultReadHeaderTimeout),
 		IdleTimeout:       cmp.Or(opts.IdleTimeout, DefaultIdleTimeout),
+		ConnState:         p.connState,
 		ErrorLog:          p.errorLog,
 	}
 	return p
@@ -126,16 +134,56 @@ func (p *Proxy) Shutdown(grace time.Duration) error {
 // Drain is the shutdown of a daemon whose listening socket lives on in a
 // successor; the caller has closed its listener already. Requests on
 // connections it accepted are still answered (Go's Shutdown would drop
-// a request read after it began), keep-alive ends, and open connections
-// and WebSocket tunnels get up to grace to finish before the rest is
-// closed.
+// a request read after it began), each with Connection: close, so the
+// client's next request opens a connection to the successor. An idle
+// keep-alive connection is not closed at once, which would race the
+// request its client may be sending: it gets drainIdleGrace for one more
+// request. Open connections and WebSocket tunnels get up to grace to
+// finish before the rest is closed.
 func (p *Proxy) Drain(grace time.Duration) error {
-	p.server.SetKeepAlivesEnabled(false) // also closes the idle connections
-	deadline := time.Now().Add(grace)
+	start := time.Now()
+	p.draining.Store(true)
+	deadline := start.Add(grace)
 	for !p.idle() && time.Now().Before(deadline) {
+		p.closeIdle(start)
 		time.Sleep(10 * time.Millisecond)
 	}
 	return p.Shutdown(0)
+}
+
+// closeIdle closes the client connections that have been idle for
+// drainIdleGrace, counted from the drain's start at the earliest, and
+// that have no request on the way in.
+func (p *Proxy) closeIdle(drainStart time.Time) {
+	now, from := time.Now().UnixNano(), drainStart.UnixNano()
+	var idle []*trackedConn
+	p.mu.Lock()
+	for c := range p.conns {
+		if since := c.idleSince.Load(); since != 0 && max(since, from)+int64(drainIdleGrace) <= now {
+			idle = append(idle, c)
+		}
+	}
+	p.mu.Unlock()
+	for _, c := range idle {
+		if !c.unread() {
+			c.Close()
+		}
+	}
+}
+
+// connState notes when a client connection becomes idle (accepted, or
+// its last answer sent) and when it carries a request again.
+func (p *Proxy) connState(nc net.Conn, state http.ConnState) {
+	c, ok := nc.(*trackedConn)
+	if !ok {
+		return
+	}
+	switch state {
+	case http.StateNew, http.StateIdle:
+		c.idleSince.Store(time.Now().UnixNano())
+	case http.StateActive, http.StateHijacked:
+		c.idleSince.Store(0)
+	}
 }
 
 func (p *Proxy) idle() bool {
@@ -152,6 +200,11 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	t := p.active.Load()
 	upgrade := upgradeType(r.Header)
+	if upgrade == "" && p.draining.Load() {
+		// net/http closes after the answer; the client's next request
+		// opens a connection to the successor.
+		w.Header().Set("Connection", "close")
+	}
 	if t == nil {
 		if upgrade != "" {
 			hijackAndWrite(w, "HTTP/1.1 503 Service Unavailable\r\n\r\n")
@@ -405,6 +458,40 @@ type trackedConn struct {
 	net.Conn
 	p    *Proxy
 	once sync.Once
+	// idleSince is when the connection last became idle, in Unix
+	// nanoseconds; 0 while a request is read or answered.
+	idleSince atomic.Int64
+}
+
+// Read clears idleSince as soon as a request's first bytes are read,
+// before net/http reports the connection active (after the whole header).
+func (c *trackedConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	if n > 0 && c.idleSince.Load() != 0 {
+		c.idleSince.Store(0)
+	}
+	return n, err
+}
+
+// unread reports whether request bytes wait in the socket, not yet read.
+func (c *trackedConn) unread() bool {
+	sc, ok := c.Conn.(syscall.Conn)
+	if !ok {
+		return false
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	waiting := false
+	// Control, not Read: Read would wait for the lock held by net/http's
+	// blocked read. A non-blocking peek consumes nothing.
+	raw.Control(func(fd uintptr) {
+		var b [1]byte
+		n, _, errno := unix.RawSyscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b[0])), 1, unix.MSG_PEEK|unix.MSG_DONTWAIT, 0, 0)
+		waiting = errno == 0 && n > 0
+	})
+	return waiting
 }
 
 func (c *trackedConn) Close() error {
