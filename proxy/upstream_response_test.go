@@ -226,3 +226,28 @@ func TestConnectIsRefused(t *testing.T) {
 		t.Fatalf("proxy errors %q", e)
 	}
 }
+
+// A WebSocket handshake that the application answers with a switch to
+// another protocol is dropped without an answer (as every failed upgrade
+// is), and the application's connection is closed at once.
+func TestSwitchToAnotherProtocolIsRefused(t *testing.T) {
+	closed := make(chan bool, 1)
+	b := newRawBackend(t, func(b *rawBackend, c net.Conn, br *bufio.Reader, n int64) {
+		if b.readRequest(c, br) == nil {
+			return
+		}
+		io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n")
+		closed <- untilClosed(c, br, 5*time.Second)
+	})
+	_, addr, errs := proxyTo(t, b)
+	got := rawRequest(t, addr, "GET /ws HTTP/1.1\r\nHost: app\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+	if got != "" {
+		t.Fatalf("the handshake was answered %q", got)
+	}
+	if !<-closed {
+		t.Fatal("the application's connection is still open")
+	}
+	if e := errs.all(); len(e) != 1 || e[0] != `upstream switched to protocol "h2c" when "websocket" was asked for` {
+		t.Fatalf("proxy errors %q", e)
+	}
+}
