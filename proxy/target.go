@@ -83,7 +83,7 @@ func NewTarget(id, host string, port int, p *Proxy) *Target {
 // tunnelTransport hands ReverseProxy the upstream side of a WebSocket
 // without CloseWrite, so the tunnel ends (both sides closed) as soon as
 // either side reaches EOF, instead of lingering half-closed until the
-// other side also closes (daemon.md §5.3 note). The client side, a
+// other side also closes (docs/nginx.md §4). The client side, a
 // trackedConn, has no CloseWrite either.
 type tunnelTransport struct{ base *http.Transport }
 
