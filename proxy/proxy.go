@@ -1,26 +1,45 @@
 package proxy
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"io"
 	"log"
 	"net"
 	"net/http"
-	"net/http/httptrace"
 	"net/http/httputil"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
 
 // ShutdownGrace is how long Shutdown lets open client connections finish
-// after the listener closed before it closes them (daemon.md §10.2).
+// after the listener closed before it closes them.
 const ShutdownGrace = 5 * time.Second
+
+// Limits on client connections (docs/nginx.md §5).
+const (
+	// DefaultReadHeaderTimeout bounds the reading of a request's header:
+	// from a connection's acceptance, or from the first byte of a later
+	// request on a keep-alive connection. A connection that sends nothing,
+	// or trickles its header, cannot hold a descriptor longer.
+	DefaultReadHeaderTimeout = 10 * time.Second
+	// DefaultIdleTimeout closes a keep-alive connection that carried no
+	// request for this long; above nginx's 60 s upstream
+	// keepalive_timeout, so nginx closes first.
+	DefaultIdleTimeout = 120 * time.Second
+)
+
+// drainIdleGrace is how long a draining proxy keeps an idle keep-alive
+// connection open for one more request (answered with Connection: close):
+// closing it at once would fail a request the client sends meanwhile.
+const drainIdleGrace = time.Second
 
 // Proxy forwards requests to the active target. Its request path takes no
 // lock: the active target is an atomic pointer.
@@ -30,6 +49,7 @@ type Proxy struct {
 	onError      func(message string)
 	errorLog     *log.Logger
 	server       *http.Server
+	draining     atomic.Bool // answers carry Connection: close
 
 	mu    sync.Mutex
 	conns map[*trackedConn]struct{}
@@ -43,15 +63,22 @@ type Options struct {
 	// Idle observes the requests answered 503 because nothing is active;
 	// nil: no metrics.
 	Idle Observer
+	// ReadHeaderTimeout and IdleTimeout limit client connections; zero
+	// means DefaultReadHeaderTimeout and DefaultIdleTimeout. A slow
+	// request body is not cut by either.
+	ReadHeaderTimeout time.Duration
+	IdleTimeout       time.Duration
 }
 
 // New returns a proxy with no active target: every request gets 503.
 func New(opts Options) *Proxy {
 	p := &Proxy{onError: opts.OnError, idleObserver: opts.Idle, errorLog: log.New(io.Discard, "", 0), conns: map[*trackedConn]struct{}{}}
 	p.server = &http.Server{
-		Handler:     p,
-		IdleTimeout: 120 * time.Second, // above nginx's 60 s upstream keepalive_timeout
-		ErrorLog:    p.errorLog,
+		Handler:           p,
+		ReadHeaderTimeout: cmp.Or(opts.ReadHeaderTimeout, DefaultReadHeaderTimeout),
+		IdleTimeout:       cmp.Or(opts.IdleTimeout, DefaultIdleTimeout),
+		ConnState:         p.connState,
+		ErrorLog:          p.errorLog,
 	}
 	return p
 }
@@ -107,16 +134,56 @@ func (p *Proxy) Shutdown(grace time.Duration) error {
 // Drain is the shutdown of a daemon whose listening socket lives on in a
 // successor; the caller has closed its listener already. Requests on
 // connections it accepted are still answered (Go's Shutdown would drop
-// a request read after it began), keep-alive ends, and open connections
-// and WebSocket tunnels get up to grace to finish before the rest is
-// closed.
+// a request read after it began), each with Connection: close, so the
+// client's next request opens a connection to the successor. An idle
+// keep-alive connection is not closed at once, which would race the
+// request its client may be sending: it gets drainIdleGrace for one more
+// request. Open connections and WebSocket tunnels get up to grace to
+// finish before the rest is closed.
 func (p *Proxy) Drain(grace time.Duration) error {
-	p.server.SetKeepAlivesEnabled(false) // also closes the idle connections
-	deadline := time.Now().Add(grace)
+	start := time.Now()
+	p.draining.Store(true)
+	deadline := start.Add(grace)
 	for !p.idle() && time.Now().Before(deadline) {
+		p.closeIdle(start)
 		time.Sleep(10 * time.Millisecond)
 	}
 	return p.Shutdown(0)
+}
+
+// closeIdle closes the client connections that have been idle for
+// drainIdleGrace, counted from the drain's start at the earliest, and
+// that have no request on the way in.
+func (p *Proxy) closeIdle(drainStart time.Time) {
+	now, from := time.Now().UnixNano(), drainStart.UnixNano()
+	var idle []*trackedConn
+	p.mu.Lock()
+	for c := range p.conns {
+		if since := c.idleSince.Load(); since != 0 && max(since, from)+int64(drainIdleGrace) <= now {
+			idle = append(idle, c)
+		}
+	}
+	p.mu.Unlock()
+	for _, c := range idle {
+		if !c.unread() {
+			c.Close()
+		}
+	}
+}
+
+// connState notes when a client connection becomes idle (accepted, or
+// its last answer sent) and when it carries a request again.
+func (p *Proxy) connState(nc net.Conn, state http.ConnState) {
+	c, ok := nc.(*trackedConn)
+	if !ok {
+		return
+	}
+	switch state {
+	case http.StateNew, http.StateIdle:
+		c.idleSince.Store(time.Now().UnixNano())
+	case http.StateActive, http.StateHijacked:
+		c.idleSince.Store(0)
+	}
 }
 
 func (p *Proxy) idle() bool {
@@ -127,8 +194,17 @@ func (p *Proxy) idle() bool {
 
 // ServeHTTP routes one request to the target active when it arrives.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodConnect {
+		refuseConnect(w)
+		return
+	}
 	t := p.active.Load()
 	upgrade := upgradeType(r.Header)
+	if upgrade == "" && p.draining.Load() {
+		// net/http closes after the answer; the client's next request
+		// opens a connection to the successor.
+		w.Header().Set("Connection", "close")
+	}
 	if t == nil {
 		if upgrade != "" {
 			hijackAndWrite(w, "HTTP/1.1 503 Service Unavailable\r\n\r\n")
@@ -191,32 +267,23 @@ func (r *statusRecorder) Write(p []byte) (int, error) {
 
 func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 
-// withoutReplay stops Go's transport from sending a request again on a new
-// connection after it was fully written to a pooled one that then failed:
-// the application may have acted on it. A retry of a request none of whose
-// bytes reached the upstream stays allowed.
-func withoutReplay(r *http.Request) *http.Request {
-	ctx, cancel := context.WithCancelCause(r.Context())
-	var written atomic.Bool
-	trace := &httptrace.ClientTrace{
-		WroteRequest: func(info httptrace.WroteRequestInfo) {
-			if info.Err == nil {
-				written.Store(true)
-			}
-		},
-		GotConn: func(httptrace.GotConnInfo) {
-			if written.Load() {
-				cancel(errReplayRefused)
-			}
-		},
-	}
-	return r.WithContext(httptrace.WithClientTrace(ctx, trace))
+// refuseConnect answers CONNECT, which would turn the proxy into a tunnel
+// to wherever the client names. 405 without an Allow header: the proxy
+// cannot know which methods the application supports. The connection is
+// closed, since a CONNECT client sends tunnel bytes next, not HTTP.
+func refuseConnect(w http.ResponseWriter) {
+	h := w.Header()
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("Connection", "close")
+	w.WriteHeader(http.StatusMethodNotAllowed)
+	io.WriteString(w, "CONNECT is not supported\n")
 }
 
-var errReplayRefused = errors.New("upstream connection failed after the request was sent; it is not sent again")
-
 // rewrite prepares the upstream request: same method, path and query,
-// Host unchanged, X-Forwarded-* appended the way the reference does.
+// Host unchanged, X-Forwarded-* appended the way the reference does, as
+// docs/nginx.md §3 lists them. ReverseProxy has removed Forwarded,
+// X-Forwarded-For, -Host and -Proto from out, and every header the client
+// named in Connection.
 func (t *Target) rewrite(pr *httputil.ProxyRequest) {
 	in, out := pr.In, pr.Out
 	out.URL.Scheme = "http"
@@ -236,34 +303,60 @@ func (t *Target) rewrite(pr *httputil.ProxyRequest) {
 	if upgrade {
 		proto = "ws"
 	}
+	// Headers named in Connection are hop-by-hop: never a prior value.
+	hop := in.Header["Connection"]
 	// One array backs the four one-value X-Forwarded-* headers (a
 	// capacity of 1 each, so appending to one never touches another).
 	fwd := make([]string, 4)
-	appendForwarded(out.Header, in.Header, "X-Forwarded-For", ip, fwd[0:1:1])
-	appendForwarded(out.Header, in.Header, "X-Forwarded-Port", port, fwd[1:2:2])
-	appendForwarded(out.Header, in.Header, "X-Forwarded-Proto", proto, fwd[2:3:3])
-	// ReverseProxy dropped the client's X-Forwarded-Host and Forwarded;
-	// the reference passes them on (and sets X-Forwarded-Host when absent,
-	// except for upgrades).
-	if v := in.Header.Values("X-Forwarded-Host"); len(v) > 0 {
-		out.Header["X-Forwarded-Host"] = v
-	} else if !upgrade {
-		fwd[3] = in.Host
-		out.Header["X-Forwarded-Host"] = fwd[3:4:4]
-	}
-	if v := in.Header.Values("Forwarded"); len(v) > 0 {
-		out.Header["Forwarded"] = v
+	appendForwarded(out.Header, priorValues(in.Header, hop, "X-Forwarded-For"), "X-Forwarded-For", ip, fwd[0:1:1])
+	appendForwarded(out.Header, priorValues(in.Header, hop, "X-Forwarded-Port"), "X-Forwarded-Port", port, fwd[1:2:2])
+	appendForwarded(out.Header, priorValues(in.Header, hop, "X-Forwarded-Proto"), "X-Forwarded-Proto", proto, fwd[2:3:3])
+	// X-Forwarded-Host is kept, or set to Host, on plain requests only.
+	// Forwarded is never passed on: an application that honours it would
+	// trust the address, scheme and host a client claims.
+	if !upgrade {
+		if v := priorValues(in.Header, hop, "X-Forwarded-Host"); len(v) > 0 {
+			out.Header["X-Forwarded-Host"] = v
+		} else {
+			fwd[3] = in.Host
+			out.Header["X-Forwarded-Host"] = fwd[3:4:4]
+		}
 	}
 }
 
-// appendForwarded sets name to the client's value + "," + v, or v,
-// stored in slot, a slice of length 1.
-func appendForwarded(out, in http.Header, name, v string, slot []string) {
-	if prior := in.Values(name); len(prior) > 0 {
+// priorValues is the client's value of name (a canonical key), unless
+// the client named it in Connection.
+func priorValues(in http.Header, connection []string, name string) []string {
+	v := in[name]
+	if len(v) > 0 && len(connection) > 0 && hasToken(connection, name) {
+		return nil
+	}
+	return v
+}
+
+// appendForwarded sets name to prior + "," + v, or v, stored in slot, a
+// slice of length 1.
+func appendForwarded(out http.Header, prior []string, name, v string, slot []string) {
+	if len(prior) > 0 {
 		v = strings.Join(prior, ", ") + "," + v
 	}
 	slot[0] = v
 	out[name] = slot
+}
+
+// hasToken reports whether the comma-separated lists in values name
+// token, ignoring case and spaces, without allocating.
+func hasToken(values []string, token string) bool {
+	for _, v := range values {
+		for v != "" {
+			var item string
+			item, v, _ = strings.Cut(v, ",")
+			if strings.EqualFold(strings.TrimSpace(item), token) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func allDigits(s string) bool {
@@ -278,12 +371,8 @@ func allDigits(s string) bool {
 // upgradeType is the Upgrade header's value when Connection asks for an
 // upgrade, else "".
 func upgradeType(h http.Header) string {
-	for _, v := range h["Connection"] {
-		for _, tok := range strings.Split(v, ",") {
-			if strings.EqualFold(strings.TrimSpace(tok), "upgrade") {
-				return h.Get("Upgrade")
-			}
-		}
+	if hasToken(h["Connection"], "upgrade") {
+		return h.Get("Upgrade")
 	}
 	return ""
 }
@@ -291,11 +380,11 @@ func upgradeType(h http.Header) string {
 // upstreamError answers a failed upstream exchange: 502 for a request
 // whose response has not started, a silently closed socket for an upgrade.
 func (p *Proxy) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
-	if r.Context().Err() != nil && !errors.Is(context.Cause(r.Context()), errReplayRefused) {
+	if r.Context().Err() != nil {
 		return // the client went away; there is nobody to answer
 	}
 	if p.onError != nil {
-		p.onError(upstreamMessage(err, r.Context()))
+		p.onError(upstreamMessage(err))
 	}
 	if upgradeType(r.Header) != "" {
 		hijackAndWrite(w, "")
@@ -308,10 +397,7 @@ func (p *Proxy) upstreamError(w http.ResponseWriter, r *http.Request, err error)
 
 // upstreamMessage describes an upstream failure the way the reference
 // logs it, e.g. "connect ECONNREFUSED 127.0.0.1:18000".
-func upstreamMessage(err error, ctx context.Context) string {
-	if cause := context.Cause(ctx); errors.Is(cause, errReplayRefused) {
-		return cause.Error()
-	}
+func upstreamMessage(err error) string {
 	var opErr *net.OpError
 	var errno syscall.Errno
 	if errors.As(err, &opErr) && errors.As(err, &errno) {
@@ -372,6 +458,40 @@ type trackedConn struct {
 	net.Conn
 	p    *Proxy
 	once sync.Once
+	// idleSince is when the connection last became idle, in Unix
+	// nanoseconds; 0 while a request is read or answered.
+	idleSince atomic.Int64
+}
+
+// Read clears idleSince as soon as a request's first bytes are read,
+// before net/http reports the connection active (after the whole header).
+func (c *trackedConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	if n > 0 && c.idleSince.Load() != 0 {
+		c.idleSince.Store(0)
+	}
+	return n, err
+}
+
+// unread reports whether request bytes wait in the socket, not yet read.
+func (c *trackedConn) unread() bool {
+	sc, ok := c.Conn.(syscall.Conn)
+	if !ok {
+		return false
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	waiting := false
+	// Control, not Read: Read would wait for the lock held by net/http's
+	// blocked read. A non-blocking peek consumes nothing.
+	raw.Control(func(fd uintptr) {
+		var b [1]byte
+		n, _, errno := unix.RawSyscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b[0])), 1, unix.MSG_PEEK|unix.MSG_DONTWAIT, 0, 0)
+		waiting = errno == 0 && n > 0
+	})
+	return waiting
 }
 
 func (c *trackedConn) Close() error {

@@ -156,8 +156,8 @@ func TestForwardedHeadersAndVerbatimTarget(t *testing.T) {
 	}
 
 	get(t, http.DefaultClient, "http://"+addr+"/fwd", map[string]string{"Forwarded": "for=192.0.2.60;proto=https", "X-Forwarded-Host": "edge.example"})
-	if seen.Header.Get("Forwarded") != "for=192.0.2.60;proto=https" || seen.Header.Get("X-Forwarded-Host") != "edge.example" {
-		t.Errorf("client forwarding headers are passed on: %v", seen.Header)
+	if _, ok := seen.Header["Forwarded"]; ok || seen.Header.Get("X-Forwarded-Host") != "edge.example" {
+		t.Errorf("X-Forwarded-Host is kept, Forwarded is not passed on: %v", seen.Header)
 	}
 	get(t, http.DefaultClient, "http://"+addr+"/plain", nil)
 	want = map[string]string{"X-Forwarded-Host": addr, "X-Forwarded-Proto": "http", "X-Forwarded-Port": addr[strings.LastIndex(addr, ":")+1:], "X-Forwarded-For": "127.0.0.1"}
@@ -273,7 +273,8 @@ func waitUntil(t *testing.T, cond func() bool) {
 }
 
 // A request fully written to a pooled connection that then fails is not
-// sent again: the application may already have acted on it.
+// sent again unless it is replayable: the application may already have
+// acted on it.
 func TestNoReplayOfWrittenRequests(t *testing.T) {
 	var n atomic.Int64
 	u := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
@@ -289,12 +290,18 @@ func TestNoReplayOfWrittenRequests(t *testing.T) {
 	if code, _, _ := get(t, http.DefaultClient, "http://"+addr+"/1", nil); code != 200 {
 		t.Fatal(code)
 	}
-	code, body, _ := get(t, http.DefaultClient, "http://"+addr+"/2", nil)
-	if code != 502 || body != "Bad gateway\n" {
-		t.Fatalf("%d %q", code, body)
+	req, _ := http.NewRequest("POST", "http://"+addr+"/2", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 502 || string(body) != "Bad gateway\n" {
+		t.Fatalf("%d %q", resp.StatusCode, body)
 	}
 	if got := u.hits.Load(); got != 2 {
-		t.Fatalf("the upstream saw %d requests; the failed GET was replayed", got)
+		t.Fatalf("the upstream saw %d requests; the failed POST was replayed", got)
 	}
 	if len(errs.all()) != 1 {
 		t.Fatalf("proxy errors %q", errs.all())

@@ -54,16 +54,17 @@ func NewTarget(id, host string, port int, p *Proxy) *Target {
 	t := &Target{id: id, addr: net.JoinHostPort(host, strconv.Itoa(port)), idle: make(chan struct{}, 1)}
 	dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
 	t.transport = &http.Transport{
-		Proxy:                 nil, // never route upstream traffic through HTTP_PROXY
-		DialContext:           dialer.DialContext,
-		MaxIdleConns:          0,   // no overall limit: the per-host limit governs
-		MaxIdleConnsPerHost:   512, // Go's default of 2 would reconnect under load
-		IdleConnTimeout:       IdleUpstreamTimeout,
-		DisableCompression:    true, // pass the client's Accept-Encoding through
-		ExpectContinueTimeout: time.Second,
-		ForceAttemptHTTP2:     false,
-		WriteBufferSize:       32 << 10,
-		ReadBufferSize:        32 << 10,
+		Proxy:                  nil, // never route upstream traffic through HTTP_PROXY
+		DialContext:            dialer.DialContext,
+		MaxIdleConns:           0,   // no overall limit: the per-host limit governs
+		MaxIdleConnsPerHost:    512, // Go's default of 2 would reconnect under load
+		IdleConnTimeout:        IdleUpstreamTimeout,
+		DisableCompression:     true, // pass the client's Accept-Encoding through
+		ExpectContinueTimeout:  time.Second,
+		MaxResponseHeaderBytes: maxResponseHeaderBytes, // Go's default is 10 MiB
+		ForceAttemptHTTP2:      false,
+		WriteBufferSize:        32 << 10,
+		ReadBufferSize:         32 << 10,
 	}
 	t.pool = newConnPool(t.addr, dialer)
 	t.rp = &httputil.ReverseProxy{
@@ -82,7 +83,7 @@ func NewTarget(id, host string, port int, p *Proxy) *Target {
 // tunnelTransport hands ReverseProxy the upstream side of a WebSocket
 // without CloseWrite, so the tunnel ends (both sides closed) as soon as
 // either side reaches EOF, instead of lingering half-closed until the
-// other side also closes (daemon.md §5.3 note). The client side, a
+// other side also closes (docs/nginx.md §4). The client side, a
 // trackedConn, has no CloseWrite either.
 type tunnelTransport struct{ base *http.Transport }
 

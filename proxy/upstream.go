@@ -4,10 +4,16 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
+	"net/http/httptrace"
+	"net/textproto"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unsafe"
@@ -17,6 +23,44 @@ import (
 
 // maxIdleUpstream bounds the pooled connections per target.
 const maxIdleUpstream = 512
+
+// Limits on what an application sends before a response's body: Go's
+// Transport's header limit, and the cap on informational responses that
+// older Go versions had (both paths apply both here).
+const (
+	// maxResponseHeaderBytes bounds a response's status line and header
+	// fields, on the pooled path together with the informational
+	// responses before it.
+	maxResponseHeaderBytes = 1 << 20
+	// max1xxResponses is how many informational responses (100 Continue,
+	// 103 Early Hints, ...) may come before the final one.
+	max1xxResponses = 5
+)
+
+// Why an application's answer was refused; each becomes a 502 and the
+// text of a proxy error event.
+var (
+	errHeaderTooLarge = fmt.Errorf("upstream response headers exceeded %d bytes", maxResponseHeaderBytes)
+	errTooMany1xx     = fmt.Errorf("upstream sent more than %d informational (1xx) responses", max1xxResponses)
+)
+
+// badStatusError is a status code the proxy cannot pass on (below 100).
+type badStatusError int
+
+func (e badStatusError) Error() string {
+	return fmt.Sprintf("upstream sent the invalid status code %03d", int(e))
+}
+
+// switchError is a 101 Switching Protocols to a protocol the client did
+// not ask for (want is "" for a request that asked for no upgrade).
+type switchError struct{ got, want string }
+
+func (e switchError) Error() string {
+	if e.want == "" {
+		return "upstream answered 101 Switching Protocols to a request that asked for no upgrade"
+	}
+	return fmt.Sprintf("upstream switched to protocol %q when %q was asked for", e.got, e.want)
+}
 
 // upstreamTransport is the round tripper of a target. Requests without a
 // body — nearly all of them — take a short path: the handler's goroutine
@@ -33,9 +77,64 @@ type upstreamTransport struct {
 
 func (t *upstreamTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if (req.Body != nil && req.Body != http.NoBody) || req.Header.Get("Upgrade") != "" {
-		return t.fallback.RoundTrip(withoutReplay(req))
+		return t.roundTripStandard(req)
 	}
 	return t.pool.roundTrip(req)
+}
+
+// roundTripStandard passes a request with a body, or an upgrade, to the
+// standard Transport. It applies the header limit and Go's retry rule
+// (a written request with a body is never sent again); this adds what it
+// lets through and the proxy must not: more than max1xxResponses
+// informational answers, a status below 100, and a 101 that switches to
+// a protocol the client did not ask for. The Transport keeps no
+// connection after a final status below 200, and the body of a 101 is
+// the connection itself, so closing it leaves nothing open.
+func (t *upstreamTransport) roundTripStandard(req *http.Request) (*http.Response, error) {
+	ctx, cancel := context.WithCancelCause(req.Context())
+	g := &informationalCounter{cancel: cancel}
+	trace := &httptrace.ClientTrace{Got1xxResponse: g.got1xx}
+	res, err := t.fallback.RoundTrip(req.WithContext(httptrace.WithClientTrace(ctx, trace)))
+	if err != nil {
+		if cause := context.Cause(ctx); errors.Is(cause, errTooMany1xx) && req.Context().Err() == nil {
+			err = cause
+		} else if strings.Contains(err.Error(), "server response headers exceeded") {
+			err = errHeaderTooLarge // the same words on both paths
+		}
+		return nil, err
+	}
+	var refused error
+	switch code := res.StatusCode; {
+	case g.n.Load() > max1xxResponses:
+		refused = errTooMany1xx // all of it arrived before the cancel took
+	case code < 100:
+		refused = badStatusError(code)
+	case code == http.StatusSwitchingProtocols:
+		want := req.Header.Get("Upgrade")
+		if got := upgradeType(res.Header); want == "" || !strings.EqualFold(got, want) {
+			refused = switchError{got, want}
+		}
+	}
+	if refused != nil {
+		res.Body.Close()
+		return nil, refused
+	}
+	return res, nil
+}
+
+// informationalCounter ends an exchange at the informational answer one
+// too many. The hook's own error would be lost (ReverseProxy's hook runs
+// after it and its result is the one that counts), so it cancels.
+type informationalCounter struct {
+	cancel context.CancelCauseFunc
+	n      atomic.Int32
+}
+
+func (g *informationalCounter) got1xx(int, textproto.MIMEHeader) error {
+	if g.n.Add(1) > max1xxResponses {
+		g.cancel(errTooMany1xx)
+	}
+	return nil
 }
 
 // connPool holds idle keep-alive connections to one upstream, most
@@ -51,9 +150,20 @@ type connPool struct {
 
 type upConn struct {
 	c      net.Conn
-	br     *bufio.Reader
-	bw     *bufio.Writer
+	br     *bufio.Reader // reads through the upConn: header limit, byte count
+	bw     *bufio.Writer // writes through the upConn: byte count
 	idleAt time.Time
+
+	// Per exchange, touched only by the goroutine that owns the
+	// connection: how much header may still come (unlimited while a body
+	// is read), and the bytes read and written, which decide whether a
+	// failed request may be sent again.
+	readLimit     int64
+	nread, nwrite int64
+
+	// abort closes the connection for a client that went away; made
+	// once, so arming it costs no closure per request.
+	abort func()
 
 	// raw and peek are made once per connection, so checking an idle
 	// connection before reuse allocates nothing; peek records its
@@ -103,12 +213,36 @@ func (c *upConn) open() bool {
 	return err == nil && c.alive
 }
 
+// Read reads from the connection within the header limit.
+func (c *upConn) Read(p []byte) (int, error) {
+	if c.readLimit <= 0 {
+		return 0, errHeaderTooLarge
+	}
+	if int64(len(p)) > c.readLimit {
+		p = p[:c.readLimit]
+	}
+	n, err := c.c.Read(p)
+	c.readLimit -= int64(n)
+	c.nread += int64(n)
+	return n, err
+}
+
+// Write writes to the connection and counts what it wrote.
+func (c *upConn) Write(p []byte) (int, error) {
+	n, err := c.c.Write(p)
+	c.nwrite += int64(n)
+	return n, err
+}
+
 func (p *connPool) dial(ctx context.Context) (*upConn, error) {
 	c, err := p.dialer.DialContext(ctx, "tcp", p.addr)
 	if err != nil {
 		return nil, err
 	}
-	uc := &upConn{c: c, br: bufio.NewReaderSize(c, 32<<10), bw: bufio.NewWriterSize(c, 4<<10)}
+	uc := &upConn{c: c}
+	uc.br = bufio.NewReaderSize(uc, 32<<10)
+	uc.bw = bufio.NewWriterSize(uc, 4<<10)
+	uc.abort = func() { c.Close() }
 	if sc, ok := c.(syscall.Conn); ok {
 		if uc.raw, err = sc.SyscallConn(); err != nil {
 			c.Close()
@@ -184,9 +318,9 @@ func (p *connPool) closeIdle() {
 
 // roundTrip sends a body-less request and returns the answer; its body
 // reads from the connection, which goes back to the pool once the body
-// has been read to its end. A pooled connection that fails while the
-// request is written is replaced once (the application saw nothing); one
-// that fails after that is not: the application may have acted.
+// has been read to its end. A request that fails on a reused connection
+// before any byte of an answer arrived is sent once more on a new
+// connection when that is safe (see mayRetry).
 func (p *connPool) roundTrip(req *http.Request) (*http.Response, error) {
 	ctx := req.Context()
 	c := p.get()
@@ -198,31 +332,25 @@ func (p *connPool) roundTrip(req *http.Request) (*http.Response, error) {
 				return nil, err
 			}
 		}
-		// A client that goes away ends the exchange.
-		stop := context.AfterFunc(ctx, func() { c.c.SetDeadline(time.Unix(1, 0)) })
-		err := req.Write(c.bw)
-		if err == nil {
-			err = c.bw.Flush()
-		}
-		if err != nil {
-			stop()
-			c.c.Close()
-			if reused && ctx.Err() == nil {
-				c, reused = nil, false
-				continue
-			}
-			return nil, err
-		}
-		resp, err := readFinalResponse(c.br, req)
+		// A client that goes away closes the connection at once: whatever
+		// state the exchange left it in, nobody can reuse it.
+		stop := context.AfterFunc(ctx, c.abort)
+		resp, err := c.exchange(req)
 		if err != nil {
 			stop()
 			c.c.Close()
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
 			}
+			if reused && mayRetry(req, c) {
+				c, reused = nil, false
+				continue
+			}
 			return nil, err
 		}
-		body := &pooledBody{rc: resp.Body, c: c, p: p, stop: stop, reusable: !resp.Close && !req.Close}
+		// After a CONNECT, the bytes that follow are a tunnel's, not HTTP
+		// (the proxy refuses CONNECT, so this is a second line of defence).
+		body := &pooledBody{rc: resp.Body, c: c, p: p, stop: stop, reusable: !resp.Close && !req.Close && req.Method != http.MethodConnect}
 		if resp.Body == http.NoBody {
 			body.finish(true)
 		} else {
@@ -232,15 +360,69 @@ func (p *connPool) roundTrip(req *http.Request) (*http.Response, error) {
 	}
 }
 
-// readFinalResponse reads the answer, skipping informational ones (100
-// Continue, 103 Early Hints); 101 is final.
+// mayRetry is Go's Transport rule for a request that failed on a reused
+// connection (the application may have closed it as idle just as the
+// request went out): it may be sent again if the application cannot have
+// answered it (no byte of an answer arrived) and either none of it was
+// written or it is replayable. Requests on this path have no body.
+func mayRetry(req *http.Request, c *upConn) bool {
+	return c.nread == 0 && (c.nwrite == 0 || replayable(req))
+}
+
+// replayable is Go's isReplayable for a request without a body: an
+// idempotent method, or a request its client marked idempotent.
+func replayable(req *http.Request) bool {
+	switch req.Method {
+	case "", http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
+		return true
+	}
+	_, key := req.Header["Idempotency-Key"]
+	_, xkey := req.Header["X-Idempotency-Key"]
+	return key || xkey
+}
+
+// exchange writes req and reads up to the final answer's header.
+func (c *upConn) exchange(req *http.Request) (*http.Response, error) {
+	c.nread, c.nwrite = 0, 0
+	c.readLimit = maxResponseHeaderBytes
+	err := req.Write(c.bw)
+	if err == nil {
+		err = c.bw.Flush()
+	}
+	if err != nil {
+		return nil, err
+	}
+	resp, err := readFinalResponse(c.br, req)
+	if err != nil {
+		if c.readLimit <= 0 {
+			err = errHeaderTooLarge // whatever the parser made of the cut
+		}
+		return nil, err
+	}
+	c.readLimit = math.MaxInt64 // bodies are streamed, not held
+	return resp, nil
+}
+
+// readFinalResponse reads the answer, skipping up to max1xxResponses
+// informational ones. A 101 is refused: requests on this path never ask
+// for an upgrade, and what follows it is not HTTP. So is a status below
+// 100, which cannot be passed on.
 func readFinalResponse(br *bufio.Reader, req *http.Request) (*http.Response, error) {
-	for {
+	for informational := 0; ; informational++ {
 		resp, err := http.ReadResponse(br, req)
 		if err != nil {
 			return nil, err
 		}
-		if resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols || resp.StatusCode < 100 {
+		switch code := resp.StatusCode; {
+		case code < 100:
+			return nil, badStatusError(code)
+		case code == http.StatusSwitchingProtocols:
+			return nil, switchError{got: upgradeType(resp.Header)}
+		case code < 200:
+			if informational == max1xxResponses {
+				return nil, errTooMany1xx
+			}
+		default:
 			return resp, nil
 		}
 	}
@@ -282,7 +464,7 @@ func (b *pooledBody) finish(complete bool) {
 		return
 	}
 	b.done = true
-	cancelled := !b.stop() // the deadline may have been set meanwhile
+	cancelled := !b.stop() // the client left: the connection is closed or closing
 	if complete && b.reusable && !cancelled {
 		b.p.put(b.c)
 		return

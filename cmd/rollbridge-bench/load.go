@@ -29,6 +29,9 @@ type sample struct {
 	// retried: the server had closed this keep-alive connection; the
 	// request was repeated on a new one, as HTTP clients do.
 	retried bool
+	// closed: the answer carried Connection: close, so the next request
+	// went out on a new connection.
+	closed bool
 }
 
 // loadResult is what a load run saw.
@@ -110,6 +113,14 @@ type loadSpec struct {
 	keepAlive bool
 	// mixed: half the connections keep alive, half open one per request.
 	mixed bool
+	// rate paces the run to this many requests per second in all, spread
+	// evenly over the connections; 0: as fast as they are answered.
+	rate float64
+	// noRetry counts a request that failed on a keep-alive connection the
+	// server had closed as a failure, instead of repeating it on a new
+	// connection the way HTTP clients do: it exposes every server-side
+	// close of a connection with a request on the way.
+	noRetry bool
 	// Either a duration or a stop channel ends the run.
 	duration time.Duration
 	stop     <-chan struct{}
@@ -128,10 +139,15 @@ func runLoad(spec loadSpec) loadResult {
 		if spec.mixed {
 			keep = i%2 == 0
 		}
+		var interval, phase time.Duration
+		if spec.rate > 0 {
+			interval = time.Duration(float64(spec.conns) / spec.rate * float64(time.Second))
+			phase = interval * time.Duration(i) / time.Duration(spec.conns)
+		}
 		wg.Add(1)
 		go func(i int, keep bool) {
 			defer wg.Done()
-			per[i] = clientLoop(spec.addr, spec.path, keep, &done)
+			per[i] = clientLoop(spec.addr, spec.path, keep, !spec.noRetry, start.Add(phase), interval, &done)
 		}(i, keep)
 	}
 	if spec.stop != nil {
@@ -148,7 +164,10 @@ func runLoad(spec loadSpec) loadResult {
 	return res
 }
 
-func clientLoop(addr, path string, keepAlive bool, done *atomic.Bool) []sample {
+// clientLoop sends requests one after the other on one connection (a new
+// one per request without keepAlive). With an interval, request k starts
+// at first + k×interval, or at once when the previous one ran late.
+func clientLoop(addr, path string, keepAlive, retry bool, first time.Time, interval time.Duration, done *atomic.Bool) []sample {
 	req := "GET " + path + " HTTP/1.1\r\nHost: bench\r\n\r\n"
 	if !keepAlive {
 		req = "GET " + path + " HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n"
@@ -156,9 +175,18 @@ func clientLoop(addr, path string, keepAlive bool, done *atomic.Bool) []sample {
 	samples := make([]sample, 0, 1<<14)
 	var conn net.Conn
 	var br *bufio.Reader
+	next := first
 	for !done.Load() {
+		if interval > 0 {
+			time.Sleep(time.Until(next))
+			next = next.Add(interval)
+			if done.Load() {
+				break
+			}
+		}
 		t0 := time.Now()
 		reused := conn != nil
+		closed := false
 		err := func() error {
 			if conn == nil {
 				c, err := net.DialTimeout("tcp", addr, 5*time.Second)
@@ -184,6 +212,7 @@ func clientLoop(addr, path string, keepAlive bool, done *atomic.Bool) []sample {
 				return fmt.Errorf("HTTP %d", resp.StatusCode)
 			}
 			if !keepAlive || resp.Close {
+				closed = keepAlive
 				conn.Close()
 				conn = nil
 			}
@@ -193,13 +222,13 @@ func clientLoop(addr, path string, keepAlive bool, done *atomic.Bool) []sample {
 			conn.Close()
 			conn = nil
 		}
-		if err != nil && reused && isClosedIdle(err) {
+		if err != nil && retry && reused && isClosedIdle(err) {
 			// The server closed a keep-alive connection between requests:
 			// every HTTP client repeats that on a new connection.
 			samples = append(samples, sample{start: t0, dur: time.Since(t0), err: errorKind(err), retried: true})
 			continue
 		}
-		s := sample{start: t0, dur: time.Since(t0)}
+		s := sample{start: t0, dur: time.Since(t0), closed: closed}
 		if err != nil {
 			s.err = errorKind(err)
 		}
