@@ -53,9 +53,10 @@ func (t *Target) SetObserver(o Observer) { t.observer = o }
 func NewTarget(id, host string, port int, p *Proxy) *Target {
 	t := &Target{id: id, addr: net.JoinHostPort(host, strconv.Itoa(port)), idle: make(chan struct{}, 1)}
 	dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
+	dial := patientDial(dialer.DialContext)
 	t.transport = &http.Transport{
 		Proxy:                  nil, // never route upstream traffic through HTTP_PROXY
-		DialContext:            dialer.DialContext,
+		DialContext:            dial,
 		MaxIdleConns:           0,   // no overall limit: the per-host limit governs
 		MaxIdleConnsPerHost:    512, // Go's default of 2 would reconnect under load
 		IdleConnTimeout:        IdleUpstreamTimeout,
@@ -66,7 +67,7 @@ func NewTarget(id, host string, port int, p *Proxy) *Target {
 		WriteBufferSize:        32 << 10,
 		ReadBufferSize:         32 << 10,
 	}
-	t.pool = newConnPool(t.addr, dialer)
+	t.pool = newConnPool(t.addr, dial)
 	t.rp = &httputil.ReverseProxy{
 		Rewrite:   t.rewrite,
 		Transport: &upstreamTransport{pool: t.pool, fallback: tunnelTransport{t.transport}},

@@ -141,7 +141,7 @@ func (g *informationalCounter) got1xx(int, textproto.MIMEHeader) error {
 // recently used first.
 type connPool struct {
 	addr   string
-	dialer *net.Dialer
+	dialer func(ctx context.Context, network, addr string) (net.Conn, error)
 
 	mu       sync.Mutex
 	idle     []*upConn
@@ -173,8 +173,8 @@ type upConn struct {
 	alive bool
 }
 
-func newConnPool(addr string, dialer *net.Dialer) *connPool {
-	return &connPool{addr: addr, dialer: dialer}
+func newConnPool(addr string, dial func(ctx context.Context, network, addr string) (net.Conn, error)) *connPool {
+	return &connPool{addr: addr, dialer: dial}
 }
 
 // get returns a pooled connection that has been idle for less than
@@ -235,7 +235,7 @@ func (c *upConn) Write(p []byte) (int, error) {
 }
 
 func (p *connPool) dial(ctx context.Context) (*upConn, error) {
-	c, err := p.dialer.DialContext(ctx, "tcp", p.addr)
+	c, err := p.dialer(ctx, "tcp", p.addr)
 	if err != nil {
 		return nil, err
 	}

@@ -1,7 +1,10 @@
 package main
 
 import (
+	"bufio"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"regexp"
 	"strconv"
@@ -26,6 +29,19 @@ func TestFileDescriptorExhaustionIsSurvived(t *testing.T) {
 	t.Cleanup(d.cleanup)
 	if r := d.deploy("v1"); r.code != 0 {
 		t.Fatalf("deploy: %+v", r)
+	}
+
+	// Keep-alive connections opened before the flood: requests on them
+	// during it need new upstream connections, which wait for a free
+	// descriptor instead of failing.
+	var early []*keepAliveConn
+	for i := 0; i < 3; i++ {
+		c := dialKeepAlive(t, d.port)
+		defer c.Close()
+		if code, body := c.get(t, "/release"); code != 200 || body != "v1" {
+			t.Fatalf("before the flood: %d %q", code, body)
+		}
+		early = append(early, c)
 	}
 
 	// Flood the proxy with idle connections until its accept fails.
@@ -70,6 +86,15 @@ func TestFileDescriptorExhaustionIsSurvived(t *testing.T) {
 	case <-time.After(1500 * time.Millisecond):
 	}
 
+	type reply struct {
+		code int
+		body string
+	}
+	replies := make(chan reply, len(early))
+	for _, c := range early {
+		go func() { code, body := c.get(t, "/slow?ms=50"); replies <- reply{code, body} }()
+	}
+
 	relief := time.Now()
 	for _, c := range flood {
 		c.Close()
@@ -88,6 +113,11 @@ func TestFileDescriptorExhaustionIsSurvived(t *testing.T) {
 	t.Logf("status answered %v after relief", took.Round(time.Millisecond))
 	if took > 1500*time.Millisecond {
 		t.Fatalf("status answered %v after relief; the retry interval is at most 1 s", took)
+	}
+	for range early {
+		if r := <-replies; r.code != 200 || r.body != "v1" {
+			t.Errorf("a request sent during the exhaustion got %d %q", r.code, r.body)
+		}
 	}
 	if r := d.deploy("v2"); r.code != 0 {
 		t.Fatalf("deploy after relief: %+v", r)
@@ -166,4 +196,38 @@ func TestOpenFilesLimit(t *testing.T) {
 	if want := regexp.MustCompile(`✓ open files: daemon \(pid ` + strconv.Itoa(daemon) + `\): soft limit 4095, hard limit 4096, \d+ open\n`); r.code != 0 || !want.MatchString(r.stdout) {
 		t.Fatalf("doctor: %+v", r)
 	}
+}
+
+// keepAliveConn is one client connection to the proxy, reused for
+// several requests.
+type keepAliveConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func dialKeepAlive(t *testing.T, port int) *keepAliveConn {
+	t.Helper()
+	c, err := net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &keepAliveConn{Conn: c, r: bufio.NewReader(c)}
+}
+
+// get sends one request and reads its answer; errors count as code 0.
+func (c *keepAliveConn) get(t *testing.T, path string) (int, string) {
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	if _, err := io.WriteString(c, "GET "+path+" HTTP/1.1\r\nHost: app\r\n\r\n"); err != nil {
+		return 0, err.Error()
+	}
+	resp, err := http.ReadResponse(c.r, nil)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, err.Error()
+	}
+	return resp.StatusCode, string(body)
 }
