@@ -109,6 +109,12 @@ type Options struct {
 	Clock    Clock             // SystemClock when nil
 	OnEvent  func(Event)       // may be nil
 	OnOutput func(OutputEntry) // each captured line; may be nil
+	// OnSpawn is called synchronously after every successful spawn of the
+	// command (its pid and start time are already in Status) and of every
+	// lifecycle hook (already in Hooks), before the child runs anything:
+	// children are held behind a gate until it returns, and exit by
+	// themselves if this process dies first. May be nil.
+	OnSpawn func(Spawn)
 }
 
 // Process is one managed OS process and its supervision. All methods are
@@ -117,6 +123,7 @@ type Process struct {
 	clock    Clock
 	onEvent  func(Event)
 	onOutput func(OutputEntry)
+	onSpawn  func(Spawn)
 	output   outputRing
 
 	mu              sync.Mutex
@@ -147,6 +154,7 @@ type Process struct {
 	stopRequested   bool          // someone outside wants it down until the next Start
 	spawnMu         sync.Mutex    // held across a spawn; a stop waits for it
 	leftovers       chan struct{} // closed when the last crash's leftovers are gone
+	hooks           []Hook        // lifecycle hooks running now
 }
 
 type stopRun struct {
@@ -159,7 +167,7 @@ func (r *stopRun) markQuiesced() { r.quiesceOnce.Do(func() { close(r.quiesced) }
 
 // New returns a process in state stopped; nothing runs until Start.
 func New(spec Spec, opts Options) *Process {
-	p := &Process{clock: opts.Clock, onEvent: opts.OnEvent, onOutput: opts.OnOutput, spec: spec, state: StateStopped}
+	p := &Process{clock: opts.Clock, onEvent: opts.OnEvent, onOutput: opts.OnOutput, onSpawn: opts.OnSpawn, spec: spec, state: StateStopped}
 	if p.clock == nil {
 		p.clock = SystemClock
 	}
@@ -247,7 +255,7 @@ func (p *Process) start(reason string, abort func() bool) error {
 	spec := p.spec
 	p.mu.Unlock()
 
-	cmd, stdout, stderr, err := spawn(spec)
+	cmd, stdout, stderr, g, err := spawn(spec)
 	var ticks uint64
 	if err == nil {
 		ticks, _ = StartTime(cmd.Process.Pid)
@@ -275,6 +283,8 @@ func (p *Process) start(reason string, abort func() bool) error {
 	}
 	p.mu.Unlock()
 
+	p.spawned(Spawn{ID: spec.ID, PID: cmd.Process.Pid, StartTime: ticks})
+	g.open()
 	p.emit("process started", Field{"command", spec.Command}, Field{"id", spec.ID}, Field{"pid", cmd.Process.Pid}, Field{"reason", reason})
 	for _, s := range []struct {
 		f    *os.File
@@ -296,27 +306,35 @@ func (p *Process) addOutput(e OutputEntry) {
 	}
 }
 
-// spawn starts the command in a new session (so its pid is its process
-// group) with stdin on /dev/null and stdout/stderr on pipes. The pipes are
-// plain files, so waiting for the shell never waits for grandchildren that
-// inherited them.
-func spawn(spec Spec) (cmd *exec.Cmd, stdout, stderr *os.File, err error) {
+// spawn starts the command behind a gate (spawn_gate.go) in a new session
+// (so its pid is its process group) with stdin on /dev/null and
+// stdout/stderr on pipes. The pipes are plain files, so waiting for the
+// shell never waits for grandchildren that inherited them. The caller
+// opens the gate once the child is recorded.
+func spawn(spec Spec) (cmd *exec.Cmd, stdout, stderr *os.File, g *gate, err error) {
 	if fi, err := os.Stat(spec.Dir); err != nil {
-		return nil, nil, nil, fmt.Errorf("cannot start %s: working directory %s does not exist", spec.ID, spec.Dir)
+		return nil, nil, nil, nil, fmt.Errorf("cannot start %s: working directory %s does not exist", spec.ID, spec.Dir)
 	} else if !fi.IsDir() {
-		return nil, nil, nil, fmt.Errorf("cannot start %s: working directory %s is not a directory", spec.ID, spec.Dir)
+		return nil, nil, nil, nil, fmt.Errorf("cannot start %s: working directory %s is not a directory", spec.ID, spec.Dir)
 	}
 	outR, outW, err := os.Pipe()
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("cannot start %s: %w", spec.ID, err)
+		return nil, nil, nil, nil, fmt.Errorf("cannot start %s: %w", spec.ID, err)
 	}
 	errR, errW, err := os.Pipe()
 	if err != nil {
 		outR.Close()
 		outW.Close()
-		return nil, nil, nil, fmt.Errorf("cannot start %s: %w", spec.ID, err)
+		return nil, nil, nil, nil, fmt.Errorf("cannot start %s: %w", spec.ID, err)
 	}
-	cmd = exec.Command("/bin/sh", "-c", spec.Command)
+	cmd, gateR, g, err := gatedCommand(spec.Command)
+	if err != nil {
+		outR.Close()
+		outW.Close()
+		errR.Close()
+		errW.Close()
+		return nil, nil, nil, nil, fmt.Errorf("cannot start %s: %w", spec.ID, err)
+	}
 	cmd.Dir = spec.Dir
 	cmd.Env = spec.Env
 	cmd.Stdout, cmd.Stderr = outW, errW
@@ -324,12 +342,14 @@ func spawn(spec Spec) (cmd *exec.Cmd, stdout, stderr *os.File, err error) {
 	err = cmd.Start()
 	outW.Close()
 	errW.Close()
+	gateR.Close()
 	if err != nil {
 		outR.Close()
 		errR.Close()
-		return nil, nil, nil, fmt.Errorf("cannot start %s: %w", spec.ID, err)
+		g.drop()
+		return nil, nil, nil, nil, fmt.Errorf("cannot start %s: %w", spec.ID, err)
 	}
-	return cmd, outR, errR, nil
+	return cmd, outR, errR, g, nil
 }
 
 // wait observes the child's exit, records it and applies the restart

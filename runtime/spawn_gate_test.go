@@ -1,0 +1,113 @@
+package runtime
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// cmdline is the command line of pid with spaces between the arguments.
+func cmdline(pid int) string {
+	data, _ := os.ReadFile("/proc/" + itoa(pid) + "/cmdline")
+	return strings.ReplaceAll(string(data), "\x00", " ")
+}
+
+// OnSpawn sees every child before it runs anything: the main command with
+// its pid and start time already in Status, each hook already in Hooks.
+// A hook is no longer listed once it ended.
+func TestOnSpawnRecordsChildrenBeforeTheyRun(t *testing.T) {
+	dir := t.TempDir()
+	mark := filepath.Join(dir, "ran")
+	var mu sync.Mutex
+	var seen []string
+	var p *Process
+	spec := baseSpec(t, "touch "+mark+"; exec sleep 60")
+	spec.Lifecycle = Lifecycle{QuietCommand: "touch " + mark + ".quiet", StopCommand: "kill $ROLLBRIDGE_PID"}
+	p = New(spec, Options{OnSpawn: func(s Spawn) {
+		mu.Lock()
+		defer mu.Unlock()
+		// Still the gate: the command has not been executed yet.
+		if line := cmdline(s.PID); !strings.Contains(line, gateScript) {
+			t.Errorf("%s %q runs before it was recorded: %q", s.ID, s.Hook, line)
+		}
+		if _, err := os.Stat(mark); s.Hook == "" && err == nil {
+			t.Error("the command ran before it was recorded")
+		}
+		ticks, ok := StartTime(s.PID)
+		if !ok || ticks != s.StartTime {
+			t.Errorf("start time %d, /proc says %d %v", s.StartTime, ticks, ok)
+		}
+		if s.Hook == "" {
+			if st := p.Status(); st.PID != s.PID || st.StartTime != s.StartTime {
+				t.Errorf("status %d/%d, spawn %d/%d", st.PID, st.StartTime, s.PID, s.StartTime)
+			}
+		} else if hooks := p.Hooks(); len(hooks) != 1 || hooks[0] != (Hook{Label: s.Hook, PID: s.PID, StartTime: s.StartTime}) {
+			t.Errorf("hooks %+v while %s runs", hooks, s.Hook)
+		}
+		seen = append(seen, s.ID+"/"+s.Hook)
+	}})
+	t.Cleanup(func() {
+		if pgid := p.Status().PID; pgid > 0 {
+			syscall.Kill(-pgid, syscall.SIGKILL)
+		}
+	})
+	if err := p.Start(ReasonDeploy); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the command to run", 10*time.Second, func() bool {
+		_, err := os.Stat(mark)
+		return err == nil
+	})
+	p.Stop()
+	mu.Lock()
+	got := strings.Join(seen, ",")
+	mu.Unlock()
+	if got != "proc/,proc/quiet command,proc/stop command" {
+		t.Fatalf("spawns %s", got)
+	}
+	if hooks := p.Hooks(); len(hooks) != 0 {
+		t.Fatalf("hooks after the stop: %+v", hooks)
+	}
+}
+
+// A gated child whose owner goes away before opening the gate exits
+// without running its command.
+func TestGateDroppedChildRunsNothing(t *testing.T) {
+	dir := t.TempDir()
+	mark := filepath.Join(dir, "ran")
+	cmd, r, g, err := gatedCommand("touch " + mark)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+	g.drop() // what the owner's death does to the pipe
+	err = cmd.Wait()
+	if cmd.ProcessState.ExitCode() != gateExitCode {
+		t.Fatalf("exit %v", err)
+	}
+	if _, err := os.Stat(mark); err == nil {
+		t.Fatal("the command ran behind a dropped gate")
+	}
+	// Opened, the same command runs as `/bin/sh -c command` under the
+	// pid that was recorded.
+	cmd, r, g, _ = gatedCommand("touch " + mark + "; exec sleep 60")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	r.Close()
+	g.open()
+	waitFor(t, "the command to run", 10*time.Second, func() bool {
+		return cmdline(cmd.Process.Pid) == "sleep 60 "
+	})
+	if _, err := os.Stat(mark); err != nil {
+		t.Fatal(err)
+	}
+}
