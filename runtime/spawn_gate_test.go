@@ -30,8 +30,15 @@ func TestOnSpawnRecordsChildrenBeforeTheyRun(t *testing.T) {
 	p = New(spec, Options{OnSpawn: func(s Spawn) {
 		mu.Lock()
 		defer mu.Unlock()
-		// Still the gate: the command has not been executed yet.
-		if line := cmdline(s.PID); !strings.Contains(line, gateScript) {
+		// Still the gate: the command has not been executed yet. (The
+		// kernel fills in the command line a moment after exec reports
+		// success.)
+		var line string
+		waitFor(t, "the child's command line", 5*time.Second, func() bool {
+			line = cmdline(s.PID)
+			return line != ""
+		})
+		if !strings.Contains(line, gateScript) {
 			t.Errorf("%s %q runs before it was recorded: %q", s.ID, s.Hook, line)
 		}
 		if _, err := os.Stat(mark); s.Hook == "" && err == nil {
