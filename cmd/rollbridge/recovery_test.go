@@ -68,7 +68,7 @@ func TestOrphansAfterADaemonCrash(t *testing.T) {
 	d.deploy("v1")
 	waitUntil(t, "the state file to record v1", 10*time.Second, func() bool {
 		data, _ := os.ReadFile(state)
-		return strings.Contains(string(data), `"activeReleaseId": "v1"`) && strings.Count(string(data), `"startTime": `) == 3
+		return strings.Contains(string(data), `"activeReleaseId": "v1"`) && strings.Count(string(data), `"pgid": `) == 3
 	})
 	data, _ := os.ReadFile(state)
 	for _, secret := range []string{"hunter2", fixture, `"command"`, `"cwd"`, `"logs"`, `"children"`, `"env"`} {
@@ -174,20 +174,26 @@ func TestUnusableStateFiles(t *testing.T) {
 			t.Fatalf("state file after a clean shutdown: %v", err)
 		}
 	}
-	// A directory that does not exist: every write fails, nothing else does.
+	// A directory that does not exist: every write fails. The daemon
+	// keeps running, but a deploy whose processes cannot be recorded is
+	// called off: its processes stop, nothing new serves.
 	state := filepath.Join(dir, "missing", "state.json")
-	d := startDaemon(t, `statePath: `+strconv.Quote(state)+`, processes: [`+webProcess+`]`)
-	d.deploy("v1")
-	waitUntil(t, "the failed write to be logged", 10*time.Second, func() bool {
-		return strings.Contains(d.stdout.String(), `"message":"state persist failed"`)
-	})
-	if code, body := d.get("/release"); code != 200 || body != "v1" {
+	d := startDaemon(t, `statePath: `+strconv.Quote(state)+`, processes: [{id: "worker", command: "exec FIXTURE"}, `+webProcess+`]`)
+	r := d.deploy("v1")
+	want := "Error: Could not record worker in the state file " + state + ": ENOENT: no such file or directory, open '" + state + ".*.tmp'. The deploy was called off: its processes were stopped and the previous release keeps serving. Make sure the directory of the state file exists and the daemon can write it (rollbridge doctor checks it), then deploy again.\n"
+	if r.code != 1 || r.stderr != want {
+		t.Fatalf("deploy: %+v\nwant %q", r, want)
+	}
+	if code, body := d.get("/release"); code != 503 || body != "No active release\n" {
 		t.Fatalf("serving: %d %q", code, body)
 	}
 	if !strings.Contains(d.stdout.String(), `{"error":"ENOENT: no such file or directory, open '`+state+".") {
 		t.Fatalf("log:\n%s", d.stdout.String())
 	}
 	d.shutdown()
+	if left := processesMentioning(fixture + " -listen"); len(left) > 0 {
+		t.Fatalf("processes of the called-off deploy run: %v", left)
+	}
 }
 
 func TestRecoverWithoutStatePath(t *testing.T) {
