@@ -37,6 +37,10 @@ type testDaemon struct {
 
 	args []string // extra daemon options (bootstrap, takeover)
 	env  []string // extra environment
+	// wrap, when set, runs the daemon through it: wrap[0] with wrap[1:],
+	// then the binary and its arguments (for example a shell that sets
+	// the umask first).
+	wrap []string
 	// ready reports that the daemon is up; nil waits for status to answer.
 	ready func() bool
 	// handedOver: the control socket went to a takeover candidate, so it
@@ -93,7 +97,11 @@ func startDaemon(t *testing.T, body string) *testDaemon {
 func (d *testDaemon) start() {
 	d.t.Helper()
 	d.stdout, d.stderr, d.exited = &syncBuffer{}, &syncBuffer{}, make(chan struct{})
-	d.cmd = exec.Command(binary, append([]string{"daemon", "-c", d.config}, d.args...)...)
+	argv := append([]string{binary, "daemon", "-c", d.config}, d.args...)
+	if len(d.wrap) > 0 {
+		argv = append(append([]string(nil), d.wrap...), argv...)
+	}
+	d.cmd = exec.Command(argv[0], argv[1:]...)
 	d.cmd.Env = append(os.Environ(), d.env...)
 	d.cmd.Dir = d.dir
 	d.cmd.Stdout, d.cmd.Stderr = d.stdout, d.stderr

@@ -537,6 +537,10 @@ func TestRecoverStopsTheWholeGroup(t *testing.T) {
 	})
 	state := filepath.Join(dir, "state.json")
 	os.WriteFile(state, []byte(fmt.Sprintf(`{"releases":[],"services":[{"id":"beacon","process":{"id":"beacon","pid":%d}}],"singletons":[]}`, cmd.Process.Pid)), 0o644)
+	// A Node.js entry is acted on only for a process that started before
+	// the file was written (with a second's margin).
+	later := time.Now().Add(2 * time.Second)
+	os.Chtimes(state, later, later)
 	os.WriteFile(filepath.Join(dir, "rollbridge.js"), []byte(appConfig(dir, `statePath: `+strconv.Quote(state)+`, proxy: {port: 0, forceStopTimeoutMs: 300}, processes: [`+webProcess+`]`)), 0o644)
 	r := rollbridge(t, dir, "recover", "--force")
 	if r.code != 0 || r.stdout != fmt.Sprintf("Stopped 1 orphaned process:\n  beacon (pid %d)\n", cmd.Process.Pid) {
