@@ -174,26 +174,59 @@ func TestUnusableStateFiles(t *testing.T) {
 			t.Fatalf("state file after a clean shutdown: %v", err)
 		}
 	}
-	// A directory that does not exist: every write fails. The daemon
-	// keeps running, but a deploy whose processes cannot be recorded is
-	// called off: its processes stop, nothing new serves.
-	state := filepath.Join(dir, "missing", "state.json")
+	// The directory goes away: every write fails. The daemon keeps
+	// running and serving, but a deploy whose processes cannot be
+	// recorded is called off: its processes stop, the previous release
+	// keeps serving.
+	stateDir := filepath.Join(dir, "state")
+	os.Mkdir(stateDir, 0o755)
+	state := filepath.Join(stateDir, "state.json")
 	d := startDaemon(t, `statePath: `+strconv.Quote(state)+`, processes: [{id: "worker", command: "exec FIXTURE"}, `+webProcess+`]`)
-	r := d.deploy("v1")
+	if r := d.deploy("v1"); r.code != 0 {
+		t.Fatalf("deploy v1: %+v", r)
+	}
+	os.Rename(stateDir, stateDir+".away")
+	r := d.deploy("v2")
 	want := "Error: Could not record worker in the state file " + state + ": ENOENT: no such file or directory, open '" + state + ".*.tmp'. The deploy was called off: its processes were stopped and the previous release keeps serving. Make sure the directory of the state file exists and the daemon can write it (rollbridge doctor checks it), then deploy again.\n"
 	if r.code != 1 || r.stderr != want {
 		t.Fatalf("deploy: %+v\nwant %q", r, want)
 	}
-	if code, body := d.get("/release"); code != 503 || body != "No active release\n" {
+	if code, body := d.get("/release"); code != 200 || body != "v1" {
 		t.Fatalf("serving: %d %q", code, body)
 	}
 	if !strings.Contains(d.stdout.String(), `{"error":"ENOENT: no such file or directory, open '`+state+".") {
 		t.Fatalf("log:\n%s", d.stdout.String())
 	}
-	d.shutdown()
-	if left := processesMentioning(fixture + " -listen"); len(left) > 0 {
-		t.Fatalf("processes of the called-off deploy run: %v", left)
+	// The worker of v2 had started; the cleanup's report names it.
+	var stopped []int
+	for _, line := range strings.Split(d.stdout.String(), "\n") {
+		var e struct {
+			Message string
+			Data    struct {
+				Phase, ProcessID, ReleaseID, State string
+				Pid                                int
+			}
+		}
+		if json.Unmarshal([]byte(line), &e) != nil || e.Message != "release startup process status" || e.Data.ReleaseID != "v2" {
+			continue
+		}
+		switch {
+		case e.Data.Phase == "before cleanup" && e.Data.Pid != 0:
+			stopped = append(stopped, e.Data.Pid)
+		case e.Data.Phase == "after cleanup" && e.Data.State != "stopped":
+			t.Fatalf("after the called-off deploy: %s", line)
+		}
 	}
+	for _, pid := range stopped {
+		if alive(pid) {
+			t.Fatalf("process %d of the called-off deploy runs", pid)
+		}
+	}
+	if len(stopped) != 1 {
+		t.Fatalf("cleanup report of v2: %v\n%s", stopped, d.stdout.String())
+	}
+	os.Rename(stateDir+".away", stateDir)
+	d.shutdown()
 }
 
 func TestRecoverWithoutStatePath(t *testing.T) {
