@@ -78,6 +78,19 @@ func gated(pid int) bool {
 	return bytes.Contains(cmdline, []byte("rollbridge_gate"))
 }
 
+// gatedProcesses lists the live children that still wait for their
+// daemon to record them.
+func gatedProcesses() []int {
+	var pids []int
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		if pid, err := strconv.Atoi(e.Name()); err == nil && gated(pid) && alive(pid) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
 // sawEvent reports whether the daemon logged message with the given
 // data values (all of them strings).
 func sawEvent(d *testDaemon, message string, data map[string]string) bool {
