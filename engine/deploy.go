@@ -130,8 +130,43 @@ func timestampID(t time.Time) string {
 }
 
 // startReleaseProcesses starts handoff services, companions (replicas in
-// order) and the proxied process, then health-checks the proxied one.
-func (e *Engine) startReleaseProcesses(plan *jsconfig.Plan, r *Release) error {
+// order) and the proxied process, then health-checks the proxied one. The
+// processes are spawned held, recorded in the state file with one write,
+// and only then released, in start order: a deploy costs one write, not
+// one per process, and none of them runs unrecorded.
+func (e *Engine) startReleaseProcesses(plan *jsconfig.Plan, r *Release) (err error) {
+	var held []func()
+	defer func() {
+		if len(held) == 0 {
+			return
+		}
+		// A failure after some spawns: they are recorded before they run
+		// (the caller then stops them).
+		werr := e.persist.sync()
+		for _, release := range held {
+			release()
+		}
+		if werr != nil && err == nil {
+			err = &unrecordedError{what: "the processes of release " + r.ID, path: e.persist.main, err: werr}
+		}
+	}()
+	if err := e.spawnReleaseProcesses(plan, r, &held); err != nil {
+		return err
+	}
+	werr := e.persist.sync()
+	for _, release := range held {
+		release()
+	}
+	held = nil
+	if werr != nil {
+		return &unrecordedError{what: "the processes of release " + r.ID, path: e.persist.main, err: werr}
+	}
+	return e.checkReleaseHealth(plan, r)
+}
+
+// spawnReleaseProcesses spawns the release's processes held, in start
+// order, adding each release function to held.
+func (e *Engine) spawnReleaseProcesses(plan *jsconfig.Plan, r *Release, held *[]func()) error {
 	order := []func(*jsconfig.Process) bool{
 		func(p *jsconfig.Process) bool {
 			return p.Policy == jsconfig.PolicyService && p.DeployStrategy == jsconfig.StrategyHandoff
@@ -157,12 +192,21 @@ func (e *Engine) startReleaseProcesses(plan *jsconfig.Plan, r *Release) error {
 				}
 				r.procs = append(r.procs, in)
 				e.mu.Unlock()
-				if err := e.startRecorded(in, runtime.ReasonDeploy); err != nil {
+				release, err := in.proc.StartHeld(runtime.ReasonDeploy, e.stopping.Load)
+				if err != nil {
 					return err
+				}
+				if release != nil {
+					*held = append(*held, release)
 				}
 			}
 		}
 	}
+	return nil
+}
+
+// checkReleaseHealth health-checks the release's proxied process.
+func (e *Engine) checkReleaseHealth(plan *jsconfig.Plan, r *Release) error {
 	web := plan.ProxiedProcess()
 	if web.Health != nil {
 		check := runtime.HealthCheck{
@@ -329,7 +373,7 @@ func (e *Engine) recordSpawn(in *instance) func(runtime.Spawn) {
 			return
 		}
 		if err != nil {
-			in.unrecorded.Store(&unrecordedError{id: in.id, path: e.persist.main, err: err})
+			in.unrecorded.Store(&unrecordedError{what: in.id, path: e.persist.main, err: err})
 		} else {
 			in.unrecorded.Store(nil)
 		}
@@ -339,12 +383,12 @@ func (e *Engine) recordSpawn(in *instance) func(runtime.Spawn) {
 // unrecordedError is a process that runs but could not be recorded in
 // the state file.
 type unrecordedError struct {
-	id, path string
-	err      error
+	what, path string // what: "worker#0", "the processes of release v2"
+	err        error
 }
 
 func (u *unrecordedError) Error() string {
-	return fmt.Sprintf("Could not record %s in the state file %s: %s.", u.id, u.path, u.err.Error())
+	return fmt.Sprintf("Could not record %s in the state file %s: %s.", u.what, u.path, u.err.Error())
 }
 
 // startRecorded starts a process for a deploy step, which is never

@@ -51,6 +51,7 @@ type persister struct {
 	// adopted are sibling files whose entries became this daemon's
 	// orphans; they go once a write of the main file covers them.
 	adopted []string
+	events  eventCache // used by the one write that runs
 }
 
 func newPersister(e *Engine, path string) *persister {
@@ -163,7 +164,7 @@ func (p *persister) writeTo(path string) error {
 	p.mu.Lock()
 	covered := p.adopted
 	p.mu.Unlock()
-	data, err := p.e.stateSnapshot()
+	data, err := p.e.renderState(&p.events)
 	if err == nil {
 		err = p.replace(path, data)
 	}
@@ -313,22 +314,81 @@ func (p *persister) removeAdopted() {
 // releases still starting or superseded, and the running hooks), every
 // stored event, persistedAt and the writing daemon, with secrets removed
 // and pretty-printed.
-func (e *Engine) stateSnapshot() ([]byte, error) {
-	status := e.statusObject(true)
+func (e *Engine) stateSnapshot() ([]byte, error) { return e.renderState(&eventCache{}) }
+
+// renderState renders the snapshot of stateSnapshot; events already in
+// cache are not rendered again. The result is byte for byte what
+// indentJSON(stripKeys(…)) of the whole document gives.
+func (e *Engine) renderState(cache *eventCache) ([]byte, error) {
+	raw, err := e.statusObject(true).MarshalJSON()
+	if err != nil {
+		return nil, err
+	}
+	head := indentJSON(stripKeys(raw, secretKeys))
+	head = bytes.TrimSuffix(head, []byte("\n}\n"))
 	writer := jsconfig.Object{{Key: "pid", Value: os.Getpid()}}
 	if ticks, ok := runtime.StartTime(os.Getpid()); ok {
 		writer = append(writer, jsconfig.Field{Key: "startTime", Value: ticks})
 	}
-	status = append(status,
-		jsconfig.Field{Key: "events", Value: joinEvents(e.events.recent(0, false))},
-		jsconfig.Field{Key: "persistedAt", Value: runtime.ISOTime(time.Now())},
-		jsconfig.Field{Key: "writer", Value: writer},
-	)
-	raw, err := status.MarshalJSON()
+	w, err := writer.MarshalJSON()
 	if err != nil {
 		return nil, err
 	}
-	return indentJSON(stripKeys(raw, secretKeys)), nil
+	var b bytes.Buffer
+	b.Grow(len(head) + cache.size + 256)
+	b.Write(head)
+	b.WriteString(",\n  \"events\": ")
+	cache.render(&b, e.events.recent(0, false))
+	b.WriteString(",\n  \"persistedAt\": \"" + runtime.ISOTime(time.Now()) + "\",\n  \"writer\": ")
+	if err := json.Indent(&b, w, "  ", "  "); err != nil {
+		return nil, err
+	}
+	b.WriteString("\n}\n")
+	return b.Bytes(), nil
+}
+
+// eventCache keeps each stored event as the state file writes it (its
+// secrets removed, indented for its place in the file), so a write
+// renders only the events logged since the one before: with a full ring
+// that is most of a snapshot's cost.
+type eventCache struct {
+	entries map[*byte][]byte // by the event's stored JSON, which never changes
+	size    int
+}
+
+// render writes the events array at the indentation of a top-level key.
+func (c *eventCache) render(b *bytes.Buffer, events []json.RawMessage) {
+	if len(events) == 0 {
+		b.WriteString("[]")
+		c.entries, c.size = nil, 0
+		return
+	}
+	next := make(map[*byte][]byte, len(events))
+	size := 0
+	b.WriteByte('[')
+	for i, raw := range events {
+		if len(raw) == 0 {
+			continue
+		}
+		text, ok := c.entries[&raw[0]]
+		if !ok {
+			var t bytes.Buffer
+			if json.Indent(&t, stripKeys(raw, secretKeys), "    ", "  ") != nil {
+				t.Reset()
+				t.Write(raw)
+			}
+			text = t.Bytes()
+		}
+		next[&raw[0]] = text
+		size += len(text) + 6
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString("\n    ")
+		b.Write(text)
+	}
+	b.WriteString("\n  ]")
+	c.entries, c.size = next, size
 }
 
 // indentJSON formats compact JSON like JSON.stringify(v, null, 2) plus a

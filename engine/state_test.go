@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -338,5 +339,73 @@ func TestStateSnapshotRecordsStartingAndSuperseded(t *testing.T) {
 	list, err := ReadStateFile(writeState(t, string(data)))
 	if err != nil || len(LiveOrphans(list)) != 3 {
 		t.Fatalf("the reader finds %v %v", list, err)
+	}
+}
+
+// BenchmarkStateSync is the cost a spawn adds before its child runs: one
+// state file write (snapshot with a full event ring, fsync, rename) for a
+// daemon with four running processes.
+func BenchmarkStateSync(b *testing.B) {
+	dir := b.TempDir()
+	path := filepath.Join(dir, "state.json")
+	e := New(Options{Plan: &jsconfig.Plan{Application: "shop", StatePath: path}})
+	r := newRelease("v1", dir, "v1")
+	r.setState(stateActive)
+	for _, id := range []string{"beacon", "worker#0", "worker#1", "web"} {
+		proc := runtime.New(runtime.Spec{ID: id, Command: "exec sleep 60", Dir: dir, OutputLines: 10}, runtime.Options{})
+		if err := proc.Start(runtime.ReasonDeploy); err != nil {
+			b.Fatal(err)
+		}
+		defer proc.Stop()
+		r.procs = append(r.procs, &instance{id: id, def: &jsconfig.Process{ID: id}, proc: proc})
+	}
+	e.releases, e.active = []*Release{r}, r
+	for i := 0; i < EventCapacity; i++ {
+		e.events.log("process started", jsconfig.Field{Key: "processId", Value: "worker#0"}, jsconfig.Field{Key: "releaseId", Value: "v1"}, jsconfig.Field{Key: "pid", Value: 4242}, jsconfig.Field{Key: "reason", Value: "deploy"})
+	}
+	p := newPersister(e, path)
+	fi := func() int64 { st, _ := os.Stat(path); return st.Size() }
+	for b.Loop() {
+		if err := p.sync(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(fi())/1024, "file-KiB")
+}
+
+// A snapshot rendered with cached events is byte for byte the whole
+// document stripped of secrets and indented, also after new events.
+func TestRenderStateMatchesTheWholeDocument(t *testing.T) {
+	e := New(Options{Plan: &jsconfig.Plan{Application: "shop", StatePath: filepath.Join(t.TempDir(), "s")}})
+	whole := func(data []byte) []byte {
+		// The reference rendering: one document, stripped and indented.
+		var doc map[string]json.RawMessage
+		if err := json.Unmarshal(data, &doc); err != nil {
+			t.Fatal(err)
+		}
+		raw, _ := e.statusObject(true).MarshalJSON()
+		obj := strings.TrimSuffix(string(raw), "}") + `,"events":` + string(joinEvents(e.events.recent(0, false))) +
+			`,"persistedAt":` + string(doc["persistedAt"]) + `,"writer":` + strings.Join(strings.Fields(string(doc["writer"])), "") + "}"
+		return indentJSON(stripKeys([]byte(obj), secretKeys))
+	}
+	cache := &eventCache{}
+	for round := 0; round < 3; round++ {
+		for i := 0; i < 5; i++ {
+			e.events.log("release startup process status", jsconfig.Field{Key: "command", Value: "SECRET=1 run"}, jsconfig.Field{Key: "logs", Value: []string{"x"}}, jsconfig.Field{Key: "pid", Value: round*10 + i})
+		}
+		got, err := e.renderState(cache)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := whole(got); !bytes.Equal(got, want) {
+			t.Fatalf("round %d:\n%s\nwant\n%s", round, got, want)
+		}
+		if strings.Contains(string(got), "SECRET") || len(cache.entries) != (round+1)*5 {
+			t.Fatalf("round %d: %d cached\n%s", round, len(cache.entries), got)
+		}
+	}
+	empty := New(Options{Plan: &jsconfig.Plan{Application: "shop"}})
+	if got, _ := empty.stateSnapshot(); !strings.Contains(string(got), "\n  \"events\": [],\n") || !json.Valid(got) {
+		t.Fatalf("no events:\n%s", got)
 	}
 }

@@ -233,17 +233,44 @@ func (p *Process) StartUnless(reason string, abort func() bool) error {
 	return p.start(reason, abort)
 }
 
+// StartHeld is StartUnless for one of several processes that are
+// recorded together: the child is spawned and its pid and start time are
+// in Status, but it is held behind its gate and OnSpawn is not called.
+// The caller records the batch, then calls release, which lets the child
+// run and reports "process started". Until then a Stop of this process
+// waits. release is nil when nothing was spawned; otherwise it must be
+// called exactly once.
+func (p *Process) StartHeld(reason string, abort func() bool) (release func(), err error) {
+	return p.spawnHeld(reason, abort, true)
+}
+
 // start spawns the command. abort, when given, is asked under the lock
 // right before the spawn: an automatic restart gives up there when a stop
 // was asked for since it was scheduled, so a stop can never be undone by a
 // restart that was already on its way.
 func (p *Process) start(reason string, abort func() bool) error {
+	release, err := p.spawnHeld(reason, abort, false)
+	if release != nil {
+		release()
+	}
+	return err
+}
+
+// spawnHeld spawns the command behind its gate and records it. Unless the
+// caller records it itself (batch), OnSpawn is called first. The returned
+// release opens the gate; the spawn lock is held until then.
+func (p *Process) spawnHeld(reason string, abort func() bool, batch bool) (release func(), err error) {
 	p.spawnMu.Lock()
-	defer p.spawnMu.Unlock()
+	held := false
+	defer func() {
+		if !held {
+			p.spawnMu.Unlock()
+		}
+	}()
 	p.mu.Lock()
 	if p.pid != 0 || (abort != nil && abort()) {
 		p.mu.Unlock()
-		return nil
+		return nil, nil
 	}
 	p.state = StateStarting
 	p.exited, p.exitCode, p.exitSignal = false, nil, nil
@@ -264,7 +291,7 @@ func (p *Process) start(reason string, abort func() bool) error {
 	if err != nil {
 		p.state = StateFailed
 		p.mu.Unlock()
-		return err
+		return nil, err
 	}
 	p.pid = cmd.Process.Pid
 	p.lastPid = p.pid
@@ -283,20 +310,25 @@ func (p *Process) start(reason string, abort func() bool) error {
 	}
 	p.mu.Unlock()
 
-	p.spawned(Spawn{ID: spec.ID, PID: cmd.Process.Pid, StartTime: ticks})
-	g.open()
-	p.emit("process started", Field{"command", spec.Command}, Field{"id", spec.ID}, Field{"pid", cmd.Process.Pid}, Field{"reason", reason})
-	for _, s := range []struct {
-		f    *os.File
-		name string
-	}{{stdout, "stdout"}, {stderr, "stderr"}} {
-		go func() {
-			defer s.f.Close()
-			captureLines(s.f, s.name, time.Now, p.addOutput)
-		}()
+	if !batch {
+		p.spawned(Spawn{ID: spec.ID, PID: cmd.Process.Pid, StartTime: ticks})
 	}
-	go p.wait(cmd, gen, exitCh)
-	return nil
+	held = true
+	return func() {
+		defer p.spawnMu.Unlock()
+		g.open()
+		p.emit("process started", Field{"command", spec.Command}, Field{"id", spec.ID}, Field{"pid", cmd.Process.Pid}, Field{"reason", reason})
+		for _, s := range []struct {
+			f    *os.File
+			name string
+		}{{stdout, "stdout"}, {stderr, "stderr"}} {
+			go func() {
+				defer s.f.Close()
+				captureLines(s.f, s.name, time.Now, p.addOutput)
+			}()
+		}
+		go p.wait(cmd, gen, exitCh)
+	}, nil
 }
 
 func (p *Process) addOutput(e OutputEntry) {

@@ -118,3 +118,40 @@ func TestGateDroppedChildRunsNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A held start is recorded in Status but runs nothing, and OnSpawn is
+// not called, until its owner releases it; "process started" follows the
+// release.
+func TestStartHeldRunsOnRelease(t *testing.T) {
+	dir := t.TempDir()
+	mark := filepath.Join(dir, "ran")
+	spawns := 0
+	spec := baseSpec(t, "touch "+mark+"; exec sleep 60")
+	rec := &recorder{}
+	p := New(spec, Options{OnEvent: rec.add, OnSpawn: func(Spawn) { spawns++ }})
+	t.Cleanup(p.Stop)
+	release, err := p.StartHeld(ReasonDeploy, nil)
+	if err != nil || release == nil {
+		t.Fatalf("release %v, err %v", release != nil, err)
+	}
+	st := p.Status()
+	if st.PID == 0 || st.StartTime == 0 || st.State != StateRunning {
+		t.Fatalf("held status %+v", st)
+	}
+	waitFor(t, "the child's command line", 5*time.Second, func() bool { return cmdline(st.PID) != "" })
+	if !strings.Contains(cmdline(st.PID), gateScript) || rec.count("process started") != 0 || spawns != 0 {
+		t.Fatalf("held child %q, events %v, spawns %d", cmdline(st.PID), rec.messages(), spawns)
+	}
+	release()
+	waitFor(t, "the command to run", 10*time.Second, func() bool {
+		_, err := os.Stat(mark)
+		return err == nil
+	})
+	if got := dataString(rec.find("process started", 0)); got != "command="+spec.Command+" id=proc pid="+itoa(st.PID)+" reason=deploy" || spawns != 0 {
+		t.Fatalf("after the release: %s, spawns %d", got, spawns)
+	}
+	// Nothing is spawned when abort says so.
+	if release, err := p.StartHeld(ReasonDeploy, func() bool { return true }); release != nil || err != nil {
+		t.Fatalf("aborted: release %v, err %v", release != nil, err)
+	}
+}

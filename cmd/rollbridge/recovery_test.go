@@ -187,7 +187,7 @@ func TestUnusableStateFiles(t *testing.T) {
 	}
 	os.Rename(stateDir, stateDir+".away")
 	r := d.deploy("v2")
-	want := "Error: Could not record worker in the state file " + state + ": ENOENT: no such file or directory, open '" + state + ".*.tmp'. The deploy was called off: its processes were stopped and the previous release keeps serving. Make sure the directory of the state file exists and the daemon can write it (rollbridge doctor checks it), then deploy again.\n"
+	want := "Error: Could not record the processes of release v2 in the state file " + state + ": ENOENT: no such file or directory, open '" + state + ".*.tmp'. The deploy was called off: its processes were stopped and the previous release keeps serving. Make sure the directory of the state file exists and the daemon can write it (rollbridge doctor checks it), then deploy again.\n"
 	if r.code != 1 || r.stderr != want {
 		t.Fatalf("deploy: %+v\nwant %q", r, want)
 	}
@@ -197,7 +197,8 @@ func TestUnusableStateFiles(t *testing.T) {
 	if !strings.Contains(d.stdout.String(), `{"error":"ENOENT: no such file or directory, open '`+state+".") {
 		t.Fatalf("log:\n%s", d.stdout.String())
 	}
-	// The worker of v2 had started; the cleanup's report names it.
+	// The worker and the web process of v2 had been spawned; the
+	// cleanup's report names them.
 	var stopped []int
 	for _, line := range strings.Split(d.stdout.String(), "\n") {
 		var e struct {
@@ -222,7 +223,7 @@ func TestUnusableStateFiles(t *testing.T) {
 			t.Fatalf("process %d of the called-off deploy runs", pid)
 		}
 	}
-	if len(stopped) != 1 {
+	if len(stopped) != 2 {
 		t.Fatalf("cleanup report of v2: %v\n%s", stopped, d.stdout.String())
 	}
 	os.Rename(stateDir+".away", stateDir)
