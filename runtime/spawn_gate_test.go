@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -154,4 +155,33 @@ func TestStartHeldRunsOnRelease(t *testing.T) {
 	if release, err := p.StartHeld(ReasonDeploy, func() bool { return true }); release != nil || err != nil {
 		t.Fatalf("aborted: release %v, err %v", release != nil, err)
 	}
+}
+
+// BenchmarkGatedSpawn is what the gate adds to a start: the spawn of
+// `/bin/sh -c "exec true"` to its exit, directly and behind a gate that
+// is opened at once (one more exec of /bin/sh).
+func BenchmarkGatedSpawn(b *testing.B) {
+	b.Run("direct", func(b *testing.B) {
+		for b.Loop() {
+			if err := exec.Command("/bin/sh", "-c", "exec true").Run(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("gated", func(b *testing.B) {
+		for b.Loop() {
+			cmd, r, g, err := gatedCommand("exec true")
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := cmd.Start(); err != nil {
+				b.Fatal(err)
+			}
+			r.Close()
+			g.open()
+			if err := cmd.Wait(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }
