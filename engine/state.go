@@ -153,10 +153,6 @@ func (p *persister) exclusive(f func()) {
 	f()
 }
 
-// write replaces the state file with a fresh snapshot; a failure is
-// logged and otherwise ignored.
-func (p *persister) write() { _ = p.sync() }
-
 // writeTo writes a fresh snapshot to path. A write of the main file then
 // removes the sibling files it now covers and adopts the ones of daemons
 // that are gone. A failure is logged as "state persist failed".

@@ -170,7 +170,7 @@ func TestStateWriteIsAtomic(t *testing.T) {
 	path := filepath.Join(dir, "state.json")
 	e := New(Options{Plan: &jsconfig.Plan{Application: "shop", StatePath: path}})
 	p := newPersister(e, path)
-	p.write()
+	p.sync()
 	first, err := os.ReadFile(path)
 	if err != nil || !json.Valid(first) {
 		t.Fatalf("first write: %v %q", err, first)
@@ -180,7 +180,7 @@ func TestStateWriteIsAtomic(t *testing.T) {
 	if _, err := ReadStateFile(path); err != nil {
 		t.Fatal(err)
 	}
-	p.write()
+	p.sync()
 	second, _ := os.ReadFile(path)
 	if !json.Valid(second) {
 		t.Fatalf("second write %q", second)
@@ -191,7 +191,7 @@ func TestStateWriteIsAtomic(t *testing.T) {
 	}
 	// A write that cannot happen is logged and changes nothing.
 	bad := newPersister(e, filepath.Join(dir, "missing", "state.json"))
-	bad.write()
+	bad.sync()
 	last := string(e.events.recent(1, true)[0])
 	if !strings.Contains(last, `"message":"state persist failed"`) || !strings.Contains(last, `{"error":"ENOENT: no such file or directory, open '`) {
 		t.Fatalf("event %s", last)
