@@ -35,12 +35,16 @@ func chaosDuration() time.Duration {
 func TestChaos(t *testing.T) {
 	stateDir := filepath.Join(t.TempDir(), "state")
 	os.Mkdir(stateDir, 0o755)
-	// A fixed proxy port: the traffic goes on to a restarted daemon.
+	// A fixed proxy port: the traffic goes on to a restarted daemon. The
+	// web ports lie outside the 20000-20999 of the other tests: a broken
+	// release's web process never binds its port, and another test's web
+	// process on the same machine that takes it meanwhile would pass the
+	// health check in its place.
 	d := startDaemon(t, `statePath: `+strconv.Quote(filepath.Join(stateDir, "rollbridge.json"))+`, proxy: {port: `+strconv.Itoa(freePort(t))+`, drainTimeoutMs: 500}, processes: [
     {id: "beacon", policy: "service", command: "exec FIXTURE", restartDelayMs: 50},
     {id: "worker", command: "exec FIXTURE -grandchildren 1", replicas: 2, restartDelayMs: 50},
     {id: "cron", policy: "singleton", command: "exec FIXTURE", restartDelayMs: 50},
-    {id: "web", policy: "proxied", command: "test ! -e {{releasePath}}/broken && exec FIXTURE -listen", port: {from: 20000, to: 20999}, restartDelayMs: 50, health: {intervalMs: 20, timeoutMs: 2000}}
+    {id: "web", policy: "proxied", command: "test ! -e {{releasePath}}/broken && exec FIXTURE -listen", port: {from: 24000, to: 24999}, restartDelayMs: 50, health: {intervalMs: 20, timeoutMs: 2000}}
   ]`)
 
 	d.deploy("good-0")
