@@ -136,6 +136,16 @@ func (e *Engine) failLaunch(cause error) error {
 	if !errors.Is(cause, ErrShuttingDown) {
 		e.events.log("bootstrap activation failed", jsconfig.Field{Key: "releaseId", Value: e.opts.Bootstrap.ReleaseID}, jsconfig.Field{Key: "status", Value: "error"})
 	}
+	e.mu.Lock()
+	exposed := e.socket != nil
+	e.mu.Unlock()
+	if e.persist != nil && !e.opts.Takeover && !exposed {
+		// A daemon that won the control socket meanwhile owns the state
+		// file: what this one still stops is recorded beside it.
+		if probe, err := control.Probe(ControlEndpoint(e.opts.Plan.Control)); err != nil || probe.Alive {
+			e.persist.useSibling()
+		}
+	}
 	e.Shutdown(nil)
 	return cause
 }
@@ -148,6 +158,12 @@ func (e *Engine) bootstrap() error {
 	plan := e.opts.Plan
 	if err := e.prepare(); err != nil {
 		return err
+	}
+	// No live daemon owned the socket a moment ago, so the state file is
+	// this daemon's to write: the release's processes are recorded as they
+	// start, before anyone can reach this daemon.
+	if e.persist != nil {
+		e.persist.start()
 	}
 	if err := e.deployBootstrap(false); err != nil {
 		return err
@@ -167,7 +183,12 @@ func (e *Engine) bootstrap() error {
 func (e *Engine) takeover() error {
 	plan := e.opts.Plan
 	if plan.StatePath != "" {
-		e.persist = newPersister(e, plan.StatePath) // no orphan report: the owner's processes are not orphans
+		// No orphan report: the owner's processes are not orphans. The
+		// owner still writes the state file, so this daemon records its
+		// processes in its sibling file until it owns the control socket.
+		e.persist = newPersister(e, plan.StatePath)
+		e.persist.path = siblingPath(plan.StatePath, os.Getpid())
+		e.persist.start()
 	}
 	if err := e.deployBootstrap(true); err != nil {
 		return err
@@ -220,6 +241,9 @@ func (e *Engine) takeover() error {
 	if err := e.exposeControl(sock); err != nil {
 		return err
 	}
+	// The owner wrote its last state before it replied (it records what it
+	// still drains in a sibling file of its own): the state file is ours.
+	e.persist.useMain()
 	// The owner has let the metrics address go; failing to take it must
 	// not undo a takeover that already serves.
 	if err := e.serveMetrics(); err != nil {
@@ -343,7 +367,7 @@ func (e *Engine) exposeControl(sock *controlSocket) error {
 	accepting := keepAccepting(sock.listener, "control", e.events.log)
 	e.serveListener("control", func() error { return e.server.Serve(accepting) })
 	e.events.log("control socket listening", jsconfig.Field{Key: "path", Value: sock.path})
-	if e.persist != nil {
+	if e.persist != nil && !e.persist.started {
 		e.persist.start()
 	}
 	return nil

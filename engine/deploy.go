@@ -89,11 +89,11 @@ func (e *Engine) deploy(req DeployRequest) (res DeployResult, err error) {
 		services, err = e.ensureServices(next, r)
 	}
 	if err != nil {
-		return DeployResult{}, e.failDeploy(r, err, false, services)
+		return DeployResult{}, e.failDeploy(r, unrecordedDeploy(err), false, services)
 	}
 	// 6–8: the release's processes and the health check.
 	if err := e.startReleaseProcesses(next, r); err != nil {
-		return DeployResult{}, e.failDeploy(r, err, true, services)
+		return DeployResult{}, e.failDeploy(r, unrecordedDeploy(err), true, services)
 	}
 	// 9: activate.
 	prev, err := e.activate(next, r)
@@ -130,8 +130,43 @@ func timestampID(t time.Time) string {
 }
 
 // startReleaseProcesses starts handoff services, companions (replicas in
-// order) and the proxied process, then health-checks the proxied one.
-func (e *Engine) startReleaseProcesses(plan *jsconfig.Plan, r *Release) error {
+// order) and the proxied process, then health-checks the proxied one. The
+// processes are spawned held, recorded in the state file with one write,
+// and only then released, in start order: a deploy costs one write, not
+// one per process, and none of them runs unrecorded.
+func (e *Engine) startReleaseProcesses(plan *jsconfig.Plan, r *Release) (err error) {
+	var held []func()
+	defer func() {
+		if len(held) == 0 {
+			return
+		}
+		// A failure after some spawns: they are recorded before they run
+		// (the caller then stops them).
+		werr := e.persist.sync()
+		for _, release := range held {
+			release()
+		}
+		if werr != nil && err == nil {
+			err = &unrecordedError{what: "the processes of release " + r.ID, path: e.persist.main, err: werr}
+		}
+	}()
+	if err := e.spawnReleaseProcesses(plan, r, &held); err != nil {
+		return err
+	}
+	werr := e.persist.sync()
+	for _, release := range held {
+		release()
+	}
+	held = nil
+	if werr != nil {
+		return &unrecordedError{what: "the processes of release " + r.ID, path: e.persist.main, err: werr}
+	}
+	return e.checkReleaseHealth(plan, r)
+}
+
+// spawnReleaseProcesses spawns the release's processes held, in start
+// order, adding each release function to held.
+func (e *Engine) spawnReleaseProcesses(plan *jsconfig.Plan, r *Release, held *[]func()) error {
 	order := []func(*jsconfig.Process) bool{
 		func(p *jsconfig.Process) bool {
 			return p.Policy == jsconfig.PolicyService && p.DeployStrategy == jsconfig.StrategyHandoff
@@ -157,12 +192,21 @@ func (e *Engine) startReleaseProcesses(plan *jsconfig.Plan, r *Release) error {
 				}
 				r.procs = append(r.procs, in)
 				e.mu.Unlock()
-				if err := e.startInstance(in, runtime.ReasonDeploy); err != nil {
+				release, err := in.proc.StartHeld(runtime.ReasonDeploy, e.stopping.Load)
+				if err != nil {
 					return err
+				}
+				if release != nil {
+					*held = append(*held, release)
 				}
 			}
 		}
 	}
+	return nil
+}
+
+// checkReleaseHealth health-checks the release's proxied process.
+func (e *Engine) checkReleaseHealth(plan *jsconfig.Plan, r *Release) error {
 	web := plan.ProxiedProcess()
 	if web.Health != nil {
 		check := runtime.HealthCheck{
@@ -310,8 +354,65 @@ func (e *Engine) buildInstance(plan *jsconfig.Plan, r *Release, def *jsconfig.Pr
 	}
 	in := &instance{id: id, def: def, replica: replica}
 	in.setTag(r.ID)
-	in.proc = runtime.New(spec, runtime.Options{OnEvent: e.processEvent(in), OnOutput: func(entry runtime.OutputEntry) { e.publishOutput(in, entry) }})
+	in.proc = runtime.New(spec, runtime.Options{
+		OnEvent:  e.processEvent(in),
+		OnOutput: func(entry runtime.OutputEntry) { e.publishOutput(in, entry) },
+		OnSpawn:  e.recordSpawn(in),
+	})
 	return in, nil
+}
+
+// recordSpawn writes the state file before a new child of in runs (its
+// command or a hook), so a crash at any moment leaves it on record. A
+// failed write of the command's spawn is kept for startRecorded; for
+// restarts and hooks it is only logged ("state persist failed").
+func (e *Engine) recordSpawn(in *instance) func(runtime.Spawn) {
+	return func(s runtime.Spawn) {
+		err := e.persist.sync()
+		if s.Hook != "" {
+			return
+		}
+		if err != nil {
+			in.unrecorded.Store(&unrecordedError{what: in.id, path: e.persist.main, err: err})
+		} else {
+			in.unrecorded.Store(nil)
+		}
+	}
+}
+
+// unrecordedError is a process that runs but could not be recorded in
+// the state file.
+type unrecordedError struct {
+	what, path string // what: "worker#0", "the processes of release v2"
+	err        error
+}
+
+func (u *unrecordedError) Error() string {
+	return fmt.Sprintf("Could not record %s in the state file %s: %s.", u.what, u.path, u.err.Error())
+}
+
+// startRecorded starts a process for a deploy step, which is never
+// acknowledged with processes that are not on record: a start whose
+// state file write failed is an error (the process runs; the caller
+// stops it).
+func (e *Engine) startRecorded(in *instance, reason string) error {
+	if err := e.startInstance(in, reason); err != nil {
+		return err
+	}
+	if u := in.unrecorded.Load(); u != nil {
+		return u
+	}
+	return nil
+}
+
+// unrecordedDeploy explains a deploy called off because its processes
+// could not be recorded.
+func unrecordedDeploy(err error) error {
+	var u *unrecordedError
+	if !errors.As(err, &u) {
+		return err
+	}
+	return fmt.Errorf("%s The deploy was called off: its processes were stopped and the previous release keeps serving. Make sure the directory of the state file exists and the daemon can write it (rollbridge doctor checks it), then deploy again.", u.Error())
 }
 
 // checkSingletonTemplates renders every singleton before anything starts:

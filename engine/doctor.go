@@ -93,13 +93,16 @@ func Doctor(plan *jsconfig.Plan, release *DoctorRelease) []Check {
 			add("state path directory", false, "%s is missing or not writable; state cannot be persisted", dir)
 		}
 		var live []Orphan
+		var untrusted error
 		if probeErr != nil || !probe.Alive {
-			list, _ := ReadStateFile(plan.StatePath)
-			live = LiveOrphans(list)
+			list, _, err := ReadState(plan.StatePath)
+			live, untrusted = LiveOrphans(list), err
 		}
 		switch {
 		case probeErr == nil && probe.Alive:
 			add("orphaned processes", true, "a daemon is running; its managed processes are not orphans")
+		case untrusted != nil:
+			add("orphaned processes", false, "%s", untrusted.Error())
 		case len(live) == 0:
 			add("orphaned processes", true, "no leftover processes from a previous daemon")
 		default:

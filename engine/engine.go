@@ -147,8 +147,9 @@ func (e *Engine) Start() error {
 
 // prepare is the common start of a plain and a bootstrap daemon: refuse
 // to run next to a live daemon, bind the metrics listener, report the
-// orphans of the previous state file, bind the proxy. State persistence
-// starts only once the control socket is up.
+// orphans of the previous state file, bind the proxy. A plain daemon
+// starts persisting once the control socket is up, a bootstrap before it
+// starts its release.
 func (e *Engine) prepare() error {
 	plan := e.opts.Plan
 	if err := CheckControlSocket(plan.Control); err != nil {
@@ -158,8 +159,8 @@ func (e *Engine) prepare() error {
 		return err
 	}
 	if plan.StatePath != "" {
-		e.loadOrphans(plan.StatePath)
 		e.persist = newPersister(e, plan.StatePath)
+		e.loadOrphans(plan.StatePath)
 	}
 	if err := e.bindProxy(); err != nil {
 		e.metrics.close()

@@ -25,9 +25,12 @@ import (
 type Cleanup struct {
 	// NothingToDo: the daemon already has an active release on the
 	// configured proxy; nothing was touched.
-	NothingToDo     bool
-	StoppedDaemon   bool
-	RecoveredCount  int
+	NothingToDo    bool
+	StoppedDaemon  bool
+	RecoveredCount int
+	// Unconfirmed are live orphans recorded without a start time whose
+	// identity could not be confirmed; they were left running.
+	Unconfirmed     []Orphan
 	StoppedLegacies int
 }
 
@@ -87,7 +90,8 @@ func PredeployCleanup(plan *jsconfig.Plan, releasePath string) (*Cleanup, error)
 		if n := len(rec.Survivors); n > 0 {
 			return nil, fmt.Errorf("Could not stop %d Rollbridge orphaned %s.", n, plural(n, "process", "processes"))
 		}
-		res.RecoveredCount = len(rec.Found)
+		res.RecoveredCount = len(rec.Found) - len(rec.Unconfirmed)
+		res.Unconfirmed = rec.Unconfirmed
 	}
 	if plan.LegacyTakeover != nil {
 		n, err := stopLegacy(plan.LegacyTakeover)

@@ -17,11 +17,15 @@ import (
 // Recovery is the outcome of stopping a crashed daemon's orphans
 // (cli.md §5.2).
 type Recovery struct {
-	Found     []Orphan // live orphans, in state-file order
-	Stopped   []Orphan
-	Skipped   []Orphan // alive, but no longer leading their process group
-	Survivors []Orphan
-	Cleared   bool // the state file was removed
+	Found   []Orphan // live orphans, in state-file order
+	Stopped []Orphan
+	Skipped []Orphan // alive, but not in the recorded process group: pid likely recycled
+	// Unconfirmed are alive but recorded without a start time (a Node.js
+	// state file) and not provably started before the record was written:
+	// they may be unrelated processes, so they are never signalled.
+	Unconfirmed []Orphan
+	Survivors   []Orphan
+	Cleared     bool // the state file (and the siblings read) were removed
 }
 
 // ErrNoStatePath is recover's answer when persistence is off.
@@ -38,11 +42,13 @@ const orphanPoll = 50 * time.Millisecond
 // killConfirm bounds the wait after SIGKILL.
 const killConfirm = 500 * time.Millisecond
 
-// Recover finds the live orphans of plan's state file and, with force,
-// stops each one's process group: SIGTERM, SIGKILL after
-// proxy.forceStopTimeoutMs. The state file is removed only when nothing
-// survived. It refuses to run while anything answers on the control
-// socket.
+// Recover finds the live orphans of plan's state file (and of the
+// sibling files of takeovers whose daemon is gone) and, with force,
+// stops each one's process group whose identity is confirmed: SIGTERM,
+// SIGKILL after proxy.forceStopTimeoutMs. The files are removed only when
+// nothing survived and nothing was left unconfirmed. It refuses to run
+// while anything answers on the control socket, and acts on nothing when
+// a state file is not trusted.
 func Recover(plan *jsconfig.Plan, force bool) (*Recovery, error) {
 	if plan.StatePath == "" {
 		return nil, ErrNoStatePath
@@ -55,13 +61,33 @@ func Recover(plan *jsconfig.Plan, force bool) (*Recovery, error) {
 	if err != nil || probe.Alive {
 		return nil, BusySocketError(plan.Control.Path)
 	}
-	list, _ := ReadStateFile(plan.StatePath)
-	rec := &Recovery{Found: LiveOrphans(list)}
+	list, files, err := ReadState(plan.StatePath)
+	if err != nil {
+		return nil, err
+	}
+	rec := &Recovery{}
+	identities := map[int]orphanIdentity{}
+	for i, o := range list {
+		if id := o.identity(); id != identityGone {
+			rec.Found = append(rec.Found, o)
+			identities[len(rec.Found)-1] = id
+			if id == identityUnconfirmed {
+				rec.Unconfirmed = append(rec.Unconfirmed, list[i])
+			}
+		}
+	}
 	if !force {
 		return rec, nil
 	}
 	timeout := plan.Proxy.ForceStopTimeoutMs.Duration()
-	for _, o := range rec.Found {
+	for i, o := range rec.Found {
+		switch identities[i] {
+		case identityUnconfirmed:
+			continue
+		case identityOtherGroup:
+			rec.Skipped = append(rec.Skipped, o)
+			continue
+		}
 		switch stopOrphan(o, timeout) {
 		case orphanStopped:
 			rec.Stopped = append(rec.Stopped, o)
@@ -71,9 +97,11 @@ func Recover(plan *jsconfig.Plan, force bool) (*Recovery, error) {
 			rec.Survivors = append(rec.Survivors, o)
 		}
 	}
-	if len(rec.Survivors) == 0 {
-		if err := os.Remove(plan.StatePath); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return rec, jsconfig.NodeError(err, "unlink", plan.StatePath)
+	if len(rec.Survivors) == 0 && len(rec.Unconfirmed) == 0 {
+		for _, path := range append(files, plan.StatePath) {
+			if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return rec, jsconfig.NodeError(err, "unlink", path)
+			}
 		}
 		rec.Cleared = true
 	}
@@ -88,12 +116,24 @@ const (
 	orphanSurvived
 )
 
-// stopOrphan stops the group the orphan leads: SIGTERM, then SIGKILL when
-// the leader or any other member of its group is still there after the
-// timeout. A live pid that leads no group is most likely recycled by an
-// unrelated process: it is left alone and reported as skipped.
+// stopOrphan stops the group of an orphan whose identity was confirmed:
+// SIGTERM, then SIGKILL when the recorded process or any other member of
+// its group is still there after the timeout. The identity is checked
+// again right before the first signal; a process that no longer matches
+// is left alone and reported as skipped.
 func stopOrphan(o Orphan, timeout time.Duration) orphanOutcome {
-	switch err := syscall.Kill(-o.Pid, syscall.SIGTERM); {
+	pgid := o.Pgid
+	if pgid == 0 {
+		pgid = o.Pid
+	}
+	switch o.identity() {
+	case identityGone:
+		return orphanStopped
+	case identityConfirmed:
+	default:
+		return orphanSkipped
+	}
+	switch err := syscall.Kill(-pgid, syscall.SIGTERM); {
 	case errors.Is(err, syscall.ESRCH):
 		if o.Alive() {
 			return orphanSkipped
@@ -102,13 +142,13 @@ func stopOrphan(o Orphan, timeout time.Duration) orphanOutcome {
 	case err != nil:
 		return orphanSurvived
 	}
-	if waitGone(o, timeout) {
+	if waitGone(o, pgid, timeout) {
 		return orphanStopped
 	}
-	if err := syscall.Kill(-o.Pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+	if err := syscall.Kill(-pgid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
 		return orphanSurvived
 	}
-	if waitGone(o, killConfirm) {
+	if waitGone(o, pgid, killConfirm) {
 		return orphanStopped
 	}
 	return orphanSurvived
@@ -116,10 +156,10 @@ func stopOrphan(o Orphan, timeout time.Duration) orphanOutcome {
 
 // waitGone polls until the orphan and the rest of its process group are
 // gone, or the time is up.
-func waitGone(o Orphan, limit time.Duration) bool {
+func waitGone(o Orphan, pgid int, limit time.Duration) bool {
 	deadline := time.Now().Add(limit)
 	for {
-		if !o.Alive() && !runtime.GroupAlive(o.Pid) {
+		if !o.Alive() && !runtime.GroupAlive(pgid) {
 			return true
 		}
 		if !time.Now().Before(deadline) {

@@ -83,6 +83,9 @@ type instance struct {
 	// tag is the release whose definition the process runs; process
 	// events carry it as releaseId.
 	tag atomic.Pointer[string]
+	// unrecorded is set when the last spawn of the command could not be
+	// written to the state file, cleared by the next one that could.
+	unrecorded atomic.Pointer[unrecordedError]
 }
 
 func (in *instance) setTag(releaseID string) { in.tag.Store(&releaseID) }

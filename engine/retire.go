@@ -73,7 +73,11 @@ func (e *Engine) runRetire(conn *control.Conn, attestation string, handoff bool)
 	e.ops.close()
 	e.metrics.close() // the successor binds the metrics address
 	if e.persist != nil {
-		e.persist.stopTimer() // the successor writes the state file from now on
+		// The successor writes the state file from now on; what this
+		// daemon still drains and stops is recorded in its sibling file,
+		// written before the reply lets the successor start writing.
+		e.persist.stopTimer()
+		e.persist.useSibling()
 	}
 
 	var files []*os.File
@@ -106,6 +110,7 @@ func (e *Engine) runRetire(conn *control.Conn, attestation string, handoff bool)
 				}
 				_ = e.proxy.Drain(e.currentPlan().Proxy.DrainTimeoutMs.Duration())
 				stopAll(procs)
+				e.finishRetired()
 				close(e.retirement.done)
 			}()
 		})
@@ -137,9 +142,22 @@ func (e *Engine) runRetire(conn *control.Conn, attestation string, handoff bool)
 			<-d
 		}
 		_ = e.proxy.Shutdown(proxyShutdownAfterRetire)
+		e.finishRetired()
 		close(e.retirement.done)
 	}()
 	return jsconfig.Object{{Key: "message", Value: "owner retired"}}.MarshalJSON()
+}
+
+// finishRetired ends a retired owner's sibling file once its processes
+// stopped: it goes, or keeps only inherited orphans that still run, for
+// the successor to adopt.
+func (e *Engine) finishRetired() {
+	if e.persist == nil {
+		return
+	}
+	if err := e.persist.finish(); err != nil {
+		e.events.log("state persist failed", jsconfig.Field{Key: "error", Value: err.Error()})
+	}
 }
 
 // proxyShutdownAfterRetire bounds the wait for client connections once a

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/rollbridge/rollbridge/jsconfig"
@@ -39,7 +40,8 @@ func (e *Engine) ensureServices(plan *jsconfig.Plan, r *Release) ([]*serviceEntr
 		}
 		e.services = append(e.services, entry)
 		e.mu.Unlock()
-		if err := e.startInstance(in, runtime.ReasonDeploy); err != nil {
+		if err := e.startRecorded(in, runtime.ReasonDeploy); err != nil {
+			in.proc.Stop() // it may run although it could not be recorded
 			e.mu.Lock()
 			e.forgetServiceLocked(entry)
 			e.mu.Unlock()
@@ -133,7 +135,11 @@ func (e *Engine) replaceSingletons(plan *jsconfig.Plan, r *Release) error {
 				e.singletons = append(e.singletons, entry)
 			}
 			e.mu.Unlock()
-			err = e.startInstance(in, runtime.ReasonDeploy)
+			err = e.startRecorded(in, runtime.ReasonDeploy)
+			if u := (*unrecordedError)(nil); errors.As(err, &u) {
+				in.proc.Stop() // never left running without a record
+				err = fmt.Errorf("%s It was stopped", u.Error())
+			}
 		}
 		if err != nil {
 			e.events.log("singleton replacement failed", jsconfig.Field{Key: "error", Value: err.Error()},

@@ -1,12 +1,15 @@
 package engine
 
 import (
+	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/rollbridge/rollbridge/jsconfig"
@@ -167,7 +170,7 @@ func TestStateWriteIsAtomic(t *testing.T) {
 	path := filepath.Join(dir, "state.json")
 	e := New(Options{Plan: &jsconfig.Plan{Application: "shop", StatePath: path}})
 	p := newPersister(e, path)
-	p.write()
+	p.sync()
 	first, err := os.ReadFile(path)
 	if err != nil || !json.Valid(first) {
 		t.Fatalf("first write: %v %q", err, first)
@@ -177,7 +180,7 @@ func TestStateWriteIsAtomic(t *testing.T) {
 	if _, err := ReadStateFile(path); err != nil {
 		t.Fatal(err)
 	}
-	p.write()
+	p.sync()
 	second, _ := os.ReadFile(path)
 	if !json.Valid(second) {
 		t.Fatalf("second write %q", second)
@@ -188,7 +191,7 @@ func TestStateWriteIsAtomic(t *testing.T) {
 	}
 	// A write that cannot happen is logged and changes nothing.
 	bad := newPersister(e, filepath.Join(dir, "missing", "state.json"))
-	bad.write()
+	bad.sync()
 	last := string(e.events.recent(1, true)[0])
 	if !strings.Contains(last, `"message":"state persist failed"`) || !strings.Contains(last, `{"error":"ENOENT: no such file or directory, open '`) {
 		t.Fatalf("event %s", last)
@@ -217,5 +220,192 @@ func TestStateFinishKeepsLiveOrphans(t *testing.T) {
 		",\n      \"releaseId\": \"c2\"\n    }\n  ],\n  \"releases\": [],\n  \"services\": [],\n  \"singletons\": []\n}\n"
 	if string(data) != want {
 		t.Fatalf("got\n%s\nwant\n%s", data, want)
+	}
+}
+
+// Concurrent syncs share writes: callers that ask while a write runs are
+// served by the next one, and each returns the outcome of a write that
+// began after it asked.
+func TestPersisterSyncSharesWrites(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "state.json")
+	e := New(Options{Plan: &jsconfig.Plan{Application: "shop", StatePath: path}})
+	p := newPersister(e, path)
+	release := make(chan struct{})
+	held := make(chan struct{})
+	go p.exclusive(func() { close(held); <-release }) // a write in flight
+	<-held
+	const callers = 10
+	var wg sync.WaitGroup
+	errs := make(chan error, callers)
+	for i := 0; i < callers; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs <- p.sync()
+		}()
+	}
+	close(release)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	p.mu.Lock()
+	writes := p.begun
+	p.mu.Unlock()
+	if writes < 1 || writes > 2 {
+		t.Fatalf("%d callers caused %d writes", callers, writes)
+	}
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("state file: %v %v", fi, err)
+	}
+	// A write that fails is every waiting caller's error.
+	bad := newPersister(e, filepath.Join(dir, "missing", "state.json"))
+	if err := bad.sync(); err == nil || !strings.Contains(err.Error(), "ENOENT") {
+		t.Fatalf("failed write: %v", err)
+	}
+	// A finished persister writes nothing more.
+	if err := p.finish(); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.sync(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(path); !os.IsNotExist(err) {
+		t.Fatalf("a write after finish: %v", err)
+	}
+}
+
+// The state file lists what status does not: a release still starting
+// and an instance superseded by a deploy of the same id. Status itself
+// is unchanged.
+func TestStateSnapshotRecordsStartingAndSuperseded(t *testing.T) {
+	dir := t.TempDir()
+	e := New(Options{Plan: &jsconfig.Plan{Application: "shop", StatePath: filepath.Join(dir, "state.json")}})
+	start := func(id string) *instance {
+		proc := runtime.New(runtime.Spec{ID: id, Command: "exec sleep 60", Dir: dir, OutputLines: 10}, runtime.Options{})
+		if err := proc.Start(runtime.ReasonDeploy); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(proc.Stop)
+		return &instance{id: id, def: &jsconfig.Process{ID: id}, proc: proc}
+	}
+	active, old, next := newRelease("v1", dir, "v1"), newRelease("v1", dir, "v1"), newRelease("v2", dir, "v2")
+	active.setState(stateActive)
+	old.setState(stateDraining)
+	active.procs = []*instance{start("web")}
+	old.procs = []*instance{start("web")}
+	next.procs = []*instance{start("worker")}
+	e.releases, e.active = []*Release{active}, active
+	e.retiring[old] = struct{}{}
+	e.starting[next] = struct{}{}
+	data, err := e.stateSnapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Releases []struct {
+			ReleaseID string
+			State     string
+			Processes []map[string]any
+		}
+		Writer map[string]any
+	}
+	if err := json.Unmarshal(data, &doc); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, r := range doc.Releases {
+		got = append(got, fmt.Sprintf("%s/%s/%v", r.ReleaseID, r.State, r.Processes[0]["pid"]))
+	}
+	want := []string{
+		fmt.Sprintf("v1/active/%d", active.procs[0].proc.PID()),
+		fmt.Sprintf("v2/starting/%d", next.procs[0].proc.PID()),
+		fmt.Sprintf("v1/draining/%d", old.procs[0].proc.PID()),
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("releases in the state file %v, want %v", got, want)
+	}
+	if doc.Writer["pid"] != float64(os.Getpid()) || doc.Writer["startTime"] != float64(mustTicks(t)) {
+		t.Fatalf("writer %v", doc.Writer)
+	}
+	status, _ := e.statusJSON()
+	if strings.Count(string(status), `"releaseId":`) != 1 || strings.Contains(string(status), "writer") {
+		t.Fatalf("status shows more than the active release: %s", status)
+	}
+	list, err := ReadStateFile(writeState(t, string(data)))
+	if err != nil || len(LiveOrphans(list)) != 3 {
+		t.Fatalf("the reader finds %v %v", list, err)
+	}
+}
+
+// BenchmarkStateSync is the cost a spawn adds before its child runs: one
+// state file write (snapshot with a full event ring, fsync, rename) for a
+// daemon with four running processes.
+func BenchmarkStateSync(b *testing.B) {
+	dir := b.TempDir()
+	path := filepath.Join(dir, "state.json")
+	e := New(Options{Plan: &jsconfig.Plan{Application: "shop", StatePath: path}})
+	r := newRelease("v1", dir, "v1")
+	r.setState(stateActive)
+	for _, id := range []string{"beacon", "worker#0", "worker#1", "web"} {
+		proc := runtime.New(runtime.Spec{ID: id, Command: "exec sleep 60", Dir: dir, OutputLines: 10}, runtime.Options{})
+		if err := proc.Start(runtime.ReasonDeploy); err != nil {
+			b.Fatal(err)
+		}
+		defer proc.Stop()
+		r.procs = append(r.procs, &instance{id: id, def: &jsconfig.Process{ID: id}, proc: proc})
+	}
+	e.releases, e.active = []*Release{r}, r
+	for i := 0; i < EventCapacity; i++ {
+		e.events.log("process started", jsconfig.Field{Key: "processId", Value: "worker#0"}, jsconfig.Field{Key: "releaseId", Value: "v1"}, jsconfig.Field{Key: "pid", Value: 4242}, jsconfig.Field{Key: "reason", Value: "deploy"})
+	}
+	p := newPersister(e, path)
+	fi := func() int64 { st, _ := os.Stat(path); return st.Size() }
+	for b.Loop() {
+		if err := p.sync(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(fi())/1024, "file-KiB")
+}
+
+// A snapshot rendered with cached events is byte for byte the whole
+// document stripped of secrets and indented, also after new events.
+func TestRenderStateMatchesTheWholeDocument(t *testing.T) {
+	e := New(Options{Plan: &jsconfig.Plan{Application: "shop", StatePath: filepath.Join(t.TempDir(), "s")}})
+	whole := func(data []byte) []byte {
+		// The reference rendering: one document, stripped and indented.
+		var doc map[string]json.RawMessage
+		if err := json.Unmarshal(data, &doc); err != nil {
+			t.Fatal(err)
+		}
+		raw, _ := e.statusObject(true).MarshalJSON()
+		obj := strings.TrimSuffix(string(raw), "}") + `,"events":` + string(joinEvents(e.events.recent(0, false))) +
+			`,"persistedAt":` + string(doc["persistedAt"]) + `,"writer":` + strings.Join(strings.Fields(string(doc["writer"])), "") + "}"
+		return indentJSON(stripKeys([]byte(obj), secretKeys))
+	}
+	cache := &eventCache{}
+	for round := 0; round < 3; round++ {
+		for i := 0; i < 5; i++ {
+			e.events.log("release startup process status", jsconfig.Field{Key: "command", Value: "SECRET=1 run"}, jsconfig.Field{Key: "logs", Value: []string{"x"}}, jsconfig.Field{Key: "pid", Value: round*10 + i})
+		}
+		got, err := e.renderState(cache)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := whole(got); !bytes.Equal(got, want) {
+			t.Fatalf("round %d:\n%s\nwant\n%s", round, got, want)
+		}
+		if strings.Contains(string(got), "SECRET") || len(cache.entries) != (round+1)*5 {
+			t.Fatalf("round %d: %d cached\n%s", round, len(cache.entries), got)
+		}
+	}
+	empty := New(Options{Plan: &jsconfig.Plan{Application: "shop"}})
+	if got, _ := empty.stateSnapshot(); !strings.Contains(string(got), "\n  \"events\": [],\n") || !json.Valid(got) {
+		t.Fatalf("no events:\n%s", got)
 	}
 }

@@ -1,6 +1,8 @@
 package engine
 
 import (
+	"sort"
+
 	"github.com/rollbridge/rollbridge/jsconfig"
 	"github.com/rollbridge/rollbridge/runtime"
 )
@@ -43,8 +45,16 @@ func (e *Engine) statusObject(forState bool) jsconfig.Object {
 		activeID = e.active.ID
 	}
 	proxyPort := e.proxyPort
-	views := make([]releaseView, 0, len(e.releases))
-	for _, r := range e.releases {
+	listed := e.releases
+	if forState {
+		// The state file also records what status does not show: a
+		// release still starting and one superseded by a deploy of the same
+		// id, so a crash at any step leaves every process on record.
+		listed = append(append([]*Release(nil), e.releases...), sortedReleases(e.starting)...)
+		listed = append(listed, sortedReleases(e.retiring)...)
+	}
+	views := make([]releaseView, 0, len(listed))
+	for _, r := range listed {
 		v := releaseView{r: r, state: r.getState(), ports: append([]PortAssignment(nil), r.ports...), procs: append([]*instance(nil), r.procs...)}
 		if !r.activatedAt.IsZero() {
 			v.activatedAt = runtime.ISOTime(r.activatedAt)
@@ -85,6 +95,11 @@ func (e *Engine) statusObject(forState bool) jsconfig.Object {
 		procs := make([]any, 0, len(v.procs))
 		for _, in := range v.procs {
 			procs = append(procs, procStatus(in))
+			if forState {
+				for _, h := range in.proc.Hooks() {
+					procs = append(procs, hookEntry(in, h))
+				}
+			}
 		}
 		o = append(o,
 			jsconfig.Field{Key: "ports", Value: ports},
@@ -102,13 +117,27 @@ func (e *Engine) statusObject(forState bool) jsconfig.Object {
 	named := func(id string, in *instance) jsconfig.Object {
 		return jsconfig.Object{{Key: "id", Value: id}, {Key: "process", Value: procStatus(in)}}
 	}
+	// In the state file a running hook is one more entry of the same
+	// kind, so any reader of the file (also the Node.js rollbridge's)
+	// finds it.
+	withHooks := func(list []jsconfig.Object, in *instance) []jsconfig.Object {
+		if forState {
+			for _, h := range in.proc.Hooks() {
+				entry := hookEntry(in, h)
+				list = append(list, jsconfig.Object{{Key: "id", Value: entry[1].Value}, {Key: "process", Value: entry}})
+			}
+		}
+		return list
+	}
 	serviceList := make([]jsconfig.Object, 0, len(services))
 	for _, s := range services {
 		serviceList = append(serviceList, named(s.inst.def.ID, s.inst))
+		serviceList = withHooks(serviceList, s.inst)
 	}
 	singletonList := make([]jsconfig.Object, 0, len(singletons))
 	for _, s := range singletons {
 		singletonList = append(singletonList, named(s.inst.def.ID, s.inst))
+		singletonList = withHooks(singletonList, s.inst)
 	}
 	status := jsconfig.Object{
 		{Key: "activeReleaseId", Value: activeID},
@@ -131,6 +160,31 @@ func (e *Engine) statusObject(forState bool) jsconfig.Object {
 		{Key: "singletons", Value: singletonList},
 	}...)
 	return status
+}
+
+// hookEntry is a running lifecycle hook as the state file records it:
+// {hook, id: "<instance id> <hook>", pgid, pid, startTime, state}.
+func hookEntry(in *instance, h runtime.Hook) jsconfig.Object {
+	o := jsconfig.Object{
+		{Key: "hook", Value: h.Label},
+		{Key: "id", Value: in.id + " " + h.Label},
+		{Key: "pgid", Value: h.PID}, // a hook leads its own group
+		{Key: "pid", Value: h.PID},
+	}
+	if h.StartTime != 0 {
+		o = append(o, jsconfig.Field{Key: "startTime", Value: h.StartTime})
+	}
+	return append(o, jsconfig.Field{Key: "state", Value: string(runtime.StateRunning)})
+}
+
+// sortedReleases lists a set of releases by id, for a stable file.
+func sortedReleases(set map[*Release]struct{}) []*Release {
+	list := make([]*Release, 0, len(set))
+	for r := range set {
+		list = append(list, r)
+	}
+	sort.SliceStable(list, func(i, j int) bool { return list[i].ID < list[j].ID })
+	return list
 }
 
 // setField sets key in o (replacing an earlier value in place, as a

@@ -120,6 +120,12 @@ type Options struct {
 	Clock    Clock             // SystemClock when nil
 	OnEvent  func(Event)       // may be nil
 	OnOutput func(OutputEntry) // each captured line; may be nil
+	// OnSpawn is called synchronously after every successful spawn of the
+	// command (its pid and start time are already in Status) and of every
+	// lifecycle hook (already in Hooks), before the child runs anything:
+	// children are held behind a gate until it returns, and exit by
+	// themselves if this process dies first. May be nil.
+	OnSpawn func(Spawn)
 }
 
 // Process is one managed OS process and its supervision. All methods are
@@ -128,6 +134,7 @@ type Process struct {
 	clock    Clock
 	onEvent  func(Event)
 	onOutput func(OutputEntry)
+	onSpawn  func(Spawn)
 	output   outputRing
 
 	mu              sync.Mutex
@@ -158,6 +165,7 @@ type Process struct {
 	stopRequested   bool          // someone outside wants it down until the next Start
 	spawnMu         sync.Mutex    // held across a spawn; a stop waits for it
 	leftovers       chan struct{} // closed when the last crash's leftovers are gone
+	hooks           []Hook        // lifecycle hooks running now
 }
 
 type stopRun struct {
@@ -170,7 +178,7 @@ func (r *stopRun) markQuiesced() { r.quiesceOnce.Do(func() { close(r.quiesced) }
 
 // New returns a process in state stopped; nothing runs until Start.
 func New(spec Spec, opts Options) *Process {
-	p := &Process{clock: opts.Clock, onEvent: opts.OnEvent, onOutput: opts.OnOutput, spec: spec, state: StateStopped}
+	p := &Process{clock: opts.Clock, onEvent: opts.OnEvent, onOutput: opts.OnOutput, onSpawn: opts.OnSpawn, spec: spec, state: StateStopped}
 	if p.clock == nil {
 		p.clock = SystemClock
 	}
@@ -236,17 +244,44 @@ func (p *Process) StartUnless(reason string, abort func() bool) error {
 	return p.start(reason, abort)
 }
 
+// StartHeld is StartUnless for one of several processes that are
+// recorded together: the child is spawned and its pid and start time are
+// in Status, but it is held behind its gate and OnSpawn is not called.
+// The caller records the batch, then calls release, which lets the child
+// run and reports "process started". Until then a Stop of this process
+// waits. release is nil when nothing was spawned; otherwise it must be
+// called exactly once.
+func (p *Process) StartHeld(reason string, abort func() bool) (release func(), err error) {
+	return p.spawnHeld(reason, abort, true)
+}
+
 // start spawns the command. abort, when given, is asked under the lock
 // right before the spawn: an automatic restart gives up there when a stop
 // was asked for since it was scheduled, so a stop can never be undone by a
 // restart that was already on its way.
 func (p *Process) start(reason string, abort func() bool) error {
+	release, err := p.spawnHeld(reason, abort, false)
+	if release != nil {
+		release()
+	}
+	return err
+}
+
+// spawnHeld spawns the command behind its gate and records it. Unless the
+// caller records it itself (batch), OnSpawn is called first. The returned
+// release opens the gate; the spawn lock is held until then.
+func (p *Process) spawnHeld(reason string, abort func() bool, batch bool) (release func(), err error) {
 	p.spawnMu.Lock()
-	defer p.spawnMu.Unlock()
+	held := false
+	defer func() {
+		if !held {
+			p.spawnMu.Unlock()
+		}
+	}()
 	p.mu.Lock()
 	if p.pid != 0 || (abort != nil && abort()) {
 		p.mu.Unlock()
-		return nil
+		return nil, nil
 	}
 	p.state = StateStarting
 	p.exited, p.exitCode, p.exitSignal = false, nil, nil
@@ -258,7 +293,7 @@ func (p *Process) start(reason string, abort func() bool) error {
 	spec := p.spec
 	p.mu.Unlock()
 
-	cmd, stdout, stderr, err := spawn(spec)
+	cmd, stdout, stderr, g, err := spawn(spec)
 	var ticks uint64
 	if err == nil {
 		ticks, _ = StartTime(cmd.Process.Pid)
@@ -267,7 +302,7 @@ func (p *Process) start(reason string, abort func() bool) error {
 	if err != nil {
 		p.state = StateFailed
 		p.mu.Unlock()
-		return err
+		return nil, err
 	}
 	p.pid = cmd.Process.Pid
 	p.lastPid = p.pid
@@ -286,18 +321,25 @@ func (p *Process) start(reason string, abort func() bool) error {
 	}
 	p.mu.Unlock()
 
-	p.emit("process started", Field{"command", spec.shownCommand()}, Field{"id", spec.ID}, Field{"pid", cmd.Process.Pid}, Field{"reason", reason})
-	for _, s := range []struct {
-		f    *os.File
-		name string
-	}{{stdout, "stdout"}, {stderr, "stderr"}} {
-		go func() {
-			defer s.f.Close()
-			captureLines(s.f, s.name, time.Now, p.addOutput)
-		}()
+	if !batch {
+		p.spawned(Spawn{ID: spec.ID, PID: cmd.Process.Pid, StartTime: ticks})
 	}
-	go p.wait(cmd, gen, exitCh)
-	return nil
+	held = true
+	return func() {
+		defer p.spawnMu.Unlock()
+		g.open()
+		p.emit("process started", Field{"command", spec.shownCommand()}, Field{"id", spec.ID}, Field{"pid", cmd.Process.Pid}, Field{"reason", reason})
+		for _, s := range []struct {
+			f    *os.File
+			name string
+		}{{stdout, "stdout"}, {stderr, "stderr"}} {
+			go func() {
+				defer s.f.Close()
+				captureLines(s.f, s.name, time.Now, p.addOutput)
+			}()
+		}
+		go p.wait(cmd, gen, exitCh)
+	}, nil
 }
 
 func (p *Process) addOutput(e OutputEntry) {
@@ -307,27 +349,35 @@ func (p *Process) addOutput(e OutputEntry) {
 	}
 }
 
-// spawn starts the command in a new session (so its pid is its process
-// group) with stdin on /dev/null and stdout/stderr on pipes. The pipes are
-// plain files, so waiting for the shell never waits for grandchildren that
-// inherited them.
-func spawn(spec Spec) (cmd *exec.Cmd, stdout, stderr *os.File, err error) {
+// spawn starts the command behind a gate (spawn_gate.go) in a new session
+// (so its pid is its process group) with stdin on /dev/null and
+// stdout/stderr on pipes. The pipes are plain files, so waiting for the
+// shell never waits for grandchildren that inherited them. The caller
+// opens the gate once the child is recorded.
+func spawn(spec Spec) (cmd *exec.Cmd, stdout, stderr *os.File, g *gate, err error) {
 	if fi, err := os.Stat(spec.Dir); err != nil {
-		return nil, nil, nil, fmt.Errorf("cannot start %s: working directory %s does not exist", spec.ID, spec.Dir)
+		return nil, nil, nil, nil, fmt.Errorf("cannot start %s: working directory %s does not exist", spec.ID, spec.Dir)
 	} else if !fi.IsDir() {
-		return nil, nil, nil, fmt.Errorf("cannot start %s: working directory %s is not a directory", spec.ID, spec.Dir)
+		return nil, nil, nil, nil, fmt.Errorf("cannot start %s: working directory %s is not a directory", spec.ID, spec.Dir)
 	}
 	outR, outW, err := os.Pipe()
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("cannot start %s: %w", spec.ID, err)
+		return nil, nil, nil, nil, fmt.Errorf("cannot start %s: %w", spec.ID, err)
 	}
 	errR, errW, err := os.Pipe()
 	if err != nil {
 		outR.Close()
 		outW.Close()
-		return nil, nil, nil, fmt.Errorf("cannot start %s: %w", spec.ID, err)
+		return nil, nil, nil, nil, fmt.Errorf("cannot start %s: %w", spec.ID, err)
 	}
-	cmd = exec.Command("/bin/sh", "-c", spec.Command)
+	cmd, gateR, g, err := gatedCommand(spec.Command)
+	if err != nil {
+		outR.Close()
+		outW.Close()
+		errR.Close()
+		errW.Close()
+		return nil, nil, nil, nil, fmt.Errorf("cannot start %s: %w", spec.ID, err)
+	}
 	cmd.Dir = spec.Dir
 	cmd.Env = spec.Env
 	cmd.Stdout, cmd.Stderr = outW, errW
@@ -335,12 +385,14 @@ func spawn(spec Spec) (cmd *exec.Cmd, stdout, stderr *os.File, err error) {
 	err = cmd.Start()
 	outW.Close()
 	errW.Close()
+	gateR.Close()
 	if err != nil {
 		outR.Close()
 		errR.Close()
-		return nil, nil, nil, fmt.Errorf("cannot start %s: %w", spec.ID, err)
+		g.drop()
+		return nil, nil, nil, nil, fmt.Errorf("cannot start %s: %w", spec.ID, err)
 	}
-	return cmd, outR, errR, nil
+	return cmd, outR, errR, g, nil
 }
 
 // wait observes the child's exit, records it and applies the restart

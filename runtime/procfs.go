@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/shirou/gopsutil/v4/process"
 	"golang.org/x/sys/unix"
@@ -204,3 +205,46 @@ func GroupResidentBytes(pgid int) int64 {
 // GroupAlive reports whether process group pgid has a member that is
 // neither a zombie nor dead.
 func GroupAlive(pgid int) bool { return groupAlive(pgid) }
+
+// Identity returns the process group and the start time (clock ticks
+// after boot) of pid, from /proc/<pid>/stat. ok is false when the
+// process does not exist, or is a zombie or dead already.
+func Identity(pid int) (pgid int, startTicks uint64, ok bool) {
+	if pid <= 0 {
+		return 0, 0, false
+	}
+	data, err := readProcFile("/proc/"+strconv.Itoa(pid)+"/stat", make([]byte, 1024))
+	if err != nil {
+		return 0, 0, false
+	}
+	st, ok := parseStat(data)
+	if !ok || st.state == 'Z' || st.state == 'X' {
+		return 0, 0, false
+	}
+	return st.pgrp, st.startTime, true
+}
+
+// clockTicks is USER_HZ, the unit of /proc start times: 100 on every
+// Linux architecture Go supports.
+const clockTicks = 100
+
+// StartedAt turns a /proc start time into wall-clock time: the boot time
+// of /proc/stat (btime) plus the ticks. btime is whole seconds, truncated,
+// so the result may be up to a second early. ok is false without /proc.
+func StartedAt(startTicks uint64) (time.Time, bool) {
+	data, err := os.ReadFile("/proc/stat") // its interrupt line can be long
+	if err != nil {
+		return time.Time{}, false
+	}
+	for _, line := range bytes.Split(data, []byte{'\n'}) {
+		if rest, found := bytes.CutPrefix(line, []byte("btime ")); found {
+			secs, err := strconv.ParseInt(string(bytes.TrimSpace(rest)), 10, 64)
+			if err != nil {
+				return time.Time{}, false
+			}
+			boot := time.Unix(secs, 0)
+			return boot.Add(time.Duration(startTicks) * time.Second / clockTicks), true
+		}
+	}
+	return time.Time{}, false
+}

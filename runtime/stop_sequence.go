@@ -173,14 +173,29 @@ func waitGroupGone(pgid int, limit time.Duration) bool {
 // with its output discarded. Every outcome is reported; none stops the
 // sequence.
 func (p *Process) runHook(label, command string, timeout time.Duration, spec Spec, env []string) {
-	cmd := exec.Command("/bin/sh", "-c", command)
-	cmd.Dir = spec.Dir
-	cmd.Env = env
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
+	cmd, gateR, g, err := gatedCommand(command)
+	if err != nil {
 		p.emit(label+" failed", Field{"error", err.Error()}, Field{"id", spec.ID})
 		return
 	}
+	cmd.Dir = spec.Dir
+	cmd.Env = env
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	err = cmd.Start()
+	gateR.Close()
+	if err != nil {
+		g.drop()
+		p.emit(label+" failed", Field{"error", err.Error()}, Field{"id", spec.ID})
+		return
+	}
+	// Recorded before it runs: if the owner dies, nothing bounds a hook
+	// any more, so whoever cleans up must find it.
+	pid := cmd.Process.Pid
+	ticks, _ := StartTime(pid)
+	p.addHook(Hook{Label: label, PID: pid, StartTime: ticks})
+	defer p.removeHook(pid)
+	p.spawned(Spawn{ID: spec.ID, Hook: label, PID: pid, StartTime: ticks})
+	g.open()
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
 	timer := time.NewTimer(timeout)

@@ -7,6 +7,7 @@ import (
 	"math/rand"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -24,34 +25,43 @@ func chaosDuration() time.Duration {
 }
 
 // TestChaos runs traffic through the proxy while processes are killed,
-// garbage is sent to the control socket, the state directory vanishes and
-// broken releases are deployed. The daemon must survive all of it, the
+// garbage is sent to the control socket, the state directory vanishes,
+// broken releases are deployed and the daemon itself is SIGKILLed in the
+// middle of a deploy. The daemon must survive all of it but the last, the
 // active release must keep serving (failed requests only while its own
-// web process is down), every killed process must come back, and nothing
-// may outlive the shutdown.
+// web process or the daemon is down), every killed process must come
+// back, a crashed daemon must leave nothing that recover --force does not
+// stop, and nothing may outlive the shutdown.
 func TestChaos(t *testing.T) {
 	stateDir := filepath.Join(t.TempDir(), "state")
 	os.Mkdir(stateDir, 0o755)
-	d := startDaemon(t, `statePath: `+strconv.Quote(filepath.Join(stateDir, "rollbridge.json"))+`, proxy: {port: 0, drainTimeoutMs: 500}, processes: [
+	// A fixed proxy port: the traffic goes on to a restarted daemon. The
+	// web ports lie outside the 20000-20999 of the other tests: a broken
+	// release's web process never binds its port, and another test's web
+	// process on the same machine that takes it meanwhile would pass the
+	// health check in its place.
+	d := startDaemon(t, `statePath: `+strconv.Quote(filepath.Join(stateDir, "rollbridge.json"))+`, proxy: {port: `+strconv.Itoa(freePort(t))+`, drainTimeoutMs: 500}, processes: [
     {id: "beacon", policy: "service", command: "exec FIXTURE", restartDelayMs: 50},
     {id: "worker", command: "exec FIXTURE -grandchildren 1", replicas: 2, restartDelayMs: 50},
     {id: "cron", policy: "singleton", command: "exec FIXTURE", restartDelayMs: 50},
-    {id: "web", policy: "proxied", command: "test ! -e {{releasePath}}/broken && exec FIXTURE -listen", port: {from: 20000, to: 20999}, restartDelayMs: 50, health: {intervalMs: 20, timeoutMs: 2000}}
+    {id: "web", policy: "proxied", command: "test ! -e {{releasePath}}/broken && exec FIXTURE -listen", port: {from: 24000, to: 24999}, restartDelayMs: 50, health: {intervalMs: 20, timeoutMs: 2000}}
   ]`)
+
 	d.deploy("good-0")
 	rng := rand.New(rand.NewSource(time.Now().UnixNano()))
 
 	tr := startTraffic(d.url(""), mixedClients(4, "/release")...)
 
-	// Windows in which the active web process was down (killed on purpose).
+	// Windows in which the active web process or the daemon was down
+	// (killed on purpose).
 	type window struct{ from, to time.Time }
 	var webDown []window
-	deploys := 0
+	deploys, crashes := 0, 0
 	deadline := time.Now().Add(chaosDuration())
 	for time.Now().Before(deadline) {
 		s := d.status()
 		active := release(s, s["activeReleaseId"].(string))
-		switch rng.Intn(7) {
+		switch rng.Intn(8) {
 		case 0, 1: // a background process dies
 			var pids []int
 			for _, p := range active["processes"].([]any) {
@@ -125,6 +135,20 @@ func TestChaos(t *testing.T) {
 			if r := d.deploy(fmt.Sprintf("good-%d", deploys)); r.code != 0 {
 				t.Fatalf("deploy: %+v", r)
 			}
+		case 7: // the daemon dies at a random moment of a deploy
+			deploys++
+			crashes++
+			from := time.Now()
+			crashMidDeploy(t, d, fmt.Sprintf("good-%d", deploys), time.Duration(rng.Intn(400))*time.Millisecond)
+			deploys++
+			if r := d.deploy(fmt.Sprintf("good-%d", deploys)); r.code != 0 {
+				t.Fatalf("deploy after the crash: %+v", r)
+			}
+			waitUntil(t, "the restarted daemon to serve", 20*time.Second, func() bool {
+				code, _ := d.get("/release")
+				return code == 200
+			})
+			webDown = append(webDown, window{from, time.Now().Add(200 * time.Millisecond)})
 		}
 		time.Sleep(time.Duration(50+rng.Intn(150)) * time.Millisecond)
 	}
@@ -160,9 +184,43 @@ func TestChaos(t *testing.T) {
 		}
 		return true
 	})
-	t.Logf("%d requests, %d failed during %d web outages, %d deploys", tr.ok.Load()+int64(len(failures)), len(failures), len(webDown), deploys)
+	t.Logf("%d requests, %d failed during %d web outages (%d of them daemon crashes), %d deploys", tr.ok.Load()+int64(len(failures)), len(failures), len(webDown), crashes, deploys)
 	d.shutdown()
 	if left := processesMentioning(fixture); len(left) > 0 {
 		t.Fatalf("processes outlived the daemon: %v", left)
 	}
+}
+
+// crashMidDeploy SIGKILLs the daemon after a deploy of id has run for
+// after, then checks the recovery path an operator takes: a new daemon
+// lists the leftovers as orphans, and once it is shut down recover --force
+// stops them, so no process of the test is left running. Finally a fresh
+// daemon is started for the next deploy.
+func crashMidDeploy(t *testing.T, d *testDaemon, id string, after time.Duration) {
+	t.Helper()
+	path := filepath.Join(d.dir, "releases", id)
+	os.MkdirAll(path, 0o755)
+	deploy := exec.Command(binary, "deploy", "-c", d.config, "--release-path", path, "--release-id", id)
+	if err := deploy.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { deploy.Wait(); close(done) }()
+	time.Sleep(after) // the fault's moment, not a synchronisation
+	d.crashDaemon()
+	<-done
+	d.start()
+	d.status()
+	d.stopDaemon()
+	if r := d.cli("recover", "--force"); r.code != 0 {
+		t.Fatalf("recover --force after a crash %v into a deploy: %+v", after, r)
+	}
+	// Children the dead daemon had not released yet end by themselves.
+	waitUntil(t, "children held for the dead daemon to exit", 5*time.Second, func() bool {
+		return len(gatedProcesses()) == 0
+	})
+	if left := processesMentioning(fixture); len(left) > 0 {
+		t.Fatalf("processes outlived a crash %v into a deploy and recover --force: %v", after, left)
+	}
+	d.start()
 }

@@ -39,7 +39,7 @@ type result struct {
 }
 
 // rollbridge runs the built binary in dir with args.
-func rollbridge(t *testing.T, dir string, args ...string) result {
+func rollbridge(t testing.TB, dir string, args ...string) result {
 	t.Helper()
 	cmd := exec.Command(binary, args...)
 	cmd.Dir = dir
@@ -47,7 +47,7 @@ func rollbridge(t *testing.T, dir string, args ...string) result {
 }
 
 // runToEnd runs cmd and returns its output and exit status.
-func runToEnd(t *testing.T, cmd *exec.Cmd) result {
+func runToEnd(t testing.TB, cmd *exec.Cmd) result {
 	t.Helper()
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut

@@ -23,7 +23,7 @@ import (
 // testDaemon is a real `rollbridge daemon` on loopback, driven through the
 // CLI and the proxy.
 type testDaemon struct {
-	t       *testing.T
+	t       testing.TB
 	dir     string
 	config  string
 	sock    string

@@ -36,6 +36,9 @@ func newPredeployCleanupCommand() *cobra.Command {
 				fmt.Fprintln(out, "No active Rollbridge daemon found.")
 			}
 			fmt.Fprintf(out, "Recovered %d Rollbridge orphaned %s.\n", res.RecoveredCount, plural(res.RecoveredCount, "process", "processes"))
+			if n := len(res.Unconfirmed); n > 0 {
+				fmt.Fprintf(out, "Left %d Rollbridge orphaned %s running whose identity cannot be confirmed; run \"rollbridge recover\" to review %s.\n", n, plural(n, "process", "processes"), plural(n, "it", "them"))
+			}
 			fmt.Fprintf(out, "Stopped %d legacy %s.\n", res.StoppedLegacies, plural(res.StoppedLegacies, "process", "processes"))
 			return nil
 		},

@@ -50,12 +50,19 @@ func writeRecovery(stdout, stderr io.Writer, rec *engine.Recovery, force bool) e
 		fmt.Fprintf(&b, "Found %s (run with --force to stop):\n", engine.OrphanLabel(len(rec.Found)))
 		b.WriteString(engine.OrphanLines(rec.Found))
 		b.WriteString("Review the list first — a recycled pid could be an unrelated process.\n")
+		if len(rec.Unconfirmed) > 0 {
+			fmt.Fprintf(&b, "%s; --force will leave them alone:\n%s", unconfirmedHeader(len(rec.Unconfirmed)), engine.OrphanLines(rec.Unconfirmed))
+		}
 	default:
 		if len(rec.Stopped) > 0 {
 			fmt.Fprintf(&b, "Stopped %s:\n%s", engine.OrphanLabel(len(rec.Stopped)), engine.OrphanLines(rec.Stopped))
 		}
 		if len(rec.Skipped) > 0 {
 			fmt.Fprintf(&b, "Skipped %s that no longer lead their process group (pid likely recycled):\n%s", engine.OrphanLabel(len(rec.Skipped)), engine.OrphanLines(rec.Skipped))
+		}
+		if len(rec.Unconfirmed) > 0 {
+			fmt.Fprintf(&b, "%s; left running:\n%s", unconfirmedHeader(len(rec.Unconfirmed)), engine.OrphanLines(rec.Unconfirmed))
+			b.WriteString("Check each with \"ps -o pid,pgid,lstart,args -p <pid>\" and stop the leftovers yourself (\"kill -TERM -- -<pid>\"); the state file stays in place until they are gone.\n")
 		}
 		if len(rec.Survivors) > 0 {
 			fmt.Fprintf(&b, "Could not stop %s — still running (check permissions/ownership):\n%s", engine.OrphanLabel(len(rec.Survivors)), engine.OrphanLines(rec.Survivors))
@@ -66,4 +73,10 @@ func writeRecovery(stdout, stderr io.Writer, rec *engine.Recovery, force bool) e
 	}
 	_, err := io.WriteString(stdout, b.String())
 	return err
+}
+
+// unconfirmedHeader introduces the orphans recover never signals because
+// their identity cannot be confirmed.
+func unconfirmedHeader(n int) string {
+	return "Cannot confirm the identity of " + engine.OrphanLabel(n) + " (recorded without a start time, and not started before the state file was written)"
 }

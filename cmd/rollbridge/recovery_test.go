@@ -68,7 +68,7 @@ func TestOrphansAfterADaemonCrash(t *testing.T) {
 	d.deploy("v1")
 	waitUntil(t, "the state file to record v1", 10*time.Second, func() bool {
 		data, _ := os.ReadFile(state)
-		return strings.Contains(string(data), `"activeReleaseId": "v1"`) && strings.Count(string(data), `"startTime": `) == 3
+		return strings.Contains(string(data), `"activeReleaseId": "v1"`) && strings.Count(string(data), `"pgid": `) == 3
 	})
 	data, _ := os.ReadFile(state)
 	for _, secret := range []string{"hunter2", fixture, `"command"`, `"cwd"`, `"logs"`, `"children"`, `"env"`} {
@@ -174,19 +174,59 @@ func TestUnusableStateFiles(t *testing.T) {
 			t.Fatalf("state file after a clean shutdown: %v", err)
 		}
 	}
-	// A directory that does not exist: every write fails, nothing else does.
-	state := filepath.Join(dir, "missing", "state.json")
-	d := startDaemon(t, `statePath: `+strconv.Quote(state)+`, processes: [`+webProcess+`]`)
-	d.deploy("v1")
-	waitUntil(t, "the failed write to be logged", 10*time.Second, func() bool {
-		return strings.Contains(d.stdout.String(), `"message":"state persist failed"`)
-	})
+	// The directory goes away: every write fails. The daemon keeps
+	// running and serving, but a deploy whose processes cannot be
+	// recorded is called off: its processes stop, the previous release
+	// keeps serving.
+	stateDir := filepath.Join(dir, "state")
+	os.Mkdir(stateDir, 0o755)
+	state := filepath.Join(stateDir, "state.json")
+	d := startDaemon(t, `statePath: `+strconv.Quote(state)+`, processes: [{id: "worker", command: "exec FIXTURE"}, `+webProcess+`]`)
+	if r := d.deploy("v1"); r.code != 0 {
+		t.Fatalf("deploy v1: %+v", r)
+	}
+	os.Rename(stateDir, stateDir+".away")
+	r := d.deploy("v2")
+	want := "Error: Could not record the processes of release v2 in the state file " + state + ": ENOENT: no such file or directory, open '" + state + ".*.tmp'. The deploy was called off: its processes were stopped and the previous release keeps serving. Make sure the directory of the state file exists and the daemon can write it (rollbridge doctor checks it), then deploy again.\n"
+	if r.code != 1 || r.stderr != want {
+		t.Fatalf("deploy: %+v\nwant %q", r, want)
+	}
 	if code, body := d.get("/release"); code != 200 || body != "v1" {
 		t.Fatalf("serving: %d %q", code, body)
 	}
 	if !strings.Contains(d.stdout.String(), `{"error":"ENOENT: no such file or directory, open '`+state+".") {
 		t.Fatalf("log:\n%s", d.stdout.String())
 	}
+	// The worker and the web process of v2 had been spawned; the
+	// cleanup's report names them.
+	var stopped []int
+	for _, line := range strings.Split(d.stdout.String(), "\n") {
+		var e struct {
+			Message string
+			Data    struct {
+				Phase, ProcessID, ReleaseID, State string
+				Pid                                int
+			}
+		}
+		if json.Unmarshal([]byte(line), &e) != nil || e.Message != "release startup process status" || e.Data.ReleaseID != "v2" {
+			continue
+		}
+		switch {
+		case e.Data.Phase == "before cleanup" && e.Data.Pid != 0:
+			stopped = append(stopped, e.Data.Pid)
+		case e.Data.Phase == "after cleanup" && e.Data.State != "stopped":
+			t.Fatalf("after the called-off deploy: %s", line)
+		}
+	}
+	for _, pid := range stopped {
+		if alive(pid) {
+			t.Fatalf("process %d of the called-off deploy runs", pid)
+		}
+	}
+	if len(stopped) != 2 {
+		t.Fatalf("cleanup report of v2: %v\n%s", stopped, d.stdout.String())
+	}
+	os.Rename(stateDir+".away", stateDir)
 	d.shutdown()
 }
 
@@ -533,6 +573,10 @@ func TestRecoverStopsTheWholeGroup(t *testing.T) {
 	})
 	state := filepath.Join(dir, "state.json")
 	os.WriteFile(state, []byte(fmt.Sprintf(`{"releases":[],"services":[{"id":"beacon","process":{"id":"beacon","pid":%d}}],"singletons":[]}`, cmd.Process.Pid)), 0o644)
+	// A Node.js entry is acted on only for a process that started before
+	// the file was written (with a second's margin).
+	later := time.Now().Add(2 * time.Second)
+	os.Chtimes(state, later, later)
 	os.WriteFile(filepath.Join(dir, "rollbridge.js"), []byte(appConfig(dir, `statePath: `+strconv.Quote(state)+`, proxy: {port: 0, forceStopTimeoutMs: 300}, processes: [`+webProcess+`]`)), 0o644)
 	r := rollbridge(t, dir, "recover", "--force")
 	if r.code != 0 || r.stdout != fmt.Sprintf("Stopped 1 orphaned process:\n  beacon (pid %d)\n", cmd.Process.Pid) {

@@ -18,7 +18,8 @@ import (
 	"time"
 )
 
-// nobody is the unprivileged user the impostor runs as.
+// nobody is the uid of "another local user" in these tests (the
+// impostor of a control socket, the writer of a state file).
 const nobody = 65534
 
 // sharedDir is a directory every local user may create files in, like
