@@ -528,8 +528,8 @@ func (rt *jsRuntime) newProcess() *goja.Object {
 	rt.set(p, "cwd", func() string { return rt.cwd() })
 	rt.set(p, "platform", runtime.GOOS)
 	rt.set(p, "arch", nodeArch())
-	rt.set(p, "pid", os.Getpid())
-	rt.set(p, "ppid", os.Getppid())
+	rt.set(p, "pid", rt.pid)
+	rt.set(p, "ppid", rt.ppid)
 	args := make([]any, len(os.Args))
 	for i, a := range os.Args {
 		args[i] = a

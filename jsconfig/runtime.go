@@ -32,6 +32,7 @@ type jsRuntime struct {
 	requireFn      goja.Callable
 	errorCtor      *goja.Object
 	urlClasses     *urlClasses
+	pid, ppid      int // process.pid and process.ppid
 }
 
 // outcome is what a load produces: a plan and its issues, or an error.
@@ -124,7 +125,8 @@ func startEvaluator(abs string, deadline time.Time, opts Options) *evaluator {
 	e.loop.Start()
 	e.loop.RunOnLoop(func(vm *goja.Runtime) {
 		e.vm.Store(vm)
-		e.rt = &jsRuntime{vm: vm, ctx: e.ctx, abs: abs, stdout: opts.stdout(), stderr: opts.stderr(), started: time.Now(), modules: map[string]goja.Value{}}
+		e.rt = &jsRuntime{vm: vm, ctx: e.ctx, abs: abs, stdout: opts.stdout(), stderr: opts.stderr(), started: time.Now(), modules: map[string]goja.Value{},
+			pid: opts.pid(), ppid: opts.ppid()}
 		e.step(func() error {
 			e.rt.install(e.finish)
 			_, err := vm.RunScript(abs, prelude)
