@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"time"
 
@@ -30,10 +31,13 @@ type loadResult struct {
 
 // ServeConfigLoad is the child's side: load the config at abs strictly and
 // write the result (the normalized plan, or the error) to stdout. The
-// config's console output goes to stderr.
-func ServeConfigLoad(abs string, stdout, stderr io.Writer) error {
+// config's console output goes to stderr. pid and ppid are the daemon's,
+// for process.pid and process.ppid: the Node.js rollbridge evaluates the
+// config inside the daemon, and configs hand process.pid to processes
+// that signal the daemon.
+func ServeConfigLoad(abs string, pid, ppid int, stdout, stderr io.Writer) error {
 	before := environMap()
-	plan, err := jsconfig.Load(abs, jsconfig.Options{Stdout: stderr, Stderr: stderr})
+	plan, err := jsconfig.Load(abs, jsconfig.Options{Stdout: stderr, Stderr: stderr, PID: pid, PPID: ppid})
 	var res loadResult
 	if err != nil {
 		res.Error = err.Error()
@@ -84,11 +88,14 @@ func LoadConfigIsolated(abs string, stderr io.Writer) (*jsconfig.Plan, error) {
 }
 
 // LoadConfigWith is LoadConfigIsolated with the rollbridge executable to
-// run named (tests run the daemon inside a test binary).
+// run named (tests run the daemon inside a test binary). The config sees
+// the calling process's pid and parent pid as process.pid and
+// process.ppid, not the child's.
 func LoadConfigWith(exe, abs string, stderr io.Writer) (*jsconfig.Plan, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), jsconfig.DefaultTimeout+10*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, exe, LoadConfigCommand, abs)
+	cmd := exec.CommandContext(ctx, exe, LoadConfigCommand,
+		"--daemon-pid", strconv.Itoa(os.Getpid()), "--daemon-ppid", strconv.Itoa(os.Getppid()), "--", abs)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, stderr
 	if err := cmd.Run(); err != nil {

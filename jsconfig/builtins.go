@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"net/url"
 	"os"
 	"os/exec"
 	"os/user"
@@ -23,8 +22,9 @@ import (
 )
 
 // The Node built-ins a config may use (config.md §2.3), implemented in Go
-// against the loading process: path, os, fs, url, child_process.execSync,
-// process and console. buffer and util come from goja_nodejs.
+// against the loading process: path, os, fs, url (urlmodule.go),
+// child_process.execSync, process and console. buffer and util come from
+// goja_nodejs.
 
 func (rt *jsRuntime) builtin(name string) goja.Value {
 	if m, ok := rt.modules[name]; ok {
@@ -91,10 +91,8 @@ func (rt *jsRuntime) throwNode(err error) {
 
 // pathArg accepts a string or a file: URL object, as Node's fs does.
 func (rt *jsRuntime) pathArg(v goja.Value) string {
-	if o, ok := v.(*goja.Object); ok {
-		if href := o.Get("href"); href != nil && strings.HasPrefix(href.String(), "file:") {
-			return rt.fileURLToPath(href.String())
-		}
+	if o, ok := isURLLike(v); ok {
+		return rt.fileURLToPath(o)
 	}
 	if !goja.IsString(v) {
 		panic(rt.vm.NewTypeError(`The "path" argument must be of type string or an instance of URL.`))
@@ -405,53 +403,6 @@ func (rt *jsRuntime) statObject(fi os.FileInfo) *goja.Object {
 	return o
 }
 
-// --- url ---
-
-func (rt *jsRuntime) urlModule() *goja.Object {
-	m := rt.coreModule("url")
-	rt.set(m, "fileURLToPath", func(call goja.FunctionCall) goja.Value {
-		a := call.Argument(0)
-		if o, ok := a.(*goja.Object); ok {
-			a = o.Get("href")
-		}
-		if a == nil || !goja.IsString(a) {
-			panic(rt.vm.NewTypeError(`The "path" argument must be of type string or an instance of URL.`))
-		}
-		return rt.vm.ToValue(rt.fileURLToPath(a.String()))
-	})
-	rt.set(m, "pathToFileURL", func(call goja.FunctionCall) goja.Value {
-		a := call.Argument(0)
-		if !goja.IsString(a) {
-			panic(rt.vm.NewTypeError(`The "path" argument must be of type string.`))
-		}
-		p := a.String()
-		abs := pathResolve(rt.cwd(), p)
-		if strings.HasSuffix(p, "/") && abs != "/" {
-			abs += "/"
-		}
-		u, err := rt.vm.New(m.Get("URL"), rt.vm.ToValue(fileURL(abs)))
-		if err != nil {
-			panic(err)
-		}
-		return u
-	})
-	return m
-}
-
-func (rt *jsRuntime) fileURLToPath(href string) string {
-	u, err := url.Parse(href)
-	if err != nil || u.Scheme != "file" {
-		panic(rt.vm.NewTypeError("The URL must be of scheme file"))
-	}
-	if u.Host != "" && u.Host != "localhost" {
-		panic(rt.vm.NewTypeError(`File URL host must be "localhost" or empty on linux`))
-	}
-	if strings.Contains(strings.ToLower(u.EscapedPath()), "%2f") {
-		panic(rt.vm.NewTypeError("File URL path must not include encoded / characters"))
-	}
-	return u.Path
-}
-
 // --- child_process ---
 
 func (rt *jsRuntime) childProcessModule() *goja.Object {
@@ -577,8 +528,8 @@ func (rt *jsRuntime) newProcess() *goja.Object {
 	rt.set(p, "cwd", func() string { return rt.cwd() })
 	rt.set(p, "platform", runtime.GOOS)
 	rt.set(p, "arch", nodeArch())
-	rt.set(p, "pid", os.Getpid())
-	rt.set(p, "ppid", os.Getppid())
+	rt.set(p, "pid", rt.pid)
+	rt.set(p, "ppid", rt.ppid)
 	args := make([]any, len(os.Args))
 	for i, a := range os.Args {
 		args[i] = a

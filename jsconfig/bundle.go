@@ -310,19 +310,12 @@ func unsupportedBuiltinMessage(spec string) string {
 	return fmt.Sprintf(`The Node.js module "%s" is not available in rollbridge configs; available built-ins: %s.`, spec, strings.Join(supportedBuiltins, ", "))
 }
 
-// fileURL is url.pathToFileURL(p).href for an absolute POSIX path: bytes
-// outside printable ASCII and the URL path's reserved characters are
-// percent-encoded.
+// fileURL is url.pathToFileURL(p).href for an absolute POSIX path, the
+// value Node gives import.meta.url.
 func fileURL(p string) string {
-	var b strings.Builder
-	b.WriteString("file://")
-	for i := 0; i < len(p); i++ {
-		c := p[i]
-		if c <= ' ' || c >= 0x7f || strings.IndexByte("\"#%<>?`{}\\", c) >= 0 {
-			fmt.Fprintf(&b, "%%%02X", c)
-		} else {
-			b.WriteByte(c)
-		}
+	u, ok := parseWHATWG("file://"+encodePathChars(p), nil)
+	if !ok {
+		return "file://" + encodePathChars(p)
 	}
-	return b.String()
+	return u.href()
 }

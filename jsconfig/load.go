@@ -26,6 +26,11 @@ type Options struct {
 	// Stdout and Stderr receive console output of the config; nil means
 	// the process's own streams.
 	Stdout, Stderr io.Writer
+	// PID and PPID, when positive, are what process.pid and process.ppid
+	// show instead of this process's own: the daemon loads its config in
+	// a child process, and the config must see the daemon's (a config may
+	// hand process.pid to a managed process that signals the daemon).
+	PID, PPID int
 }
 
 func (o Options) timeout() time.Duration {
@@ -33,6 +38,20 @@ func (o Options) timeout() time.Duration {
 		return o.Timeout
 	}
 	return DefaultTimeout
+}
+
+func (o Options) pid() int {
+	if o.PID > 0 {
+		return o.PID
+	}
+	return os.Getpid()
+}
+
+func (o Options) ppid() int {
+	if o.PPID > 0 {
+		return o.PPID
+	}
+	return os.Getppid()
 }
 
 func (o Options) stdout() io.Writer {

@@ -235,3 +235,29 @@ func TestFileValuesBoundWhenSpelledUnusually(t *testing.T) {
 		t.Fatal("a config without file values took the binding pass")
 	}
 }
+
+// process.pid and process.ppid are this process's unless the loader says
+// whose they are (the daemon's, for a config it loads in a child process);
+// the process module is the same object.
+func TestProcessPidOption(t *testing.T) {
+	src := `import proc from "node:process";
+console.log(JSON.stringify([process.pid, process.ppid, proc === process]));
+export default {` + validBody + `};`
+	p := writeConfig(t, t.TempDir(), "rollbridge.js", src)
+	for _, tc := range []struct {
+		opts Options
+		want string
+	}{
+		{Options{}, "[" + strconv.Itoa(os.Getpid()) + "," + strconv.Itoa(os.Getppid()) + ",true]"},
+		{Options{PID: 4242, PPID: 4343}, "[4242,4343,true]"},
+	} {
+		var out bytes.Buffer
+		tc.opts.Stdout = &out
+		if _, issues, err := Check(p, tc.opts); err != nil || len(issues) > 0 {
+			t.Fatalf("load: %v %v", err, issues)
+		}
+		if got := strings.TrimSpace(out.String()); got != tc.want {
+			t.Errorf("PID %d PPID %d: got %s, want %s", tc.opts.PID, tc.opts.PPID, got, tc.want)
+		}
+	}
+}

@@ -13,7 +13,6 @@ import (
 	"github.com/dop251/goja_nodejs/buffer"
 	"github.com/dop251/goja_nodejs/eventloop"
 	"github.com/dop251/goja_nodejs/require"
-	gurl "github.com/dop251/goja_nodejs/url"
 )
 
 // jsRuntime is one config evaluation: a goja runtime on a goja_nodejs
@@ -32,6 +31,8 @@ type jsRuntime struct {
 	keysFn         goja.Callable
 	requireFn      goja.Callable
 	errorCtor      *goja.Object
+	urlClasses     *urlClasses
+	pid, ppid      int // process.pid and process.ppid
 }
 
 // outcome is what a load produces: a plan and its issues, or an error.
@@ -124,7 +125,8 @@ func startEvaluator(abs string, deadline time.Time, opts Options) *evaluator {
 	e.loop.Start()
 	e.loop.RunOnLoop(func(vm *goja.Runtime) {
 		e.vm.Store(vm)
-		e.rt = &jsRuntime{vm: vm, ctx: e.ctx, abs: abs, stdout: opts.stdout(), stderr: opts.stderr(), started: time.Now(), modules: map[string]goja.Value{}}
+		e.rt = &jsRuntime{vm: vm, ctx: e.ctx, abs: abs, stdout: opts.stdout(), stderr: opts.stderr(), started: time.Now(), modules: map[string]goja.Value{},
+			pid: opts.pid(), ppid: opts.ppid()}
 		e.step(func() error {
 			e.rt.install(e.finish)
 			_, err := vm.RunScript(abs, prelude)
@@ -214,7 +216,9 @@ func timeoutError(abs string, d time.Duration) error {
 func (rt *jsRuntime) install(finish func(outcome)) {
 	vm := rt.vm
 	buffer.Enable(vm)
-	gurl.Enable(vm)
+	rt.urlClasses = newURLClasses(rt)
+	rt.set(vm.GlobalObject(), "URL", rt.urlClasses.urlCtor)
+	rt.set(vm.GlobalObject(), "URLSearchParams", rt.urlClasses.paramsCtor)
 	rt.requireFn, _ = goja.AssertFunction(vm.Get("require"))
 	_ = vm.GlobalObject().Delete("require") // CommonJS require is bundled; ESM has none
 	rt.isArrayFn, _ = goja.AssertFunction(vm.Get("Array").ToObject(vm).Get("isArray"))

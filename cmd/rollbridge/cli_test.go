@@ -5,7 +5,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 )
@@ -168,74 +167,5 @@ func TestValidateDefaultLookup(t *testing.T) {
 	}
 	if r := rollbridge(t, dir, "validate", "-c", "--json"); r.code != 1 || !strings.Contains(r.stderr, "Found 1 configuration issue in --json:") {
 		t.Errorf("-c --json takes --json as the path: %+v", r)
-	}
-}
-
-func TestCompletion(t *testing.T) {
-	dir := t.TempDir()
-	bash := rollbridge(t, dir, "completion", "bash")
-	if bash.code != 0 || bash.stderr != "" || !strings.Contains(bash.stdout, "__start_rollbridge") {
-		t.Fatalf("completion bash: code %d stderr %q", bash.code, bash.stderr)
-	}
-	zsh := rollbridge(t, dir, "completion", "zsh")
-	if zsh.code != 0 || !strings.HasPrefix(zsh.stdout, "#compdef rollbridge") {
-		t.Fatalf("completion zsh: code %d", zsh.code)
-	}
-	for _, shell := range []string{"fish", "powershell", `a"b`} {
-		r := rollbridge(t, dir, "completion", shell)
-		if r.code != 1 || r.stdout != "" || r.stderr != `Unsupported shell "`+shell+`". Supported shells: bash, zsh.`+"\n" {
-			t.Errorf("completion %s: %+v", shell, r)
-		}
-	}
-	if r := rollbridge(t, dir, "completion", "bash", "extra"); r.code != 0 || r.stdout != bash.stdout {
-		t.Errorf("extra arguments are ignored: code %d", r.code)
-	}
-
-	// The bash script really completes: source it (after bash-completion,
-	// as an interactive shell has it) and ask for candidates.
-	const bashCompletion = "/usr/share/bash-completion/bash_completion"
-	if _, err := os.Stat(bashCompletion); err != nil {
-		t.Fatalf("the bash-completion package is needed to check the script (.ci/run installs it): %v", err)
-	}
-	script := filepath.Join(dir, "completion.bash")
-	if err := os.WriteFile(script, []byte(bash.stdout), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	complete := func(words ...string) string {
-		t.Helper()
-		cmd := exec.Command("bash", "-c", `source `+bashCompletion+`; source "$1"; shift; COMP_WORDS=("$@"); COMP_CWORD=$(( $# - 1 )); COMP_LINE="$*"; COMP_POINT=${#COMP_LINE}; __start_rollbridge; printf '%s\n' "${COMPREPLY[@]}"`, "bash", script)
-		cmd.Args = append(cmd.Args, words...)
-		cmd.Env = append(os.Environ(), "PATH="+filepath.Dir(binary)+":"+os.Getenv("PATH"))
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Fatalf("bash completion of %v: %v\n%s", words, err, out)
-		}
-		return string(out)
-	}
-	if got := complete("rollbridge", "val"); !strings.Contains(got, "validate") {
-		t.Errorf("command completion: %q", got)
-	}
-	all := strings.Fields(complete("rollbridge", ""))
-	for _, c := range []string{"daemon", "deploy", "rollback", "ensure-daemon", "status", "stop", "restart", "shutdown", "validate", "doctor", "logs", "events", "predeploy-cleanup", "recover", "completion"} {
-		if !slices.Contains(all, c) {
-			t.Errorf("command %s is not completed: %v", c, all)
-		}
-	}
-	if slices.Contains(all, "__load-config") {
-		t.Errorf("a hidden command is completed: %v", all)
-	}
-	for cmd, opts := range map[string][]string{"recover": {"--config", "--force"}, "doctor": {"--config", "--release-path", "--release-id", "--revision", "--json"}, "predeploy-cleanup": {"--config", "--release-path"}} {
-		got := strings.Fields(complete("rollbridge", cmd, "--"))
-		for _, o := range opts {
-			if !slices.Contains(got, o) {
-				t.Errorf("%s: option %s is not completed: %v", cmd, o, got)
-			}
-		}
-	}
-	if got := complete("rollbridge", "validate", "--"); !strings.Contains(got, "--config") || !strings.Contains(got, "--json") {
-		t.Errorf("option completion: %q", got)
-	}
-	if got := complete("rollbridge", "completion", ""); !strings.Contains(got, "bash") || !strings.Contains(got, "zsh") {
-		t.Errorf("shell completion: %q", got)
 	}
 }

@@ -166,14 +166,19 @@ func (b *bootFlags) validate(configPath string, configGiven bool) (*engine.Boots
 }
 
 // newLoadConfigCommand is the hidden helper the daemon runs to load its
-// config out of process (engine.LoadConfigIsolated).
+// config out of process (engine.LoadConfigIsolated); the daemon passes its
+// pid and parent pid for process.pid and process.ppid.
 func newLoadConfigCommand() *cobra.Command {
-	return &cobra.Command{
+	var pid, ppid int
+	cmd := &cobra.Command{
 		Use:    engine.LoadConfigCommand + " <config>",
 		Hidden: true,
 		Args:   cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return engine.ServeConfigLoad(args[0], cmd.OutOrStdout(), cmd.ErrOrStderr())
+			return engine.ServeConfigLoad(args[0], pid, ppid, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
+	cmd.Flags().IntVar(&pid, "daemon-pid", 0, "process.pid for the config (the daemon's pid)")
+	cmd.Flags().IntVar(&ppid, "daemon-ppid", 0, "process.ppid for the config (the daemon's parent pid)")
+	return cmd
 }
