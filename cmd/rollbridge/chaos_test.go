@@ -26,7 +26,8 @@ func chaosDuration() time.Duration {
 
 // TestChaos runs traffic through the proxy while processes are killed,
 // garbage is sent to the control socket, the state directory vanishes,
-// broken releases are deployed and the daemon itself is SIGKILLed in the
+// broken releases are deployed, a flood of connections uses up the
+// daemon's file descriptors and the daemon itself is SIGKILLed in the
 // middle of a deploy. The daemon must survive all of it but the last, the
 // active release must keep serving (failed requests only while its own
 // web process or the daemon is down), every killed process must come
@@ -40,12 +41,17 @@ func TestChaos(t *testing.T) {
 	// release's web process never binds its port, and another test's web
 	// process on the same machine that takes it meanwhile would pass the
 	// health check in its place.
-	d := startDaemon(t, `statePath: `+strconv.Quote(filepath.Join(stateDir, "rollbridge.json"))+`, proxy: {port: `+strconv.Itoa(freePort(t))+`, drainTimeoutMs: 500}, processes: [
+	d := newTestDaemon(t, `statePath: `+strconv.Quote(filepath.Join(stateDir, "rollbridge.json"))+`, proxy: {port: `+strconv.Itoa(freePort(t))+`, drainTimeoutMs: 500}, processes: [
     {id: "beacon", policy: "service", command: "exec FIXTURE", restartDelayMs: 50},
     {id: "worker", command: "exec FIXTURE -grandchildren 1", replicas: 2, restartDelayMs: 50},
     {id: "cron", policy: "singleton", command: "exec FIXTURE", restartDelayMs: 50},
     {id: "web", policy: "proxied", command: "test ! -e {{releasePath}}/broken && exec FIXTURE -listen", port: {from: 24000, to: 24999}, restartDelayMs: 50, health: {intervalMs: 20, timeoutMs: 2000}}
   ]`)
+	// 256 descriptors: enough for the daemon's work, few enough for a
+	// flood of connections to use them all up.
+	d.wrap = []string{"sh", "-c", `ulimit -n 256 && exec "$0" "$@"`}
+	d.start()
+	t.Cleanup(d.cleanup)
 
 	d.deploy("good-0")
 	rng := rand.New(rand.NewSource(time.Now().UnixNano()))
@@ -56,12 +62,12 @@ func TestChaos(t *testing.T) {
 	// (killed on purpose).
 	type window struct{ from, to time.Time }
 	var webDown []window
-	deploys, crashes := 0, 0
+	deploys, crashes, floods := 0, 0, 0
 	deadline := time.Now().Add(chaosDuration())
 	for time.Now().Before(deadline) {
 		s := d.status()
 		active := release(s, s["activeReleaseId"].(string))
-		switch rng.Intn(8) {
+		switch rng.Intn(9) {
 		case 0, 1: // a background process dies
 			var pids []int
 			for _, p := range active["processes"].([]any) {
@@ -149,6 +155,13 @@ func TestChaos(t *testing.T) {
 				return code == 200
 			})
 			webDown = append(webDown, window{from, time.Now().Add(200 * time.Millisecond)})
+		case 8: // the daemon runs out of descriptors for a while: requests wait, none fails
+			floods++
+			flood := floodProxy(t, d)
+			time.Sleep(time.Duration(200+rng.Intn(800)) * time.Millisecond) // the fault's length
+			for _, c := range flood {
+				c.Close()
+			}
 		}
 		time.Sleep(time.Duration(50+rng.Intn(150)) * time.Millisecond)
 	}
@@ -184,7 +197,7 @@ func TestChaos(t *testing.T) {
 		}
 		return true
 	})
-	t.Logf("%d requests, %d failed during %d web outages (%d of them daemon crashes), %d deploys", tr.ok.Load()+int64(len(failures)), len(failures), len(webDown), crashes, deploys)
+	t.Logf("%d requests, %d failed during %d web outages (%d of them daemon crashes), %d deploys, %d descriptor floods", tr.ok.Load()+int64(len(failures)), len(failures), len(webDown), crashes, deploys, floods)
 	d.shutdown()
 	if left := processesMentioning(fixture); len(left) > 0 {
 		t.Fatalf("processes outlived the daemon: %v", left)
@@ -223,4 +236,32 @@ func crashMidDeploy(t *testing.T, d *testDaemon, id string, after time.Duration)
 		t.Fatalf("processes outlived a crash %v into a deploy and recover --force: %v", after, left)
 	}
 	d.start()
+}
+
+// floodProxy opens idle connections to the proxy until its accept fails
+// for lack of descriptors, and returns them for the caller to close.
+func floodProxy(t *testing.T, d *testDaemon) []net.Conn {
+	t.Helper()
+	const event = `"listener":"proxy"},"message":"accept failed"`
+	before := strings.Count(d.stdout.String(), event)
+	var flood []net.Conn
+	for strings.Count(d.stdout.String(), event) == before {
+		if len(flood) == 600 {
+			for _, c := range flood {
+				c.Close()
+			}
+			t.Fatalf("600 idle connections did not use up the daemon's 256 descriptors")
+		}
+		c, err := net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(d.port))
+		if err != nil {
+			t.Fatalf("flood connection %d: %v", len(flood), err)
+		}
+		flood = append(flood, c)
+		if len(flood) > 260 {
+			// The kernel queues what the daemon cannot accept; give it
+			// a moment to try.
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	return flood
 }
