@@ -218,6 +218,9 @@ func (e *Engine) checkReleaseHealth(plan *jsconfig.Plan, r *Release) error {
 		if m := e.metrics; m != nil {
 			m.health.observe(time.Since(checked).Seconds(), result(err))
 		}
+		if err == nil {
+			err = e.checkWebListener(r, web, check)
+		}
 		if err != nil {
 			if e.stopping.Load() {
 				return ErrShuttingDown
@@ -229,6 +232,40 @@ func (e *Engine) checkReleaseHealth(plan *jsconfig.Plan, r *Release) error {
 		return ErrShuttingDown
 	}
 	return nil
+}
+
+// checkWebListener makes sure that the answer to the health check came
+// from the release's web process: it must still run, and the port must
+// be listened on by its user (or root). Otherwise another process, such
+// as another local user's server that took the port first, would get the
+// release's traffic.
+func (e *Engine) checkWebListener(r *Release, web *jsconfig.Process, check runtime.HealthCheck) error {
+	e.mu.Lock()
+	var in *instance
+	for _, p := range r.procs {
+		if p.def.ID == web.ID {
+			in = p
+		}
+	}
+	e.mu.Unlock()
+	if in == nil {
+		return nil
+	}
+	err := runtime.ErrNotRunning
+	if pid := in.proc.PID(); pid != 0 {
+		err = runtime.CheckPortOwner(pid, check.Port)
+	}
+	if err == nil {
+		return nil
+	}
+	reason := fmt.Sprintf("the answer did not come from %s: %s", in.id, err.Error())
+	var owner *runtime.PortOwnerError
+	if errors.As(err, &owner) {
+		reason += fmt.Sprintf(`; another local user may have taken the port first (see "ss -ltnp 'sport = :%d'")`, check.Port)
+	} else {
+		reason += fmt.Sprintf(` (it exited; "rollbridge logs --process %s" shows why)`, in.id)
+	}
+	return &runtime.HealthError{URL: check.URL(), Reason: reason}
 }
 
 // activate switches traffic to r and makes the reloaded config the one in
