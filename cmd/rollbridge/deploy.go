@@ -101,9 +101,7 @@ func newDeployCommand() *cobra.Command {
 			}
 			// A deploy runs as long as boot and health check take.
 			p := startProgress(cmd.ErrOrStderr(), plan)
-			quiet := noticeWhileWaiting(p, cmd.ErrOrStderr(), "deploy")
 			raw, err := control.Call(engine.ControlEndpoint(plan.Control), control.SortedRequest("deploy", fields...), 0)
-			quiet()
 			p.finish(plan, previousRelease(raw))
 			if err != nil {
 				return err

@@ -24,13 +24,10 @@ func relayShowing(cmd *cobra.Command, configPath string, readTimeout time.Durati
 		return err
 	}
 	var p *progress
-	stop := func() {}
 	if showProgress {
 		p = startProgress(cmd.ErrOrStderr(), plan)
-		stop = noticeWhileWaiting(p, cmd.ErrOrStderr(), cmd.Name())
 	}
 	raw, err := control.Call(engine.ControlEndpoint(plan.Control), request(), readTimeout)
-	stop()
 	p.finish(plan, previousRelease(raw))
 	if err != nil {
 		return err

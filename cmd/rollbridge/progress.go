@@ -245,34 +245,3 @@ func previousRelease(raw []byte) *string {
 	}
 	return reply.Previous
 }
-
-// waitNoticeEvery is how often a long operation without terminal progress
-// says that it is still waiting.
-var waitNoticeEvery = 30 * time.Second
-
-// noticeWhileWaiting keeps an operation that shows no progress (stderr
-// is not a terminal) from waiting silently: every waitNoticeEvery it
-// prints one line on stderr until stop is called. A deploy that waits
-// for a health check, or behind another operation, is not cut short: the
-// daemon bounds those itself.
-func noticeWhileWaiting(p *progress, stderr io.Writer, what string) (stop func()) {
-	if p != nil {
-		return func() {}
-	}
-	done := make(chan struct{})
-	began := time.Now()
-	go func() {
-		tick := time.NewTicker(waitNoticeEvery)
-		defer tick.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-tick.C:
-				fmt.Fprintf(stderr, "Still waiting for the daemon to finish the %s (%s); \"rollbridge events --follow\" shows what it is doing.\n", what, seconds(time.Since(began)))
-			}
-		}
-	}()
-	var once sync.Once
-	return func() { once.Do(func() { close(done) }) }
-}

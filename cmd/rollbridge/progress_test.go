@@ -75,28 +75,3 @@ func TestDeployProgressOnATerminal(t *testing.T) {
 		waitUntil(t, "the terminal to show "+want, 10*time.Second, func() bool { return strings.Contains(seen.String(), want) })
 	}
 }
-
-// Off a terminal, a long operation says every so often that it still
-// waits; it stops saying so when the answer came.
-func TestNoticeWhileWaiting(t *testing.T) {
-	defer func(d time.Duration) { waitNoticeEvery = d }(waitNoticeEvery)
-	waitNoticeEvery = 20 * time.Millisecond
-	var out syncBuffer
-	stop := noticeWhileWaiting(nil, &out, "deploy")
-	waitUntil(t, "two notices", 5*time.Second, func() bool { return strings.Count(out.String(), "\n") >= 2 })
-	stop()
-	stop()
-	n := out.String()
-	if !strings.HasPrefix(n, `Still waiting for the daemon to finish the deploy (0.`) || !strings.Contains(n, ` s); "rollbridge events --follow" shows what it is doing.`+"\n") {
-		t.Fatalf("notice: %q", n)
-	}
-	time.Sleep(5 * waitNoticeEvery) // nothing may follow the stop
-	if out.String() != n {
-		t.Fatalf("printed after stop: %q", out.String())
-	}
-	var none syncBuffer
-	noticeWhileWaiting(&progress{}, &none, "deploy")()
-	if none.String() != "" {
-		t.Fatalf("with terminal progress: %q", none.String())
-	}
-}
