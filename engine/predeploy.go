@@ -74,7 +74,17 @@ func PredeployCleanup(plan *jsconfig.Plan, releasePath string) (*Cleanup, error)
 			res.NothingToDo = true
 			return res, nil
 		}
-		if _, err := control.Call(ep, control.SortedRequest("shutdown"), 0); err != nil {
+		// As long as the config's stop sequences can take, not forever
+		// (no bound with an "indefinite" graceful stop).
+		var timeout time.Duration
+		if bound, bounded := ShutdownBound(plan); bounded {
+			timeout = bound
+		}
+		if _, err := control.Call(ep, control.SortedRequest("shutdown"), timeout); err != nil {
+			var te *control.TimeoutError
+			if errors.As(err, &te) {
+				return nil, fmt.Errorf("Timed out waiting for Rollbridge daemon at %s to shut down.", path)
+			}
 			return nil, err
 		}
 		if err := waitForShutdown(ep); err != nil {

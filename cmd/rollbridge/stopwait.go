@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,14 +17,19 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// progressEvery is how often a long stop says what it still waits for.
-var progressEvery = 10 * time.Second
+// progressEvery is how often a long stop says what it still waits for,
+// pollEvery how often it asks whether a queued stop has begun.
+var (
+	progressEvery = 10 * time.Second
+	pollEvery     = 250 * time.Millisecond
+)
 
 // stopWait is a shutdown or stop whose wait is bounded by the config's
 // longest stop sequence (engine.ShutdownBound, engine.ReleaseStopBound),
-// so the CLI never hangs silently: after the bound it says what is still
-// running and fails; without a bound ("indefinite" graceful stops) it
-// says every progressEvery what it still waits for.
+// counted from the moment the stop begins, so the CLI never hangs
+// silently: after the bound it says what is still running and fails;
+// without a bound ("indefinite" graceful stops) it says every
+// progressEvery what it still waits for.
 type stopWait struct {
 	ep      control.Endpoint
 	what    string            // "shutdown", "stop of release v2"
@@ -34,6 +40,11 @@ type stopWait struct {
 	// showProgress prints progress lines also for a bounded wait (on a
 	// terminal); an unbounded wait always prints them.
 	showProgress bool
+	// begun reports whether the daemon has started the work; nil: at
+	// once. A stop queued behind another operation has not: the bound
+	// does not run yet, and the daemon drops a queued command whose
+	// client left, so giving up then would lose it.
+	begun func() bool
 }
 
 // stoppingProcess is a process the command is about to stop, with its
@@ -56,35 +67,53 @@ func (p stoppingProcess) String() string {
 	return fmt.Sprintf("%s (pid %d)", p.id, p.pid)
 }
 
-// call sends request and waits for its answer within the bound.
+// call sends request and waits for its answer, for at most the bound
+// once the work has begun.
 func (w *stopWait) call(request []byte) ([]byte, error) {
-	began := time.Now()
-	done := make(chan struct{})
-	defer close(done)
-	if !w.bounded || w.showProgress {
-		go func() {
-			tick := time.NewTicker(progressEvery)
-			defer tick.Stop()
-			for {
-				select {
-				case <-done:
-					return
-				case <-tick.C:
-					fmt.Fprintf(w.stderr, "Waiting for the %s (%s): %s\n", w.what, seconds(time.Since(began)), w.remaining())
+	conn, err := control.Dial(w.ep)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close() // also ends the reader below when the wait is given up
+	if _, err := conn.Write(append(append([]byte(nil), request...), '\n')); err != nil {
+		return nil, fmt.Errorf("Rollbridge daemon at %s closed the connection without a response", w.ep.Path)
+	}
+	type answer struct {
+		raw []byte
+		err error
+	}
+	answered := make(chan answer, 1)
+	go func() {
+		raw, err := control.ReadResponse(bufio.NewReader(conn), w.ep.Path)
+		answered <- answer{raw, err}
+	}()
+	sent := time.Now()
+	began, started := sent, w.begun == nil
+	nextNote := sent.Add(progressEvery)
+	tick := time.NewTicker(pollEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case a := <-answered:
+			return a.raw, a.err
+		case now := <-tick.C:
+			if !started && w.begun() {
+				started, began = true, now
+			}
+			if started && w.bounded && now.Sub(began) > w.bound {
+				return nil, w.timedOut()
+			}
+			if now.After(nextNote) {
+				nextNote = now.Add(progressEvery)
+				switch {
+				case !started && w.showProgress:
+					fmt.Fprintf(w.stderr, "Waiting for the %s (%s): it waits for the operation before it to finish\n", w.what, seconds(now.Sub(sent)))
+				case started && (!w.bounded || w.showProgress):
+					fmt.Fprintf(w.stderr, "Waiting for the %s (%s): %s\n", w.what, seconds(now.Sub(sent)), w.remaining())
 				}
 			}
-		}()
+		}
 	}
-	var timeout time.Duration // 0: as long as it takes
-	if w.bounded {
-		timeout = w.bound
-	}
-	raw, err := control.Call(w.ep, request, timeout)
-	var te *control.TimeoutError
-	if errors.As(err, &te) {
-		return nil, w.timedOut()
-	}
-	return raw, err
 }
 
 // remaining says which of the processes still run.
@@ -217,7 +246,50 @@ func releaseStopWait(id string) func(*jsconfig.Plan, []byte) stopWait {
 		if id != "" {
 			w.what = "stop of release " + id
 			w.procs = statusProcesses(status, id, false)
+			ep := engine.ControlEndpoint(p.Control)
+			before := releaseView(status, id)
+			w.begun = func() bool {
+				raw, err := control.Call(ep, control.SortedRequest("status"), control.ReadTimeout)
+				if err != nil {
+					return true
+				}
+				now := releaseView(raw, id)
+				if before.state == "stopped" {
+					return now != before // stopped again: stoppedAt moved
+				}
+				return now.state == "stopped"
+			}
 		}
 		return w
 	}
+}
+
+// releaseSnapshot is a release's state and stoppedAt as status shows them.
+type releaseSnapshot struct{ state, stoppedAt string }
+
+// releaseView is the state and stoppedAt of release id in a status, to
+// tell when a queued stop has begun: the daemon marks a running or
+// draining release "stopped" as the first step of a stop, then stops its
+// processes (and sets stoppedAt at the end, also for a release that was
+// stopped already, which has nothing left to stop). A status that cannot
+// be read, or no longer lists the release, shows it "stopped".
+func releaseView(status []byte, id string) (v releaseSnapshot) {
+	var s struct {
+		Releases []struct {
+			ReleaseID string `json:"releaseId"`
+			State     string `json:"state"`
+			StoppedAt string `json:"stoppedAt"`
+		} `json:"releases"`
+	}
+	v.state = "stopped"
+	if json.Unmarshal(status, &s) != nil {
+		return v
+	}
+	for _, r := range s.Releases {
+		if r.ReleaseID == id {
+			v.state, v.stoppedAt = r.State, r.StoppedAt
+			return v
+		}
+	}
+	return v
 }

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -98,8 +99,8 @@ func TestStopWaitGivesUpAfterTheBound(t *testing.T) {
 // Without a bound (an indefinite graceful stop), the wait says what it
 // still waits for, and the reply is printed when it comes.
 func TestStopWaitWithoutBoundShowsProgress(t *testing.T) {
-	defer func(d time.Duration) { progressEvery = d }(progressEvery)
-	progressEvery = 50 * time.Millisecond
+	defer func(d, e time.Duration) { progressEvery, pollEvery = d, e }(progressEvery, pollEvery)
+	progressEvery, pollEvery = 50*time.Millisecond, 10*time.Millisecond
 	p := sleeper(t)
 	var stderr syncBuffer
 	w := stopWait{ep: control.Endpoint{Path: slowDaemon(t, 400*time.Millisecond, `{"status":"success","message":"shutdown"}`)}, what: "shutdown", procs: []stoppingProcess{p}, stderr: &stderr}
@@ -111,5 +112,42 @@ func TestStopWaitWithoutBoundShowsProgress(t *testing.T) {
 	if len(lines) < 3 || !strings.HasPrefix(lines[0], "Waiting for the shutdown (0.") ||
 		!strings.HasSuffix(lines[0], "s): still running: worker#1 (pid "+strconv.Itoa(p.pid)+", release v2)") {
 		t.Fatalf("progress:\n%s", stderr.String())
+	}
+}
+
+// A stop queued behind another operation has not begun: the bound counts
+// from the moment it does (before, the CLI gave up while the stop still
+// waited its turn, and the daemon then dropped it as abandoned).
+func TestStopWaitBoundStartsWhenTheStopBegins(t *testing.T) {
+	defer func(d time.Duration) { pollEvery = d }(pollEvery)
+	pollEvery = 20 * time.Millisecond
+	var begun atomic.Bool
+	time.AfterFunc(600*time.Millisecond, func() { begun.Store(true) })
+	var stderr syncBuffer
+	w := stopWait{ep: control.Endpoint{Path: slowDaemon(t, -1, "")}, what: "stop of release v1", bound: 300 * time.Millisecond, bounded: true,
+		stderr: &stderr, begun: begun.Load}
+	sent := time.Now()
+	_, err := w.call([]byte(`{"command":"stop","releaseId":"v1"}`))
+	if took := time.Since(sent); err == nil || took < 850*time.Millisecond {
+		t.Fatalf("gave up after %v (the stop began after 600 ms, the bound is 300 ms): %v", took, err)
+	}
+	if !strings.HasPrefix(err.Error(), "The daemon did not finish the stop of release v1 within 0.3 s") {
+		t.Fatalf("error: %v", err)
+	}
+}
+
+func TestReleaseView(t *testing.T) {
+	status := []byte(`{"releases":[{"releaseId":"v1","state":"stopped","stoppedAt":"2026-12-06T07:00:00.000Z"},{"releaseId":"v2","state":"active"}]}`)
+	if v := releaseView(status, "v1"); v != (releaseSnapshot{"stopped", "2026-12-06T07:00:00.000Z"}) {
+		t.Errorf("v1: %+v", v)
+	}
+	if v := releaseView(status, "v2"); v != (releaseSnapshot{"active", ""}) {
+		t.Errorf("v2: %+v", v)
+	}
+	if v := releaseView(status, "v3"); v.state != "stopped" {
+		t.Errorf("a release status no longer lists: %+v", v)
+	}
+	if v := releaseView([]byte("garbage"), "v1"); v.state != "stopped" {
+		t.Errorf("an unreadable status: %+v", v)
 	}
 }
