@@ -134,39 +134,33 @@ func timestampID(t time.Time) string {
 // processes are spawned held, recorded in the state file with one write,
 // and only then released, in start order: a deploy costs one write, not
 // one per process, and none of them runs unrecorded.
-func (e *Engine) startReleaseProcesses(plan *jsconfig.Plan, r *Release) (err error) {
-	var held []func()
-	defer func() {
-		if len(held) == 0 {
-			return
-		}
-		// A failure after some spawns: they are recorded before they run
-		// (the caller then stops them).
-		werr := e.persist.sync()
+func (e *Engine) startReleaseProcesses(plan *jsconfig.Plan, r *Release) error {
+	var held []func(run bool)
+	// drop lets the held children go without running them: the deploy
+	// failed before they were recorded, and a worker must not take a job
+	// in the moment before the clean-up stops it.
+	drop := func() {
 		for _, release := range held {
-			release()
+			release(false)
 		}
-		if werr != nil && err == nil {
-			err = &unrecordedError{what: "the processes of release " + r.ID, path: e.persist.main, err: werr}
-		}
-	}()
+	}
 	if err := e.spawnReleaseProcesses(plan, r, &held); err != nil {
+		drop()
 		return err
 	}
-	werr := e.persist.sync()
-	for _, release := range held {
-		release()
-	}
-	held = nil
-	if werr != nil {
+	if werr := e.persist.sync(); werr != nil {
+		drop()
 		return &unrecordedError{what: "the processes of release " + r.ID, path: e.persist.main, err: werr}
+	}
+	for _, release := range held {
+		release(true)
 	}
 	return e.checkReleaseHealth(plan, r)
 }
 
 // spawnReleaseProcesses spawns the release's processes held, in start
 // order, adding each release function to held.
-func (e *Engine) spawnReleaseProcesses(plan *jsconfig.Plan, r *Release, held *[]func()) error {
+func (e *Engine) spawnReleaseProcesses(plan *jsconfig.Plan, r *Release, held *[]func(run bool)) error {
 	order := []func(*jsconfig.Process) bool{
 		func(p *jsconfig.Process) bool {
 			return p.Policy == jsconfig.PolicyService && p.DeployStrategy == jsconfig.StrategyHandoff

@@ -166,6 +166,7 @@ type Process struct {
 	spawnMu         sync.Mutex    // held across a spawn; a stop waits for it
 	leftovers       chan struct{} // closed when the last crash's leftovers are gone
 	hooks           []Hook        // lifecycle hooks running now
+	dropped         bool          // the held child was let go without running
 }
 
 type stopRun struct {
@@ -247,11 +248,14 @@ func (p *Process) StartUnless(reason string, abort func() bool) error {
 // StartHeld is StartUnless for one of several processes that are
 // recorded together: the child is spawned and its pid and start time are
 // in Status, but it is held behind its gate and OnSpawn is not called.
-// The caller records the batch, then calls release, which lets the child
-// run and reports "process started". Until then a Stop of this process
-// waits. release is nil when nothing was spawned; otherwise it must be
-// called exactly once.
-func (p *Process) StartHeld(reason string, abort func() bool) (release func(), err error) {
+// The caller records the batch, then calls release(true), which lets the
+// child run and reports "process started"; release(false) drops it
+// instead (a later step of the deploy failed, or the batch could not be
+// recorded): the child exits without running its command, and the
+// process is stopped when release returns. Until then a Stop of this
+// process waits. release is nil when nothing was spawned; otherwise it
+// must be called exactly once.
+func (p *Process) StartHeld(reason string, abort func() bool) (release func(run bool), err error) {
 	return p.spawnHeld(reason, abort, true)
 }
 
@@ -262,7 +266,7 @@ func (p *Process) StartHeld(reason string, abort func() bool) (release func(), e
 func (p *Process) start(reason string, abort func() bool) error {
 	release, err := p.spawnHeld(reason, abort, false)
 	if release != nil {
-		release()
+		release(true)
 	}
 	return err
 }
@@ -270,7 +274,7 @@ func (p *Process) start(reason string, abort func() bool) error {
 // spawnHeld spawns the command behind its gate and records it. Unless the
 // caller records it itself (batch), OnSpawn is called first. The returned
 // release opens the gate; the spawn lock is held until then.
-func (p *Process) spawnHeld(reason string, abort func() bool, batch bool) (release func(), err error) {
+func (p *Process) spawnHeld(reason string, abort func() bool, batch bool) (release func(run bool), err error) {
 	p.spawnMu.Lock()
 	held := false
 	defer func() {
@@ -325,10 +329,17 @@ func (p *Process) spawnHeld(reason string, abort func() bool, batch bool) (relea
 		p.spawned(Spawn{ID: spec.ID, PID: cmd.Process.Pid, StartTime: ticks})
 	}
 	held = true
-	return func() {
+	return func(run bool) {
 		defer p.spawnMu.Unlock()
-		g.open()
-		p.emit("process started", Field{"command", spec.shownCommand()}, Field{"id", spec.ID}, Field{"pid", cmd.Process.Pid}, Field{"reason", reason})
+		if run {
+			g.open()
+			p.emit("process started", Field{"command", spec.shownCommand()}, Field{"id", spec.ID}, Field{"pid", cmd.Process.Pid}, Field{"reason", reason})
+		} else {
+			p.mu.Lock()
+			p.dropped = true
+			p.mu.Unlock()
+			g.drop()
+		}
 		for _, s := range []struct {
 			f    *os.File
 			name string
@@ -339,6 +350,15 @@ func (p *Process) spawnHeld(reason string, abort func() bool, batch bool) (relea
 			}()
 		}
 		go p.wait(cmd, gen, exitCh)
+		if !run {
+			// The child exits as soon as it reads the closed gate.
+			select {
+			case <-exitCh:
+			case <-time.After(killWait):
+				_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+				<-exitCh
+			}
+		}
 	}, nil
 }
 
@@ -417,12 +437,20 @@ func (p *Process) wait(cmd *exec.Cmd, gen int, exitCh chan struct{}) {
 	}
 	p.mu.Lock()
 	p.pid = 0
-	p.exited, p.exitCode, p.exitSignal = true, code, signal
 	p.rssBytes, p.children = nil, nil
 	if p.memTimer != nil {
 		p.memTimer.Stop()
 		p.memTimer = nil
 	}
+	if p.dropped {
+		// Never ran: no exit to report, nothing to restart.
+		p.dropped = false
+		p.state = StateStopped
+		p.mu.Unlock()
+		close(exitCh)
+		return
+	}
+	p.exited, p.exitCode, p.exitSignal = true, code, signal
 	intentional := p.stopRun != nil
 	var leftovers chan struct{}
 	if !intentional {

@@ -143,7 +143,7 @@ func TestStartHeldRunsOnRelease(t *testing.T) {
 	if !strings.Contains(cmdline(st.PID), gateScript) || rec.count("process started") != 0 || spawns != 0 {
 		t.Fatalf("held child %q, events %v, spawns %d", cmdline(st.PID), rec.messages(), spawns)
 	}
-	release()
+	release(true)
 	waitFor(t, "the command to run", 10*time.Second, func() bool {
 		_, err := os.Stat(mark)
 		return err == nil
@@ -155,6 +155,41 @@ func TestStartHeldRunsOnRelease(t *testing.T) {
 	if release, err := p.StartHeld(ReasonDeploy, func() bool { return true }); release != nil || err != nil {
 		t.Fatalf("aborted: release %v, err %v", release != nil, err)
 	}
+}
+
+// A held start that is dropped never runs its command: the child exits
+// at the closed gate, no start or exit is reported, nothing restarts,
+// and the process is stopped when release returns.
+func TestStartHeldDropped(t *testing.T) {
+	mark := filepath.Join(t.TempDir(), "ran")
+	spec := baseSpec(t, "touch "+mark+"; exec sleep 60")
+	spec.Restart.Delay = time.Millisecond
+	rec := &recorder{}
+	p := New(spec, Options{OnEvent: rec.add})
+	t.Cleanup(p.Stop)
+	release, err := p.StartHeld(ReasonDeploy, nil)
+	if err != nil || release == nil {
+		t.Fatalf("release %v, err %v", release != nil, err)
+	}
+	pid := p.PID()
+	release(false)
+	if st := p.Status(); st.State != StateStopped || st.PID != 0 || st.Exited || alive(pid) {
+		t.Fatalf("after a drop: %+v, child alive %v", st, alive(pid))
+	}
+	if _, err := os.Stat(mark); err == nil {
+		t.Fatal("the command ran behind a dropped gate")
+	}
+	if n := len(rec.messages()); n != 0 {
+		t.Fatalf("events: %v", rec.messages())
+	}
+	// The process can still be started normally afterwards.
+	if err := p.Start(ReasonManual); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the command to run", 10*time.Second, func() bool {
+		_, err := os.Stat(mark)
+		return err == nil
+	})
 }
 
 // BenchmarkGatedSpawn is what the gate adds to a start: the spawn of
