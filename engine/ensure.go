@@ -15,7 +15,7 @@ import (
 	"github.com/rollbridge/rollbridge/jsconfig"
 )
 
-// EnsureOptions is what ensure-daemon needs (cli.md §2.2, §3).
+// EnsureOptions is what ensure-daemon needs (docs/cli.md#ensure-daemon).
 type EnsureOptions struct {
 	Plan         *jsconfig.Plan
 	Identity     Identity // of the invoking CLI
@@ -25,7 +25,8 @@ type EnsureOptions struct {
 	TimeoutText  string // the timeout as the user gave it, for the message
 }
 
-// ErrMismatchedRuntime refuses a daemon of another build (cli.md §3.1).
+// ErrMismatchedRuntime refuses a daemon of another build
+// (docs/troubleshooting.md#legacy-or-mismatched-runtime).
 var ErrMismatchedRuntime = errors.New("The running Rollbridge daemon has a legacy or mismatched runtime. The deploy was not sent. Keep the current release active, then explicitly stop and restart the daemon with this Rollbridge installation before retrying.")
 
 // EnsureDaemon returns the status of a responsive daemon of this very
