@@ -87,7 +87,8 @@ func newDaemonCommand() *cobra.Command {
 	return cmd
 }
 
-// bootFlags are the daemon's bootstrap options (cli.md §2.1.1).
+// bootFlags are the daemon's bootstrap options
+// (docs/cli.md#bootstrap-starting-with-a-known-release).
 type bootFlags struct {
 	releasePath, releaseID, revision, attestation string
 	hasPath, hasID, hasRevision, hasAttestation   bool
@@ -125,9 +126,9 @@ func normalizedPath(p string) bool {
 	return p == filepath.Clean(p) || (p != "/" && p == filepath.Clean(p)+"/")
 }
 
-// validate checks the bootstrap options before anything is loaded or
-// bound, in the order of cli.md §2.1.1. It returns nil for a plain
-// daemon.
+// validate checks the bootstrap options before anything is loaded or bound,
+// in the order docs/cli.md#bootstrap-starting-with-a-known-release lists
+// them. It returns nil for a plain daemon.
 func (b *bootFlags) validate(configPath string, configGiven bool) (*engine.Bootstrap, error) {
 	any := b.hasPath || b.hasID || b.hasRevision
 	if b.hasAttestation && !any {
