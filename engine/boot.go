@@ -49,6 +49,15 @@ func (e *TakeoverError) Unwrap() error { return e.Cause }
 // Signals are handled from the start: SIGINT or SIGTERM during a
 // bootstrap aborts it, stops what it started, and Serve returns nil.
 func (e *Engine) Serve() error {
+	// ended: the daemon stops because it was asked to (shutdown, signal,
+	// retirement), not because it failed; only then is its pid file stale
+	// for certain and removed.
+	ended := false
+	defer func() {
+		if ended && e.opts.PIDFile != "" {
+			removeOwnPIDFile(e.opts.PIDFile, os.Getpid())
+		}
+	}()
 	signals := make(chan os.Signal, 4)
 	signal.Notify(signals, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	signal.Ignore(syscall.SIGPIPE) // a closed stdout must not end the daemon
@@ -76,6 +85,7 @@ func (e *Engine) Serve() error {
 				}
 				if signalled {
 					<-e.shutdown.done // the signal aborted the start: a clean exit
+					ended = true
 					return nil
 				}
 				return err
@@ -89,12 +99,14 @@ func (e *Engine) Serve() error {
 			if failed := e.failure(); failed != nil {
 				return failed
 			}
+			ended = true
 			if signalled {
 				return e.shutdown.err
 			}
 			return nil
 		case <-e.retirement.done:
 			e.waitForReplies()
+			ended = true
 			return nil
 		}
 	}

@@ -45,6 +45,11 @@ type Options struct {
 	// LoadConfig reloads the config before a deploy; nil loads it in
 	// process with jsconfig.Load.
 	LoadConfig func() (*jsconfig.Plan, error)
+	// PIDFile is the pid file ensure-daemon wrote for this daemon (see
+	// EnsuredPIDFileEnv), or "". Serve removes it when the daemon ends
+	// after a shutdown, a signal or a retirement, if it still names this
+	// daemon.
+	PIDFile string
 }
 
 // Engine is the daemon: it owns the releases, services and singletons,

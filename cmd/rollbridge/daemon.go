@@ -37,6 +37,10 @@ func newDaemonCommand() *cobra.Command {
 		Use:   "daemon",
 		Short: "",
 		RunE: func(cmd *cobra.Command, args []string) error {
+			// Read and drop at once: the config and the managed processes
+			// inherit the daemon's environment.
+			pidFile := os.Getenv(engine.EnsuredPIDFileEnv)
+			os.Unsetenv(engine.EnsuredPIDFileEnv)
 			tuneDaemonProcess()
 			boot.setFrom(cmd)
 			bootstrap, err := boot.validate(configPath, cmd.Flags().Changed("config"))
@@ -67,6 +71,7 @@ func newDaemonCommand() *cobra.Command {
 				ConfigPath: plan.Path, Plan: plan, Identity: identity, LoadConfig: load,
 				Stdout: cmd.OutOrStdout(), Stderr: cmd.ErrOrStderr(),
 				Bootstrap: bootstrap, Takeover: boot.takeover, MetricsAddress: metricsAddress,
+				PIDFile: pidFile,
 			})
 			return d.Serve()
 		},
