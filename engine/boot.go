@@ -17,7 +17,8 @@ import (
 )
 
 // Bootstrap is the release a daemon activates before it accepts commands
-// (daemon.md §11.1), echoed as status.bootstrap.
+// (docs/cli.md#bootstrap-starting-with-a-known-release), echoed as
+// status.bootstrap.
 type Bootstrap struct {
 	ReleasePath string
 	ReleaseID   string
@@ -48,6 +49,15 @@ func (e *TakeoverError) Unwrap() error { return e.Cause }
 // Signals are handled from the start: SIGINT or SIGTERM during a
 // bootstrap aborts it, stops what it started, and Serve returns nil.
 func (e *Engine) Serve() error {
+	// ended: the daemon stops because it was asked to (shutdown, signal,
+	// retirement), not because it failed; only then is its pid file stale
+	// for certain and removed.
+	ended := false
+	defer func() {
+		if ended && e.opts.PIDFile != "" {
+			removeOwnPIDFile(e.opts.PIDFile, os.Getpid())
+		}
+	}()
 	signals := make(chan os.Signal, 4)
 	signal.Notify(signals, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	signal.Ignore(syscall.SIGPIPE) // a closed stdout must not end the daemon
@@ -75,6 +85,7 @@ func (e *Engine) Serve() error {
 				}
 				if signalled {
 					<-e.shutdown.done // the signal aborted the start: a clean exit
+					ended = true
 					return nil
 				}
 				return err
@@ -88,12 +99,14 @@ func (e *Engine) Serve() error {
 			if failed := e.failure(); failed != nil {
 				return failed
 			}
+			ended = true
 			if signalled {
 				return e.shutdown.err
 			}
 			return nil
 		case <-e.retirement.done:
 			e.waitForReplies()
+			ended = true
 			return nil
 		}
 	}
@@ -150,10 +163,10 @@ func (e *Engine) failLaunch(cause error) error {
 	return cause
 }
 
-// bootstrap is the foreground start of a known release (daemon.md
-// §11.1): the proxy first, then the release through the normal deploy
-// flow, and only then the control socket, so nothing else can deploy
-// meanwhile.
+// bootstrap is the foreground start of a known release
+// (docs/cli.md#bootstrap-starting-with-a-known-release): the proxy first,
+// then the release through the normal deploy flow, and only then the control
+// socket, so nothing else can deploy meanwhile.
 func (e *Engine) bootstrap() error {
 	plan := e.opts.Plan
 	if err := e.prepare(); err != nil {
@@ -175,11 +188,11 @@ func (e *Engine) bootstrap() error {
 	return e.exposeControl(sock)
 }
 
-// takeover replaces the daemon that owns the control socket (daemon.md
-// §11.2): the release is started and health-checked while the owner
-// still serves; then the owner retires and, when it is a Go daemon,
-// hands over its listening sockets, so they never stop accepting.
-// Singletons start only once the owner's have stopped.
+// takeover replaces the daemon that owns the control socket
+// (docs/cli.md#takeover-replacing-the-running-daemon): the release is started
+// and health-checked while the owner still serves; then the owner retires
+// and, when it is a Go daemon, hands over its listening sockets, so they
+// never stop accepting. Singletons start only once the owner's have stopped.
 func (e *Engine) takeover() error {
 	plan := e.opts.Plan
 	if plan.StatePath != "" {

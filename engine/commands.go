@@ -8,8 +8,8 @@ import (
 	"github.com/rollbridge/rollbridge/jsconfig"
 )
 
-// HandleControl answers one control request (daemon.md §2.4). Mutating
-// commands take the operation lock; status and events never wait.
+// HandleControl answers one control request (docs/cli.md#control-protocol).
+// Mutating commands take the operation lock; status and events never wait.
 func (e *Engine) HandleControl(ctx context.Context, req *control.Request, conn *control.Conn) ([]byte, error) {
 	switch req.Command {
 	case "status":

@@ -31,7 +31,8 @@ type DeployResult struct {
 	PreviousReleaseID *string
 }
 
-// deploy runs the deploy flow of daemon.md §3.3 under the operation lock.
+// deploy runs the deploy flow (docs/cli.md#what-the-daemon-does) under the
+// operation lock.
 func (e *Engine) deploy(req DeployRequest) (res DeployResult, err error) {
 	began := time.Now()
 	defer func() {
@@ -281,7 +282,8 @@ func (e *Engine) activate(plan *jsconfig.Plan, r *Release) (*Release, error) {
 	for i, old := range e.releases {
 		if old.ID == r.ID {
 			// Same id: the new release takes the old entry's place; the old
-			// object is tracked until its processes stopped (daemon.md §9.4).
+			// object is tracked until its processes stopped
+			// (docs/workers.md#6-release-retention-and-re-used-release-ids).
 			e.releases[i] = r
 			if old.live() {
 				e.retiring[old] = struct{}{}
@@ -313,9 +315,9 @@ func (e *Engine) activate(plan *jsconfig.Plan, r *Release) (*Release, error) {
 	return prev, nil
 }
 
-// failDeploy cleans up a deploy that did not activate (daemon.md §3.10):
-// the new release's processes and the services it started are stopped;
-// the previous release keeps serving.
+// failDeploy cleans up a deploy that did not activate
+// (docs/cli.md#what-the-daemon-does): the new release's processes and the
+// services it started are stopped; the previous release keeps serving.
 func (e *Engine) failDeploy(r *Release, cause error, inStart bool, services []*serviceEntry) error {
 	msg := cause.Error()
 	e.mu.Lock()

@@ -15,7 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Check is one line of doctor's report (cli.md §2.10).
+// Check is one line of doctor's report (docs/cli.md#doctor).
 type Check struct {
 	Name   string
 	OK     bool
@@ -37,8 +37,8 @@ type DoctorRelease struct {
 	LookupEnv func(string) (string, bool) // the doctor's environment
 }
 
-// Doctor runs checks 2–9 of cli.md §2.10.1 for a valid config. Every
-// probe is time-limited, so doctor cannot hang.
+// Doctor runs every check after "config" (docs/cli.md#doctor) for a valid
+// config. Every probe is time-limited, so doctor cannot hang.
 func Doctor(plan *jsconfig.Plan, release *DoctorRelease) []Check {
 	var checks []Check
 	add := func(name string, ok bool, format string, args ...any) {

@@ -10,10 +10,11 @@ import (
 	"github.com/rollbridge/rollbridge/jsconfig"
 )
 
-// drain retires a release that lost the traffic (daemon.md §3.9): its
-// definitions are refreshed from the config now in force, nonBlockingDrain
-// processes start stopping at once, the rest wait for open connections
-// (up to proxy.drainTimeoutMs), handoff services stop last.
+// drain retires a release that lost the traffic (step 11 of
+// docs/cli.md#what-the-daemon-does): its definitions are refreshed from the
+// config now in force, nonBlockingDrain processes start stopping at once, the
+// rest wait for open connections (up to proxy.drainTimeoutMs), handoff
+// services stop last.
 func (e *Engine) drain(r *Release, plan *jsconfig.Plan) {
 	defer close(r.drained)
 	if r.getState() == stateStopped {
@@ -94,7 +95,7 @@ func (e *Engine) finishDrain(r *Release, plan *jsconfig.Plan) {
 }
 
 // pruneReleases forgets stopped releases beyond releaseRetention.keep or
-// older than maxAgeMs (daemon.md §9.1).
+// older than maxAgeMs (docs/config.md#43-releaseretention).
 func (e *Engine) pruneReleases(keep jsconfig.ReleaseRetention) {
 	e.mu.Lock()
 	defer e.mu.Unlock()

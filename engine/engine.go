@@ -35,8 +35,9 @@ type Options struct {
 	// Identity is reported as status.daemonRuntime.
 	Identity Identity
 	// Bootstrap, when set, is activated before the control socket is
-	// exposed (daemon.md §11.1); with Takeover the daemon replaces the
-	// current owner of the control socket (§11.2).
+	// exposed (docs/cli.md#bootstrap-starting-with-a-known-release); with
+	// Takeover the daemon replaces the current owner of the control socket
+	// (docs/cli.md#takeover-replacing-the-running-daemon).
 	Bootstrap *Bootstrap
 	Takeover  bool
 	// MetricsAddress, when set, serves Prometheus metrics on /metrics.
@@ -44,6 +45,11 @@ type Options struct {
 	// LoadConfig reloads the config before a deploy; nil loads it in
 	// process with jsconfig.Load.
 	LoadConfig func() (*jsconfig.Plan, error)
+	// PIDFile is the pid file ensure-daemon wrote for this daemon (see
+	// EnsuredPIDFileEnv), or "". Serve removes it when the daemon ends
+	// after a shutdown, a signal or a retirement, if it still names this
+	// daemon.
+	PIDFile string
 }
 
 // Engine is the daemon: it owns the releases, services and singletons,
@@ -70,7 +76,7 @@ type Engine struct {
 	servicePorts map[string]int
 	singletons   []*singletonEntry
 	proxyPort    int
-	orphans      []Orphan   // live processes of a previous daemon (daemon.md §8.5)
+	orphans      []Orphan   // live processes of a previous daemon (docs/cli.md#orphans)
 	persist      *persister // nil without statePath
 
 	server       *control.Server
@@ -129,8 +135,8 @@ func New(opts Options) *Engine {
 	return e
 }
 
-// Start brings up a plain daemon (daemon.md §1.5): the control socket is
-// probed for a live daemon first, then the previous daemon's orphans are
+// Start brings up a plain daemon (docs/cli.md#start-up): the control socket
+// is probed for a live daemon first, then the previous daemon's orphans are
 // reported and the proxy and the control socket are bound.
 func (e *Engine) Start() error {
 	if err := e.prepare(); err != nil {
@@ -169,8 +175,8 @@ func (e *Engine) prepare() error {
 	return nil
 }
 
-// Shutdown stops everything the daemon owns (daemon.md §10.2) and reports
-// what failed. Every caller shares one run. requester's connection is
+// Shutdown stops everything the daemon owns (docs/cli.md#shutdown) and
+// reports what failed. Every caller shares one run. requester's connection is
 // kept open for its reply.
 func (e *Engine) Shutdown(requester *control.Conn) error {
 	e.shutdown.once.Do(func() {

@@ -15,7 +15,7 @@ import (
 	"github.com/rollbridge/rollbridge/jsconfig"
 )
 
-// EnsureOptions is what ensure-daemon needs (cli.md §2.2, §3).
+// EnsureOptions is what ensure-daemon needs (docs/cli.md#ensure-daemon).
 type EnsureOptions struct {
 	Plan         *jsconfig.Plan
 	Identity     Identity // of the invoking CLI
@@ -25,7 +25,15 @@ type EnsureOptions struct {
 	TimeoutText  string // the timeout as the user gave it, for the message
 }
 
-// ErrMismatchedRuntime refuses a daemon of another build (cli.md §3.1).
+// EnsuredPIDFileEnv passes the daemon started by ensure-daemon the path of
+// its pid file (absolute), so that it removes the file when it exits after
+// a shutdown; an environment variable keeps `rollbridge daemon --help` free
+// of an option only ensure-daemon uses. The daemon unsets it at once, so
+// neither its config nor its processes see it.
+const EnsuredPIDFileEnv = "ROLLBRIDGE_ENSURED_PID_FILE"
+
+// ErrMismatchedRuntime refuses a daemon of another build
+// (docs/troubleshooting.md#legacy-or-mismatched-runtime).
 var ErrMismatchedRuntime = errors.New("The running Rollbridge daemon has a legacy or mismatched runtime. The deploy was not sent. Keep the current release active, then explicitly stop and restart the daemon with this Rollbridge installation before retrying.")
 
 // EnsureDaemon returns the status of a responsive daemon of this very
@@ -126,6 +134,10 @@ func startDetached(o EnsureOptions) (*exec.Cmd, error) {
 		return nil, err
 	}
 	logFile, pidFile := logPath(o), pidPath(o)
+	absPIDFile, err := filepath.Abs(pidFile)
+	if err != nil {
+		return nil, err
+	}
 	for _, p := range []string{logFile, pidFile} {
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 			return nil, err
@@ -143,6 +155,7 @@ func startDetached(o EnsureOptions) (*exec.Cmd, error) {
 	}
 	defer pidF.Close()
 	cmd := exec.Command(exe, "daemon", "--config", o.Plan.Path)
+	cmd.Env = append(os.Environ(), EnsuredPIDFileEnv+"="+absPIDFile)
 	cmd.Stdout, cmd.Stderr = logF.File, logF.File
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {

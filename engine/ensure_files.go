@@ -3,7 +3,10 @@ package engine
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
+	"strconv"
+	"strings"
 
 	"github.com/rollbridge/rollbridge/engine/control"
 	"github.com/rollbridge/rollbridge/jsconfig"
@@ -97,4 +100,33 @@ func fileOwners() string {
 		return fmt.Sprintf("you (uid %d) or root", euid)
 	}
 	return "root"
+}
+
+// removeOwnPIDFile removes the pid file path when it still is this
+// daemon's: a regular file (opened without following a link) with one
+// link, owned by the daemon's user, holding pid. Anything else is left
+// alone: someone replaced or rewrote it, so it is no longer ours. It
+// reports whether the file was removed.
+func removeOwnPIDFile(path string, pid int) bool {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return false
+	}
+	f := os.NewFile(uintptr(fd), path)
+	defer f.Close()
+	var st unix.Stat_t
+	if unix.Fstat(fd, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFREG || int(st.Uid) != os.Geteuid() || st.Nlink != 1 {
+		return false
+	}
+	buf := make([]byte, 32)
+	n, err := io.ReadFull(f, buf)
+	if err != io.ErrUnexpectedEOF || strings.TrimSpace(string(buf[:n])) != strconv.Itoa(pid) {
+		return false // too long to be a pid, unreadable, or another pid
+	}
+	// The path must still name the file just read.
+	var now unix.Stat_t
+	if unix.Lstat(path, &now) != nil || now.Dev != st.Dev || now.Ino != st.Ino {
+		return false
+	}
+	return unix.Unlink(path) == nil
 }

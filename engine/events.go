@@ -12,7 +12,7 @@ import (
 	"github.com/rollbridge/rollbridge/runtime"
 )
 
-// EventCapacity is how many events the daemon keeps (daemon.md §7.3).
+// EventCapacity is how many events the daemon keeps (docs/cli.md#events).
 const EventCapacity = 1000
 
 // Event is one structured daemon event.

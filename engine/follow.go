@@ -14,7 +14,7 @@ import (
 )
 
 // followBuffer is how many entries wait for one follow connection before
-// further ones are dropped and counted (daemon.md §2.4).
+// further ones are dropped and counted (docs/cli.md#the-follow-command).
 const followBuffer = 1000
 
 var errStreams = errors.New(`streams must be a non-empty array of "logs" and/or "events"`)
@@ -136,10 +136,10 @@ func parseStreams(req *control.Request) ([]string, error) {
 	return out, nil
 }
 
-// follow answers the follow command (daemon.md §2.4): the retained
-// entries, {"type":"live"}, then everything new until the connection
-// ends. Replay and subscription are taken together, so nothing is lost
-// or sent twice; a slow reader only loses its own entries.
+// follow answers the follow command (docs/cli.md#the-follow-command): the
+// retained entries, {"type":"live"}, then everything new until the connection
+// ends. Replay and subscription are taken together, so nothing is lost or
+// sent twice; a slow reader only loses its own entries.
 func (e *Engine) follow(conn *control.Conn, req *control.Request) ([]byte, error) {
 	streams, err := parseStreams(req)
 	if err != nil {

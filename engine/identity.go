@@ -11,8 +11,9 @@ import (
 	"github.com/rollbridge/rollbridge/jsconfig"
 )
 
-// Identity is the daemonRuntime of status (daemon.md §11.3): the running
-// build, so ensure-daemon only reuses a daemon of the identical binary.
+// Identity is the daemonRuntime of status (docs/cli.md#how-it-works): the
+// running build, so ensure-daemon only reuses a daemon of the identical
+// binary.
 type Identity struct {
 	Digest  string // SHA-256 of the executable, lowercase hex
 	Format  int

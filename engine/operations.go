@@ -8,7 +8,7 @@ import (
 	"github.com/rollbridge/rollbridge/runtime"
 )
 
-// stopRelease stops a release without draining (daemon.md §9.3): the
+// stopRelease stops a release without draining (docs/cli.md#stop): the
 // active one stops getting traffic first. Services and singletons keep
 // running.
 func (e *Engine) stopRelease(id string) error {
@@ -59,8 +59,8 @@ func (e *Engine) releaseLocked(id string) *Release {
 	return nil
 }
 
-// rollback re-deploys a retained release (daemon.md §9.2): by id, or the
-// most recently activated one other than the active release.
+// rollback re-deploys a retained release (docs/cli.md#how-a-rollback-runs):
+// by id, or the most recently activated one other than the active release.
 func (e *Engine) rollback(id string) (DeployResult, error) {
 	if e.stopping.Load() {
 		return DeployResult{}, ErrShuttingDown
@@ -108,7 +108,7 @@ func (e *Engine) rollback(id string) (DeployResult, error) {
 	return e.deploy(DeployRequest{ReleasePath: target.Path, ReleaseID: target.ID, Revision: target.Revision, RevisionSet: true})
 }
 
-// restart bounces non-proxied processes (daemon.md §6.10), one after the
+// restart bounces non-proxied processes (docs/cli.md#restart), one after the
 // other, each with its full stop sequence; failed or stopped ones are
 // revived.
 func (e *Engine) restart(processID string, idSet bool, policy string, policySet bool) ([]string, error) {

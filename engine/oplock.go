@@ -6,7 +6,7 @@ import (
 )
 
 // ErrShuttingDown is the answer to a mutating command once a shutdown has
-// begun (daemon.md §2.7).
+// begun (docs/cli.md#one-operation-at-a-time).
 var ErrShuttingDown = errors.New("Rollbridge is shutting down")
 
 // opLock serialises deploy, rollback, stop and restart in arrival order.

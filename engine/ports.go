@@ -7,11 +7,11 @@ import (
 	"github.com/rollbridge/rollbridge/runtime"
 )
 
-// allocatePorts gives a port to every process of plan that has one, in
-// config order (daemon.md §4.2). Persistent services keep the port they
-// got first. Ports held by any live release or service are skipped even
-// when momentarily unbound (a crashed process waiting to restart), and
-// are counted as in use.
+// allocatePorts gives a port to every process of plan that has one, in config
+// order (docs/processes.md#8-ports). Persistent services keep the port they
+// got first. Ports held by any live release or service are skipped even when
+// momentarily unbound (a crashed process waiting to restart), and are counted
+// as in use.
 func (e *Engine) allocatePorts(plan *jsconfig.Plan) ([]PortAssignment, error) {
 	e.mu.Lock()
 	held := e.heldPortsLocked()

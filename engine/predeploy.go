@@ -21,7 +21,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Cleanup is what predeploy-cleanup did (cli.md §2.13).
+// Cleanup is what predeploy-cleanup did (docs/cli.md#predeploy-cleanup).
 type Cleanup struct {
 	// NothingToDo: the daemon already has an active release on the
 	// configured proxy; nothing was touched.
@@ -42,11 +42,11 @@ const (
 	legacyConfirm   = time.Second
 )
 
-// PredeployCleanup prepares the host for a deploy (cli.md §5.1): a
-// daemon that already serves an active release on the configured proxy
-// is left alone; otherwise a running daemon is shut down, the orphans of
-// a crashed one are stopped and the configured legacy supervisors are
-// taken down. releasePath ("" when not given) is the pending release.
+// PredeployCleanup prepares the host for a deploy (docs/cli.md#what-it-does):
+// a daemon that already serves an active release on the configured proxy is
+// left alone; otherwise a running daemon is shut down, the orphans of a
+// crashed one are stopped and the configured legacy supervisors are taken
+// down. releasePath ("" when not given) is the pending release.
 func PredeployCleanup(plan *jsconfig.Plan, releasePath string) (*Cleanup, error) {
 	res := &Cleanup{}
 	path := plan.Control.Path

@@ -15,7 +15,7 @@ import (
 )
 
 // Recovery is the outcome of stopping a crashed daemon's orphans
-// (cli.md §5.2).
+// (docs/cli.md#recover).
 type Recovery struct {
 	Found   []Orphan // live orphans, in state-file order
 	Stopped []Orphan

@@ -9,7 +9,9 @@ import (
 	"github.com/rollbridge/rollbridge/runtime"
 )
 
-// releaseState is a release's state (daemon.md §1.3).
+// releaseState is a release's state. status shows active, draining and
+// stopped ones (docs/cli.md#status); starting and failed ones appear only
+// in the state file.
 type releaseState int32
 
 const (
@@ -61,7 +63,8 @@ func (r *Release) live() bool {
 }
 
 // canRestart is the auto-restart gate of the release's processes: only
-// a starting or active release restarts what crashed (daemon.md §1.2).
+// a starting or active release restarts what crashed
+// (docs/workers.md#1-which-policy-for-which-process).
 func (r *Release) canRestart() bool {
 	s := r.getState()
 	return s == stateStarting || s == stateActive

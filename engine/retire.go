@@ -36,7 +36,8 @@ type retirement struct {
 	done chan struct{} // closed when the retired daemon may exit
 }
 
-// retire hands the daemon over to a takeover candidate (daemon.md §11.2).
+// retire hands the daemon over to a takeover candidate
+// (docs/cli.md#takeover-replacing-the-running-daemon).
 // With handoff, the listening proxy and control sockets go to the
 // candidate with the reply, so they never stop accepting; this daemon
 // lets its open client connections finish within proxy.drainTimeoutMs

@@ -8,9 +8,9 @@ import (
 	"github.com/rollbridge/rollbridge/runtime"
 )
 
-// ensureServices starts, in config order, every persistent service that
-// is not registered yet (daemon.md §3.3 step 5). It returns the services
-// this deploy started, so a failed deploy can take them back.
+// ensureServices starts, in config order, every persistent service that is
+// not registered yet (step 5 of docs/cli.md#what-the-daemon-does). It returns
+// the services this deploy started, so a failed deploy can take them back.
 func (e *Engine) ensureServices(plan *jsconfig.Plan, r *Release) ([]*serviceEntry, error) {
 	var started []*serviceEntry
 	for i := range plan.Processes {
@@ -74,9 +74,9 @@ func (e *Engine) forgetServiceLocked(s *serviceEntry) {
 	delete(e.servicePorts, s.inst.def.ID)
 }
 
-// refreshServices re-renders every persistent service from the newly
-// active release without restarting it (daemon.md §3.7): its next start
-// uses the newest release's paths, env and settings.
+// refreshServices re-renders every persistent service from the newly active
+// release without restarting it (docs/workers.md#41-persistent-services): its
+// next start uses the newest release's paths, env and settings.
 func (e *Engine) refreshServices(plan *jsconfig.Plan, r *Release) {
 	e.mu.Lock()
 	services := append([]*serviceEntry(nil), e.services...)
@@ -96,9 +96,10 @@ func (e *Engine) refreshServices(plan *jsconfig.Plan, r *Release) {
 	}
 }
 
-// replaceSingletons stops each singleton's old copy, then starts one from
-// the new release (daemon.md §3.8): two copies never overlap. A singleton
-// that fails to start leaves traffic on the new release; the error says so.
+// replaceSingletons stops each singleton's old copy, then starts one from the
+// new release (docs/workers.md#3-singletons-work-that-must-never-run-twice):
+// two copies never overlap. A singleton that fails to start leaves traffic on
+// the new release; the error says so.
 func (e *Engine) replaceSingletons(plan *jsconfig.Plan, r *Release) error {
 	for i := range plan.Processes {
 		def := &plan.Processes[i]

@@ -17,14 +17,15 @@ import (
 )
 
 // PersistInterval is how often the state file is rewritten besides the
-// writes that follow deploys, stops and drains (daemon.md §8.2).
+// writes that follow deploys, stops and drains (docs/cli.md#the-state-file).
 const PersistInterval = 5000 * time.Millisecond
 
 // orphanHint explains the orphans event.
 const orphanHint = "a previous daemon did not shut down cleanly; verify these pids and stop any leftovers"
 
-// secretKeys are dropped at any depth of the state file (daemon.md §8.1):
-// commands, working directories, environments and output stay in memory.
+// secretKeys are dropped at any depth of the state file
+// (docs/cli.md#the-state-file): commands, working directories, environments
+// and output stay in memory.
 var secretKeys = map[string]bool{"children": true, "command": true, "cwd": true, "env": true, "environment": true, "logs": true, "output": true}
 
 // persister writes the state file. Every write is a fresh snapshot;
@@ -527,7 +528,7 @@ func (s *stripper) array(keep bool) {
 
 // loadOrphans reads the previous daemon's state file, and the sibling
 // files of takeovers whose daemon is gone, at start-up and reports the
-// processes of them that still run (daemon.md §8.5). They are never
+// processes of them that still run (docs/cli.md#orphans). They are never
 // signalled. A file that is not trusted is moved aside, unused.
 func (e *Engine) loadOrphans(path string) {
 	var list []Orphan

@@ -7,7 +7,7 @@ import (
 	"github.com/rollbridge/rollbridge/runtime"
 )
 
-// statusJSON is the status reply (daemon.md §7.2), without the leading
+// statusJSON is the status reply (docs/cli.md#status), without the leading
 // "status" key.
 func (e *Engine) statusJSON() ([]byte, error) { return e.statusObject(false).MarshalJSON() }
 

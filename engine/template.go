@@ -30,8 +30,8 @@ type PortAssignment struct {
 	Port int
 }
 
-// TemplateContext holds the values templates can reference (config.md
-// §7.2). It describes one process of one release.
+// TemplateContext holds the values templates can reference
+// (docs/config.md#82-variables). It describes one process of one release.
 type TemplateContext struct {
 	Application  string
 	ReleaseID    string
@@ -82,11 +82,12 @@ func (c *TemplateContext) render(s string, shown bool) (string, error) {
 }
 
 // objectText is how JavaScript prints an object interpolated into a string
-// (config.md §10 #11).
+// (as the Node.js rollbridge renders {{ports}}, {{env}} and {{proxy}}).
 const objectText = "[object Object]"
 
-// lookup resolves a dotted key. Only own data keys resolve (§10 #3), and
-// walking into a string or number is missing.
+// lookup resolves a dotted key. Only own data keys resolve, never JavaScript
+// built-ins such as toString (the Node.js rollbridge rendered their source),
+// and walking into a string or number is missing.
 func (c *TemplateContext) lookup(key string) (string, bool) {
 	segs := strings.Split(key, ".")
 	for _, s := range segs {
@@ -167,10 +168,13 @@ type RenderedProcess struct {
 	// from the environment shown as {{env.NAME}}), or the release path
 	// when none is set (docs/processes.md).
 	Cwd string
-	// Dir is where the process runs: Cwd resolved against the release
-	// path when relative (config.md §10 #7), or the release path.
+	// Dir is where the process runs: Cwd resolved against the release path
+	// when relative, as doctor does (the Node.js daemon used its own working
+	// directory: docs/config.md#10-differences-from-the-nodejs-rollbridge,
+	// row 7), or the release path.
 	Dir string
-	// Env is the finished environment (config.md §7.4).
+	// Env is the finished environment
+	// (docs/config.md#84-environment-of-a-managed-process).
 	Env []string
 }
 

@@ -21,10 +21,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// The Node built-ins a config may use (config.md §2.3), implemented in Go
-// against the loading process: path, os, fs, url (urlmodule.go),
-// child_process.execSync, process and console. buffer and util come from
-// goja_nodejs.
+// The Node built-ins a config may use
+// (docs/config.md#23-what-a-config-can-use), implemented in Go against the
+// loading process: path, os, fs, url (urlmodule.go), child_process.execSync,
+// process and console. buffer and util come from goja_nodejs.
 
 func (rt *jsRuntime) builtin(name string) goja.Value {
 	if m, ok := rt.modules[name]; ok {

@@ -25,7 +25,8 @@ const (
 	builtinNamespace = "rollbridge-builtin"
 	// localNamespace holds the config's own files. Loading them outside
 	// esbuild's "file" namespace means package.json "type" does not decide
-	// their module kind: syntax does (config.md §10 #13).
+	// their module kind: syntax does
+	// (docs/config.md#10-differences-from-the-nodejs-rollbridge, row 13).
 	localNamespace = "rollbridge-local"
 	// moduleHook is the global the entry calls with the config's namespace.
 	moduleHook = "__rollbridgeModule"

@@ -9,7 +9,8 @@ import (
 	"strings"
 )
 
-// Defaults of the config (config.md §3–§4).
+// Defaults of the config (docs/config.md#4-top-level-fields and
+// docs/config.md#5-process-fields).
 const (
 	DefaultProxyHost          = "127.0.0.1"
 	DefaultProxyPort          = 8182
@@ -25,7 +26,7 @@ const (
 	DefaultStopSignal         = "SIGTERM"
 )
 
-// StopSignals are the accepted stopSignal names (config.md §4.3).
+// StopSignals are the accepted stopSignal names (docs/config.md#54-stopsignal).
 var StopSignals = []string{"SIGHUP", "SIGINT", "SIGQUIT", "SIGILL", "SIGTRAP", "SIGABRT", "SIGIOT", "SIGBUS", "SIGFPE", "SIGKILL", "SIGUSR1", "SIGSEGV", "SIGUSR2", "SIGPIPE", "SIGALRM", "SIGTERM", "SIGCHLD", "SIGSTKFLT", "SIGCONT", "SIGSTOP", "SIGTSTP", "SIGTTIN", "SIGTTOU", "SIGURG", "SIGXCPU", "SIGXFSZ", "SIGVTALRM", "SIGPROF", "SIGWINCH", "SIGIO", "SIGPOLL", "SIGPWR", "SIGSYS"}
 
 var (
@@ -35,8 +36,9 @@ var (
 )
 
 // decoder turns the evaluated default export into a Plan, collecting every
-// issue in the order of config.md §5.1. Invalid values are replaced by
-// their defaults so later rules see a best-effort config.
+// issue in the order of docs/config.md#61-how-issues-are-reported. Invalid
+// values are replaced by their defaults so later rules see a best-effort
+// config.
 type decoder struct {
 	issues issueList
 }
@@ -112,7 +114,7 @@ func nodeBasename(dir string) string {
 	return path.Base(dir)
 }
 
-// --- generic rules (config.md §5.2) ---
+// --- generic rules (docs/config.md#62-general-messages) ---
 
 func (d *decoder) mustBeString(key string) {
 	d.issues.add(key+" must be a string", "Set "+key+" to a string value.")
@@ -152,7 +154,9 @@ func (d *decoder) str(v value, key, def string) string {
 	return s
 }
 
-// optionalStr reads a string that may be unset (null counts as unset, §10 #2).
+// optionalStr reads a string that may be unset (null counts as unset; the
+// Node.js rollbridge said "is required":
+// docs/config.md#10-differences-from-the-nodejs-rollbridge, row 2).
 func (d *decoder) optionalStr(v value, key string) *string {
 	if v.missing() {
 		return nil
@@ -188,18 +192,19 @@ func (d *decoder) nonNegative(f float64, key string, fallback float64) float64 {
 	return f
 }
 
-// --- proxy and control (config.md §3.1, §3.2) ---
+// --- proxy and control (docs/config.md#42-proxy, docs/config.md#41-control) ---
 
 func (d *decoder) proxy(v value, px *Proxy) {
 	px.Host = d.str(v.get("host"), "proxy.host", DefaultProxyHost)
 	px.DrainTimeoutMs = Millis(d.num(v.get("drainTimeoutMs"), "proxy.drainTimeoutMs", DefaultDrainTimeoutMs))
-	// Go (§10 #1): a negative force-stop timeout is reported here, once,
-	// instead of against every process that inherits it.
+	// A negative force-stop timeout is reported here, once, instead of
+	// against every process that inherits it as the Node.js rollbridge
+	// did (docs/config.md#10-differences-from-the-nodejs-rollbridge, row 1).
 	px.ForceStopTimeoutMs = Millis(d.nonNegative(d.num(v.get("forceStopTimeoutMs"), "proxy.forceStopTimeoutMs", DefaultForceStopTimeoutMs), "proxy.forceStopTimeoutMs", DefaultForceStopTimeoutMs))
 	px.HealthPath = d.str(v.get("healthPath"), "proxy.healthPath", DefaultHealthPath)
 	px.HealthTimeoutMs = Millis(d.num(v.get("healthTimeoutMs"), "proxy.healthTimeoutMs", DefaultHealthTimeoutMs))
 	port := d.num(v.get("port"), "proxy.port", DefaultProxyPort)
-	if port < 0 || !isInteger(port) || port > 65535 { // Go (§10 #9)
+	if port < 0 || !isInteger(port) || port > 65535 { // a port that can never bind
 		d.issues.add("proxy.port must be a port number between 0 and 65535", "Set proxy.port to the stable port nginx points at, e.g. 8182.")
 		port = DefaultProxyPort
 	}
@@ -261,7 +266,8 @@ func (d *decoder) idOrName(v value, key string) *IDOrName {
 	return nil
 }
 
-// --- processes (config.md §4, §5.3) ---
+// --- processes (docs/config.md#5-process-fields,
+// docs/config.md#each-process-processesi) ---
 
 func (d *decoder) process(v value, i int, px *Proxy) (Process, bool) {
 	k := fmt.Sprintf("processes[%d]", i)
@@ -297,7 +303,7 @@ func (d *decoder) process(v value, i int, px *Proxy) (Process, bool) {
 		d.required(k + ".id")
 	} else if s, ok := iv.str(); !ok {
 		d.mustBeString(k + ".id")
-	} else if s == "" { // Go (§10 #8)
+	} else if s == "" { // empty counts as missing (the Node.js rollbridge accepted it)
 		d.required(k + ".id")
 	} else {
 		p.ID = s
@@ -500,7 +506,8 @@ func (d *decoder) port(v value, k string) *PortRange {
 		return nil
 	case kindNumber:
 		f := v.v.ToFloat()
-		// Go (§10 #9): a fixed port must also be an integer <= 65535.
+		// A fixed port must also be an integer <= 65535: one that can never
+		// bind fails validation, not the deploy.
 		if math.IsNaN(f) || math.IsInf(f, 0) || f < 0 || !isInteger(f) || f > 65535 {
 			d.issues.add(k+".port"+msg, "Set "+k+".port to a positive port number or a {from, to} range.")
 			return nil
@@ -509,8 +516,8 @@ func (d *decoder) port(v value, k string) *PortRange {
 	case kindObject:
 		from := d.num(v.get("from"), k+".port.from", 0)
 		to := d.num(v.get("to"), k+".port.to", from)
-		// Go (§10 #9): from must be an integer port; to may be fractional or
-		// above 65535 (allocation stops at 65535).
+		// from must be an integer port; to may be fractional or above 65535
+		// (allocation stops at 65535), as the Node.js rollbridge deploys it.
 		if from < 0 || to < 0 || to < from || !isInteger(from) || from > 65535 {
 			d.issues.add(k+".port"+msg, "Set "+k+".port.from and "+k+".port.to to a positive ascending range, e.g. {from: 18000, to: 18099}.")
 			return nil
@@ -549,7 +556,8 @@ func (d *decoder) restart(v value, k string) Restart {
 	return r
 }
 
-// --- legacyTakeover, releaseRetention (config.md §3.3, §3.4) ---
+// --- legacyTakeover, releaseRetention (docs/config.md#45-legacytakeover,
+// docs/config.md#43-releaseretention) ---
 
 func (d *decoder) legacyTakeover(v value, forceStop Millis) *LegacyTakeover {
 	if v.missing() {
@@ -627,7 +635,7 @@ func (d *decoder) retention(v value, r *ReleaseRetention) {
 	r.MaxAgeMs = Millis(d.nonNegative(maxAge, "releaseRetention.maxAgeMs", 0))
 }
 
-// --- cross-process rules (config.md §5.4) ---
+// --- cross-process rules (docs/config.md#64-rules-across-processes) ---
 
 func (d *decoder) crossProcess(procs []Process) {
 	seen := map[string]bool{}

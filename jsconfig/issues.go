@@ -18,8 +18,9 @@ func (i *Issue) Error() string { return i.Message }
 // LoadFix is the fix shown for any failure to read or evaluate the module.
 const LoadFix = "Ensure the file exists and exports a default Rollbridge config object."
 
-// ValidationError carries every issue of an invalid config, in the spec's
-// order. Its message is the aggregate the strict commands print.
+// ValidationError carries every issue of an invalid config, in the order of
+// docs/config.md#61-how-issues-are-reported. Its message is the aggregate the
+// strict commands print.
 type ValidationError struct {
 	Issues []Issue
 }

@@ -9,7 +9,8 @@ import (
 	"time"
 )
 
-// DefaultTimeout bounds evaluation plus awaiting (config.md §10 #6).
+// DefaultTimeout bounds evaluation plus awaiting
+// (docs/config.md#25-load-errors-and-the-time-limit).
 const DefaultTimeout = 10 * time.Second
 
 // LoadError is a failure to read or evaluate the config module.

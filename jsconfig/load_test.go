@@ -149,7 +149,8 @@ export default {application: process.env.ROLLBRIDGE_TEST_FROM_CONFIG + ":" + ("R
 	}
 }
 
-// Every local module is read again on each load (config.md §10 #4).
+// Every local module is read again on each load
+// (docs/config.md#24-when-the-file-runs).
 func TestHelpersAreReadOnEveryLoad(t *testing.T) {
 	dir := t.TempDir()
 	p := writeConfig(t, dir, "rollbridge.js", `import name from "./name.js"; import data from "./data.json" with {type: "json"};

@@ -12,9 +12,10 @@ func (e *ReloadError) Error() string {
 		" cannot be applied live; restart the Rollbridge daemon before deploying."
 }
 
-// CheckReload compares the plan in use with a freshly loaded one and
-// returns a *ReloadError naming every setting that cannot change while the
-// daemon runs (config.md §8), or nil when next can be adopted live.
+// CheckReload compares the plan in use with a freshly loaded one and returns
+// a *ReloadError naming every setting that cannot change while the daemon
+// runs (docs/config.md#91-changes-that-need-a-daemon-restart), or nil when
+// next can be adopted live.
 func CheckReload(current, next *Plan) error {
 	var changed []string
 	if current.Application != next.Application {

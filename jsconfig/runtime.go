@@ -81,9 +81,10 @@ const prelude = `(function (g) {
 `
 
 // wrapBundle runs the bundled module graph inside an async function (so
-// top-level await works), then takes the default export: a function is
-// called once with no arguments and its result awaited; a promise export
-// is awaited as well (config.md §10 #10).
+// top-level await works), then takes the default export: a function is called
+// once with no arguments and its result awaited; a promise export is awaited
+// as well (the Node.js rollbridge does not wait:
+// docs/config.md#10-differences-from-the-nodejs-rollbridge, row 10).
 func wrapBundle(code string) string {
 	return `(async function () {
 let __rollbridgeNamespace;
@@ -355,7 +356,8 @@ var esmOnlyGlobal = regexp.MustCompile(`^(module|exports|require|__dirname|__fil
 var perFileGlobal = regexp.MustCompile(`^__rollbridge(Dirname|Filename)\d+`)
 
 // thrownMessage is the load-error text for a thrown value: an Error's
-// message, or the value converted to a string (config.md §2.5).
+// message, or the value converted to a string
+// (docs/config.md#25-load-errors-and-the-time-limit).
 func (rt *jsRuntime) thrownMessage(v goja.Value) (msg string) {
 	defer func() {
 		if recover() != nil {

@@ -11,7 +11,7 @@ type kind int
 
 const (
 	kindMissing  kind = iota // absent key or undefined
-	kindNull                 // null (usually also "missing", see config.md §2.7)
+	kindNull                 // null (usually also "missing", see docs/config.md#3-how-javascript-values-are-read)
 	kindBool                 //
 	kindNumber               //
 	kindString               //

@@ -73,7 +73,8 @@ func (a *recordingApp) exchange(t *testing.T, addr string, websocket bool, lines
 	}
 }
 
-// Each row of the header table in docs/nginx.md §3, for plain requests and
+// Each row of the header table in
+// docs/nginx.md#3-host-and-x-forwarded--headers, for plain requests and
 // WebSocket handshakes, with and without values sent by the client.
 func TestForwardedHeaderTable(t *testing.T) {
 	a := newRecordingApp(t)

@@ -23,7 +23,7 @@ import (
 // after the listener closed before it closes them.
 const ShutdownGrace = 5 * time.Second
 
-// Limits on client connections (docs/nginx.md §5).
+// Limits on client connections (docs/nginx.md#5-timeouts-and-streaming).
 const (
 	// DefaultReadHeaderTimeout bounds the reading of a request's header:
 	// from a connection's acceptance, or from the first byte of a later
@@ -279,11 +279,11 @@ func refuseConnect(w http.ResponseWriter) {
 	io.WriteString(w, "CONNECT is not supported\n")
 }
 
-// rewrite prepares the upstream request: same method, path and query,
-// Host unchanged, X-Forwarded-* appended the way the reference does, as
-// docs/nginx.md §3 lists them. ReverseProxy has removed Forwarded,
-// X-Forwarded-For, -Host and -Proto from out, and every header the client
-// named in Connection.
+// rewrite prepares the upstream request: same method, path and query, Host
+// unchanged, X-Forwarded-* appended the way the Node.js rollbridge does
+// (docs/nginx.md#3-host-and-x-forwarded--headers). ReverseProxy has removed
+// Forwarded, X-Forwarded-For, -Host and -Proto from out, and every header the
+// client named in Connection.
 func (t *Target) rewrite(pr *httputil.ProxyRequest) {
 	in, out := pr.In, pr.Out
 	out.URL.Scheme = "http"

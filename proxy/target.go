@@ -81,11 +81,11 @@ func NewTarget(id, host string, port int, p *Proxy) *Target {
 	return t
 }
 
-// tunnelTransport hands ReverseProxy the upstream side of a WebSocket
-// without CloseWrite, so the tunnel ends (both sides closed) as soon as
-// either side reaches EOF, instead of lingering half-closed until the
-// other side also closes (docs/nginx.md §4). The client side, a
-// trackedConn, has no CloseWrite either.
+// tunnelTransport hands ReverseProxy the upstream side of a WebSocket without
+// CloseWrite, so the tunnel ends (both sides closed) as soon as either side
+// reaches EOF, instead of lingering half-closed until the other side also
+// closes (docs/nginx.md#4-websockets). The client side, a trackedConn, has no
+// CloseWrite either.
 type tunnelTransport struct{ base *http.Transport }
 
 func (t tunnelTransport) RoundTrip(req *http.Request) (*http.Response, error) {

@@ -13,7 +13,8 @@ import (
 	"time"
 )
 
-// HealthCheck is the readiness probe of a proxied process (daemon.md §3.5).
+// HealthCheck is the readiness probe of a proxied process
+// (docs/processes.md#7-health-checks).
 type HealthCheck struct {
 	Host       string // proxy.upstreamHost; IPv6 literals are bracketed
 	Port       int

@@ -77,7 +77,7 @@ func TestHealthCheckFailures(t *testing.T) {
 }
 
 // A server that accepts and never answers cannot stall the check past its
-// window: each probe has its own timeout (daemon.md §3.5 note).
+// window: each probe has its own timeout (docs/processes.md#7-health-checks).
 func TestHealthCheckProbeTimeout(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -36,9 +36,9 @@ func sampleGroup(g *groupScanner) (children []Child, total *int64, ok bool) {
 	return children, total, true
 }
 
-// checkMemory samples the group of spawn gen and applies the memory
-// policy (daemon.md §6.11): warn once above warnBytes, restart gracefully
-// above limitBytes.
+// checkMemory samples the group of spawn gen and applies the memory policy
+// (docs/processes.md#6-memory-supervision): warn once above warnBytes,
+// restart gracefully above limitBytes.
 func (p *Process) checkMemory(gen int) {
 	p.mu.Lock()
 	p.memTimer = nil

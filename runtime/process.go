@@ -14,7 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// State is a managed process's state (daemon.md §1.4).
+// State is a managed process's state (docs/processes.md#3-process-states).
 type State string
 
 // The process states.
@@ -26,7 +26,8 @@ const (
 	StateFailed   State = "failed"
 )
 
-// Start reasons (daemon.md §6.8).
+// Start reasons, shown as lastStartReason in status
+// (docs/processes.md#9-what-status-shows).
 const (
 	ReasonDeploy = "deploy"
 	ReasonCrash  = "crash"
@@ -56,7 +57,8 @@ type Lifecycle struct {
 	DrainTimeout time.Duration // 0 skips the drain step
 }
 
-// RestartPolicy governs automatic restarts after a crash (daemon.md §6.7).
+// RestartPolicy governs automatic restarts after a crash
+// (docs/processes.md#52-the-crash-restart-policy).
 type RestartPolicy struct {
 	Delay         time.Duration // restartDelayMs
 	MaxRestarts   *int          // nil: unlimited
@@ -221,9 +223,10 @@ func (p *Process) PID() int {
 	return p.pid
 }
 
-// UpdateSpec replaces the definition without touching a running child
-// (daemon.md §6.12). A memory policy added here is checked from the next
-// spawn on; one removed is dropped at the next check.
+// UpdateSpec replaces the definition without touching a running child; status
+// shows the new one at once (docs/processes.md#9-what-status-shows). A memory
+// policy added here is checked from the next spawn on; one removed is dropped
+// at the next check.
 func (p *Process) UpdateSpec(spec Spec) {
 	p.mu.Lock()
 	p.spec = spec

@@ -79,7 +79,7 @@ func TestStartStatusAndStop(t *testing.T) {
 
 // The stop sequence runs quiet, drain and stop hooks in order with
 // ROLLBRIDGE_PID, reports a failing hook and goes on, and SIGKILLs the
-// group after gracefulStopMs (daemon.md §6.5, the captured "hooks" run).
+// group after gracefulStopMs (docs/processes.md#42-lifecycle-hooks).
 func TestStopSequenceHooks(t *testing.T) {
 	dir := t.TempDir()
 	log := filepath.Join(dir, "hooks.log")

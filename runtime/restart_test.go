@@ -26,9 +26,9 @@ func awaitCrash(t *testing.T, p *Process, rec *recorder, n int, settled func() b
 	})
 }
 
-// The captured reference run: restartDelayMs 200, maxRestarts 2 within
-// 60 s, backoff 2, cap 1000: respawn after 200 ms, then 400 ms, then the
-// restart limit (daemon.md §6.7).
+// The Node.js rollbridge's timeline: restartDelayMs 200, maxRestarts 2
+// within 60 s, backoff 2, cap 1000: respawn after 200 ms, then 400 ms, then
+// the restart limit (docs/processes.md#53-a-worked-timeline).
 func TestRestartBackoffAndLimit(t *testing.T) {
 	clock := NewFakeClock(epoch)
 	two := 2

@@ -9,8 +9,9 @@ import (
 // ISOTime formats t the way the reference does: UTC, milliseconds, "Z".
 func ISOTime(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000Z") }
 
-// Status is a consistent snapshot of a process for `status` (daemon.md
-// §7.2). Optional keys are omitted, as the reference omits undefined ones.
+// Status is a consistent snapshot of a process for `status`
+// (docs/processes.md#9-what-status-shows). Optional keys are omitted, as the
+// Node.js rollbridge omits undefined ones.
 type Status struct {
 	Children            []Child
 	Command             string
@@ -76,7 +77,7 @@ func (p *Process) Status() Status {
 // MarshalJSON writes the status with the reference's key order.
 func (s Status) MarshalJSON() ([]byte, error) { return s.marshal(false) }
 
-// MarshalStateJSON writes the entry of the state file (daemon.md §8.1):
+// MarshalStateJSON writes the entry of the state file (docs/cli.md#the-state-file):
 // no command, working directory, children or output, and with the
 // process group and start time that tell a live orphan from a recycled
 // pid.

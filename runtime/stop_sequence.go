@@ -10,15 +10,16 @@ import (
 )
 
 // indefiniteHookTimeout bounds quiet and stop hooks when gracefulStopMs is
-// "indefinite" (daemon.md §6.5).
+// "indefinite" (docs/processes.md#42-lifecycle-hooks).
 const indefiniteHookTimeout = 30 * time.Second
 
 // killWait is how long the group may take to disappear after SIGKILL.
 const killWait = 5 * time.Second
 
-// Stop runs the graceful stop sequence (daemon.md §6.5) and returns when
-// the whole process group is gone. Concurrent and repeated calls for the
-// same spawn share one run. The process stays down until the next Start.
+// Stop runs the graceful stop sequence
+// (docs/processes.md#4-the-stop-sequence) and returns when the whole process
+// group is gone. Concurrent and repeated calls for the same spawn share one
+// run. The process stays down until the next Start.
 func (p *Process) Stop() {
 	p.mu.Lock()
 	p.stopRequested = true

@@ -169,3 +169,24 @@ func TestValidateDefaultLookup(t *testing.T) {
 		t.Errorf("-c --json takes --json as the path: %+v", r)
 	}
 }
+
+// --daemon-runtime-path is accepted and ignored; its help must say so
+// rather than promise a directory of runtime snapshots.
+func TestDaemonRuntimePathHelpSaysIgnored(t *testing.T) {
+	dir := t.TempDir()
+	for _, command := range []string{"ensure-daemon", "deploy"} {
+		r := rollbridge(t, dir, command, "--help")
+		if r.code != 0 {
+			t.Fatalf("%s --help: %+v", command, r)
+		}
+		var line string
+		for _, l := range strings.Split(r.stdout, "\n") {
+			if strings.Contains(l, "--daemon-runtime-path <path>") {
+				line = l
+			}
+		}
+		if !strings.HasSuffix(line, "Ignored; accepted for compatibility with the Node.js rollbridge") {
+			t.Errorf("%s --help, the --daemon-runtime-path line: %q", command, line)
+		}
+	}
+}

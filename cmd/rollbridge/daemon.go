@@ -37,6 +37,10 @@ func newDaemonCommand() *cobra.Command {
 		Use:   "daemon",
 		Short: "",
 		RunE: func(cmd *cobra.Command, args []string) error {
+			// Read and drop at once: the config and the managed processes
+			// inherit the daemon's environment.
+			pidFile := os.Getenv(engine.EnsuredPIDFileEnv)
+			os.Unsetenv(engine.EnsuredPIDFileEnv)
 			tuneDaemonProcess()
 			boot.setFrom(cmd)
 			bootstrap, err := boot.validate(configPath, cmd.Flags().Changed("config"))
@@ -67,6 +71,7 @@ func newDaemonCommand() *cobra.Command {
 				ConfigPath: plan.Path, Plan: plan, Identity: identity, LoadConfig: load,
 				Stdout: cmd.OutOrStdout(), Stderr: cmd.ErrOrStderr(),
 				Bootstrap: bootstrap, Takeover: boot.takeover, MetricsAddress: metricsAddress,
+				PIDFile: pidFile,
 			})
 			return d.Serve()
 		},
@@ -87,7 +92,8 @@ func newDaemonCommand() *cobra.Command {
 	return cmd
 }
 
-// bootFlags are the daemon's bootstrap options (cli.md §2.1.1).
+// bootFlags are the daemon's bootstrap options
+// (docs/cli.md#bootstrap-starting-with-a-known-release).
 type bootFlags struct {
 	releasePath, releaseID, revision, attestation string
 	hasPath, hasID, hasRevision, hasAttestation   bool
@@ -125,9 +131,9 @@ func normalizedPath(p string) bool {
 	return p == filepath.Clean(p) || (p != "/" && p == filepath.Clean(p)+"/")
 }
 
-// validate checks the bootstrap options before anything is loaded or
-// bound, in the order of cli.md §2.1.1. It returns nil for a plain
-// daemon.
+// validate checks the bootstrap options before anything is loaded or bound,
+// in the order docs/cli.md#bootstrap-starting-with-a-known-release lists
+// them. It returns nil for a plain daemon.
 func (b *bootFlags) validate(configPath string, configGiven bool) (*engine.Bootstrap, error) {
 	any := b.hasPath || b.hasID || b.hasRevision
 	if b.hasAttestation && !any {

@@ -14,8 +14,9 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// loadPlan resolves and loads the config strictly (cli.md §1.5): any
-// problem is a fatal error carrying the loader's message.
+// loadPlan resolves and loads the config strictly
+// (docs/cli.md#conventions-shared-by-every-command): any problem is a fatal
+// error carrying the loader's message.
 func loadPlan(cmd *cobra.Command, configPath string) (*jsconfig.Plan, error) {
 	cwd, err := os.Getwd()
 	if err != nil {

@@ -25,7 +25,10 @@ func (f *daemonStartFlags) register(cmd *cobra.Command, forDeploy bool) {
 	}
 	cmd.Flags().StringVar(&f.logPath, "daemon-log-path", "", logHelp)
 	cmd.Flags().StringVar(&f.pidPath, "daemon-pid-path", "", pidHelp)
-	cmd.Flags().StringVar(&f.runtimePath, "daemon-runtime-path", "", "Directory for durable daemon runtime snapshots")
+	// The Node.js rollbridge copied itself there; this build runs its own
+	// executable, so the option is only accepted
+	// (docs/cli.md#deleting-old-releases-is-safe).
+	cmd.Flags().StringVar(&f.runtimePath, "daemon-runtime-path", "", "Ignored; accepted for compatibility with the Node.js rollbridge")
 	cmd.Flags().StringVar(&f.timeout, "daemon-start-timeout-ms", "10000", timeoutHelp)
 	for _, n := range []string{"daemon-log-path", "daemon-pid-path", "daemon-runtime-path"} {
 		setPlaceholder(cmd, n, "<path>")

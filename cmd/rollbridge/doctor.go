@@ -55,7 +55,7 @@ func newDoctorCommand() *cobra.Command {
 	return cmd
 }
 
-// writeDoctor prints the report (cli.md §2.10.2); any failed check makes
+// writeDoctor prints the report (docs/cli.md#doctor); any failed check makes
 // the exit status 1.
 func writeDoctor(cmd *cobra.Command, checks []engine.Check, asJSON bool) error {
 	failed := 0

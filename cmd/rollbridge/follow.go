@@ -15,7 +15,7 @@ import (
 	"github.com/rollbridge/rollbridge/engine/control"
 )
 
-// streamEntry is one line of a follow stream (daemon.md §2.4).
+// streamEntry is one line of a follow stream (docs/cli.md#the-follow-command).
 type streamEntry struct {
 	Type    string          `json:"type"`
 	ID      string          `json:"id"`

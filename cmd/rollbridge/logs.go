@@ -13,7 +13,7 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// logSource is one process's retained output (cli.md §2.11).
+// logSource is one process's retained output (docs/cli.md#logs).
 type logSource struct {
 	id     string
 	logs   []json.RawMessage

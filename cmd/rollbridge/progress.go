@@ -183,7 +183,7 @@ func (p *progress) event(e streamEntry) {
 }
 
 // finish stops showing events; with the previous release of a deploy,
-// it tells how many connections that release still drains.
+// it tells how many open connections that release still drains, if any.
 func (p *progress) finish(plan *jsconfig.Plan, previous *string) {
 	if p == nil {
 		return
@@ -225,7 +225,9 @@ func (p *progress) finish(plan *jsconfig.Plan, previous *string) {
 		return
 	}
 	for _, r := range s.Releases {
-		if r.ReleaseID == *previous && r.State == "draining" {
+		// A release that drains with nothing open is only stopping its
+		// processes: there is nothing to wait for worth a line.
+		if r.ReleaseID == *previous && r.State == "draining" && r.ConnectionCount > 0 {
 			unit := "connections"
 			if r.ConnectionCount == 1 {
 				unit = "connection"

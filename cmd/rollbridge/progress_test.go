@@ -1,8 +1,10 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -73,5 +75,84 @@ func TestDeployProgressOnATerminal(t *testing.T) {
 	}
 	for _, want := range []string{"restarting worker…", "worker running again (pid "} {
 		waitUntil(t, "the terminal to show "+want, 10*time.Second, func() bool { return strings.Contains(seen.String(), want) })
+	}
+}
+
+// After a deploy on a terminal, the release that lost the traffic gets a
+// draining line only while requests are open on it, with "connection" for
+// one: never "draining 0 open connections", also while its processes are
+// still stopping.
+func TestDeployProgressDrainingLine(t *testing.T) {
+	// The web process ignores SIGTERM, so a drained release stays
+	// "draining" for gracefulStopMs while its web process is stopped.
+	d := startDaemon(t, `processes: [{id: "web", policy: "proxied", command: "exec FIXTURE -listen -ignore SIGTERM", gracefulStopMs: 5000, port: {from: 20000, to: 20999}, health: {intervalMs: 20}}]`)
+	d.deploy("v1")
+	ctl, term := openPTY(t)
+	seen := &syncBuffer{}
+	go io.Copy(seen, ctl)
+	// deployOnTerminal deploys id with stderr on the terminal and returns
+	// what the terminal showed for it.
+	deployOnTerminal := func(id string) string {
+		t.Helper()
+		rel := filepath.Join(d.dir, "releases", id)
+		if err := os.MkdirAll(rel, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command(binary, "deploy", "-c", d.config, "--release-path", rel, "--release-id", id)
+		cmd.Stdout, cmd.Stderr = io.Discard, term
+		if err := cmd.Run(); err != nil {
+			t.Fatalf("deploy %s: %v", id, err)
+		}
+		// The terminal is a queue: once this line is read back, everything
+		// the deploy printed has been read too.
+		end := "-- end of the deploy of " + id + " --"
+		fmt.Fprintln(term, end)
+		waitUntil(t, "the terminal to show "+end, 10*time.Second, func() bool { return strings.Contains(seen.String(), end) })
+		all := seen.String()
+		start := strings.Index(all, "→ deploying "+id+" ")
+		if start < 0 {
+			t.Fatalf("deploy %s: no progress on the terminal:\n%s", id, all)
+		}
+		return all[start:strings.Index(all, end)]
+	}
+	// hold keeps n slow requests open on the active release until cancel.
+	hold := func(id string, n int) (cancel func()) {
+		t.Helper()
+		ctx, cancel := context.WithCancel(context.Background())
+		for i := 0; i < n; i++ {
+			go func() {
+				req, _ := http.NewRequestWithContext(ctx, "GET", d.url("/slow?ms=60000"), nil)
+				if resp, err := http.DefaultClient.Do(req); err == nil {
+					resp.Body.Close()
+				}
+			}()
+		}
+		waitUntil(t, fmt.Sprintf("%d open requests on %s", n, id), 10*time.Second, func() bool {
+			r := release(d.status(), id)
+			return r != nil && r["connectionCount"] == float64(n)
+		})
+		return cancel
+	}
+
+	out := deployOnTerminal("v2")
+	if r := release(d.status(), "v1"); r == nil || r["state"] != "draining" {
+		t.Fatalf("v1 should still drain (its web process stops slowly): %v", r)
+	}
+	if !strings.Contains(out, "✓ traffic switched to v2") || strings.Contains(out, "draining") {
+		t.Errorf("nothing open on v1, so no draining line:\n%s", out)
+	}
+
+	cancel := hold("v2", 1)
+	out = deployOnTerminal("v3")
+	cancel()
+	if !strings.Contains(out, "  v2 is draining 1 open connection (up to 30 s)\r\n") {
+		t.Errorf("one request open on v2:\n%s", out)
+	}
+
+	cancel = hold("v3", 2)
+	out = deployOnTerminal("v4")
+	cancel()
+	if !strings.Contains(out, "  v3 is draining 2 open connections (up to 30 s)\r\n") {
+		t.Errorf("two requests open on v3:\n%s", out)
 	}
 }

@@ -38,7 +38,7 @@ func newRecoverCommand() *cobra.Command {
 	return cmd
 }
 
-// writeRecovery prints recover's report (cli.md §2.14.1).
+// writeRecovery prints recover's report (docs/cli.md#recover).
 func writeRecovery(stdout, stderr io.Writer, rec *engine.Recovery, force bool) error {
 	var b strings.Builder
 	switch {

@@ -17,7 +17,8 @@ type exitCode int
 func (e exitCode) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
 
 // usageError is a command-line parse error, printed as "error: <text>"
-// followed by the help of the command concerned (cli.md §1.3).
+// followed by the help of the command concerned
+// (docs/cli.md#conventions-shared-by-every-command).
 type usageError struct {
 	cmd  *cobra.Command
 	text string
@@ -42,7 +43,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case errors.As(err, &code):
 		return int(code)
 	case errors.As(err, &usage) && asksForHelp(usage.cmd, args):
-		// Help wins over every other problem on the line (cli.md §1.4).
+		// Help wins over every other problem on the line
+		// (docs/cli.md#conventions-shared-by-every-command).
 		usage.cmd.SetOut(stdout)
 		_ = usage.cmd.Help()
 		return 0
@@ -66,9 +68,10 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		// Options belong to the sub-command: `rollbridge -c x status` is an
-		// unknown option of the root (cli.md §1.2).
+		// unknown option of the root (docs/cli.md#conventions-shared-by-every-command).
 		TraverseChildren: true,
-		// The bare command prints help on stderr and fails (cli.md §1.4).
+		// The bare command prints help on stderr and fails, as in the
+		// Node.js rollbridge.
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 0 {
 				return nil
@@ -98,8 +101,8 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	cobra.AddTemplateFunc("rollbridgeUseLine", useLine)
 	root.SetHelpCommand(newHelpCommand(root, stderr))
 
-	// The order of the reference's help (cli.md §1.1); commands of later
-	// work are added in their places as they land.
+	// The order of the Node.js rollbridge's help (docs/cli.md#cli-reference);
+	// commands of later work are added in their places as they land.
 	root.AddCommand(
 		newDaemonCommand(),
 		newDeployCommand(),
@@ -123,7 +126,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 		c.Flags().BoolP("help", "h", false, "display help for command")
 		c.SetFlagErrorFunc(flagError)
 		if c.Args == nil {
-			c.Args = cobra.ArbitraryArgs // extra words are ignored (cli.md §1.2)
+			c.Args = cobra.ArbitraryArgs // extra words are ignored, as in the Node.js rollbridge
 		}
 	}
 	root.Flags().BoolP("help", "h", false, "display help for command")

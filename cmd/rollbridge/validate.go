@@ -32,7 +32,7 @@ func newValidateCommand() *cobra.Command {
 	return cmd
 }
 
-// validation is the outcome of `validate` (cli.md §2.9).
+// validation is the outcome of `validate` (docs/cli.md#validate).
 type validation struct {
 	path     *string // display path; nil when no config was found
 	plan     *jsconfig.Plan

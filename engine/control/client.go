@@ -14,7 +14,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// ConnectTimeout bounds connecting to the control socket (cli.md §1.8).
+// ConnectTimeout bounds connecting to the control socket
+// (docs/cli.md#talking-to-the-daemon).
 const ConnectTimeout = 5 * time.Second
 
 // ReadTimeout bounds waiting for the answer of a read-only command.

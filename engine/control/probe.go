@@ -7,7 +7,8 @@ import (
 	"time"
 )
 
-// ProbeTimeout bounds the whole control-socket probe (cli.md §1.9).
+// ProbeTimeout bounds the whole control-socket probe
+// (docs/cli.md#talking-to-the-daemon).
 const ProbeTimeout = 1000 * time.Millisecond
 
 // ProbeResult says what, if anything, answers on a control socket.

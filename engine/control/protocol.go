@@ -1,7 +1,7 @@
 // Package control is rollbridge's control protocol: newline-delimited JSON
-// over a Unix stream socket (daemon.md §2), with a server that frames,
-// parses and answers requests, a client for the CLI, and the start-up
-// probe that tells whether a daemon already owns a socket.
+// over a Unix stream socket (docs/cli.md#control-protocol), with a server
+// that frames, parses and answers requests, a client for the CLI, and the
+// start-up probe that tells whether a daemon already owns a socket.
 package control
 
 import (
@@ -17,7 +17,7 @@ import (
 	"github.com/rollbridge/rollbridge/jsconfig"
 )
 
-// MaxRequestBytes bounds one request line (daemon.md §2.1 note).
+// MaxRequestBytes bounds one request line (docs/cli.md#control-protocol).
 const MaxRequestBytes = 1 << 20
 
 // Request is one parsed control request: a JSON object with a command.
@@ -30,7 +30,7 @@ type Request struct {
 var ErrExpectedString = errors.New("Expected string value")
 
 // ParseRequest turns one line (without its "\n") into a request, or the
-// error the daemon answers with (daemon.md §2.5).
+// error the daemon answers with (docs/cli.md#control-protocol).
 func ParseRequest(line []byte) (*Request, error) {
 	trimmed := bytes.TrimSpace(line)
 	if len(trimmed) == 0 {
@@ -144,7 +144,8 @@ func (r *Request) Raw(name string) (json.RawMessage, bool) {
 }
 
 // NewRequest builds a request line: the command first, then the given
-// fields with set values, in order (cli.md §1.8). It has no newline.
+// fields with set values, in order, as the Node.js CLI writes them. It has
+// no newline.
 func NewRequest(command string, fields ...jsconfig.Field) []byte {
 	o := jsconfig.Object{{Key: "command", Value: command}}
 	o = append(o, fields...)

@@ -103,7 +103,7 @@ func TestReadLineLimit(t *testing.T) {
 	}
 }
 
-// The client's failure texts (cli.md §1.8).
+// The client's failure texts (docs/cli.md#talking-to-the-daemon).
 func TestClientErrors(t *testing.T) {
 	dir := t.TempDir()
 	missing := filepath.Join(dir, "none.sock")
