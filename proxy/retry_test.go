@@ -2,15 +2,21 @@ package proxy
 
 import (
 	"bufio"
+	"context"
+	"errors"
+	"io"
 	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httptrace"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // dropper answers the first request on connection 1 with keep-alive,
@@ -36,39 +42,67 @@ func (d *dropper) log() []string {
 
 // A request that fails on a reused pooled connection before any byte of
 // an answer arrived is sent once more, on a fresh connection, when it is
-// replayable (Go's Transport rule): GET, HEAD, OPTIONS, TRACE, or an
-// Idempotency-Key. Every other request that was written is never sent
-// twice, and a failure on the fresh connection is not retried again.
+// replayable (GET, HEAD, OPTIONS, TRACE, or an Idempotency-Key: Go's
+// Transport rule) and never reached the application: the application
+// closed the connection with the request unread (a reset). A request the
+// application read and then dropped is never sent twice, whatever its
+// method; neither is a request that is not replayable; and a failure on
+// the fresh connection is not retried again.
 func TestRetryOnlyReplayableRequestsOnReusedConnections(t *testing.T) {
+	const (
+		get     = "GET /t HTTP/1.1\r\nHost: app\r\n\r\n"
+		head    = "HEAD /t HTTP/1.1\r\nHost: app\r\n\r\n"
+		options = "OPTIONS /t HTTP/1.1\r\nHost: app\r\n\r\n"
+		keyed   = "POST /t HTTP/1.1\r\nHost: app\r\nIdempotency-Key: k1\r\nContent-Length: 0\r\n\r\n"
+		xkeyed  = "DELETE /t HTTP/1.1\r\nHost: app\r\nX-Idempotency-Key: k1\r\n\r\n"
+		post    = "POST /t HTTP/1.1\r\nHost: app\r\nContent-Length: 0\r\n\r\n"
+		del     = "DELETE /t HTTP/1.1\r\nHost: app\r\n\r\n"
+		body    = "POST /t HTTP/1.1\r\nHost: app\r\nContent-Length: 4\r\n\r\nbody"
+		keyBody = "PUT /t HTTP/1.1\r\nHost: app\r\nIdempotency-Key: k1\r\nContent-Length: 4\r\n\r\nbody"
+	)
 	cases := []struct {
 		name      string
 		req       string
-		dropFresh bool // the fresh connection fails too
+		unread    bool // connection 1 closes with the request unread; else it reads it first
+		dropFresh bool // the fresh connection fails the same way
 		want      int
 		seen      []string
 	}{
-		{"GET", "GET /t HTTP/1.1\r\nHost: app\r\n\r\n", false, 200, []string{"/t@1", "/t@2"}},
-		{"HEAD", "HEAD /t HTTP/1.1\r\nHost: app\r\n\r\n", false, 200, []string{"/t@1", "/t@2"}},
-		{"OPTIONS", "OPTIONS /t HTTP/1.1\r\nHost: app\r\n\r\n", false, 200, []string{"/t@1", "/t@2"}},
-		{"POST with Idempotency-Key", "POST /t HTTP/1.1\r\nHost: app\r\nIdempotency-Key: k1\r\nContent-Length: 0\r\n\r\n", false, 200, []string{"/t@1", "/t@2"}},
-		{"DELETE with X-Idempotency-Key", "DELETE /t HTTP/1.1\r\nHost: app\r\nX-Idempotency-Key: k1\r\n\r\n", false, 200, []string{"/t@1", "/t@2"}},
-		{"POST without body", "POST /t HTTP/1.1\r\nHost: app\r\nContent-Length: 0\r\n\r\n", false, 502, []string{"/t@1"}},
-		{"DELETE", "DELETE /t HTTP/1.1\r\nHost: app\r\n\r\n", false, 502, []string{"/t@1"}},
-		{"POST with body", "POST /t HTTP/1.1\r\nHost: app\r\nContent-Length: 4\r\n\r\nbody", false, 502, []string{"/t@1"}},
-		{"PUT with body and Idempotency-Key", "PUT /t HTTP/1.1\r\nHost: app\r\nIdempotency-Key: k1\r\nContent-Length: 4\r\n\r\nbody", false, 502, []string{"/t@1"}},
-		{"GET failing twice", "GET /t HTTP/1.1\r\nHost: app\r\n\r\n", true, 502, []string{"/t@1", "/t@2"}},
+		{"GET unread", get, true, false, 200, []string{"/t@2"}},
+		{"HEAD unread", head, true, false, 200, []string{"/t@2"}},
+		{"OPTIONS unread", options, true, false, 200, []string{"/t@2"}},
+		{"POST with Idempotency-Key unread", keyed, true, false, 200, []string{"/t@2"}},
+		{"DELETE with X-Idempotency-Key unread", xkeyed, true, false, 200, []string{"/t@2"}},
+		{"POST without body unread", post, true, false, 502, nil},
+		{"DELETE unread", del, true, false, 502, nil},
+		{"POST with body unread", body, true, false, 502, nil},
+		{"PUT with body and Idempotency-Key unread", keyBody, true, false, 502, nil},
+		{"GET unread failing twice", get, true, true, 502, nil},
+		{"GET read", get, false, false, 502, []string{"/t@1"}},
+		{"HEAD read", head, false, false, 502, []string{"/t@1"}},
+		{"POST with Idempotency-Key read", keyed, false, false, 502, []string{"/t@1"}},
+		{"POST without body read", post, false, false, 502, []string{"/t@1"}},
+		{"POST with body read", body, false, false, 502, []string{"/t@1"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			d := &dropper{}
 			b := newRawBackend(t, func(b *rawBackend, c net.Conn, br *bufio.Reader, n int64) {
-				for k := 1; ; k++ {
+				if n > 1 && tc.unread && tc.dropFresh {
+					closeUnread(c)
+					return
+				}
+				for {
 					req := b.readRequest(c, br)
 					if req == nil {
 						return
 					}
 					if req.URL.Path == "/warm" {
 						answer(c, "warm")
+						if n == 1 && tc.unread {
+							closeUnread(c) // the next request arrives, unread
+							return
+						}
 						continue
 					}
 					d.record(req.URL.Path, n)
@@ -104,6 +138,22 @@ func TestRetryOnlyReplayableRequestsOnReusedConnections(t *testing.T) {
 			}
 		})
 	}
+}
+
+// closeUnread waits until the proxy has sent something on c, then closes
+// it without reading: the kernel answers the unread data with a reset,
+// as when an application closes an idle connection just as a request
+// arrives.
+func closeUnread(c net.Conn) {
+	raw, err := c.(*net.TCPConn).SyscallConn()
+	if err == nil {
+		raw.Read(func(fd uintptr) bool {
+			var b [1]byte
+			_, _, err := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+			return err != unix.EAGAIN // wait while nothing is there
+		})
+	}
+	c.Close()
 }
 
 // An application that closes idle keep-alive connections after one second
@@ -160,4 +210,101 @@ func atoiPort(s string) int {
 		n = n*10 + int(c-'0')
 	}
 	return n
+}
+
+// delivered tells a request the application's TCP stack accepted from
+// one that met a connection the application had already closed (which
+// the retry rule may send again).
+func TestDeliveredTellsAcceptedFromRefusedBytes(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	pool := newConnPool(ln.Addr().String(), (&net.Dialer{}).DialContext)
+	pair := func() (*upConn, net.Conn) {
+		c, err := pool.dial(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := ln.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c, s
+	}
+
+	// Read by the application: acknowledged.
+	c, s := pair()
+	defer c.c.Close()
+	c.Write([]byte("GET / HTTP/1.1\r\n\r\n"))
+	io.ReadFull(s, make([]byte, 18))
+	deadline := time.Now().Add(5 * time.Second)
+	for !c.delivered() {
+		if time.Now().After(deadline) {
+			t.Fatal("bytes the application read count as not delivered")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	s.Close()
+
+	// Sent after the application closed the connection: refused with a
+	// reset, never acknowledged.
+	c2, s2 := pair()
+	defer c2.c.Close()
+	s2.Close()
+	c2.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	br := bufio.NewReader(c2.c)
+	if _, err := br.Peek(1); err != io.EOF {
+		t.Fatalf("waiting for the close: %v", err)
+	}
+	c2.Write([]byte("GET / HTTP/1.1\r\n\r\n"))
+	for {
+		if _, err := c2.c.Write([]byte("x")); err != nil {
+			break // the reset has arrived
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no reset")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if c2.delivered() {
+		t.Fatal("bytes sent to a closed connection count as delivered")
+	}
+}
+
+// replayingTransport stands for Go's Transport sending a request again:
+// it writes it on one connection, which fails, then takes another.
+type replayingTransport struct{ attempts int }
+
+func (rt *replayingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	trace := httptrace.ContextClientTrace(req.Context())
+	for {
+		rt.attempts++
+		if err := req.Context().Err(); err != nil {
+			return nil, err
+		}
+		trace.GotConn(httptrace.GotConnInfo{Reused: rt.attempts == 1})
+		if err := req.Context().Err(); err != nil {
+			return nil, err // refused before a second write
+		}
+		trace.WroteRequest(httptrace.WroteRequestInfo{})
+		if rt.attempts > 1 {
+			return &http.Response{StatusCode: 200, Body: http.NoBody, Request: req}, nil
+		}
+	}
+}
+
+// The path through Go's Transport (requests with a body, WebSocket
+// handshakes) never lets it send a written request a second time: it
+// cannot tell whether the application read it.
+func TestStandardPathRefusesReplays(t *testing.T) {
+	rt := &replayingTransport{}
+	ut := &upstreamTransport{fallback: rt}
+	req := httptest.NewRequest("GET", "http://app/ws", nil)
+	req.Header.Set("Upgrade", "websocket")
+	_, err := ut.roundTripStandard(req)
+	if !errors.Is(err, errReplayRefused) || rt.attempts != 2 {
+		t.Fatalf("a replay: %v after %d attempts", err, rt.attempts)
+	}
 }

@@ -44,6 +44,10 @@ var (
 	errTooMany1xx     = fmt.Errorf("upstream sent more than %d informational (1xx) responses", max1xxResponses)
 )
 
+// errReplayRefused ends a request the standard Transport was about to
+// send a second time.
+var errReplayRefused = errors.New("upstream connection failed after the request was sent; it is not sent again")
+
 // badStatusError is a status code the proxy cannot pass on (below 100).
 type badStatusError int
 
@@ -93,10 +97,27 @@ func (t *upstreamTransport) RoundTrip(req *http.Request) (*http.Response, error)
 func (t *upstreamTransport) roundTripStandard(req *http.Request) (*http.Response, error) {
 	ctx, cancel := context.WithCancelCause(req.Context())
 	g := &informationalCounter{cancel: cancel}
-	trace := &httptrace.ClientTrace{Got1xxResponse: g.got1xx}
+	// Go's Transport would send a replayable request (a WebSocket
+	// handshake) again after it was written to a reused connection that
+	// then failed, though the application may have read it; this path
+	// cannot tell whether it did (mayRetry can), so it never does.
+	var written atomic.Bool
+	trace := &httptrace.ClientTrace{
+		Got1xxResponse: g.got1xx,
+		WroteRequest: func(info httptrace.WroteRequestInfo) {
+			if info.Err == nil {
+				written.Store(true)
+			}
+		},
+		GotConn: func(httptrace.GotConnInfo) {
+			if written.Load() {
+				cancel(errReplayRefused)
+			}
+		},
+	}
 	res, err := t.fallback.RoundTrip(req.WithContext(httptrace.WithClientTrace(ctx, trace)))
 	if err != nil {
-		if cause := context.Cause(ctx); errors.Is(cause, errTooMany1xx) && req.Context().Err() == nil {
+		if cause := context.Cause(ctx); (errors.Is(cause, errTooMany1xx) || errors.Is(cause, errReplayRefused)) && req.Context().Err() == nil {
 			err = cause
 		} else if strings.Contains(err.Error(), "server response headers exceeded") {
 			err = errHeaderTooLarge // the same words on both paths
@@ -160,6 +181,9 @@ type upConn struct {
 	// failed request may be sent again.
 	readLimit     int64
 	nread, nwrite int64
+	// sent counts every byte written on the connection, to compare with
+	// what the application's TCP stack acknowledged (delivered).
+	sent int64
 
 	// abort closes the connection for a client that went away; made
 	// once, so arming it costs no closure per request.
@@ -231,6 +255,7 @@ func (c *upConn) Read(p []byte) (int, error) {
 func (c *upConn) Write(p []byte) (int, error) {
 	n, err := c.c.Write(p)
 	c.nwrite += int64(n)
+	c.sent += int64(n)
 	return n, err
 }
 
@@ -338,11 +363,12 @@ func (p *connPool) roundTrip(req *http.Request) (*http.Response, error) {
 		resp, err := c.exchange(req)
 		if err != nil {
 			stop()
+			retry := reused && ctx.Err() == nil && mayRetry(req, c, err) // before the close: it asks the socket
 			c.c.Close()
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
 			}
-			if reused && mayRetry(req, c) {
+			if retry {
 				c, reused = nil, false
 				continue
 			}
@@ -360,13 +386,42 @@ func (p *connPool) roundTrip(req *http.Request) (*http.Response, error) {
 	}
 }
 
-// mayRetry is Go's Transport rule for a request that failed on a reused
-// connection (the application may have closed it as idle just as the
-// request went out): it may be sent again if the application cannot have
-// answered it (no byte of an answer arrived) and either none of it was
-// written or it is replayable. Requests on this path have no body.
-func mayRetry(req *http.Request, c *upConn) bool {
-	return c.nread == 0 && (c.nwrite == 0 || replayable(req))
+// mayRetry decides whether a request that failed on a reused connection
+// (the application may have closed it as idle just as the request went
+// out) is sent once more on a new connection. Never after a byte of an
+// answer arrived. Always when nothing of it was written. Otherwise only
+// when it is replayable (Go's Transport rule) and provably never reached
+// the application: either its bytes were never acknowledged by the
+// application's TCP stack (they met a socket the application had already
+// closed, which answers with a reset), or the connection was reset, which
+// happens when the application closes it with the request still unread.
+// A request the application read and then dropped without an answer is
+// not sent again: it may have acted on it.
+func mayRetry(req *http.Request, c *upConn, err error) bool {
+	switch {
+	case c.nread != 0:
+		return false
+	case c.nwrite == 0:
+		return true
+	}
+	return replayable(req) && (errors.Is(err, syscall.ECONNRESET) || !c.delivered())
+}
+
+// delivered reports whether the peer acknowledged every byte written on
+// the connection (TCP_INFO's bytes_acked); when that cannot be told, it
+// assumes they arrived.
+func (c *upConn) delivered() bool {
+	if c.raw == nil {
+		return true
+	}
+	var info *unix.TCPInfo
+	var infoErr error
+	if err := c.raw.Control(func(fd uintptr) {
+		info, infoErr = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO)
+	}); err != nil || infoErr != nil {
+		return true
+	}
+	return info.Bytes_acked >= uint64(c.sent)
 }
 
 // replayable is Go's isReplayable for a request without a body: an
