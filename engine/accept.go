@@ -13,10 +13,13 @@ import (
 
 // The backoff of a listener whose accept fails for a reason that passes:
 // 5 ms, doubling up to 1 s between attempts (docs/troubleshooting.md,
-// "Too many open files").
+// "Too many open files"). A burst of failures ends after burstQuiet
+// without one: while descriptors are freed one at a time, accepts and
+// failures alternate, and that is still one burst.
 const (
 	acceptRetryMin = 5 * time.Millisecond
 	acceptRetryMax = time.Second
+	burstQuiet     = time.Second
 )
 
 // retryingListener keeps a daemon's accept loop alive through errors that
@@ -26,49 +29,43 @@ const (
 // again instead of handing the error to its Serve loop, which would end
 // (the control server's did: one EMFILE made the daemon deaf for good).
 // Each burst of failures is logged once, when it begins, and its end once,
-// when a connection is accepted again. Accept returns an error only when
+// burstQuiet after the last failure. Accept returns an error only when
 // the listener was closed or failed for good.
 type retryingListener struct {
 	net.Listener
-	name string // "proxy", "control", "metrics"
-	log  func(message string, data ...jsconfig.Field)
+	name  string // "proxy", "control", "metrics"
+	log   func(message string, data ...jsconfig.Field)
+	quiet time.Duration // burstQuiet
 
 	closeOnce sync.Once
 	closed    chan struct{}
+
+	mu       sync.Mutex
+	failures int       // in the current burst
+	began    time.Time // its first failure
+	last     time.Time // its latest failure
+	ending   bool      // a check for its end is scheduled
 }
 
 // keepAccepting wraps ln; log receives the accept failed / recovered
 // events of the listener called name.
 func keepAccepting(ln net.Listener, name string, log func(string, ...jsconfig.Field)) *retryingListener {
-	return &retryingListener{Listener: ln, name: name, log: log, closed: make(chan struct{})}
+	return &retryingListener{Listener: ln, name: name, log: log, quiet: burstQuiet, closed: make(chan struct{})}
 }
 
 // Accept waits for the next connection.
 func (l *retryingListener) Accept() (net.Conn, error) {
-	var (
-		delay    time.Duration
-		failures int
-		began    time.Time
-	)
+	var delay time.Duration
 	for {
 		c, err := l.Listener.Accept()
 		if err == nil {
-			if failures > 0 {
-				l.log("accept recovered",
-					jsconfig.Field{Key: "durationMs", Value: time.Since(began).Milliseconds()},
-					jsconfig.Field{Key: "failures", Value: failures},
-					jsconfig.Field{Key: "listener", Value: l.name})
-			}
+			l.accepted()
 			return c, nil
 		}
 		if l.isClosed() || errors.Is(err, net.ErrClosed) || !temporaryAcceptError(err) {
 			return nil, err
 		}
-		if failures == 0 {
-			began = time.Now()
-			l.log("accept failed", jsconfig.Field{Key: "error", Value: acceptErrorText(err)}, jsconfig.Field{Key: "listener", Value: l.name})
-		}
-		failures++
+		l.failed(err)
 		delay = min(max(2*delay, acceptRetryMin), acceptRetryMax)
 		t := time.NewTimer(delay)
 		select {
@@ -78,6 +75,52 @@ func (l *retryingListener) Accept() (net.Conn, error) {
 			return nil, net.ErrClosed
 		}
 	}
+}
+
+// failed counts a failure; the first of a burst is logged.
+func (l *retryingListener) failed(err error) {
+	now := time.Now()
+	l.mu.Lock()
+	first := l.failures == 0
+	if first {
+		l.began = now
+	}
+	l.failures++
+	l.last = now
+	l.mu.Unlock()
+	if first {
+		l.log("accept failed", jsconfig.Field{Key: "error", Value: acceptErrorText(err)}, jsconfig.Field{Key: "listener", Value: l.name})
+	}
+}
+
+// accepted schedules the check that ends a burst once no failure came
+// for l.quiet.
+func (l *retryingListener) accepted() {
+	l.mu.Lock()
+	schedule := l.failures > 0 && !l.ending
+	l.ending = l.ending || schedule
+	l.mu.Unlock()
+	if schedule {
+		time.AfterFunc(l.quiet, l.endBurst)
+	}
+}
+
+// endBurst logs the end of a burst that has been quiet long enough, or
+// checks again later.
+func (l *retryingListener) endBurst() {
+	l.mu.Lock()
+	if wait := l.quiet - time.Since(l.last); wait > 0 {
+		l.mu.Unlock()
+		time.AfterFunc(wait, l.endBurst)
+		return
+	}
+	failures, lasted := l.failures, l.last.Sub(l.began)
+	l.failures, l.ending = 0, false
+	l.mu.Unlock()
+	l.log("accept recovered",
+		jsconfig.Field{Key: "durationMs", Value: lasted.Milliseconds()},
+		jsconfig.Field{Key: "failures", Value: failures},
+		jsconfig.Field{Key: "listener", Value: l.name})
 }
 
 // Close closes the listener and ends a wait between two attempts.

@@ -125,9 +125,15 @@ func TestFileDescriptorExhaustionIsSurvived(t *testing.T) {
 	if code, body := d.get("/release"); code != 200 || body != "v2" {
 		t.Fatalf("after the deploy: %d %q", code, body)
 	}
-	// One event when a burst of failures begins, one when it ends: far
-	// fewer events than failed attempts.
-	out := d.stdout.String()
+	// One event when a burst of failures begins, one when it ends (a
+	// second after the last failure): far fewer events than failed
+	// attempts.
+	var out string
+	waitUntil(t, "the end of both bursts", 10*time.Second, func() bool {
+		out = d.stdout.String()
+		return strings.Contains(out, `"listener":"proxy"},"message":"accept recovered"`) &&
+			strings.Contains(out, `"listener":"control"},"message":"accept recovered"`)
+	})
 	for _, listener := range []string{"proxy", "control"} {
 		bursts := strings.Count(out, `"listener":"`+listener+`"},"message":"accept failed"`)
 		failures := 0
