@@ -190,13 +190,13 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 }
 
 // A listener that breaks for good ends the daemon with an error naming it
-// (so a supervisor restarts it) instead of leaving it deaf. (Breaking the
-// proxy's TCP listener from outside is possible with shutdown(2); a unix
-// listener cannot be broken that way without also losing its wake-ups,
-// and the control and metrics listeners go through the same
-// serveListener.)
+// (so a supervisor restarts it) instead of leaving it deaf; a broken
+// metrics listener is only logged. (shutdown(2) breaks a TCP listener from
+// outside; a unix listener cannot be broken that way without also losing
+// its wake-ups, and the control socket's loop goes through the same
+// serveListener and fail as the proxy's.)
 func TestBrokenListenerEndsTheDaemon(t *testing.T) {
-	for _, which := range []string{"proxy"} {
+	for _, which := range []string{"proxy", "metrics"} {
 		t.Run(which, func(t *testing.T) {
 			dir := t.TempDir()
 			plan := &jsconfig.Plan{
@@ -205,12 +205,21 @@ func TestBrokenListenerEndsTheDaemon(t *testing.T) {
 				Proxy:       jsconfig.Proxy{Host: "127.0.0.1", UpstreamHost: "127.0.0.1", DrainTimeoutMs: 1000, ForceStopTimeoutMs: 1000},
 			}
 			var log syncLog
-			e := New(Options{Plan: plan, Stdout: &log})
+			e := New(Options{Plan: plan, Stdout: &log, MetricsAddress: "127.0.0.1:0"})
 			served := make(chan error, 1)
 			go func() { served <- e.Serve() }()
+			t.Cleanup(func() {
+				go e.Shutdown(nil)
+				<-served
+			})
 			waitFor(t, "the control socket", func() bool { _, err := os.Stat(plan.Control.Path); return err == nil })
+			var ln *net.TCPListener
 			e.mu.Lock()
-			ln := e.proxyLn.(*net.TCPListener)
+			if which == "proxy" {
+				ln = e.proxyLn.(*net.TCPListener)
+			} else {
+				ln = e.metrics.ln.(*net.TCPListener)
+			}
 			e.mu.Unlock()
 			raw, err := ln.SyscallConn()
 			if err != nil {
@@ -219,12 +228,30 @@ func TestBrokenListenerEndsTheDaemon(t *testing.T) {
 			// shutdown(2) on a listening socket makes accept fail with
 			// EINVAL from then on: the listener is broken for good.
 			raw.Control(func(fd uintptr) { unix.Shutdown(int(fd), unix.SHUT_RDWR) })
+			if which == "metrics" {
+				waitFor(t, "the metrics listener failed event", func() bool {
+					return strings.Contains(log.String(), `{"error":"EINVAL: invalid argument"},"message":"metrics listener failed"`)
+				})
+				select {
+				case err := <-served:
+					t.Fatalf("the daemon ended: %v", err)
+				default:
+				}
+				// It still answers on the control socket.
+				if c, err := net.Dial("unix", plan.Control.Path); err != nil {
+					t.Fatalf("the control socket: %v", err)
+				} else {
+					c.Close()
+				}
+				return
+			}
 			select {
 			case err := <-served:
 				if err == nil || !strings.Contains(err.Error(), "The "+which+" listener stopped accepting connections") {
 					t.Fatalf("Serve returned %v", err)
 				}
 				t.Log(err)
+				served <- err // for the cleanup
 			case <-time.After(15 * time.Second):
 				t.Fatalf("the daemon did not end; log:\n%s", log.String())
 			}

@@ -360,7 +360,7 @@ func (e *Engine) serveProxy(ln net.Listener) {
 	port := e.proxyPort
 	e.mu.Unlock()
 	accepting := keepAccepting(ln, "proxy", e.events.log)
-	e.serveListener("proxy", func() error { return e.proxy.Serve(accepting) })
+	e.serveListener(func() error { return e.proxy.Serve(accepting) }, func(err error) { e.fail("proxy", err) })
 	e.events.log("proxy listening", jsconfig.Field{Key: "host", Value: e.opts.Plan.Proxy.Host}, jsconfig.Field{Key: "port", Value: port})
 }
 
@@ -378,7 +378,7 @@ func (e *Engine) exposeControl(sock *controlSocket) error {
 	e.socket = sock
 	e.mu.Unlock()
 	accepting := keepAccepting(sock.listener, "control", e.events.log)
-	e.serveListener("control", func() error { return e.server.Serve(accepting) })
+	e.serveListener(func() error { return e.server.Serve(accepting) }, func(err error) { e.fail("control", err) })
 	e.events.log("control socket listening", jsconfig.Field{Key: "path", Value: sock.path})
 	if e.persist != nil && !e.persist.started {
 		e.persist.start()

@@ -305,15 +305,15 @@ func (e *Engine) currentPlan() *jsconfig.Plan {
 // serveListener runs the Serve loop of one of the daemon's listeners.
 // Temporary accept errors never end such a loop (keepAccepting), so when
 // it ends while the daemon is not stopping, the listener is broken for
-// good: rather than live on deaf, the daemon logs it and shuts down with
-// an error.
-func (e *Engine) serveListener(name string, serve func() error) {
+// good, and broken is told. For the proxy and the control socket that is
+// fail: rather than live on deaf, the daemon shuts down with an error.
+func (e *Engine) serveListener(serve func() error, broken func(error)) {
 	go func() {
 		err := serve()
 		if err == nil || errors.Is(err, http.ErrServerClosed) || e.stopping.Load() {
 			return // closed on purpose
 		}
-		e.fail(name, err)
+		broken(err)
 	}()
 }
 

@@ -38,6 +38,7 @@ type metrics struct {
 	restarts *counterVec   // process, reason
 
 	server *http.Server
+	ln     net.Listener // the bound listener (tests break it)
 }
 
 var (
@@ -101,8 +102,13 @@ func (m *metrics) serve(addr string) error {
 		w.Write(m.exposition())
 	})
 	m.server = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	m.ln = ln
 	accepting := keepAccepting(ln, "metrics", m.e.events.log)
-	m.e.serveListener("metrics", func() error { return m.server.Serve(accepting) })
+	// Metrics are not worth the site: a broken metrics listener is
+	// logged and the daemon serves on without them.
+	m.e.serveListener(func() error { return m.server.Serve(accepting) }, func(err error) {
+		m.e.events.log("metrics listener failed", jsconfig.Field{Key: "error", Value: acceptErrorText(err)})
+	})
 	m.e.events.log("metrics listening", jsconfig.Field{Key: "address", Value: ln.Addr().String()})
 	return nil
 }
