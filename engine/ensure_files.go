@@ -79,6 +79,13 @@ func openDaemonFile(path, what, flag string, appendOnly bool) (*daemonFile, erro
 	case st.Nlink > 1:
 		return refuse(fmt.Sprintf("it has %d hard links, so writing to it would change another file too", st.Nlink))
 	}
+	// A file left by an earlier version (created with the umask) gets the
+	// mode a new one has: what the daemon logs is for its user only.
+	if st.Mode&0o077 != 0 {
+		if err := unix.Fchmod(fd, 0o600); err != nil {
+			return refuse(fmt.Sprintf("its mode %04o lets other users read it, and it cannot be changed to 0600 (%v)", st.Mode&0o7777, err))
+		}
+	}
 	if err := unix.SetNonblock(fd, false); err != nil {
 		f.discard()
 		return nil, err

@@ -462,6 +462,7 @@ func TestEnsureDaemonFiles(t *testing.T) {
 	// A second run finds the daemon; an older, longer pid file is
 	// rewritten, not overwritten in place.
 	os.WriteFile(pidFile, []byte("123456789012\n"), 0o600)
+	os.Chmod(logFile, 0o644) // as an earlier version left it
 	stopDaemon()
 	waitUntil(t, "the first daemon to exit", 20*time.Second, func() bool { return !alive(pid) })
 	if r := ensure(); r.code != 0 {
@@ -469,5 +470,8 @@ func TestEnsureDaemonFiles(t *testing.T) {
 	}
 	if data, _ := os.ReadFile(pidFile); strings.Count(string(data), "\n") != 1 || strings.Contains(string(data), "123456789012") {
 		t.Errorf("pid file after a restart %q", data)
+	}
+	if fi, err := os.Lstat(logFile); err != nil || fi.Mode() != 0o600 {
+		t.Errorf("a 0644 log file left by an earlier version: %v %v, want -rw-------", fi.Mode(), err)
 	}
 }
