@@ -139,7 +139,7 @@ func (e *Engine) replaceSingletons(plan *jsconfig.Plan, r *Release) error {
 			err = e.startRecorded(in, runtime.ReasonDeploy)
 			if u := (*unrecordedError)(nil); errors.As(err, &u) {
 				in.proc.Stop() // never left running without a record
-				err = fmt.Errorf("%s It was stopped", u.Error())
+				err = fmt.Errorf("%s It was stopped; make sure the daemon can write the state file's directory, then deploy again.", u.Error())
 			}
 		}
 		if err != nil {

@@ -89,7 +89,7 @@ func (b *privateBind) chmod(mode fs.FileMode) error {
 		return err
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFSOCK {
-		return fmt.Errorf("%s is not the socket just bound", filepath.Join(b.dir, bindName))
+		return fmt.Errorf("%s is not the socket just bound: something else writes the private directory the daemon binds in; check who can write %s, then start the daemon again", filepath.Join(b.dir, bindName), filepath.Dir(b.dir))
 	}
 	return unix.Fchmodat(b.dirFD, bindName, uint32(mode.Perm()), 0)
 }
@@ -125,7 +125,7 @@ func (b *privateBind) publish(path string) (os.FileInfo, error) {
 		return nil, err
 	}
 	if st, ok := fi.Sys().(*syscall.Stat_t); !ok || st.Dev != before.Dev || st.Ino != before.Ino {
-		return nil, fmt.Errorf("the control socket %s was replaced while the daemon was setting it up", path)
+		return nil, fmt.Errorf("the control socket %s was replaced while the daemon was setting it up: another process writes its directory; find it (ls -l %s), make sure only the daemon's user can write there, and start the daemon again", path, filepath.Dir(path))
 	}
 	return fi, nil
 }

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/http/httptrace"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -30,7 +31,7 @@ type dropper struct {
 
 func (d *dropper) record(path string, n int64) {
 	d.mu.Lock()
-	d.seen = append(d.seen, path+"@"+itoa(int(n)))
+	d.seen = append(d.seen, path+"@"+strconv.FormatInt(n, 10))
 	d.mu.Unlock()
 }
 
@@ -175,8 +176,8 @@ func TestAppClosingIdleConnectionsAfterOneSecond(t *testing.T) {
 		u.Start()
 		t.Cleanup(u.Close)
 		p, addr, _ := startProxy(t)
-		host, port, _ := net.SplitHostPort(strings.TrimPrefix(u.URL, "http://"))
-		p.SetActive(NewTarget("v1", host, atoiPort(port), p))
+		a := u.Listener.Addr().(*net.TCPAddr)
+		p.SetActive(NewTarget("v1", a.IP.String(), a.Port, p))
 		client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
 		t.Cleanup(client.CloseIdleConnections)
 		wg.Add(1)
@@ -202,14 +203,6 @@ func TestAppClosingIdleConnectionsAfterOneSecond(t *testing.T) {
 	if failed.Load() != 0 {
 		t.Fatalf("%d of %d requests failed", failed.Load(), total.Load())
 	}
-}
-
-func atoiPort(s string) int {
-	n := 0
-	for _, c := range s {
-		n = n*10 + int(c-'0')
-	}
-	return n
 }
 
 // delivered tells a request the application's TCP stack accepted from

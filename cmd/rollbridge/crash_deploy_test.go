@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/rollbridge/rollbridge/runtime"
 )
 
 // testMark returns an environment entry unique to this test. Daemons
@@ -55,20 +57,6 @@ func markedProcesses(mark string) []int {
 	}
 	sort.Ints(pids)
 	return pids
-}
-
-// procGroup is the process group of pid, 0 when it is gone.
-func procGroup(pid int) int {
-	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0
-	}
-	f := strings.Fields(string(data[bytes.LastIndexByte(data, ')')+1:]))
-	if len(f) < 3 {
-		return 0
-	}
-	g, _ := strconv.Atoi(f[2])
-	return g
 }
 
 // gated reports whether pid is still a child that waits for the daemon
@@ -201,7 +189,7 @@ func assertNothingUntracked(t *testing.T, d *testDaemon, mark string) {
 			continue
 		}
 		live++
-		if g := procGroup(pid); g != 0 && !orphans[g] {
+		if g := processGroupOf(pid); g != 0 && !orphans[g] {
 			cmdline, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
 			t.Errorf("process %d (group %d, %q) is not among the orphans %v", pid, g, bytes.ReplaceAll(cmdline, []byte{0}, []byte{' '}), s["orphans"])
 		}
@@ -352,4 +340,10 @@ func TestCrashDuringATakeoverLeavesNothingUntracked(t *testing.T) {
 		}
 		assertNothingUntracked(t, owner, mark)
 	})
+}
+
+// processGroupOf is pid's process group, 0 when it is gone.
+func processGroupOf(pid int) int {
+	pgid, _, _ := runtime.Identity(pid)
+	return pgid
 }

@@ -443,3 +443,36 @@ func mixedClients(n int, path string) []trafficClient {
 	}
 	return out
 }
+
+// keepAliveConn is one raw HTTP/1.1 keep-alive client connection: it
+// sends each request once and never repeats one (Go's http.Client repeats
+// an idempotent request whose reused connection the server closed, which
+// hides the races the tests look for).
+type keepAliveConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func dialKeepAlive(addr string) (*keepAliveConn, error) {
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	return &keepAliveConn{Conn: c, r: bufio.NewReader(c)}, nil
+}
+
+// get sends GET path and reads the answer: its status and body, and
+// whether the server asked to close the connection (Connection: close).
+func (c *keepAliveConn) get(path string) (code int, body string, closing bool, err error) {
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	if _, err := io.WriteString(c, "GET "+path+" HTTP/1.1\r\nHost: itest\r\n\r\n"); err != nil {
+		return 0, "", false, err
+	}
+	resp, err := http.ReadResponse(c.r, nil)
+	if err != nil {
+		return 0, "", false, err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(data), resp.Close, err
+}

@@ -1,10 +1,7 @@
 package main
 
 import (
-	"bufio"
-	"io"
 	"net"
-	"net/http"
 	"os"
 	"regexp"
 	"strconv"
@@ -36,10 +33,13 @@ func TestFileDescriptorExhaustionIsSurvived(t *testing.T) {
 	// descriptor instead of failing.
 	var early []*keepAliveConn
 	for i := 0; i < 3; i++ {
-		c := dialKeepAlive(t, d.port)
+		c, err := dialKeepAlive("127.0.0.1:" + strconv.Itoa(d.port))
+		if err != nil {
+			t.Fatal(err)
+		}
 		defer c.Close()
-		if code, body := c.get(t, "/release"); code != 200 || body != "v1" {
-			t.Fatalf("before the flood: %d %q", code, body)
+		if code, body, _, err := c.get("/release"); code != 200 || body != "v1" {
+			t.Fatalf("before the flood: %d %q %v", code, body, err)
 		}
 		early = append(early, c)
 	}
@@ -92,7 +92,7 @@ func TestFileDescriptorExhaustionIsSurvived(t *testing.T) {
 	}
 	replies := make(chan reply, len(early))
 	for _, c := range early {
-		go func() { code, body := c.get(t, "/slow?ms=50"); replies <- reply{code, body} }()
+		go func() { code, body, _, _ := c.get("/slow?ms=50"); replies <- reply{code, body} }()
 	}
 
 	relief := time.Now()
@@ -202,38 +202,4 @@ func TestOpenFilesLimit(t *testing.T) {
 	if want := regexp.MustCompile(`✓ open files: daemon \(pid ` + strconv.Itoa(daemon) + `\): soft limit 4095, hard limit 4096, \d+ open\n`); r.code != 0 || !want.MatchString(r.stdout) {
 		t.Fatalf("doctor: %+v", r)
 	}
-}
-
-// keepAliveConn is one client connection to the proxy, reused for
-// several requests.
-type keepAliveConn struct {
-	net.Conn
-	r *bufio.Reader
-}
-
-func dialKeepAlive(t *testing.T, port int) *keepAliveConn {
-	t.Helper()
-	c, err := net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(port))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &keepAliveConn{Conn: c, r: bufio.NewReader(c)}
-}
-
-// get sends one request and reads its answer; errors count as code 0.
-func (c *keepAliveConn) get(t *testing.T, path string) (int, string) {
-	c.SetDeadline(time.Now().Add(30 * time.Second))
-	if _, err := io.WriteString(c, "GET "+path+" HTTP/1.1\r\nHost: app\r\n\r\n"); err != nil {
-		return 0, err.Error()
-	}
-	resp, err := http.ReadResponse(c.r, nil)
-	if err != nil {
-		return 0, err.Error()
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return 0, err.Error()
-	}
-	return resp.StatusCode, string(body)
 }

@@ -19,9 +19,7 @@ import (
 // come from a socket of the web process's own user, or the deploy fails
 // and nothing is switched.
 func TestSquattedWebPortIsRefused(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: the squatter runs as uid 65534 (nobody)")
-	}
+	requireRoot(t)
 	port := freePort(t)
 	// The web process takes a while before it binds: the squatter gets in
 	// first.

@@ -22,6 +22,15 @@ import (
 // impostor of a control socket, the writer of a state file).
 const nobody = 65534
 
+// requireRoot skips a test that acts as another local user (uid nobody),
+// which only root can, with the reason.
+func requireRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: the test acts as another local user (uid 65534)")
+	}
+}
+
 // sharedDir is a directory every local user may create files in, like
 // /tmp: world-writable with the sticky bit.
 func sharedDir(t *testing.T) string {
@@ -73,8 +82,9 @@ func rollbridgeWithin(t *testing.T, dir string, timeout time.Duration, args ...s
 // impostor is a fixture posing as the daemon on a control socket, run as
 // another user.
 type impostor struct {
-	cmd *exec.Cmd
-	log string // every request line it read
+	cmd    *exec.Cmd
+	log    string        // every request line it read
+	exited chan struct{} // closed once it has been reaped
 }
 
 // startImpostor runs exe -impostor sock as uid nobody; the status it
@@ -92,7 +102,7 @@ func startImpostor(t *testing.T, exe, sock, log, status string) *impostor {
 	}
 	exited := make(chan struct{})
 	go func() { cmd.Wait(); close(exited) }()
-	imp := &impostor{cmd: cmd, log: log}
+	imp := &impostor{cmd: cmd, log: log, exited: exited}
 	t.Cleanup(func() { imp.stop() })
 	waitUntil(t, "the impostor to listen", 10*time.Second, func() bool {
 		select {
@@ -108,8 +118,10 @@ func startImpostor(t *testing.T, exe, sock, log, status string) *impostor {
 
 func (imp *impostor) stop() {
 	syscall.Kill(-imp.cmd.Process.Pid, syscall.SIGKILL)
-	for alive(imp.cmd.Process.Pid) {
-		time.Sleep(5 * time.Millisecond)
+	select {
+	case <-imp.exited:
+	case <-time.After(10 * time.Second):
+		panic("the impostor did not die after SIGKILL")
 	}
 }
 
@@ -125,9 +137,7 @@ func (imp *impostor) requests() string {
 // request. Before the fix, `deploy --ensure-daemon` reported success and
 // handed the impostor the release path, id and revision.
 func TestImpostorSocketIsRefused(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: the impostor runs as uid 65534 (nobody)")
-	}
+	requireRoot(t)
 	shared := sharedDir(t)
 	exe := filepath.Join(shared, "impostor")
 	copyExecutable(t, fixture, exe)

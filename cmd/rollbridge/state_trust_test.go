@@ -49,12 +49,6 @@ func nodeEntry(pid int) string {
 	return fmt.Sprintf(`{"activeReleaseId":"v1","orphans":[],"releases":[{"releaseId":"v1","processes":[{"id":"worker","pid":%d}]}],"services":[],"singletons":[]}`, pid)
 }
 
-func requireRoot(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: the test hands a state file to another user (uid 65534)")
-	}
-}
-
 // A state file that another local user could have written names an
 // unrelated process group: recover, doctor and predeploy-cleanup refuse it
 // with the file, the reason and what to do, and nothing is signalled.

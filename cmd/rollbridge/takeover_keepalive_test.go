@@ -1,11 +1,7 @@
 package main
 
 import (
-	"bufio"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -32,13 +28,11 @@ type keepAliveTraffic struct {
 // GET path every interval.
 func startKeepAliveTraffic(addr, path string, conns int, interval time.Duration) *keepAliveTraffic {
 	tr := &keepAliveTraffic{done: make(chan struct{})}
-	req := "GET " + path + " HTTP/1.1\r\nHost: itest\r\n\r\n"
 	for range conns {
 		tr.wg.Add(1)
 		go func() {
 			defer tr.wg.Done()
-			var c net.Conn
-			var br *bufio.Reader
+			var c *keepAliveConn
 			defer func() {
 				if c != nil {
 					c.Close()
@@ -55,25 +49,15 @@ func startKeepAliveTraffic(addr, path string, conns int, interval time.Duration)
 				err := func() error {
 					if c == nil {
 						var err error
-						if c, err = net.DialTimeout("tcp", addr, 5*time.Second); err != nil {
+						if c, err = dialKeepAlive(addr); err != nil {
 							return err
 						}
-						br = bufio.NewReader(c)
 					}
-					c.SetDeadline(time.Now().Add(10 * time.Second))
-					if _, err := io.WriteString(c, req); err != nil {
-						return err
+					code, _, closing, err := c.get(path)
+					if err == nil && code != 200 {
+						err = fmt.Errorf("HTTP %d", code)
 					}
-					resp, err := http.ReadResponse(br, nil)
-					if err != nil {
-						return err
-					}
-					_, err = io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-					if err == nil && resp.StatusCode != 200 {
-						err = fmt.Errorf("HTTP %d", resp.StatusCode)
-					}
-					if resp.Close {
+					if closing {
 						tr.reconnects.Add(1)
 						c.Close()
 						c = nil

@@ -102,7 +102,7 @@ func checkFile(ep Endpoint) error {
 	}
 	st, ok := fi.Sys().(*syscall.Stat_t)
 	if !ok {
-		return fmt.Errorf("cannot tell who owns the control socket %s", ep.Path)
+		return fmt.Errorf("Cannot tell who owns the control socket %s, so nothing was sent to it. Check it with \"ls -ln %s\".", ep.Path, ep.Path)
 	}
 	if !ep.trusts(st.Uid) {
 		return &OwnerError{Path: ep.Path, UID: st.Uid, ep: ep}
@@ -129,7 +129,7 @@ func checkPeer(ep Endpoint, conn net.Conn) error {
 func peerCredentials(ep Endpoint, conn net.Conn) (*unix.Ucred, error) {
 	sc, ok := conn.(syscall.Conn)
 	if !ok {
-		return nil, fmt.Errorf("%s is not a Unix socket", ep.Path)
+		return nil, fmt.Errorf("%s is not a Unix socket; set control.path to the daemon's socket", ep.Path)
 	}
 	raw, err := sc.SyscallConn()
 	if err != nil {
@@ -143,7 +143,7 @@ func peerCredentials(ep Endpoint, conn net.Conn) (*unix.Ucred, error) {
 		return nil, err
 	}
 	if credErr != nil {
-		return nil, fmt.Errorf("cannot tell who runs the daemon at %s: %w", ep.Path, credErr)
+		return nil, fmt.Errorf("Cannot tell who runs the daemon at %s (%w), so nothing was sent to it. Check the process listening there with \"ss -xlp | grep %s\".", ep.Path, credErr, ep.Path)
 	}
 	return cred, nil
 }
