@@ -224,19 +224,19 @@ func TestCrashAtAnyDeployStepLeavesNothingUntracked(t *testing.T) {
 	steps := []step{
 		{"companions started", func(t *testing.T, d *testDaemon) {
 			d.deployInBackground("v2")
-			waitUntil(t, "the companion of v2 to start", 10*time.Second, func() bool {
+			waitUntil(t, "the companion of v2 to start", 30*time.Second, func() bool {
 				return sawEvent(d, "process started", started("worker", "v2"))
 			})
 		}},
 		{"web started", func(t *testing.T, d *testDaemon) {
 			d.deployInBackground("v2")
-			waitUntil(t, "the web process of v2 to start", 10*time.Second, func() bool {
+			waitUntil(t, "the web process of v2 to start", 30*time.Second, func() bool {
 				return sawEvent(d, "process started", started("web", "v2"))
 			})
 		}},
 		{"during the health check", func(t *testing.T, d *testDaemon) {
 			d.deployInBackground("v2")
-			waitUntil(t, "a failed health probe of v2", 10*time.Second, func() bool {
+			waitUntil(t, "a failed health probe of v2", 30*time.Second, func() bool {
 				_, err := os.Stat(filepath.Join(d.dir, "releases", "v2", "ready.probed"))
 				return err == nil
 			})
@@ -244,14 +244,14 @@ func TestCrashAtAnyDeployStepLeavesNothingUntracked(t *testing.T) {
 		{"right after the switch", func(t *testing.T, d *testDaemon) {
 			os.WriteFile(filepath.Join(d.releaseDir("v2", false), "ready"), nil, 0o644)
 			d.deployInBackground("v2")
-			waitUntil(t, "the switch to v2", 10*time.Second, func() bool {
+			waitUntil(t, "the switch to v2", 30*time.Second, func() bool {
 				return sawEvent(d, "traffic switched", switched("v2"))
 			})
 		}},
 		{"while the old singleton's quiet hook runs", func(t *testing.T, d *testDaemon) {
 			os.WriteFile(filepath.Join(d.releaseDir("v2", false), "ready"), nil, 0o644)
 			d.deployInBackground("v2")
-			waitUntil(t, "the quiet hook of v1's singleton", 10*time.Second, func() bool {
+			waitUntil(t, "the quiet hook of v1's singleton", 30*time.Second, func() bool {
 				_, err := os.Stat(filepath.Join(d.dir, "releases", "v1", "hook-quiet"))
 				return err == nil
 			})
@@ -259,23 +259,23 @@ func TestCrashAtAnyDeployStepLeavesNothingUntracked(t *testing.T) {
 		{"during the drain", func(t *testing.T, d *testDaemon) {
 			// A slow request holds v1's drain; its worker's drain hook runs.
 			go holdRequest(d.url("/slow?ms=20000"))
-			waitUntil(t, "the slow request to reach v1", 10*time.Second, func() bool {
+			waitUntil(t, "the slow request to reach v1", 30*time.Second, func() bool {
 				return release(d.status(), "v1")["connectionCount"] == float64(1)
 			})
 			os.WriteFile(filepath.Join(d.releaseDir("v2", false), "ready"), nil, 0o644)
 			d.deployInBackground("v2")
-			waitUntil(t, "the drain hook of v1's worker", 10*time.Second, func() bool {
+			waitUntil(t, "the drain hook of v1's worker", 30*time.Second, func() bool {
 				_, err := os.Stat(filepath.Join(d.dir, "releases", "v1", "hook-drain"))
 				return err == nil && sawEvent(d, "process started", started("cron", "v2"))
 			})
 		}},
 		{"draining a superseded instance of the same id", func(t *testing.T, d *testDaemon) {
 			go holdRequest(d.url("/slow?ms=20000"))
-			waitUntil(t, "the slow request to reach v1", 10*time.Second, func() bool {
+			waitUntil(t, "the slow request to reach v1", 30*time.Second, func() bool {
 				return release(d.status(), "v1")["connectionCount"] == float64(1)
 			})
 			d.deployInBackground("v1")
-			waitUntil(t, "the superseded v1 to drain", 10*time.Second, func() bool {
+			waitUntil(t, "the superseded v1 to drain", 30*time.Second, func() bool {
 				_, err := os.Stat(filepath.Join(d.dir, "releases", "v1", "hook-drain"))
 				return err == nil && sawEvent(d, "traffic switched", map[string]string{"previousReleaseId": "v1", "releaseId": "v1"})
 			})

@@ -62,6 +62,8 @@ func TestFollowAcrossADeploy(t *testing.T) {
 	logs, logsOut, _ := d.startCLI("logs", "--follow", "--process", "ticker")
 	events, eventsOut, _ := d.startCLI("events", "--follow", "--json", "--limit", "1")
 	waitUntil(t, "live v1 output", 10*time.Second, func() bool { return strings.Contains(logsOut.String(), "== ticker [release v1] ==") })
+	// The events follower has attached once its replay (one event) is out.
+	waitUntil(t, "the replayed event", 10*time.Second, func() bool { return strings.Contains(eventsOut.String(), "\n") })
 	d.deploy("v2")
 	waitUntil(t, "live v2 output", 10*time.Second, func() bool {
 		return regexp.MustCompile(`(?s)== ticker \[release v2\] ==\n  \S+ \[stdout\] tick 1\n.*tick 3\n`).MatchString(logsOut.String())

@@ -319,7 +319,7 @@ func TestOperationsQueuedBehindShutdownAreRefused(t *testing.T) {
     `+webProcess+`]`)
 	d.deploy("v1")
 	d.deploy("v2")
-	waitUntil(t, "v1 to drain", 10*time.Second, func() bool {
+	waitUntil(t, "v1 to drain", 30*time.Second, func() bool {
 		return strings.Contains(d.stdout.String(), `"message":"release drained"`)
 	})
 	signals += "-v2"
