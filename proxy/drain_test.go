@@ -65,14 +65,7 @@ func (k *keepAliveClient) closedAt(t *testing.T) time.Time {
 // returns once every connection is gone.
 func TestDrainAnswersRequestsOnIdleKeepAliveConnections(t *testing.T) {
 	u := newUpstream(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
-	p := New(Options{})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go p.Serve(ln)
-	t.Cleanup(func() { p.Shutdown(0) })
-	p.SetActive(u.target(p, "v1"))
+	p, ln := servingProxy(t, u)
 	early := newKeepAliveClient(t, ln.Addr().String())
 	late := newKeepAliveClient(t, ln.Addr().String())
 	silent := newKeepAliveClient(t, ln.Addr().String())
@@ -114,14 +107,7 @@ func TestDrainAnswersRequestsOnIdleKeepAliveConnections(t *testing.T) {
 // The grace period for idle connections never outlasts the drain.
 func TestDrainEndsIdleConnectionsAtItsDeadline(t *testing.T) {
 	u := newUpstream(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
-	p := New(Options{})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go p.Serve(ln)
-	t.Cleanup(func() { p.Shutdown(0) })
-	p.SetActive(u.target(p, "v1"))
+	p, ln := servingProxy(t, u)
 	k := newKeepAliveClient(t, ln.Addr().String())
 	ln.Close()
 	start := time.Now()
@@ -148,14 +134,7 @@ func TestDrainKeepsWebSocketHandshakesIntact(t *testing.T) {
 		}
 		io.WriteString(w, "ok")
 	})
-	p := New(Options{})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go p.Serve(ln)
-	t.Cleanup(func() { p.Shutdown(0) })
-	p.SetActive(u.target(p, "v1"))
+	p, ln := servingProxy(t, u)
 	k := newKeepAliveClient(t, ln.Addr().String())
 	ln.Close()
 	go p.Drain(30 * time.Second)
@@ -173,4 +152,19 @@ func TestDrainKeepsWebSocketHandshakesIntact(t *testing.T) {
 	if line, err := k.br.ReadString('\n'); line != "ping\n" {
 		t.Fatalf("echo %q %v", line, err)
 	}
+}
+
+// servingProxy serves a proxy on a loopback listener, with u active; the
+// caller closes the listener as a retiring owner does.
+func servingProxy(t *testing.T, u *upstream) (*Proxy, net.Listener) {
+	t.Helper()
+	p := New(Options{})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go p.Serve(ln)
+	t.Cleanup(func() { p.Shutdown(0) })
+	p.SetActive(u.target(p, "v1"))
+	return p, ln
 }

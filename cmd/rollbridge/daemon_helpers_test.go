@@ -408,17 +408,23 @@ func startTraffic(base string, clients ...trafficClient) *traffic {
 						err = fmt.Errorf("HTTP %d", resp.StatusCode)
 					}
 				}
-				if err != nil {
-					tr.mu.Lock()
-					tr.failures = append(tr.failures, trafficFailure{time.Now(), err.Error()})
-					tr.mu.Unlock()
-					continue
-				}
-				tr.ok.Add(1)
+				tr.record(err)
 			}
 		}()
 	}
 	return tr
+}
+
+// record counts the outcome of one request: a success, or a failure
+// with its time.
+func (tr *traffic) record(err error) {
+	if err == nil {
+		tr.ok.Add(1)
+		return
+	}
+	tr.mu.Lock()
+	tr.failures = append(tr.failures, trafficFailure{time.Now(), err.Error()})
+	tr.mu.Unlock()
 }
 
 // waitFor waits until n more requests than now have succeeded.

@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -16,18 +15,14 @@ import (
 // closes counts as failed. A client opens a new connection only after an
 // answer with Connection: close, or after a failure.
 type keepAliveTraffic struct {
-	done       chan struct{}
-	wg         sync.WaitGroup
-	ok         atomic.Int64
+	*traffic
 	reconnects atomic.Int64 // answers with Connection: close
-	mu         sync.Mutex
-	failures   []trafficFailure
 }
 
 // startKeepAliveTraffic runs conns clients against addr, each sending
 // GET path every interval.
 func startKeepAliveTraffic(addr, path string, conns int, interval time.Duration) *keepAliveTraffic {
-	tr := &keepAliveTraffic{done: make(chan struct{})}
+	tr := &keepAliveTraffic{traffic: &traffic{done: make(chan struct{})}}
 	for range conns {
 		tr.wg.Add(1)
 		go func() {
@@ -64,35 +59,15 @@ func startKeepAliveTraffic(addr, path string, conns int, interval time.Duration)
 					}
 					return err
 				}()
-				if err != nil {
-					if c != nil {
-						c.Close()
-						c = nil
-					}
-					tr.mu.Lock()
-					tr.failures = append(tr.failures, trafficFailure{time.Now(), err.Error()})
-					tr.mu.Unlock()
-					continue
+				if err != nil && c != nil {
+					c.Close()
+					c = nil
 				}
-				tr.ok.Add(1)
+				tr.record(err)
 			}
 		}()
 	}
 	return tr
-}
-
-// waitFor waits until n more requests than now have succeeded.
-func (tr *keepAliveTraffic) waitFor(t *testing.T, what string, n int64) {
-	t.Helper()
-	before := tr.ok.Load()
-	waitUntil(t, what, 10*time.Second, func() bool { return tr.ok.Load() > before+n })
-}
-
-// stop ends the clients and returns the failures.
-func (tr *keepAliveTraffic) stop() []trafficFailure {
-	close(tr.done)
-	tr.wg.Wait()
-	return tr.failures
 }
 
 // Three takeovers in a row under keep-alive load from clients that never
