@@ -172,7 +172,10 @@ func (p *Proxy) closeIdle(drainStart time.Time) {
 }
 
 // connState notes when a client connection becomes idle (accepted, or
-// its last answer sent) and when it carries a request again.
+// its last answer sent) and when it carries a request again. Only a
+// drain reads the time (its grace counts from the drain's start at the
+// earliest), so outside one the request path does not ask the clock:
+// idleBeforeDrain just marks the connection idle.
 func (p *Proxy) connState(nc net.Conn, state http.ConnState) {
 	c, ok := nc.(*trackedConn)
 	if !ok {
@@ -180,11 +183,19 @@ func (p *Proxy) connState(nc net.Conn, state http.ConnState) {
 	}
 	switch state {
 	case http.StateNew, http.StateIdle:
-		c.idleSince.Store(time.Now().UnixNano())
+		since := idleBeforeDrain
+		if p.draining.Load() {
+			since = time.Now().UnixNano()
+		}
+		c.idleSince.Store(since)
 	case http.StateActive, http.StateHijacked:
 		c.idleSince.Store(0)
 	}
 }
+
+// idleBeforeDrain is idleSince of a connection that became idle before a
+// drain began: earlier than any drain start.
+const idleBeforeDrain int64 = 1
 
 func (p *Proxy) idle() bool {
 	p.mu.Lock()
@@ -487,11 +498,20 @@ func (c *trackedConn) unread() bool {
 	// Control, not Read: Read would wait for the lock held by net/http's
 	// blocked read. A non-blocking peek consumes nothing.
 	raw.Control(func(fd uintptr) {
-		var b [1]byte
-		n, _, errno := unix.RawSyscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b[0])), 1, unix.MSG_PEEK|unix.MSG_DONTWAIT, 0, 0)
+		n, errno := peekByte(fd)
 		waiting = errno == 0 && n > 0
 	})
 	return waiting
+}
+
+// peekByte looks at the next byte waiting on socket fd without consuming
+// it and without waiting: n is 1 when a byte waits, 0 at end of stream,
+// errno EAGAIN when nothing is there. recvfrom is called without a source
+// address: unix.Recvfrom would allocate one on every call.
+func peekByte(fd uintptr) (n uintptr, errno syscall.Errno) {
+	var b [1]byte
+	n, _, errno = unix.RawSyscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b[0])), 1, unix.MSG_PEEK|unix.MSG_DONTWAIT, 0, 0)
+	return n, errno
 }
 
 func (c *trackedConn) Close() error {

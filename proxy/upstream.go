@@ -16,7 +16,6 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -274,10 +273,7 @@ func (p *connPool) dial(ctx context.Context) (*upConn, error) {
 			return nil, err
 		}
 		uc.peek = func(fd uintptr) bool {
-			// recvfrom without a source address: unix.Recvfrom would
-			// allocate one on every call. MSG_DONTWAIT never blocks.
-			var b [1]byte
-			_, _, errno := unix.RawSyscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b[0])), 1, unix.MSG_PEEK|unix.MSG_DONTWAIT, 0, 0)
+			_, errno := peekByte(fd)
 			uc.alive = errno == unix.EAGAIN || errno == unix.EWOULDBLOCK
 			return true // never wait for data
 		}
