@@ -1,7 +1,7 @@
 package main
 
 import (
-	"bufio"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -70,21 +70,15 @@ func (p stoppingProcess) String() string {
 // call sends request and waits for its answer, for at most the bound
 // once the work has begun.
 func (w *stopWait) call(request []byte) ([]byte, error) {
-	conn, err := control.Dial(w.ep)
-	if err != nil {
-		return nil, err
-	}
-	defer conn.Close() // also ends the reader below when the wait is given up
-	if _, err := conn.Write(append(append([]byte(nil), request...), '\n')); err != nil {
-		return nil, fmt.Errorf("Rollbridge daemon at %s closed the connection without a response", w.ep.Path)
-	}
+	ctx, giveUp := context.WithCancel(context.Background())
+	defer giveUp()
 	type answer struct {
 		raw []byte
 		err error
 	}
 	answered := make(chan answer, 1)
 	go func() {
-		raw, err := control.ReadResponse(bufio.NewReader(conn), w.ep.Path)
+		raw, err := control.CallContext(ctx, w.ep, request)
 		answered <- answer{raw, err}
 	}()
 	sent := time.Now()
@@ -101,6 +95,8 @@ func (w *stopWait) call(request []byte) ([]byte, error) {
 				started, began = true, now
 			}
 			if started && w.bounded && now.Sub(began) > w.bound {
+				giveUp()
+				<-answered
 				return nil, w.timedOut()
 			}
 			if now.After(nextNote) {

@@ -3,6 +3,7 @@ package control
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -27,23 +28,32 @@ const ReadTimeout = 30 * time.Second
 // <path>, a closed connection, an invalid or error response, or the
 // refusal of an untrusted socket (see Endpoint).
 func Call(ep Endpoint, request []byte, readTimeout time.Duration) ([]byte, error) {
+	ctx := context.Background()
+	if readTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, readTimeout)
+		defer cancel()
+	}
+	return CallContext(ctx, ep, request)
+}
+
+// CallContext is Call with the wait for the answer bounded by ctx
+// instead of a read timeout: when ctx ends first, the connection is
+// closed and the error is a *TimeoutError. The connect timeout applies
+// as for Call.
+func CallContext(ctx context.Context, ep Endpoint, request []byte) ([]byte, error) {
 	path := ep.Path
 	conn, err := Dial(ep)
 	if err != nil {
 		return nil, err
 	}
 	defer conn.Close()
-	if readTimeout > 0 {
-		_ = conn.SetReadDeadline(time.Now().Add(readTimeout))
-	}
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetReadDeadline(time.Unix(1, 0)) })
+	defer stop()
 	if _, err := conn.Write(append(append([]byte(nil), request...), '\n')); err != nil {
 		return nil, fmt.Errorf("Rollbridge daemon at %s closed the connection without a response", path)
 	}
-	line, err := ReadResponse(bufio.NewReader(conn), path)
-	if err != nil {
-		return nil, err
-	}
-	return line, nil
+	return ReadResponse(bufio.NewReader(conn), path)
 }
 
 // CallWithFiles is Call for a request whose reply may carry files
