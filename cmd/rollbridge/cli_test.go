@@ -88,7 +88,7 @@ func TestVersionAndHelp(t *testing.T) {
 	for _, args := range [][]string{{"validate", "--help"}, {"help", "validate"}, {"validate", "-h", "--bogus"}} {
 		r := rollbridge(t, dir, args...)
 		if r.code != 0 || !strings.Contains(r.stdout, "Parse the config and report all errors without starting the daemon.") ||
-			!strings.Contains(r.stdout, "-c, --config <path>  Config file path (defaults to rollbridge.js)") {
+			!strings.Contains(r.stdout, "-c, --config <path>  Config file path (defaults to $ROLLBRIDGE_CONFIG, then rollbridge.js)") {
 			t.Errorf("%v: %+v", args, r)
 		}
 	}

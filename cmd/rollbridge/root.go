@@ -177,7 +177,7 @@ const argPlaceholder = "rollbridge-arg"
 
 // addConfigFlag adds -c/--config, present on every command but completion.
 func addConfigFlag(cmd *cobra.Command, dst *string) {
-	cmd.Flags().StringVarP(dst, "config", "c", "", "Config file path (defaults to rollbridge.js)")
+	cmd.Flags().StringVarP(dst, "config", "c", "", "Config file path (defaults to $ROLLBRIDGE_CONFIG, then rollbridge.js)")
 	setPlaceholder(cmd, "config", "<path>")
 }
 
