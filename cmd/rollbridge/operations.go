@@ -10,7 +10,9 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// relayShowing is relay with the command's progress shown on a terminal.
+// relayShowing loads the config, sends one request and prints the reply,
+// showing the command's progress on a terminal. readTimeout 0 suits
+// mutating commands, which run as long as their stop sequences take.
 func relayShowing(cmd *cobra.Command, configPath string, readTimeout time.Duration, showProgress bool, request func() []byte) error {
 	plan, err := loadPlan(cmd, configPath)
 	if err != nil {
@@ -66,11 +68,25 @@ func newStopCommand() *cobra.Command {
 			if cmd.Flags().Changed("release-id") {
 				id = releaseID
 			}
+			// A confirmed stop names the release the person agreed to stop,
+			// so an operation queued before it that activates another
+			// release does not turn it into a stop of that one.
+			confirmed := ""
 			var confirm func([]byte) error
 			if !yes {
-				confirm = activeStopConfirmation(cmd.InOrStdin(), cmd.ErrOrStderr(), id)
+				ask := activeStopConfirmation(cmd.InOrStdin(), cmd.ErrOrStderr(), id)
+				confirm = func(status []byte) (err error) {
+					confirmed, err = ask(status)
+					return err
+				}
 			}
-			return relayStop(cmd, configPath, socket, releaseStopWait(id), optionalReleaseRequest(cmd, "stop", releaseID), confirm)
+			request := func() []byte {
+				if confirmed != "" {
+					return control.SortedRequest("stop", jsconfig.Field{Key: "releaseId", Value: confirmed})
+				}
+				return optionalReleaseRequest(cmd, "stop", releaseID)
+			}
+			return relayStop(cmd, configPath, socket, releaseStopWait(id), request, confirm)
 		},
 	}
 	addConfigFlag(cmd, &configPath)

@@ -35,7 +35,7 @@ func newShutdownCommand() *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			// A truthful shutdown takes as long as the slowest graceful stop:
 			// the wait is bounded by the config's longest stop sequence.
-			return relayStop(cmd, configPath, socket, shutdownWait, control.SortedRequest("shutdown"), nil)
+			return relayStop(cmd, configPath, socket, shutdownWait, func() []byte { return control.SortedRequest("shutdown") }, nil)
 		},
 	}
 	addConfigFlag(cmd, &configPath)

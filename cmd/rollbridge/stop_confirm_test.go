@@ -4,6 +4,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -126,5 +127,58 @@ func TestStopAsksBeforeStoppingTheActiveRelease(t *testing.T) {
 	}
 	if code, _ := d.get("/release"); code != 503 {
 		t.Errorf("after the accepted stop the site answered %d, want 503", code)
+	}
+}
+
+// A confirmed stop stops the release the person agreed to stop: when a
+// deploy queued before it activates another release, that release keeps
+// serving (a plain stop would have taken it down).
+func TestConfirmedStopStopsTheConfirmedRelease(t *testing.T) {
+	d := startDaemon(t, `processes: [{id: "web", policy: "proxied", command: "exec FIXTURE -listen", port: {from: 20000, to: 20999}, health: {startDelayMs: 3000, intervalMs: 20}}]`)
+	if r := d.deploy("v1"); r.code != 0 {
+		t.Fatalf("deploy v1: %+v", r)
+	}
+	rel := filepath.Join(d.dir, "releases", "v2")
+	os.MkdirAll(rel, 0o755)
+	deployed := make(chan result, 1)
+	go func() {
+		deployed <- rollbridge(t, d.dir, "deploy", "-c", d.config, "--release-path", rel, "--release-id", "v2")
+	}()
+	// The release shows in status only once it is switched to; its
+	// events show it starting.
+	waitUntil(t, "deploy v2 to start its web process", 10*time.Second, func() bool {
+		for _, e := range d.events() {
+			if data, _ := e["data"].(map[string]any); e["message"] == "process started" && data["releaseId"] == "v2" {
+				return true
+			}
+		}
+		return false
+	})
+	ctl, term := openPTY(t)
+	seen := &syncBuffer{}
+	go io.Copy(seen, ctl)
+	cmd := exec.Command(binary, "stop", "-c", d.config)
+	cmd.Dir = d.dir
+	var stdout strings.Builder
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = term, &stdout, term
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the question", 10*time.Second, func() bool { return strings.Contains(seen.String(), "Stop release v1? [y/N] ") })
+	io.WriteString(ctl, "y\n")
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("stop: %v\n%s", err, seen.String())
+	}
+	if r := <-deployed; r.code != 0 {
+		t.Fatalf("deploy v2: %+v", r)
+	}
+	if !strings.Contains(stdout.String(), `"activeReleaseId": "v2"`) {
+		t.Errorf("the stop's reply: %s", stdout.String())
+	}
+	if code, body := d.get("/release"); code != 200 || body != "v2" {
+		t.Errorf("after the confirmed stop of v1 the site answered %d %q, want v2 serving", code, body)
+	}
+	if s := d.status(); release(s, "v1")["state"] != "stopped" {
+		t.Errorf("v1 is %v, want stopped", release(s, "v1")["state"])
 	}
 }

@@ -201,10 +201,10 @@ func statusProcesses(raw []byte, release string, daemonWide bool) []stoppingProc
 }
 
 // relayStop loads the config (or takes --socket), lists what the command
-// will stop, lets confirm refuse it (nil: no question), sends it and
-// prints the reply, waiting at most the config's bound; without a config
+// will stop, lets confirm refuse it (nil: no question), sends the request
+// built after that and prints the reply, waiting at most the config's bound; without a config
 // the wait has no bound and says every progressEvery what it waits for.
-func relayStop(cmd *cobra.Command, configPath, socket string, plan func(*jsconfig.Plan, control.Endpoint, []byte) stopWait, request []byte, confirm func(status []byte) error) error {
+func relayStop(cmd *cobra.Command, configPath, socket string, plan func(*jsconfig.Plan, control.Endpoint, []byte) stopWait, request func() []byte, confirm func(status []byte) error) error {
 	ep, p, err := daemonTarget(cmd, configPath, socket)
 	if err != nil {
 		return err
@@ -220,7 +220,7 @@ func relayStop(cmd *cobra.Command, configPath, socket string, plan func(*jsconfi
 	w := plan(p, ep, status)
 	w.ep, w.stderr = ep, cmd.ErrOrStderr()
 	w.showProgress = isTerminal(cmd.ErrOrStderr())
-	raw, err := w.call(request)
+	raw, err := w.call(request())
 	if err != nil {
 		return err
 	}
