@@ -88,12 +88,16 @@ func TestVersionAndHelp(t *testing.T) {
 	for _, args := range [][]string{{"validate", "--help"}, {"help", "validate"}, {"validate", "-h", "--bogus"}} {
 		r := rollbridge(t, dir, args...)
 		if r.code != 0 || !strings.Contains(r.stdout, "Parse the config and report all errors without starting the daemon.") ||
-			!strings.Contains(r.stdout, "-c, --config <path>  Config file path (defaults to rollbridge.js)") {
+			!strings.Contains(r.stdout, "-c, --config <path>  Config file path (defaults to $ROLLBRIDGE_CONFIG, then rollbridge.js)") {
 			t.Errorf("%v: %+v", args, r)
 		}
 	}
-	if r := rollbridge(t, dir, "help", "nope"); r.code != 1 || r.stdout != "" || r.stderr != bare.stderr {
+	// An unknown topic is an unknown command, with commander's suggestion.
+	if r := rollbridge(t, dir, "help", "nope"); r.code != 1 || r.stdout != "" || r.stderr != "error: unknown command 'nope'\n\n"+bare.stderr {
 		t.Errorf("help for an unknown command: %+v", r)
+	}
+	if r := rollbridge(t, dir, "help", "stauts"); r.code != 1 || r.stdout != "" || r.stderr != "error: unknown command 'stauts'\n(Did you mean status?)\n\n"+bare.stderr {
+		t.Errorf("help for a mistyped command: %+v", r)
 	}
 }
 
@@ -112,7 +116,8 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"validate", "-x"}, "error: unknown option '-x'\n\n"},
 		{[]string{"validate", "-c"}, "error: option '-c, --config <path>' argument missing\n\n"},
 		{[]string{"validate", "--config"}, "error: option '-c, --config <path>' argument missing\n\n"},
-		{[]string{"-c", "x.js", "validate"}, "error: unknown option '-c'\n\n"},
+		{[]string{"-c", "x.js", "nope"}, "error: unknown option '-c'\n\n"},
+		{[]string{"--json", "status"}, "error: unknown option '--json'\n\n"},
 		{[]string{"completion"}, "error: missing required argument 'shell'\n\n"},
 	} {
 		r := rollbridge(t, dir, tc.args...)
@@ -154,7 +159,7 @@ func TestValidateDefaultLookup(t *testing.T) {
 	if r := rollbridge(t, dir, "validate"); r.code != 0 || r.stdout != dir+"/rollbridge.js is valid: 1 process, proxy on 127.0.0.1:8182.\n" {
 		t.Errorf("default config: %+v", r)
 	}
-	if r := rollbridge(t, dir, "validate", "--json=true", "extra", "words"); r.code != 0 || !strings.Contains(r.stdout, `"application": "`+app+`"`) {
+	if r := rollbridge(t, dir, "validate", "--json=true"); r.code != 0 || !strings.Contains(r.stdout, `"application": "`+app+`"`) {
 		t.Errorf("default config --json: %+v", r)
 	}
 	// A relative --config is printed as typed.

@@ -18,6 +18,9 @@ func newCompletionCommand(stderr io.Writer) *cobra.Command {
 			if len(args) == 0 {
 				return &usageError{cmd: cmd, text: "missing required argument 'shell'"}
 			}
+			if len(args) > 1 {
+				return fmt.Errorf("unexpected argument %q: %q takes one shell name.", args[1], "rollbridge completion")
+			}
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {

@@ -33,8 +33,10 @@ func TestCompletion(t *testing.T) {
 			t.Errorf("completion %s: %+v", shell, r)
 		}
 	}
-	if r := rollbridge(t, dir, "completion", "bash", "extra"); r.code != 0 || r.stdout != bash.stdout {
-		t.Errorf("extra arguments are ignored: code %d", r.code)
+	// A second word is refused, as stray words are by every command.
+	if r := rollbridge(t, dir, "completion", "bash", "extra"); r.code != 1 || r.stdout != "" ||
+		r.stderr != "Error: unexpected argument \"extra\": \"rollbridge completion\" takes one shell name.\n" {
+		t.Errorf("completion bash extra: %+v", r)
 	}
 
 	bashScript := filepath.Join(dir, "completion.bash")

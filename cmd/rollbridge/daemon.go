@@ -35,7 +35,7 @@ func newDaemonCommand() *cobra.Command {
 	var boot bootFlags
 	cmd := &cobra.Command{
 		Use:   "daemon",
-		Short: "",
+		Short: "Run the supervisor in the foreground: the proxy, the control socket and the managed processes.",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			// Read and drop at once: the config and the managed processes
 			// inherit the daemon's environment.
@@ -43,7 +43,8 @@ func newDaemonCommand() *cobra.Command {
 			os.Unsetenv(engine.EnsuredPIDFileEnv)
 			tuneDaemonProcess()
 			boot.setFrom(cmd)
-			bootstrap, err := boot.validate(configPath, cmd.Flags().Changed("config"))
+			config := chooseConfig(cmd, configPath)
+			bootstrap, err := boot.validate(config.path, config.given)
 			if err != nil {
 				return err
 			}
@@ -51,7 +52,7 @@ func newDaemonCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			loc, err := jsconfig.Locate(configPath, cmd.Flags().Changed("config"), cwd)
+			loc, err := jsconfig.Locate(config.path, config.given, cwd)
 			if err != nil {
 				return err
 			}

@@ -74,7 +74,7 @@ func TestDeploySwitchesTrafficAndShutsDown(t *testing.T) {
 	d.shutdown()
 
 	// The socket is gone and a new daemon starts at once with the same config.
-	if r := rollbridge(t, d.dir, "status", "-c", d.config); r.code != 1 || r.stderr != "Error: connect ENOENT "+d.sock+"\n" {
+	if r := rollbridge(t, d.dir, "status", "-c", d.config); r.code != 1 || r.stderr != "Error: connect ENOENT "+d.sock+"\nNo daemon is running on this socket. Start one with \"rollbridge ensure-daemon -c "+d.config+"\".\n" {
 		t.Fatalf("status after shutdown: %+v", r)
 	}
 	d.start()

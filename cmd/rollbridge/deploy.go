@@ -80,7 +80,8 @@ func newDeployCommand() *cobra.Command {
 	var ensure bool
 	var daemon daemonStartFlags
 	cmd := &cobra.Command{
-		Use: "deploy",
+		Use:   "deploy",
+		Short: "Deploy a release: start it, health-check its web process, switch traffic to it, drain the previous one.",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if !cmd.Flags().Changed("release-path") {
 				return &usageError{cmd: cmd, text: "required option '--release-path <path>' not specified"}
@@ -113,7 +114,7 @@ func newDeployCommand() *cobra.Command {
 		},
 	}
 	addConfigFlag(cmd, &configPath)
-	cmd.Flags().StringVar(&releasePath, "release-path", "", "Release path")
+	cmd.Flags().StringVar(&releasePath, "release-path", "", "Release path (required)")
 	cmd.Flags().StringVar(&releaseID, "release-id", "", "Release id")
 	cmd.Flags().StringVar(&revision, "revision", "", "Revision")
 	cmd.Flags().BoolVar(&ensure, "ensure-daemon", false, "Start the Rollbridge daemon if it is not already running")

@@ -17,7 +17,8 @@ func newDoctorCommand() *cobra.Command {
 		Short: "Check the environment before starting the daemon: config, control socket, and proxy port.",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts := jsconfig.Options{Stdout: cmd.OutOrStdout(), Stderr: cmd.ErrOrStderr()}
-			v := checkConfig(configPath, cmd.Flags().Changed("config"), opts)
+			config := chooseConfig(cmd, configPath)
+			v := checkConfig(config.path, config.given, opts)
 			var checks []engine.Check
 			switch {
 			case v.path == nil:

@@ -6,14 +6,13 @@ import (
 	"fmt"
 	"math"
 
-	"github.com/rollbridge/rollbridge/engine"
 	"github.com/rollbridge/rollbridge/engine/control"
 	"github.com/rollbridge/rollbridge/jsconfig"
 	"github.com/spf13/cobra"
 )
 
 func newEventsCommand(stderr interface{ Write([]byte) (int, error) }) *cobra.Command {
-	var configPath, limit string
+	var configPath, socket, limit string
 	var asJSON, follows bool
 	cmd := &cobra.Command{
 		Use:   "events",
@@ -28,16 +27,16 @@ func newEventsCommand(stderr interface{ Write([]byte) (int, error) }) *cobra.Com
 				}
 				fields = append(fields, jsconfig.Field{Key: "limit", Value: jsconfig.Number(n)})
 			}
-			plan, err := loadPlan(cmd, configPath)
+			ep, _, err := daemonTarget(cmd, configPath, socket)
 			if err != nil {
 				return err
 			}
 			if follows {
 				fields = append(fields, jsconfig.Field{Key: "streams", Value: []string{"events"}})
-				return follow(engine.ControlEndpoint(plan.Control), control.SortedRequest("follow", fields...),
+				return follow(ep, control.SortedRequest("follow", fields...),
 					&eventPrinter{out: cmd.OutOrStdout(), errOut: cmd.ErrOrStderr(), asJSON: asJSON})
 			}
-			raw, err := control.Call(engine.ControlEndpoint(plan.Control), control.SortedRequest("events", fields...), control.ReadTimeout)
+			raw, err := control.Call(ep, control.SortedRequest("events", fields...), control.ReadTimeout)
 			if err != nil {
 				return err
 			}
@@ -78,6 +77,7 @@ func newEventsCommand(stderr interface{ Write([]byte) (int, error) }) *cobra.Com
 		},
 	}
 	addConfigFlag(cmd, &configPath)
+	addSocketFlag(cmd, &socket)
 	cmd.Flags().StringVar(&limit, "limit", "", "Show only the most recent <count> events")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "Output machine-readable JSON")
 	cmd.Flags().BoolVar(&follows, "follow", false, "Keep printing new events as they are recorded (until interrupted)")

@@ -7,7 +7,6 @@ import (
 	"io"
 	"strings"
 
-	"github.com/rollbridge/rollbridge/engine"
 	"github.com/rollbridge/rollbridge/engine/control"
 	"github.com/rollbridge/rollbridge/jsconfig"
 	"github.com/spf13/cobra"
@@ -21,13 +20,13 @@ type logSource struct {
 }
 
 func newLogsCommand() *cobra.Command {
-	var configPath, process string
+	var configPath, socket, process string
 	var asJSON, follows bool
 	cmd := &cobra.Command{
 		Use:   "logs",
 		Short: "Print recent stdout/stderr captured from managed processes.",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			plan, err := loadPlan(cmd, configPath)
+			ep, _, err := daemonTarget(cmd, configPath, socket)
 			if err != nil {
 				return err
 			}
@@ -37,10 +36,10 @@ func newLogsCommand() *cobra.Command {
 				if filtered {
 					fields = append(fields, jsconfig.Field{Key: "processId", Value: process})
 				}
-				return follow(engine.ControlEndpoint(plan.Control), control.SortedRequest("follow", fields...),
+				return follow(ep, control.SortedRequest("follow", fields...),
 					&logPrinter{out: cmd.OutOrStdout(), errOut: cmd.ErrOrStderr(), asJSON: asJSON, process: process, filtered: filtered})
 			}
-			raw, err := control.Call(engine.ControlEndpoint(plan.Control), control.SortedRequest("status"), control.ReadTimeout)
+			raw, err := control.Call(ep, control.SortedRequest("status"), control.ReadTimeout)
 			if err != nil {
 				return err
 			}
@@ -77,6 +76,7 @@ func newLogsCommand() *cobra.Command {
 		},
 	}
 	addConfigFlag(cmd, &configPath)
+	addSocketFlag(cmd, &socket)
 	cmd.Flags().StringVar(&process, "process", "", "Only show logs for the process with this id")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "Output machine-readable JSON")
 	cmd.Flags().BoolVar(&follows, "follow", false, "Keep printing new output as it arrives (until interrupted)")

@@ -10,14 +10,9 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// relay loads the config, sends one request and prints the reply.
-// readTimeout 0 suits mutating commands, which run as long as their stop
-// sequences take.
-func relay(cmd *cobra.Command, configPath string, readTimeout time.Duration, request func() []byte) error {
-	return relayShowing(cmd, configPath, readTimeout, false, request)
-}
-
-// relayShowing is relay with the command's progress shown on a terminal.
+// relayShowing loads the config, sends one request and prints the reply,
+// showing the command's progress on a terminal. readTimeout 0 suits
+// mutating commands, which run as long as their stop sequences take.
 func relayShowing(cmd *cobra.Command, configPath string, readTimeout time.Duration, showProgress bool, request func() []byte) error {
 	plan, err := loadPlan(cmd, configPath)
 	if err != nil {
@@ -63,19 +58,41 @@ func optionalReleaseRequest(cmd *cobra.Command, command, releaseID string) []byt
 }
 
 func newStopCommand() *cobra.Command {
-	var configPath, releaseID string
+	var configPath, socket, releaseID string
+	var yes bool
 	cmd := &cobra.Command{
-		Use: "stop",
+		Use:   "stop",
+		Short: "Stop the active release (or --release-id) at once, without draining: the site answers 503 until the next deploy.",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			id := ""
 			if cmd.Flags().Changed("release-id") {
 				id = releaseID
 			}
-			return relayStop(cmd, configPath, releaseStopWait(id), optionalReleaseRequest(cmd, "stop", releaseID))
+			// A confirmed stop names the release the person agreed to stop,
+			// so an operation queued before it that activates another
+			// release does not turn it into a stop of that one.
+			confirmed := ""
+			var confirm func([]byte) error
+			if !yes {
+				ask := activeStopConfirmation(cmd.InOrStdin(), cmd.ErrOrStderr(), id)
+				confirm = func(status []byte) (err error) {
+					confirmed, err = ask(status)
+					return err
+				}
+			}
+			request := func() []byte {
+				if confirmed != "" {
+					return control.SortedRequest("stop", jsconfig.Field{Key: "releaseId", Value: confirmed})
+				}
+				return optionalReleaseRequest(cmd, "stop", releaseID)
+			}
+			return relayStop(cmd, configPath, socket, releaseStopWait(id), request, confirm)
 		},
 	}
 	addConfigFlag(cmd, &configPath)
 	cmd.Flags().StringVar(&releaseID, "release-id", "", "Release id")
+	cmd.Flags().BoolVarP(&yes, "yes", "y", false, "Stop the active release without asking (a terminal asks first; scripts are never asked)")
+	addSocketFlag(cmd, &socket)
 	setPlaceholder(cmd, "release-id", "<id>")
 	return cmd
 }

@@ -29,6 +29,7 @@ func (e *usageError) Error() string { return e.text }
 // run executes the CLI and returns the process exit code.
 func run(args []string, stdout, stderr io.Writer) int {
 	root := newRoot(stdout, stderr)
+	args = moveLeadingOptions(root, args)
 	root.SetArgs(args)
 	cmd, err := root.ExecuteC()
 	if isFlagError(err) {
@@ -55,6 +56,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	default:
 		fmt.Fprintf(stderr, "Error: %s\n", err.Error())
+		for _, hint := range errorHints(cmd, err) {
+			fmt.Fprintln(stderr, hint)
+		}
 		return 1
 	}
 }
@@ -67,8 +71,9 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 		Version:       version,
 		SilenceUsage:  true,
 		SilenceErrors: true,
-		// Options belong to the sub-command: `rollbridge -c x status` is an
-		// unknown option of the root (docs/cli.md#conventions-shared-by-every-command).
+		// Options belong to the sub-command; run moves those written before
+		// it (moveLeadingOptions), and any other is an unknown option of the
+		// root (docs/cli.md#conventions-shared-by-every-command).
 		TraverseChildren: true,
 		// The bare command prints help on stderr and fails, as in the
 		// Node.js rollbridge.
@@ -76,13 +81,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 			if len(args) == 0 {
 				return nil
 			}
-			var names []string
-			for _, c := range cmd.Commands() {
-				if c.IsAvailableCommand() || c.Name() == "help" {
-					names = append(names, c.Name())
-				}
-			}
-			return &usageError{cmd: cmd, text: "unknown command '" + args[0] + "'" + suggest(args[0], names)}
+			return unknownCommand(cmd, args[0])
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cmd.SetOut(stderr)
@@ -126,29 +125,47 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 		c.Flags().BoolP("help", "h", false, "display help for command")
 		c.SetFlagErrorFunc(flagError)
 		if c.Args == nil {
-			c.Args = cobra.ArbitraryArgs // extra words are ignored, as in the Node.js rollbridge
+			c.Args = noStrayArgs
 		}
 	}
 	root.Flags().BoolP("help", "h", false, "display help for command")
 	return root
 }
 
-// newHelpCommand is `help [command]`; an unknown topic prints the
-// top-level help on stderr and fails.
+// unknownCommand is the usage error for a word that names no command,
+// with commander's "did you mean".
+func unknownCommand(root *cobra.Command, word string) error {
+	var names []string
+	for _, c := range root.Commands() {
+		if c.IsAvailableCommand() || c.Name() == "help" {
+			names = append(names, c.Name())
+		}
+	}
+	return &usageError{cmd: root, text: "unknown command '" + word + "'" + suggest(word, names)}
+}
+
+// newHelpCommand is `help [command]`; an unknown topic is an unknown
+// command (the top-level help on stderr, exit 1).
 func newHelpCommand(root *cobra.Command, stderr io.Writer) *cobra.Command {
 	return &cobra.Command{
 		Use:   "help [command]",
 		Short: "display help for command",
-		Args:  cobra.ArbitraryArgs,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 1 {
+				return fmt.Errorf("unexpected argument %q: %q takes at most one command name.", args[1], "rollbridge help")
+			}
+			return nil
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			target, rest, err := root.Find(args)
 			if len(args) == 0 {
 				return root.Help()
 			}
-			if err != nil || target == root || len(rest) > 0 {
-				root.SetOut(stderr)
-				_ = root.Help()
-				return exitCode(1)
+			target := subcommand(root, args[0])
+			if target == nil || !target.IsAvailableCommand() {
+				if args[0] == "help" {
+					return cmd.Help()
+				}
+				return unknownCommand(root, args[0])
 			}
 			return target.Help()
 		},
@@ -160,7 +177,7 @@ const argPlaceholder = "rollbridge-arg"
 
 // addConfigFlag adds -c/--config, present on every command but completion.
 func addConfigFlag(cmd *cobra.Command, dst *string) {
-	cmd.Flags().StringVarP(dst, "config", "c", "", "Config file path (defaults to rollbridge.js)")
+	cmd.Flags().StringVarP(dst, "config", "c", "", "Config file path (defaults to $ROLLBRIDGE_CONFIG, then rollbridge.js)")
 	setPlaceholder(cmd, "config", "<path>")
 }
 

@@ -200,36 +200,47 @@ func statusProcesses(raw []byte, release string, daemonWide bool) []stoppingProc
 	return out
 }
 
-// relayStop loads the config, lists what the command will stop, sends it
-// and prints the reply, waiting at most the config's bound.
-func relayStop(cmd *cobra.Command, configPath string, plan func(*jsconfig.Plan, []byte) stopWait, request []byte) error {
-	p, err := loadPlan(cmd, configPath)
+// relayStop loads the config (or takes --socket), lists what the command
+// will stop, lets confirm refuse it (nil: no question), sends the request
+// built after that and prints the reply, waiting at most the config's bound; without a config
+// the wait has no bound and says every progressEvery what it waits for.
+func relayStop(cmd *cobra.Command, configPath, socket string, plan func(*jsconfig.Plan, control.Endpoint, []byte) stopWait, request func() []byte, confirm func(status []byte) error) error {
+	ep, p, err := daemonTarget(cmd, configPath, socket)
 	if err != nil {
 		return err
 	}
 	// What runs now, to say later what is still running; a daemon that
 	// does not answer status gets the command anyway (and its error).
-	ep := engine.ControlEndpoint(p.Control)
-	status, _ := control.Call(ep, control.SortedRequest("status"), control.ReadTimeout)
-	w := plan(p, status)
+	status, statusErr := control.Call(ep, control.SortedRequest("status"), control.ReadTimeout)
+	if confirm != nil && statusErr == nil {
+		if err := confirm(status); err != nil {
+			return err
+		}
+	}
+	w := plan(p, ep, status)
 	w.ep, w.stderr = ep, cmd.ErrOrStderr()
 	w.showProgress = isTerminal(cmd.ErrOrStderr())
-	raw, err := w.call(request)
+	raw, err := w.call(request())
 	if err != nil {
 		return err
 	}
 	return printPretty(cmd.OutOrStdout(), raw)
 }
 
-// shutdownWait bounds a shutdown: every process stops.
-func shutdownWait(p *jsconfig.Plan, status []byte) stopWait {
-	bound, bounded := engine.ShutdownBound(p)
-	return stopWait{what: "shutdown", bound: bound, bounded: bounded, procs: statusProcesses(status, "", true)}
+// shutdownWait bounds a shutdown: every process stops. Without a plan
+// (--socket) the stop sequences are unknown, so there is no bound.
+func shutdownWait(p *jsconfig.Plan, _ control.Endpoint, status []byte) stopWait {
+	w := stopWait{what: "shutdown", procs: statusProcesses(status, "", true)}
+	if p != nil {
+		w.bound, w.bounded = engine.ShutdownBound(p)
+	}
+	return w
 }
 
 // releaseStopWait bounds a stop of release id ("" for the active one).
-func releaseStopWait(id string) func(*jsconfig.Plan, []byte) stopWait {
-	return func(p *jsconfig.Plan, status []byte) stopWait {
+// Without a plan (--socket) the wait has no bound.
+func releaseStopWait(id string) func(*jsconfig.Plan, control.Endpoint, []byte) stopWait {
+	return func(p *jsconfig.Plan, ep control.Endpoint, status []byte) stopWait {
 		if id == "" {
 			var s struct {
 				Active string `json:"activeReleaseId"`
@@ -237,12 +248,13 @@ func releaseStopWait(id string) func(*jsconfig.Plan, []byte) stopWait {
 			json.Unmarshal(status, &s)
 			id = s.Active
 		}
-		bound, bounded := engine.ReleaseStopBound(p)
-		w := stopWait{what: "stop", bound: bound, bounded: bounded}
+		w := stopWait{what: "stop"}
+		if p != nil {
+			w.bound, w.bounded = engine.ReleaseStopBound(p)
+		}
 		if id != "" {
 			w.what = "stop of release " + id
 			w.procs = statusProcesses(status, id, false)
-			ep := engine.ControlEndpoint(p.Control)
 			before := releaseView(status, id)
 			w.begun = func() bool {
 				raw, err := control.Call(ep, control.SortedRequest("status"), control.ReadTimeout)

@@ -20,7 +20,8 @@ func newValidateCommand() *cobra.Command {
 			// A config's console output goes where the command's output goes,
 			// so console.log lands before the JSON, as with the reference.
 			opts := jsconfig.Options{Stdout: cmd.OutOrStdout(), Stderr: cmd.ErrOrStderr()}
-			r := checkConfig(configPath, cmd.Flags().Changed("config"), opts)
+			config := chooseConfig(cmd, configPath)
+			r := checkConfig(config.path, config.given, opts)
 			if asJSON {
 				return r.writeJSON(cmd.OutOrStdout())
 			}
