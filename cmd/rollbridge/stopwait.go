@@ -201,8 +201,10 @@ func statusProcesses(raw []byte, release string, daemonWide bool) []stoppingProc
 }
 
 // relayStop loads the config, lists what the command will stop, sends it
-// and prints the reply, waiting at most the config's bound.
-func relayStop(cmd *cobra.Command, configPath string, plan func(*jsconfig.Plan, []byte) stopWait, request []byte) error {
+// and prints the reply, waiting at most the config's bound; summarize,
+// when not nil, renders the reply for a person from the status before the
+// command and the reply.
+func relayStop(cmd *cobra.Command, configPath string, plan func(*jsconfig.Plan, []byte) stopWait, request []byte, summarize func(before, reply []byte) string) error {
 	p, err := loadPlan(cmd, configPath)
 	if err != nil {
 		return err
@@ -218,7 +220,10 @@ func relayStop(cmd *cobra.Command, configPath string, plan func(*jsconfig.Plan, 
 	if err != nil {
 		return err
 	}
-	return printPretty(cmd.OutOrStdout(), raw)
+	if summarize == nil {
+		return printPretty(cmd.OutOrStdout(), raw)
+	}
+	return printResult(cmd.OutOrStdout(), raw, func() string { return summarize(status, raw) })
 }
 
 // shutdownWait bounds a shutdown: every process stops.
