@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"time"
 
 	"github.com/rollbridge/rollbridge/engine"
 	"github.com/rollbridge/rollbridge/jsconfig"
@@ -71,7 +72,7 @@ func newDaemonCommand() *cobra.Command {
 			// (journald, files) it stays one JSON object per line.
 			logOut := cmd.OutOrStdout()
 			if isTerminal(logOut) {
-				logOut = &readableLog{out: logOut, pal: newPalette(logOut)}
+				logOut = &readableLog{out: logOut, pal: newPalette(logOut), zone: time.Local}
 			}
 			d := engine.New(engine.Options{
 				ConfigPath: plan.Path, Plan: plan, Identity: identity, LoadConfig: load,

@@ -13,19 +13,19 @@ import (
 // eventMessageWidth aligns the fields of event lines: most messages fit.
 const eventMessageWidth = 24
 
-// eventLine renders one event for a person: the local time (with the
+// eventLine renders one event for a person: the time in zone (with the
 // date when withDate), the message, and the data as key=value in the
 // daemon's key order:
 //
 //	08:12:03  deploy starting           releaseId=r2 releasePath=/srv/app/r2 revision=abc
-func eventLine(e eventEntry, pal palette, withDate bool) string {
+func eventLine(e eventEntry, pal palette, withDate bool, zone *time.Location) string {
 	var b strings.Builder
 	layout := "15:04:05"
 	if withDate {
 		layout = "2006-01-02 15:04:05"
 	}
 	if at, ok := parseISO(e.At); ok {
-		b.WriteString(pal.dim(at.Local().Format(layout)))
+		b.WriteString(pal.dim(at.In(zone).Format(layout)))
 	} else {
 		b.WriteString(e.At)
 	}
@@ -108,8 +108,9 @@ func dataFields(data json.RawMessage) []string {
 // not an event line (console output of the config's first load) passes
 // through as it is.
 type readableLog struct {
-	out io.Writer
-	pal palette
+	out  io.Writer
+	pal  palette
+	zone *time.Location // where the times are shown: time.Local
 
 	mu      sync.Mutex
 	partial []byte
@@ -127,7 +128,7 @@ func (w *readableLog) Write(p []byte) (int, error) {
 		line := w.partial[:i+1]
 		var e eventEntry
 		if json.Unmarshal(line, &e) == nil && e.Message != "" && e.At != "" {
-			line = []byte(eventLine(e, w.pal, false) + "\n")
+			line = []byte(eventLine(e, w.pal, false, w.zone) + "\n")
 		}
 		w.partial = w.partial[i+1:]
 		if _, err := w.out.Write(line); err != nil {
@@ -140,13 +141,14 @@ func (w *readableLog) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// eventsText renders the events command's list for a person.
+// eventsText renders the events command's list for a person, with times
+// in now's zone and the date on the events of other days.
 func eventsText(events []eventEntry, pal palette, now time.Time) string {
 	var b strings.Builder
 	for _, e := range events {
 		at, ok := parseISO(e.At)
-		sameDay := ok && at.Local().Format("2006-01-02") == now.Local().Format("2006-01-02")
-		b.WriteString(eventLine(e, pal, !sameDay) + "\n")
+		sameDay := ok && at.In(now.Location()).Format("2006-01-02") == now.Format("2006-01-02")
+		b.WriteString(eventLine(e, pal, !sameDay, now.Location()) + "\n")
 	}
 	return b.String()
 }

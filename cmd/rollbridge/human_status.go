@@ -244,7 +244,9 @@ func statusScreen(raw []byte, facts daemonFacts, plan *jsconfig.Plan, events []e
 	if notable := notableEvents(events, 5); len(notable) > 0 {
 		b.WriteString("\nRecent problems (all events: rollbridge events):\n")
 		for _, e := range notable {
-			b.WriteString("  " + eventLine(e, pal, false) + "\n")
+			at, _ := parseISO(e.At)
+			sameDay := at.In(now.Location()).Format("2006-01-02") == now.Format("2006-01-02")
+			b.WriteString("  " + eventLine(e, pal, !sameDay, now.Location()) + "\n")
 		}
 	}
 	return b.String(), nil
