@@ -61,7 +61,9 @@ func switchSummary(verb string, reply, status []byte, pal palette) string {
 	}
 	s := parsedStatus(status)
 	line := verb + " " + pal.bold(r.Active)
-	if rel := s.release(r.Active); rel != nil && rel.Revision != nil && *rel.Revision != "" {
+	// Without --revision the daemon records the release id as the
+	// revision: repeating it says nothing.
+	if rel := s.release(r.Active); rel != nil && rel.Revision != nil && *rel.Revision != "" && *rel.Revision != r.Active {
 		line += " (rev " + *rel.Revision + ")"
 	}
 	line += ": " + pal.green("active")
