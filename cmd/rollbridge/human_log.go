@@ -10,8 +10,9 @@ import (
 	"time"
 )
 
-// eventMessageWidth aligns the fields of event lines: most messages fit.
-const eventMessageWidth = 24
+// eventMessageWidth aligns the fields of event lines: the messages of
+// deploys, processes and listeners fit ("process restart requested").
+const eventMessageWidth = 25
 
 // eventLine renders one event for a person: the time in zone (with the
 // date when withDate), the message, and the data as key=value in the

@@ -96,8 +96,8 @@ cache      -        service    400  running          2h 0m   0                  
   old pid 77
 
 Recent problems (all events: rollbridge events):
-  08:09:10  process crashed           processId=worker#1 releaseId=r3 code=3 signal=null
-  08:09:20  restart limit reached     processId=worker#1 releaseId=r3 maxRestarts=5 windowMs=60000
+  08:09:10  process crashed            processId=worker#1 releaseId=r3 code=3 signal=null
+  08:09:20  restart limit reached      processId=worker#1 releaseId=r3 maxRestarts=5 windowMs=60000
 `
 	want = strings.Replace(want, "AGE     \n", "AGE\n", 1)
 	if got != want {
@@ -161,7 +161,7 @@ func TestReadableLog(t *testing.T) {
 		}
 	}
 	want := "config says hi\n" +
-		"08:12:03  deploy starting           releaseId=r2 releasePath=/srv/r2 revision=abc\n" +
+		"08:12:03  deploy starting            releaseId=r2 releasePath=/srv/r2 revision=abc\n" +
 		"08:12:04  signal ignored\n"
 	if out.String() != want {
 		t.Errorf("got:\n%s\nwant:\n%s", out.String(), want)

@@ -339,7 +339,7 @@ func TestForegroundDaemonLogOnATerminal(t *testing.T) {
 	}
 	want := []*regexp.Regexp{
 		regexp.MustCompile(`(?m)^\d\d:\d\d:\d\d  proxy listening +host=127\.0\.0\.1 port=\d+\r$`),
-		regexp.MustCompile(`(?m)^\d\d:\d\d:\d\d  control socket listening  path=` + regexp.QuoteMeta(d.sock) + `\r$`),
+		regexp.MustCompile(`(?m)^\d\d:\d\d:\d\d  control socket listening   path=` + regexp.QuoteMeta(d.sock) + `\r$`),
 		regexp.MustCompile(`(?m)^\d\d:\d\d:\d\d  deploy starting +releaseId=r1 releasePath=\S+\r$`),
 		regexp.MustCompile(`(?m)^\d\d:\d\d:\d\d  traffic switched +previousReleaseId=null releaseId=r1\r$`),
 	}
