@@ -37,7 +37,7 @@ func newEventsCommand(stderr interface{ Write([]byte) (int, error) }) *cobra.Com
 			if follows {
 				fields = append(fields, jsconfig.Field{Key: "streams", Value: []string{"events"}})
 				return follow(engine.ControlEndpoint(plan.Control), control.SortedRequest("follow", fields...),
-					&eventPrinter{out: cmd.OutOrStdout(), errOut: cmd.ErrOrStderr(), asJSON: asJSON})
+					&eventPrinter{out: cmd.OutOrStdout(), errOut: cmd.ErrOrStderr(), asJSON: asJSON, readable: isTerminal(cmd.OutOrStdout())})
 			}
 			raw, err := control.Call(engine.ControlEndpoint(plan.Control), control.SortedRequest("events", fields...), control.ReadTimeout)
 			if err != nil {

@@ -313,6 +313,27 @@ func TestEventsOnATerminal(t *testing.T) {
 	if code != 0 || json.Unmarshal([]byte(out), &list) != nil || len(list) == 0 {
 		t.Errorf("events --json on a terminal:\n%s", out)
 	}
+
+	// --follow on a terminal: the same readable lines, also for new events.
+	ctl, term := openPTY(t)
+	seen := &syncBuffer{}
+	go io.Copy(seen, ctl)
+	follow := exec.Command(binary, "events", "-c", d.config, "--follow", "--limit", "1")
+	follow.Env = append(os.Environ(), "TERM=xterm", "NO_COLOR=1")
+	follow.Stdout, follow.Stderr = term, io.Discard
+	if err := follow.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { follow.Process.Kill(); follow.Wait() })
+	waitUntil(t, "the replayed event", 10*time.Second, func() bool { return strings.Contains(seen.String(), "\r\n") })
+	if r := d.cli("restart", "--process", "cache"); r.code != 0 {
+		t.Fatalf("restart: %+v", r)
+	}
+	requested := regexp.MustCompile(`(?m)^\d\d:\d\d:\d\d  process restart requested  processId=cache\r$`)
+	waitUntil(t, "the live event on the terminal", 10*time.Second, func() bool { return requested.MatchString(seen.String()) })
+	if strings.Contains(seen.String(), `{"`) {
+		t.Errorf("JSON in the followed events:\n%s", seen.String())
+	}
 }
 
 // A foreground daemon on a terminal logs readable lines; piped it logs
