@@ -52,14 +52,15 @@ func (p palette) dim(s string) string    { return p.wrap("2", s) }
 func (p palette) bold(s string) string   { return p.wrap("1", s) }
 
 // state colours a release or process state by what it means for the
-// site: green runs, yellow is on its way somewhere, red needs a look.
+// site: green serves or runs, yellow is on its way somewhere, red needs a
+// look.
 func (p palette) state(s string) string {
 	switch s {
 	case "active", "running":
 		return p.green(s)
-	case "draining", "starting", "stopping", "restarting", "backoff":
+	case "draining", "starting", "stopping":
 		return p.yellow(s)
-	case "failed", "crashed", "exited", "errored":
+	case "failed":
 		return p.red(s)
 	}
 	return s
@@ -113,7 +114,7 @@ type cell struct{ plain, shown string }
 
 func (t *table) add(cells ...cell) { t.rows = append(t.rows, cells) }
 
-func (t *table) write(w *strings.Builder, indent string) {
+func (t *table) write(w *strings.Builder) {
 	var widths []int
 	for _, r := range t.rows {
 		for i, c := range r {
@@ -125,7 +126,6 @@ func (t *table) write(w *strings.Builder, indent string) {
 	}
 	for _, r := range t.rows {
 		var line strings.Builder
-		line.WriteString(indent)
 		for i, c := range r {
 			line.WriteString(c.shown)
 			if i < len(r)-1 {

@@ -108,7 +108,7 @@ func statusScreen(raw []byte, facts daemonFacts, plan *jsconfig.Plan, events []e
 	if s.DaemonRuntime.Version != "" {
 		head = append(head, "version "+s.DaemonRuntime.Version)
 	}
-	fmt.Fprintf(&b, "%s  daemon %s\n", pal.bold(name), strings.Join(head, ", "))
+	fmt.Fprintf(&b, "%s  %s\n", pal.bold(name), strings.TrimSpace("daemon "+strings.Join(head, ", ")))
 	if s.Proxy != nil {
 		addr := s.Proxy.Host
 		if s.Proxy.Port != nil {
@@ -160,7 +160,7 @@ func statusScreen(raw []byte, facts daemonFacts, plan *jsconfig.Plan, events []e
 			}
 			t.add(plainCell(r.ReleaseID), plainCell(rev), cell{r.State, pal.state(r.State)}, plainCell(age), cell{note, pal.dim(note)})
 		}
-		t.write(&b, "")
+		t.write(&b)
 	}
 
 	// The processes that run or should: those of releases that are not
@@ -224,7 +224,7 @@ func statusScreen(raw []byte, facts daemonFacts, plan *jsconfig.Plan, events []e
 	if len(t.rows) == 1 {
 		b.WriteString("No processes running. Deploy a release with \"rollbridge deploy --release-path <path>\".\n")
 	} else {
-		t.write(&b, "")
+		t.write(&b)
 	}
 
 	if len(s.Orphans) > 0 {

@@ -101,26 +101,34 @@ func restartSummary(reply []byte) string {
 	return "Restarted " + counted(len(r.Restarted), "process", "processes") + ": " + strings.Join(r.Restarted, ", ") + "\n"
 }
 
-// stopSummary summarises a stop: its reply is the status after it, and
-// before is the status before it (to tell which release it stopped and
-// whether that one was serving).
-func stopSummary(target string, before, reply []byte, pal palette) string {
+// stopSummary summarises a stop of release id ("" for the active one):
+// its reply is the status after it, and before is the status before it
+// (to tell which release it stopped and whether that one was serving).
+func stopSummary(id string, before, reply []byte, pal palette) string {
 	after := parsedStatus(reply)
 	if after == nil {
 		return ""
 	}
 	prior := parsedStatus(before)
-	if target == "" && prior != nil && prior.ActiveReleaseID != nil {
-		target = *prior.ActiveReleaseID
+	if id == "" && prior != nil && prior.ActiveReleaseID != nil {
+		id = *prior.ActiveReleaseID
 	}
-	if target == "" {
-		return "Nothing to stop: no release is active.\n"
+	var name string
+	switch {
+	case id == "" && prior == nil:
+		// The status before the stop could not be read: which release
+		// was active is not known.
+		name = "the active release"
+	case id == "":
+		return "No release was active; nothing was stopped.\n"
+	default:
+		name = "release " + id
 	}
-	was := prior.release(target)
 	var lines []string
+	was := prior.release(id)
 	switch {
 	case was != nil && was.State == "stopped":
-		lines = append(lines, "Release "+target+" was already stopped.")
+		lines = append(lines, "Release "+id+" was already stopped.")
 	case was != nil:
 		n := 0
 		for _, p := range was.Processes {
@@ -128,9 +136,9 @@ func stopSummary(target string, before, reply []byte, pal palette) string {
 				n++
 			}
 		}
-		lines = append(lines, fmt.Sprintf("Stopped release %s (%s, was %s).", target, counted(n, "process", "processes"), was.State))
+		lines = append(lines, fmt.Sprintf("Stopped %s (%s, was %s).", name, counted(n, "process", "processes"), was.State))
 	default:
-		lines = append(lines, "Stopped release "+target+".")
+		lines = append(lines, "Stopped "+name+".")
 	}
 	if after.ActiveReleaseID == nil {
 		lines = append(lines, pal.red("No release is active: the proxy answers 503")+" until the next deploy or rollback.")
