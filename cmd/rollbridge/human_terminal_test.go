@@ -63,7 +63,7 @@ func (d *testDaemon) cliOnTerminal(env []string, args ...string) (string, int) {
 // worker among the recent problems. NO_COLOR and TERM=dumb remove every
 // escape sequence and nothing else; --json prints the JSON.
 func TestStatusOnATerminal(t *testing.T) {
-	d := startDaemon(t, typicalApp)
+	d := startDaemon(t, typicalApp())
 	for _, id := range []string{"r1", "r2"} {
 		if r := d.deploy(id); r.code != 0 {
 			t.Fatalf("deploy %s: %+v", id, r)
@@ -192,7 +192,7 @@ func TestStatusOnATerminal(t *testing.T) {
 // ensure-daemon on a terminal; with --json each prints exactly what a
 // pipe gets.
 func TestSummariesOnATerminal(t *testing.T) {
-	d := startDaemon(t, typicalApp)
+	d := startDaemon(t, typicalApp())
 	rel := func(id string) string {
 		p := filepath.Join(d.dir, "releases", id)
 		if err := os.MkdirAll(p, 0o755); err != nil {
@@ -275,7 +275,7 @@ func TestSummariesOnATerminal(t *testing.T) {
 
 // stop and shutdown with --json on a terminal print what a pipe gets.
 func TestStopAndShutdownJSONOnATerminal(t *testing.T) {
-	d := startDaemon(t, typicalApp)
+	d := startDaemon(t, typicalApp())
 	if r := d.deploy("r1"); r.code != 0 {
 		t.Fatalf("deploy: %+v", r)
 	}
@@ -299,7 +299,7 @@ func TestStopAndShutdownJSONOnATerminal(t *testing.T) {
 // events on a terminal: local times, aligned messages, key=value; with
 // --json the JSON array.
 func TestEventsOnATerminal(t *testing.T) {
-	d := startDaemon(t, typicalApp)
+	d := startDaemon(t, typicalApp())
 	if r := d.deploy("r1"); r.code != 0 {
 		t.Fatalf("deploy: %+v", r)
 	}
@@ -339,7 +339,7 @@ func TestEventsOnATerminal(t *testing.T) {
 // A foreground daemon on a terminal logs readable lines; piped it logs
 // JSON (TestPipedOutputGolden pins those lines).
 func TestForegroundDaemonLogOnATerminal(t *testing.T) {
-	d := newTestDaemon(t, typicalApp)
+	d := newTestDaemon(t, typicalApp())
 	ctl, term := openPTY(t)
 	seen := &syncBuffer{}
 	go io.Copy(seen, ctl)

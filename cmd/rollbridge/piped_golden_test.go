@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -12,13 +13,21 @@ import (
 
 // typicalApp is the app of the output tests and of the status example in
 // docs/cli.md#status: a web process, two worker replicas, a singleton and
-// a persistent service.
-const typicalApp = `processes: [
-    ` + webProcess + `,
+// a persistent service. Its web process takes the lowest free port of a
+// window of 40 picked at random in the upper half of the shared test
+// range: most tests start at 20000, and a port another test's process
+// binds between the daemon's check and its own bind would fail the
+// deploy or, worse, answer its health check.
+func typicalApp() string {
+	from := 20500 + 40*rand.IntN(12)
+	web := fmt.Sprintf(`{id: "web", policy: "proxied", command: "exec FIXTURE -listen", port: {from: %d, to: %d}, health: {intervalMs: 20}}`, from, from+39)
+	return `processes: [
+    ` + web + `,
     {id: "worker", command: "exec FIXTURE", replicas: 2},
     {id: "scheduler", policy: "singleton", command: "exec FIXTURE"},
     {id: "cache", policy: "service", command: "exec FIXTURE"},
   ]`
+}
 
 // Volatile values of a command's output, replaced by normalizeOutput so a
 // golden file pins everything else byte for byte.
@@ -85,7 +94,7 @@ func waitReleaseState(t *testing.T, d *testDaemon, id, state string) {
 // Node.js-compatible build printed before the terminal forms existed: the
 // golden files under testdata/output were recorded with that build.
 func TestPipedOutputGolden(t *testing.T) {
-	d := startDaemon(t, typicalApp)
+	d := startDaemon(t, typicalApp())
 	rel := func(id string) string {
 		p := filepath.Join(d.dir, "releases", id)
 		if err := os.MkdirAll(p, 0o755); err != nil {
