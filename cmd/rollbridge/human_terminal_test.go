@@ -371,3 +371,47 @@ func TestForegroundDaemonLogOnATerminal(t *testing.T) {
 		t.Errorf("JSON or colour on the terminal:\n%s", seen.String())
 	}
 }
+
+// ensure-daemon on a terminal that has to start the daemon says so, with
+// the pid of the daemon it started.
+func TestEnsureDaemonStartsOnATerminal(t *testing.T) {
+	dir := t.TempDir()
+	config := filepath.Join(dir, "rollbridge.js")
+	if err := os.WriteFile(config, []byte(appConfig(dir, typicalApp())), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	pidFile := filepath.Join(dir, "daemon.pid")
+	pid := 0
+	t.Cleanup(func() {
+		if pid == 0 || !alive(pid) {
+			return
+		}
+		rollbridge(t, dir, "shutdown", "-c", config)
+		deadline := time.Now().Add(30 * time.Second)
+		for alive(pid) && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
+		if alive(pid) {
+			syscall.Kill(pid, syscall.SIGKILL)
+			t.Error("the ensured daemon had to be killed at the end of the test")
+		}
+	})
+	out, code := onTerminal(t, dir, []string{"TERM=xterm", "NO_COLOR=1"}, "ensure-daemon", "-c", config,
+		"--daemon-log-path", filepath.Join(dir, "daemon.log"), "--daemon-pid-path", pidFile)
+	if data, err := os.ReadFile(pidFile); err == nil {
+		pid, _ = strconv.Atoi(strings.TrimSpace(string(data)))
+	}
+	want := regexp.MustCompile(`^Started the daemon \(pid ` + strconv.Itoa(pid) + `, version 0\.2\.0\): proxy on 127\.0\.0\.1:\d+, no active release\n$`)
+	if code != 0 || pid == 0 || !want.MatchString(out) {
+		t.Errorf("ensure-daemon on a terminal: exit %d, pid %d\n%q", code, pid, out)
+	}
+	// Its log is a file, even though ensure-daemon ran on a terminal: JSON.
+	waitUntil(t, "the daemon's first log line", 10*time.Second, func() bool {
+		data, _ := os.ReadFile(filepath.Join(dir, "daemon.log"))
+		return strings.Contains(string(data), "\n")
+	})
+	data, _ := os.ReadFile(filepath.Join(dir, "daemon.log"))
+	if !strings.HasPrefix(string(data), `{"at":"`) || !strings.Contains(string(data), `"message":"proxy listening"}`) {
+		t.Errorf("the log file of an ensured daemon is not JSON:\n%s", data)
+	}
+}
