@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"time"
 
 	"github.com/rollbridge/rollbridge/engine"
 	"github.com/rollbridge/rollbridge/jsconfig"
@@ -68,9 +69,15 @@ func newDaemonCommand() *cobra.Command {
 			if boot.takeover && (bootstrap == nil || bootstrap.Attestation == "") {
 				return errors.New("Daemon --takeover-owner requires the complete bootstrap release tuple and --boot-attestation.")
 			}
+			// On a terminal the log is for the person watching it; piped
+			// (journald, files) it stays one JSON object per line.
+			logOut := cmd.OutOrStdout()
+			if isTerminal(logOut) {
+				logOut = &readableLog{out: logOut, pal: newPalette(logOut), zone: time.Local}
+			}
 			d := engine.New(engine.Options{
 				ConfigPath: plan.Path, Plan: plan, Identity: identity, LoadConfig: load,
-				Stdout: cmd.OutOrStdout(), Stderr: cmd.ErrOrStderr(),
+				Stdout: logOut, Stderr: cmd.ErrOrStderr(),
 				Bootstrap: bootstrap, Takeover: boot.takeover, MetricsAddress: metricsAddress,
 				PIDFile: pidFile,
 			})

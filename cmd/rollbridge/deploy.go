@@ -55,6 +55,7 @@ func (f *daemonStartFlags) ensure(plan *jsconfig.Plan) ([]byte, error) {
 func newEnsureDaemonCommand() *cobra.Command {
 	var configPath string
 	var daemon daemonStartFlags
+	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "ensure-daemon",
 		Short: "Start the daemon if the control socket is not already accepting commands.",
@@ -63,21 +64,35 @@ func newEnsureDaemonCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			person := forPerson(cmd, asJSON)
+			var before control.ProbeResult
+			if person {
+				// Whether one answered before, only to say "started" or
+				// "already running".
+				before, _ = control.Probe(engine.ControlEndpoint(plan.Control))
+			}
 			status, err := daemon.ensure(plan)
 			if err != nil {
 				return err
 			}
-			return printPretty(cmd.OutOrStdout(), status)
+			if !person {
+				return printPretty(cmd.OutOrStdout(), status)
+			}
+			return printResult(cmd.OutOrStdout(), status, func() string {
+				pid, _ := control.DaemonPID(engine.ControlEndpoint(plan.Control))
+				return ensureSummary(status, !before.Rollbridge, pid)
+			})
 		},
 	}
 	addConfigFlag(cmd, &configPath)
 	daemon.register(cmd, false)
+	addJSONFlag(cmd, &asJSON)
 	return cmd
 }
 
 func newDeployCommand() *cobra.Command {
 	var configPath, releasePath, releaseID, revision string
-	var ensure bool
+	var ensure, asJSON bool
 	var daemon daemonStartFlags
 	cmd := &cobra.Command{
 		Use:   "deploy",
@@ -105,10 +120,14 @@ func newDeployCommand() *cobra.Command {
 			}
 			// A deploy runs as long as boot and health check take.
 			p := startProgress(cmd.ErrOrStderr(), plan)
-			raw, err := control.Call(engine.ControlEndpoint(plan.Control), control.SortedRequest("deploy", fields...), 0)
+			ep := engine.ControlEndpoint(plan.Control)
+			raw, err := control.Call(ep, control.SortedRequest("deploy", fields...), 0)
 			p.finish(plan, previousRelease(raw))
 			if err != nil {
 				return err
+			}
+			if summarize := switchSummarizer(cmd, asJSON, "Deployed"); summarize != nil {
+				return printResult(cmd.OutOrStdout(), raw, func() string { return summarize(raw, ep) })
 			}
 			return printPretty(cmd.OutOrStdout(), raw)
 		},
@@ -118,6 +137,7 @@ func newDeployCommand() *cobra.Command {
 	cmd.Flags().StringVar(&releaseID, "release-id", "", "Release id")
 	cmd.Flags().StringVar(&revision, "revision", "", "Revision")
 	cmd.Flags().BoolVar(&ensure, "ensure-daemon", false, "Start the Rollbridge daemon if it is not already running")
+	addJSONFlag(cmd, &asJSON)
 	setPlaceholder(cmd, "release-path", "<path>")
 	setPlaceholder(cmd, "release-id", "<id>")
 	setPlaceholder(cmd, "revision", "<sha>")

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math"
+	"time"
 
 	"github.com/rollbridge/rollbridge/engine/control"
 	"github.com/rollbridge/rollbridge/jsconfig"
@@ -34,7 +36,7 @@ func newEventsCommand(stderr interface{ Write([]byte) (int, error) }) *cobra.Com
 			if follows {
 				fields = append(fields, jsconfig.Field{Key: "streams", Value: []string{"events"}})
 				return follow(ep, control.SortedRequest("follow", fields...),
-					&eventPrinter{out: cmd.OutOrStdout(), errOut: cmd.ErrOrStderr(), asJSON: asJSON})
+					&eventPrinter{out: cmd.OutOrStdout(), errOut: cmd.ErrOrStderr(), asJSON: asJSON, readable: isTerminal(cmd.OutOrStdout())})
 			}
 			raw, err := control.Call(ep, control.SortedRequest("events", fields...), control.ReadTimeout)
 			if err != nil {
@@ -61,6 +63,15 @@ func newEventsCommand(stderr interface{ Write([]byte) (int, error) }) *cobra.Com
 			if len(reply.Events) == 0 {
 				fmt.Fprintln(out, "No events recorded yet.")
 				return nil
+			}
+			if isTerminal(out) {
+				// For a person: local times, aligned messages, key=value.
+				list := make([]eventEntry, len(reply.Events))
+				for i, e := range reply.Events {
+					list[i] = eventEntry{At: e.At, Data: e.Data, Message: e.Message}
+				}
+				_, err := io.WriteString(out, eventsText(list, newPalette(out), time.Now()))
+				return err
 			}
 			var b bytes.Buffer
 			for _, e := range reply.Events {

@@ -198,6 +198,8 @@ func (p *logPrinter) dropped(n int64) {
 type eventPrinter struct {
 	out, errOut io.Writer
 	asJSON      bool
+	// readable writes the lines for a person (stdout is a terminal).
+	readable bool
 }
 
 func (p *eventPrinter) replay(entries []streamEntry) {
@@ -222,6 +224,9 @@ func (p *eventPrinter) live(e streamEntry) {
 		msg, _ := marshalNoEscape(e.Message)
 		b.Write(msg)
 		b.WriteString("}\n")
+	} else if p.readable {
+		now := time.Now()
+		b.WriteString(eventsText([]eventEntry{{At: e.At, Data: e.Data, Message: e.Message}}, newPalette(p.out), now))
 	} else {
 		fmt.Fprintf(&b, "%s  %s", e.At, e.Message)
 		var compact bytes.Buffer

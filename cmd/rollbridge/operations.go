@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/rollbridge/rollbridge/engine"
@@ -10,10 +11,15 @@ import (
 	"github.com/spf13/cobra"
 )
 
+// summarizer renders a command's reply for a person; "" falls back to
+// the JSON.
+type summarizer func(reply []byte, ep control.Endpoint) string
+
 // relayShowing loads the config, sends one request and prints the reply,
-// showing the command's progress on a terminal. readTimeout 0 suits
-// mutating commands, which run as long as their stop sequences take.
-func relayShowing(cmd *cobra.Command, configPath string, readTimeout time.Duration, showProgress bool, request func() []byte) error {
+// showing the command's progress on a terminal, and summarised by
+// summarize when it is not nil. readTimeout 0 suits mutating commands,
+// which run as long as their stop sequences take.
+func relayShowing(cmd *cobra.Command, configPath string, readTimeout time.Duration, showProgress bool, summarize summarizer, request func() []byte) error {
 	plan, err := loadPlan(cmd, configPath)
 	if err != nil {
 		return err
@@ -22,27 +28,58 @@ func relayShowing(cmd *cobra.Command, configPath string, readTimeout time.Durati
 	if showProgress {
 		p = startProgress(cmd.ErrOrStderr(), plan)
 	}
-	raw, err := control.Call(engine.ControlEndpoint(plan.Control), request(), readTimeout)
+	ep := engine.ControlEndpoint(plan.Control)
+	raw, err := control.Call(ep, request(), readTimeout)
 	p.finish(plan, previousRelease(raw))
 	if err != nil {
 		return err
 	}
-	return printPretty(cmd.OutOrStdout(), raw)
+	if summarize == nil {
+		return printPretty(cmd.OutOrStdout(), raw)
+	}
+	return printResult(cmd.OutOrStdout(), raw, func() string { return summarize(raw, ep) })
+}
+
+// printResult prints summary's text when summary is not nil and has
+// some, and the reply's JSON otherwise.
+func printResult(w io.Writer, raw []byte, summary func() string) error {
+	if summary != nil {
+		if text := summary(); text != "" {
+			_, err := io.WriteString(w, text)
+			return err
+		}
+	}
+	return printPretty(w, raw)
+}
+
+// switchSummarizer summarises a deploy or rollback on a terminal, nil
+// otherwise.
+func switchSummarizer(cmd *cobra.Command, asJSON bool, verb string) summarizer {
+	if !forPerson(cmd, asJSON) {
+		return nil
+	}
+	pal := newPalette(cmd.OutOrStdout())
+	return func(reply []byte, ep control.Endpoint) string {
+		status, _ := control.Call(ep, control.SortedRequest("status"), control.ReadTimeout)
+		return switchSummary(verb, reply, status, pal)
+	}
 }
 
 func newRollbackCommand() *cobra.Command {
 	var configPath, releaseID string
+	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "rollback",
 		Short: "Roll back to a previous release: re-start it, health-check it, and switch traffic.",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return relayShowing(cmd, configPath, 0, true, func() []byte {
+			return relayShowing(cmd, configPath, 0, true, switchSummarizer(cmd, asJSON, "Rolled back to"), func() []byte {
 				return optionalReleaseRequest(cmd, "rollback", releaseID)
 			})
 		},
 	}
 	addConfigFlag(cmd, &configPath)
 	cmd.Flags().StringVar(&releaseID, "release-id", "", "Release id to roll back to (defaults to the most recently retired release)")
+	addJSONFlag(cmd, &asJSON)
 	setPlaceholder(cmd, "release-id", "<id>")
 	return cmd
 }
@@ -59,7 +96,7 @@ func optionalReleaseRequest(cmd *cobra.Command, command, releaseID string) []byt
 
 func newStopCommand() *cobra.Command {
 	var configPath, socket, releaseID string
-	var yes bool
+	var yes, asJSON bool
 	cmd := &cobra.Command{
 		Use:   "stop",
 		Short: "Stop the active release (or --release-id) at once, without draining: the site answers 503 until the next deploy.",
@@ -86,19 +123,26 @@ func newStopCommand() *cobra.Command {
 				}
 				return optionalReleaseRequest(cmd, "stop", releaseID)
 			}
-			return relayStop(cmd, configPath, socket, releaseStopWait(id), request, confirm)
+			var summarize func(before, reply []byte) string
+			if forPerson(cmd, asJSON) {
+				pal := newPalette(cmd.OutOrStdout())
+				summarize = func(before, reply []byte) string { return stopSummary(id, before, reply, pal) }
+			}
+			return relayStop(cmd, configPath, socket, releaseStopWait(id), request, confirm, summarize)
 		},
 	}
 	addConfigFlag(cmd, &configPath)
 	cmd.Flags().StringVar(&releaseID, "release-id", "", "Release id")
 	cmd.Flags().BoolVarP(&yes, "yes", "y", false, "Stop the active release without asking (a terminal asks first; scripts are never asked)")
 	addSocketFlag(cmd, &socket)
+	addJSONFlag(cmd, &asJSON)
 	setPlaceholder(cmd, "release-id", "<id>")
 	return cmd
 }
 
 func newRestartCommand(stderr interface{ Write([]byte) (int, error) }) *cobra.Command {
 	var configPath, process, policy string
+	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "restart",
 		Short: "Restart running non-proxied processes (by id, by policy, or all).",
@@ -107,7 +151,11 @@ func newRestartCommand(stderr interface{ Write([]byte) (int, error) }) *cobra.Co
 				fmt.Fprintln(stderr, "--policy must be one of: companion, singleton, service.")
 				return exitCode(1)
 			}
-			return relayShowing(cmd, configPath, 0, true, func() []byte {
+			var summarize summarizer
+			if forPerson(cmd, asJSON) {
+				summarize = func(reply []byte, _ control.Endpoint) string { return restartSummary(reply) }
+			}
+			return relayShowing(cmd, configPath, 0, true, summarize, func() []byte {
 				var fields []jsconfig.Field
 				if cmd.Flags().Changed("policy") {
 					fields = append(fields, jsconfig.Field{Key: "policy", Value: policy})
@@ -122,6 +170,7 @@ func newRestartCommand(stderr interface{ Write([]byte) (int, error) }) *cobra.Co
 	addConfigFlag(cmd, &configPath)
 	cmd.Flags().StringVar(&process, "process", "", "Restart only the process with this id")
 	cmd.Flags().StringVar(&policy, "policy", "", "Restart only processes with this policy (companion, singleton, or service)")
+	addJSONFlag(cmd, &asJSON)
 	setPlaceholder(cmd, "process", "<id>")
 	setPlaceholder(cmd, "policy", "<policy>")
 	_ = cmd.RegisterFlagCompletionFunc("policy", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {

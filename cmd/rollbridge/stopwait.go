@@ -202,9 +202,11 @@ func statusProcesses(raw []byte, release string, daemonWide bool) []stoppingProc
 
 // relayStop loads the config (or takes --socket), lists what the command
 // will stop, lets confirm refuse it (nil: no question), sends the request
-// built after that and prints the reply, waiting at most the config's bound; without a config
-// the wait has no bound and says every progressEvery what it waits for.
-func relayStop(cmd *cobra.Command, configPath, socket string, plan func(*jsconfig.Plan, control.Endpoint, []byte) stopWait, request func() []byte, confirm func(status []byte) error) error {
+// built after that and prints the reply, waiting at most the config's
+// bound; without a config the wait has no bound and says every
+// progressEvery what it waits for. summarize, when not nil, renders the
+// reply for a person from the status before the command and the reply.
+func relayStop(cmd *cobra.Command, configPath, socket string, plan func(*jsconfig.Plan, control.Endpoint, []byte) stopWait, request func() []byte, confirm func(status []byte) error, summarize func(before, reply []byte) string) error {
 	ep, p, err := daemonTarget(cmd, configPath, socket)
 	if err != nil {
 		return err
@@ -224,7 +226,10 @@ func relayStop(cmd *cobra.Command, configPath, socket string, plan func(*jsconfi
 	if err != nil {
 		return err
 	}
-	return printPretty(cmd.OutOrStdout(), raw)
+	if summarize == nil {
+		return printPretty(cmd.OutOrStdout(), raw)
+	}
+	return printResult(cmd.OutOrStdout(), raw, func() string { return summarize(status, raw) })
 }
 
 // shutdownWait bounds a shutdown: every process stops. Without a plan

@@ -1,0 +1,356 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/rollbridge/rollbridge/jsconfig"
+)
+
+// statusView is the part of a status reply the terminal form shows.
+// Every field is optional: a Node.js daemon, or an older one, may leave
+// any of them out, and the view then shows "-" or skips the line.
+type statusView struct {
+	ActiveReleaseID *string `json:"activeReleaseId"`
+	Application     string  `json:"application"`
+	Control         struct {
+		Path string `json:"path"`
+	} `json:"control"`
+	DaemonRuntime struct {
+		Version string `json:"version"`
+	} `json:"daemonRuntime"`
+	Orphans []struct {
+		ID        string   `json:"id"`
+		PID       *float64 `json:"pid"`
+		ReleaseID *string  `json:"releaseId"`
+	} `json:"orphans"`
+	Proxy *struct {
+		Host string   `json:"host"`
+		Port *float64 `json:"port"`
+	} `json:"proxy"`
+	Releases   []releaseRow   `json:"releases"`
+	Services   []namedProcess `json:"services"`
+	Singletons []namedProcess `json:"singletons"`
+}
+
+type releaseRow struct {
+	ActivatedAt     string             `json:"activatedAt"`
+	ConnectionCount float64            `json:"connectionCount"`
+	DrainStartedAt  string             `json:"drainStartedAt"`
+	Ports           map[string]float64 `json:"ports"`
+	Processes       []processView      `json:"processes"`
+	ReleaseID       string             `json:"releaseId"`
+	Revision        *string            `json:"revision"`
+	State           string             `json:"state"`
+	StoppedAt       string             `json:"stoppedAt"`
+}
+
+type namedProcess struct {
+	ID      string      `json:"id"`
+	Process processView `json:"process"`
+}
+
+type processView struct {
+	ExitCode        *float64 `json:"exitCode"`
+	ExitSignal      *string  `json:"exitSignal"`
+	ID              string   `json:"id"`
+	LastStartReason string   `json:"lastStartReason"`
+	MemoryRestarts  float64  `json:"memoryRestarts"`
+	PID             *float64 `json:"pid"`
+	Restarts        float64  `json:"restarts"`
+	RSSBytes        *float64 `json:"rssBytes"`
+	State           string   `json:"state"`
+	UptimeMs        *float64 `json:"uptimeMs"`
+}
+
+// eventEntry is one record of the event log.
+type eventEntry struct {
+	At      string          `json:"at"`
+	Data    json.RawMessage `json:"data"`
+	Message string          `json:"message"`
+}
+
+// daemonFacts are what the CLI learns about the daemon besides its
+// status: its pid (the socket's peer) and start, and the config used to
+// find it. Zero values are left out of the view.
+type daemonFacts struct {
+	pid     int
+	started time.Time
+	config  string
+}
+
+// statusScreen renders a status reply for a person (docs/cli.md#status):
+// the daemon, the releases, a table of the processes that run or should,
+// orphans, and the last notable events.
+func statusScreen(raw []byte, facts daemonFacts, plan *jsconfig.Plan, events []eventEntry, now time.Time, pal palette) (string, error) {
+	var s statusView
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return "", fmt.Errorf("cannot read the daemon's status (%v); run with --json to see it as it came", err)
+	}
+	var b strings.Builder
+
+	// The daemon.
+	name := s.Application
+	if name == "" {
+		name = "rollbridge"
+	}
+	head := []string{}
+	if facts.pid > 0 {
+		head = append(head, "pid "+strconv.Itoa(facts.pid))
+	}
+	if !facts.started.IsZero() {
+		head = append(head, "up "+ago(now.Sub(facts.started)))
+	}
+	if s.DaemonRuntime.Version != "" {
+		head = append(head, "version "+s.DaemonRuntime.Version)
+	}
+	fmt.Fprintf(&b, "%s  %s\n", pal.bold(name), strings.TrimSpace("daemon "+strings.Join(head, ", ")))
+	if s.Proxy != nil {
+		addr := s.Proxy.Host
+		if s.Proxy.Port != nil {
+			addr = net.JoinHostPort(s.Proxy.Host, strconv.FormatFloat(*s.Proxy.Port, 'f', -1, 64))
+		}
+		active := pal.red("no active release (answers 503)")
+		if s.ActiveReleaseID != nil {
+			active = "→ " + *s.ActiveReleaseID
+		}
+		fmt.Fprintf(&b, "  proxy   %s %s\n", addr, active)
+	}
+	if facts.config != "" {
+		fmt.Fprintf(&b, "  config  %s\n", facts.config)
+	}
+	if s.Control.Path != "" {
+		fmt.Fprintf(&b, "  socket  %s\n", s.Control.Path)
+	}
+
+	// The releases, newest first: the one that matters is on top.
+	if len(s.Releases) > 0 {
+		b.WriteByte('\n')
+		var t table
+		t.add(plainCell("RELEASE"), plainCell("REVISION"), plainCell("STATE"), plainCell("AGE"), plainCell(""))
+		for i := len(s.Releases) - 1; i >= 0; i-- {
+			r := s.Releases[i]
+			rev := "-"
+			if r.Revision != nil && *r.Revision != "" {
+				rev = *r.Revision
+			}
+			age := "-"
+			if at, ok := parseISO(r.ActivatedAt); ok {
+				age = ago(now.Sub(at))
+			}
+			note := ""
+			switch r.State {
+			case "draining":
+				note = counted(int(r.ConnectionCount), "open connection", "open connections")
+				if at, ok := parseISO(r.DrainStartedAt); ok {
+					note += ", draining for " + ago(now.Sub(at))
+				}
+			case "stopped":
+				if at, ok := parseISO(r.StoppedAt); ok {
+					note = "stopped " + ago(now.Sub(at)) + " ago"
+				}
+			case "active":
+				if r.ConnectionCount > 0 {
+					note = counted(int(r.ConnectionCount), "open connection", "open connections")
+				}
+			}
+			t.add(plainCell(r.ReleaseID), plainCell(rev), cell{r.State, pal.state(r.State)}, plainCell(age), cell{note, pal.dim(note)})
+		}
+		t.write(&b)
+	}
+
+	// The processes that run or should: those of releases that are not
+	// stopped, then singletons and services.
+	var t table
+	t.add(plainCell("PROCESS"), plainCell("RELEASE"), plainCell("POLICY"), plainCell("PID"), plainCell("STATE"),
+		plainCell("UPTIME"), plainCell("RESTARTS"), plainCell("RSS"), plainCell("PORT"))
+	var activePorts map[string]float64
+	for _, r := range s.Releases {
+		if s.ActiveReleaseID != nil && r.ReleaseID == *s.ActiveReleaseID {
+			activePorts = r.Ports
+		}
+	}
+	row := func(p processView, release, policy string, ports map[string]float64) {
+		pid, uptime, rss, port := "-", "-", "-", "-"
+		if p.PID != nil {
+			pid = strconv.FormatFloat(*p.PID, 'f', -1, 64)
+		}
+		if p.UptimeMs != nil {
+			uptime = ago(time.Duration(*p.UptimeMs) * time.Millisecond)
+		}
+		if p.RSSBytes != nil {
+			rss = bytesIEC(*p.RSSBytes)
+		}
+		if n, ok := ports[baseID(p.ID)]; ok {
+			port = strconv.FormatFloat(n, 'f', -1, 64)
+		}
+		state := p.State
+		if state == "" {
+			state = "-"
+		}
+		if (state == "stopped" || state == "failed") && (p.ExitCode != nil || p.ExitSignal != nil) {
+			state += " (" + exitText(p.ExitCode, p.ExitSignal) + ")"
+		}
+		t.add(plainCell(p.ID), plainCell(release), plainCell(policy), plainCell(pid), cell{state, pal.state(p.State) + strings.TrimPrefix(state, p.State)},
+			plainCell(uptime), plainCell(restartsText(p)), plainCell(rss), plainCell(port))
+	}
+	policies := planPolicies(plan)
+	policyOf := func(id, fallback string) string {
+		if p, ok := policies[baseID(id)]; ok {
+			return p
+		}
+		return fallback
+	}
+	for i := len(s.Releases) - 1; i >= 0; i-- {
+		r := s.Releases[i]
+		if r.State == "stopped" {
+			continue
+		}
+		for _, p := range r.Processes {
+			row(p, r.ReleaseID, policyOf(p.ID, "-"), r.Ports)
+		}
+	}
+	for _, e := range s.Singletons {
+		row(e.Process, "-", "singleton", activePorts)
+	}
+	for _, e := range s.Services {
+		row(e.Process, "-", "service", activePorts)
+	}
+	b.WriteByte('\n')
+	if len(t.rows) == 1 {
+		b.WriteString("No processes running. Deploy a release with \"rollbridge deploy --release-path <path>\".\n")
+	} else {
+		t.write(&b)
+	}
+
+	if len(s.Orphans) > 0 {
+		fmt.Fprintf(&b, "\n%s (left by an earlier daemon; see \"rollbridge recover\"):\n", pal.yellow(counted(len(s.Orphans), "orphaned process", "orphaned processes")))
+		for _, o := range s.Orphans {
+			line := "  " + o.ID
+			if o.PID != nil {
+				line += " pid " + strconv.FormatFloat(*o.PID, 'f', -1, 64)
+			}
+			if o.ReleaseID != nil {
+				line += " release " + *o.ReleaseID
+			}
+			b.WriteString(line + "\n")
+		}
+	}
+
+	if notable := notableEvents(events, 5); len(notable) > 0 {
+		b.WriteString("\nRecent problems (all events: rollbridge events):\n")
+		for _, e := range notable {
+			at, _ := parseISO(e.At)
+			sameDay := at.In(now.Location()).Format("2006-01-02") == now.Format("2006-01-02")
+			b.WriteString("  " + eventLine(e, pal, !sameDay, now.Location()) + "\n")
+		}
+	}
+	return b.String(), nil
+}
+
+// restartsText is the restart counters with the last start reason when
+// that was not the deploy: "2 (crash)", "0", "1 + 1 memory (memory)".
+func restartsText(p processView) string {
+	s := strconv.FormatFloat(p.Restarts, 'f', -1, 64)
+	if p.MemoryRestarts > 0 {
+		s += " + " + strconv.FormatFloat(p.MemoryRestarts, 'f', -1, 64) + " memory"
+	}
+	if p.LastStartReason != "" && p.LastStartReason != "deploy" {
+		s += " (last: " + p.LastStartReason + ")"
+	}
+	return s
+}
+
+// exitText is "code 3", "SIGKILL".
+func exitText(code *float64, signal *string) string {
+	switch {
+	case signal != nil:
+		return *signal
+	case code != nil:
+		return "code " + strconv.FormatFloat(*code, 'f', -1, 64)
+	}
+	return "exited"
+}
+
+// baseID is the process id of an instance id: "worker" for "worker#1".
+func baseID(id string) string {
+	if i := strings.LastIndexByte(id, '#'); i > 0 {
+		return id[:i]
+	}
+	return id
+}
+
+// planPolicies maps each process id of the config to its policy.
+func planPolicies(plan *jsconfig.Plan) map[string]string {
+	out := map[string]string{}
+	if plan == nil {
+		return out
+	}
+	for _, p := range plan.Processes {
+		out[p.ID] = string(p.Policy)
+	}
+	return out
+}
+
+func parseISO(s string) (time.Time, bool) {
+	if s == "" {
+		return time.Time{}, false
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	return t, err == nil
+}
+
+// notableMessages are the events a person checking on the daemon wants
+// to see: failures, crash and memory trouble. Routine steps (deploys that
+// worked, switches, stops) are left to "rollbridge events".
+var notableMessages = map[string]bool{
+	"deploy failed":                             true,
+	"singleton replacement failed":              true,
+	"restart limit reached":                     true,
+	"process restart failed":                    true,
+	"process stop timed out; sending SIGKILL":   true,
+	"memory warning":                            true,
+	"memory limit exceeded":                     true,
+	"memory restart failed":                     true,
+	"listener failed":                           true,
+	"accept failed":                             true,
+	"metrics listener failed":                   true,
+	"state persist failed":                      true,
+	"state file unreadable":                     true,
+	"state file untrusted":                      true,
+	"orphaned processes from a previous daemon": true,
+	"bootstrap activation failed":               true,
+}
+
+// notableEvents picks the last n notable events, oldest first. A crash
+// is the exit before a "process started" with reason "crash".
+func notableEvents(events []eventEntry, n int) []eventEntry {
+	var out []eventEntry
+	lastExit := map[string]eventEntry{}
+	for _, e := range events {
+		var d struct {
+			ProcessID string `json:"processId"`
+			Reason    string `json:"reason"`
+		}
+		_ = json.Unmarshal(e.Data, &d)
+		switch {
+		case notableMessages[e.Message]:
+			out = append(out, e)
+		case e.Message == "process exited":
+			lastExit[d.ProcessID] = e
+		case e.Message == "process started" && d.Reason == "crash":
+			if exit, ok := lastExit[d.ProcessID]; ok {
+				exit.Message = "process crashed"
+				out = append(out, exit)
+			}
+		}
+	}
+	if len(out) > n {
+		out = out[len(out)-n:]
+	}
+	return out
+}
