@@ -177,8 +177,16 @@ func TestStatusOnATerminal(t *testing.T) {
 		}
 	}
 
+	// Reached through --socket, without a config: the same screen, minus
+	// what only the config tells (its path, the policies).
+	out, code := onTerminal(t, d.dir, []string{"TERM=dumb", "ROLLBRIDGE_CONFIG=/nonexistent/rollbridge.js"}, "status", "--socket", d.sock)
+	if code != 0 || !head.MatchString(strings.SplitN(out, "\n", 2)[0]) || strings.Contains(out, "  config  ") ||
+		!strings.Contains(out, "  socket  "+d.sock+"\n") || !strings.Contains(out, "\nworker#1 ") {
+		t.Errorf("status --socket on a terminal: exit %d\n%s", code, out)
+	}
+
 	// --json on a terminal is the JSON a pipe gets.
-	out, code := d.cliOnTerminal(colour, "status", "--json")
+	out, code = d.cliOnTerminal(colour, "status", "--json")
 	var parsed map[string]any
 	if code != 0 || json.Unmarshal([]byte(out), &parsed) != nil || parsed["activeReleaseId"] != "r2" {
 		t.Errorf("status --json on a terminal: exit %d\n%s", code, out)
