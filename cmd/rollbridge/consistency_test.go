@@ -1,8 +1,11 @@
 package main
 
 import (
+	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -37,5 +40,55 @@ func TestRelativeReleasePathIsTheCallers(t *testing.T) {
 	r = rollbridge(t, caller, "deploy", "-c", d.config, "--release-path", "releases/v2", "--release-id", "v2")
 	if r.code != 0 || release(d.status(), "v2")["releasePath"] != filepath.Join(caller, "releases", "v2") {
 		t.Fatalf("deploy of what doctor checked: %+v", r)
+	}
+}
+
+// A config change that needs a daemon restart: doctor reports it before
+// the deploy, and the deploy's refusal keeps its first line and names the
+// process and the field.
+func TestReloadRefusalNamesTheChange(t *testing.T) {
+	const worker = `{id: "worker", command: "exec FIXTURE", replicas: REPLICAS}`
+	body := func(replicas int) string {
+		return `processes: [` + webProcess + `, ` + strings.Replace(worker, "REPLICAS", strconv.Itoa(replicas), 1) + `]`
+	}
+	d := startDaemon(t, body(2))
+	d.deploy("v1")
+	r := d.cli("doctor")
+	if r.code != 0 || strings.Contains(r.stdout, "config reload") || !strings.HasSuffix(r.stdout, "\nAll checks passed.\n") {
+		t.Fatalf("doctor with an unchanged config: %+v", r)
+	}
+
+	d.writeConfig(body(3))
+	const refusal = "Config changes to processes cannot be applied live; restart the Rollbridge daemon before deploying."
+	r = d.cli("doctor")
+	wantLine := "✗ config reload: the running daemon would refuse " + d.config + " at the next deploy: " + refusal + "\n    processes[1] \"worker\": replicas 2 → 3\n"
+	if r.code != 1 || !strings.Contains(r.stdout, wantLine) || r.stderr != "\n1 check failed.\n" {
+		t.Fatalf("doctor after the change: %+v\nwant the line %q", r, wantLine)
+	}
+	r = d.cli("doctor", "--json")
+	var report struct {
+		Checks []map[string]any `json:"checks"`
+		OK     bool             `json:"ok"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &report); err != nil || r.code != 1 || report.OK {
+		t.Fatalf("doctor --json: %+v (%v)", r, err)
+	}
+	last := report.Checks[len(report.Checks)-1]
+	wantCheck := map[string]any{"name": "config reload", "ok": false,
+		"detail": "the running daemon would refuse " + d.config + " at the next deploy: " + refusal + "\n  processes[1] \"worker\": replicas 2 → 3"}
+	if fmt.Sprint(last) != fmt.Sprint(wantCheck) {
+		t.Fatalf("check %v\nwant %v", last, wantCheck)
+	}
+
+	r = d.deploy("v2")
+	if want := "Error: " + refusal + "\n  processes[1] \"worker\": replicas 2 → 3\n"; r.code != 1 || r.stderr != want {
+		t.Fatalf("deploy: %+v\nwant %q", r, want)
+	}
+	if s := d.status(); s["activeReleaseId"] != "v1" {
+		t.Fatalf("active %v", s["activeReleaseId"])
+	}
+	// check-reload changed nothing: the daemon still runs two workers.
+	if n := strings.Count(d.cli("logs", "--json").stdout, `"id": "worker#`); n != 2 {
+		t.Fatalf("%d worker instances after the checks", n)
 	}
 }
