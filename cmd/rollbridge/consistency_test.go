@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // A relative --release-path means the caller's directory for deploy and
@@ -90,5 +92,39 @@ func TestReloadRefusalNamesTheChange(t *testing.T) {
 	// check-reload changed nothing: the daemon still runs two workers.
 	if n := strings.Count(d.cli("logs", "--json").stdout, `"id": "worker#`); n != 2 {
 		t.Fatalf("%d worker instances after the checks", n)
+	}
+}
+
+// logs --process <id> shows every replica of the process, live too; an
+// instance id still selects one.
+func TestLogsProcessSelectsReplicas(t *testing.T) {
+	d := startDaemon(t, `processes: [`+webProcess+`, {id: "worker", command: "echo replica {{replicaIndex}}; exec FIXTURE", replicas: 3}, {id: "workers", command: "echo other; exec FIXTURE"}]`)
+	d.deploy("v1")
+	waitUntil(t, "the replicas' output", 10*time.Second, func() bool {
+		return strings.Count(d.cli("logs", "--json").stdout, `"line": "replica `) == 3
+	})
+	text := d.cli("logs", "--process", "worker").stdout
+	if !regexp.MustCompile(`^== worker#0 \[release v1 \(active\)\] ==\n  \S+ \[stdout\] replica 0\n\n` +
+		`== worker#1 \[release v1 \(active\)\] ==\n  \S+ \[stdout\] replica 1\n\n` +
+		`== worker#2 \[release v1 \(active\)\] ==\n  \S+ \[stdout\] replica 2\n$`).MatchString(text) {
+		t.Fatalf("logs --process worker:\n%s", text)
+	}
+	var sources []struct{ ID string }
+	if err := json.Unmarshal([]byte(d.cli("logs", "--process", "worker", "--json").stdout), &sources); err != nil || len(sources) != 3 {
+		t.Fatalf("logs --process worker --json: %v %v", sources, err)
+	}
+	if text := d.cli("logs", "--process", "worker#2").stdout; !regexp.MustCompile(`^== worker#2 \[release v1 \(active\)\] ==\n  \S+ \[stdout\] replica 2\n$`).MatchString(text) {
+		t.Fatalf("logs --process worker#2:\n%s", text)
+	}
+
+	follow, out, _ := d.startCLI("logs", "--follow", "--process", "worker")
+	waitUntil(t, "the replayed replicas", 10*time.Second, func() bool { return strings.Count(out.String(), "] replica ") == 3 })
+	d.deploy("v2") // the new release's replicas arrive live
+	waitUntil(t, "the live replicas", 10*time.Second, func() bool { return strings.Count(out.String(), "] replica ") == 6 })
+	if code := interruptAndWait(t, follow); code != 0 {
+		t.Fatalf("logs --follow exit %d", code)
+	}
+	if strings.Contains(out.String(), "other") || strings.Contains(out.String(), "== web") {
+		t.Fatalf("another process's output:\n%s", out.String())
 	}
 }
