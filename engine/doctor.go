@@ -123,12 +123,15 @@ func Doctor(plan *jsconfig.Plan, release *DoctorRelease) []Check {
 		}
 	}
 
-	// Only appears when it has something to say, so a healthy host's
-	// report is unchanged.
+	// Both only appear when they have something to say, so a healthy
+	// host's report is unchanged.
 	if probeErr == nil && probe.Alive && probe.Rollbridge && probe.Application == plan.Application {
 		if c := reloadCheck(endpoint); c != nil {
 			checks = append(checks, *c)
 		}
+	}
+	if c := ephemeralPortsCheck(plan, ephemeralRangeFile, reservedPortsFile); c != nil {
+		checks = append(checks, *c)
 	}
 
 	if release != nil {

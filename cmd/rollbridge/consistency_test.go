@@ -128,3 +128,67 @@ func TestLogsProcessSelectsReplicas(t *testing.T) {
 		t.Fatalf("another process's output:\n%s", out.String())
 	}
 }
+
+// doctor warns, without failing, when a configured port lies in the
+// kernel's ephemeral port range.
+func TestDoctorWarnsAboutEphemeralPorts(t *testing.T) {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		t.Fatalf("doctor reads the ephemeral port range from there: %v", err)
+	}
+	var lo, hi int
+	if _, err := fmt.Sscan(string(b), &lo, &hi); err != nil || hi-lo < 300 {
+		t.Fatalf("ip_local_port_range %q", b)
+	}
+	// 100 ports inside the range that this host does not reserve.
+	reserved, _ := os.ReadFile("/proc/sys/net/ipv4/ip_local_reserved_ports")
+	isReserved := func(port int) bool {
+		for _, part := range strings.Split(strings.TrimSpace(string(reserved)), ",") {
+			a, z, isRange := strings.Cut(part, "-")
+			first, err := strconv.Atoi(a)
+			if err != nil {
+				continue
+			}
+			last := first
+			if isRange {
+				last, _ = strconv.Atoi(z)
+			}
+			if port >= first && port <= last {
+				return true
+			}
+		}
+		return false
+	}
+	from := -1
+	for start := hi - 99; start >= lo && from < 0; start -= 100 {
+		free := true
+		for p := start; p < start+100 && free; p++ {
+			free = !isReserved(p)
+		}
+		if free {
+			from = start
+		}
+	}
+	if from < 0 {
+		t.Fatalf("no 100 unreserved ports in %d-%d (reserved: %s)", lo, hi, reserved)
+	}
+	to := from + 99
+	d := newTestDaemon(t, fmt.Sprintf(`processes: [{id: "web", policy: "proxied", command: "exec FIXTURE -listen", port: {from: %d, to: %d}}]`, from, to))
+	r := d.cli("doctor")
+	want := fmt.Sprintf("! ephemeral ports: web port %d-%d is in the kernel's ephemeral port range %d-%d (net.ipv4.ip_local_port_range): outgoing connections can take these ports, and a deploy then finds them busy; move the ports out of that range, or reserve them: sysctl -w net.ipv4.ip_local_reserved_ports=%d-%d (keep ports already listed there; persist it in /etc/sysctl.d/)\n", from, to, lo, hi, from, to)
+	if r.code != 0 || !strings.Contains(r.stdout, want) || !strings.HasSuffix(r.stdout, "\nAll checks passed, with 1 warning.\n") {
+		t.Fatalf("doctor: %+v\nwant the line %q", r, want)
+	}
+	r = d.cli("doctor", "--json")
+	if r.code != 0 || !strings.Contains(r.stdout, `"name": "ephemeral ports",
+      "ok": true,
+      "warning": true
+    }`) || !strings.HasSuffix(r.stdout, "\"ok\": true\n}\n") {
+		t.Fatalf("doctor --json: %+v", r)
+	}
+	// Below the range: no warning, the report is today's.
+	d.writeConfig(`processes: [` + webProcess + `]`)
+	if r := d.cli("doctor"); r.code != 0 || strings.Contains(r.stdout, "ephemeral") || !strings.HasSuffix(r.stdout, "\nAll checks passed.\n") {
+		t.Fatalf("doctor below the range: %+v", r)
+	}
+}
