@@ -3,6 +3,8 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -191,4 +193,21 @@ func TestDoctorWarnsAboutEphemeralPorts(t *testing.T) {
 	if r := d.cli("doctor"); r.code != 0 || strings.Contains(r.stdout, "ephemeral") || !strings.HasSuffix(r.stdout, "\nAll checks passed.\n") {
 		t.Fatalf("doctor below the range: %+v", r)
 	}
+}
+
+// freeTestPort is a free port of the tests' range 20000-20999, below the
+// kernel's ephemeral range (unlike a port the kernel picks), for tests
+// whose doctor output must not carry the ephemeral ports warning.
+func freeTestPort(t *testing.T) int {
+	t.Helper()
+	start := rand.IntN(1000)
+	for i := 0; i < 1000; i++ {
+		port := 20000 + (start+i)%1000
+		if ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port)); err == nil {
+			ln.Close()
+			return port
+		}
+	}
+	t.Fatal("no free port in 20000-20999")
+	return 0
 }
