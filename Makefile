@@ -2,13 +2,50 @@
 GO      ?= go
 VERSION ?= 0.2.0
 LDFLAGS := -X main.version=$(VERSION)
-BIN     := bin/rollbridge
+BIN     ?= bin/rollbridge
 
-.PHONY: build demo test lint fmt-check vet unit fuzz bench bench-go chaos soak clean
+# Install locations (make install, make uninstall). DESTDIR stages the
+# files under another root (packaging, tests); the paths the installed
+# files name (the units' ExecStart=) never contain it.
+PREFIX      ?= /usr/local
+BINDIR      ?= $(PREFIX)/bin
+BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
+ZSHCOMPDIR  ?= $(PREFIX)/share/zsh/site-functions
+UNITDIR     ?= $(PREFIX)/lib/systemd/system
+UNITS       := rollbridge.service rollbridge@.service
+
+.PHONY: build demo test lint fmt-check vet unit fuzz bench bench-go chaos soak clean install uninstall
 
 ## build: the rollbridge binary in bin/
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/rollbridge
+
+# install builds the binary only when it is missing, so that
+# `make && sudo make install` does not need Go in root's PATH.
+$(BIN):
+	$(MAKE) build
+
+## install: the binary, its bash and zsh completions and the example systemd units
+## (docs/deploy-recipes.md#install); PREFIX (default /usr/local) and DESTDIR are honoured
+install: $(BIN)
+	install -d "$(DESTDIR)$(BINDIR)" "$(DESTDIR)$(BASHCOMPDIR)" "$(DESTDIR)$(ZSHCOMPDIR)" "$(DESTDIR)$(UNITDIR)"
+	install -m 0755 "$(BIN)" "$(DESTDIR)$(BINDIR)/rollbridge"
+	"$(BIN)" completion bash >"$(DESTDIR)$(BASHCOMPDIR)/rollbridge.tmp"
+	install -m 0644 "$(DESTDIR)$(BASHCOMPDIR)/rollbridge.tmp" "$(DESTDIR)$(BASHCOMPDIR)/rollbridge"
+	rm -f "$(DESTDIR)$(BASHCOMPDIR)/rollbridge.tmp"
+	"$(BIN)" completion zsh >"$(DESTDIR)$(ZSHCOMPDIR)/_rollbridge.tmp"
+	install -m 0644 "$(DESTDIR)$(ZSHCOMPDIR)/_rollbridge.tmp" "$(DESTDIR)$(ZSHCOMPDIR)/_rollbridge"
+	rm -f "$(DESTDIR)$(ZSHCOMPDIR)/_rollbridge.tmp"
+	for unit in $(UNITS); do \
+		sed 's|/usr/local/bin/rollbridge|$(BINDIR)/rollbridge|g' "examples/$$unit" >"$(DESTDIR)$(UNITDIR)/$$unit.tmp" && \
+		install -m 0644 "$(DESTDIR)$(UNITDIR)/$$unit.tmp" "$(DESTDIR)$(UNITDIR)/$$unit" && \
+		rm -f "$(DESTDIR)$(UNITDIR)/$$unit.tmp" || exit 1; \
+	done
+
+## uninstall: remove exactly the files install put (directories stay: others share them)
+uninstall:
+	rm -f "$(DESTDIR)$(BINDIR)/rollbridge" "$(DESTDIR)$(BASHCOMPDIR)/rollbridge" "$(DESTDIR)$(ZSHCOMPDIR)/_rollbridge"
+	for unit in $(UNITS); do rm -f "$(DESTDIR)$(UNITDIR)/$$unit"; done
 
 ## demo: a daemon on loopback, release v1, then v2 under traffic (0 failed requests)
 demo: build

@@ -68,6 +68,8 @@ func (e *Engine) HandleControl(ctx context.Context, req *control.Request, conn *
 		})
 	case "follow":
 		return e.follow(conn, req)
+	case "check-reload":
+		return e.checkReloadJSON()
 	case "retire-owner":
 		attestation, err := checkAttestation(req)
 		if err != nil {

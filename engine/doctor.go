@@ -20,11 +20,19 @@ type Check struct {
 	Name   string
 	OK     bool
 	Detail string
+	// Warning marks a passing check that still wants attention; it never
+	// fails doctor.
+	Warning bool
 }
 
-// MarshalJSON writes {detail, name, ok}.
+// MarshalJSON writes {detail, name, ok}, plus "warning": true on a
+// warning only, so the checks that existed before warnings keep their shape.
 func (c Check) MarshalJSON() ([]byte, error) {
-	return jsconfig.Object{{Key: "detail", Value: c.Detail}, {Key: "name", Value: c.Name}, {Key: "ok", Value: c.OK}}.MarshalJSON()
+	o := jsconfig.Object{{Key: "detail", Value: c.Detail}, {Key: "name", Value: c.Name}, {Key: "ok", Value: c.OK}}
+	if c.Warning {
+		o = append(o, jsconfig.Field{Key: "warning", Value: true})
+	}
+	return o.MarshalJSON()
 }
 
 // DoctorRelease is the prepared release doctor checks, when given.
@@ -115,6 +123,17 @@ func Doctor(plan *jsconfig.Plan, release *DoctorRelease) []Check {
 		}
 	}
 
+	// Both only appear when they have something to say, so a healthy
+	// host's report is unchanged.
+	if probeErr == nil && probe.Alive && probe.Rollbridge && probe.Application == plan.Application {
+		if c := reloadCheck(endpoint); c != nil {
+			checks = append(checks, *c)
+		}
+	}
+	if c := ephemeralPortsCheck(plan, ephemeralRangeFile, reservedPortsFile); c != nil {
+		checks = append(checks, *c)
+	}
+
 	if release != nil {
 		checks = append(checks, releaseChecks(plan, release)...)
 	}
@@ -130,9 +149,9 @@ func releaseChecks(plan *jsconfig.Plan, rel *DoctorRelease) []Check {
 	}
 	var checks []Check
 	if st, err := os.Stat(abs); err == nil && st.IsDir() {
-		checks = append(checks, Check{"release path", true, abs + " exists"})
+		checks = append(checks, Check{Name: "release path", OK: true, Detail: abs + " exists"})
 	} else {
-		checks = append(checks, Check{"release path", false, abs + " is missing or not a directory"})
+		checks = append(checks, Check{Name: "release path", OK: false, Detail: abs + " is missing or not a directory"})
 	}
 	id := rel.ID
 	if !rel.IDSet || id == "" {
@@ -175,19 +194,19 @@ func releaseChecks(plan *jsconfig.Plan, rel *DoctorRelease) []Check {
 		}
 	}
 	if len(failures) == 0 {
-		checks = append(checks, Check{"process templates", true, fmt.Sprintf("all %d process command/cwd/env templates resolve", len(plan.Processes))})
+		checks = append(checks, Check{Name: "process templates", OK: true, Detail: fmt.Sprintf("all %d process command/cwd/env templates resolve", len(plan.Processes))})
 	} else {
-		checks = append(checks, Check{"process templates", false, "unresolved templates — " + strings.Join(failures, "; ")})
+		checks = append(checks, Check{Name: "process templates", OK: false, Detail: "unresolved templates — " + strings.Join(failures, "; ")})
 	}
 	switch {
 	case len(missing) == 0 && checked == 1:
-		checks = append(checks, Check{"process working directories", true, "all 1 process working directory exists"})
+		checks = append(checks, Check{Name: "process working directories", OK: true, Detail: "all 1 process working directory exists"})
 	case len(missing) == 0:
-		checks = append(checks, Check{"process working directories", true, fmt.Sprintf("all %d process working directories exist", checked)})
+		checks = append(checks, Check{Name: "process working directories", OK: true, Detail: fmt.Sprintf("all %d process working directories exist", checked)})
 	case len(missing) == 1:
-		checks = append(checks, Check{"process working directories", false, "missing working directory: " + missing[0]})
+		checks = append(checks, Check{Name: "process working directories", OK: false, Detail: "missing working directory: " + missing[0]})
 	default:
-		checks = append(checks, Check{"process working directories", false, "missing working directories: " + strings.Join(missing, ", ")})
+		checks = append(checks, Check{Name: "process working directories", OK: false, Detail: "missing working directories: " + strings.Join(missing, ", ")})
 	}
 	return checks
 }

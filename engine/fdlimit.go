@@ -82,25 +82,25 @@ func fileLimitCheck(ep control.Endpoint, daemonRunning bool) Check {
 	if daemonRunning {
 		pid, err := control.DaemonPID(ep)
 		if err != nil {
-			return Check{name, true, fmt.Sprintf("could not identify the daemon's process (%v); its limits are unknown", err)}
+			return Check{Name: name, OK: true, Detail: fmt.Sprintf("could not identify the daemon's process (%v); its limits are unknown", err)}
 		}
 		l, err := processFileLimits(pid)
 		if err != nil {
-			return Check{name, true, fmt.Sprintf("could not read the daemon's limits (%v)", err)}
+			return Check{Name: name, OK: true, Detail: fmt.Sprintf("could not read the daemon's limits (%v)", err)}
 		}
 		detail := fmt.Sprintf("daemon (pid %d): soft limit %s, hard limit %s", pid, limitText(l.Soft), limitText(l.Hard))
 		if l.Open < 0 {
-			return Check{name, true, detail}
+			return Check{Name: name, OK: true, Detail: detail}
 		}
 		detail += fmt.Sprintf(", %d open", l.Open)
 		if l.Soft != unix.RLIM_INFINITY && uint64(l.Open)*10 >= l.Soft*9 {
-			return Check{name, false, detail + " — close to the limit: new connections will wait until descriptors are freed; raise LimitNOFILE= in the systemd unit (or ulimit -Hn) and restart the daemon"}
+			return Check{Name: name, OK: false, Detail: detail + " — close to the limit: new connections will wait until descriptors are freed; raise LimitNOFILE= in the systemd unit (or ulimit -Hn) and restart the daemon"}
 		}
-		return Check{name, true, detail}
+		return Check{Name: name, OK: true, Detail: detail}
 	}
 	var lim syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		return Check{name, true, fmt.Sprintf("could not read the limit (%v)", err)}
+		return Check{Name: name, OK: true, Detail: fmt.Sprintf("could not read the limit (%v)", err)}
 	}
-	return Check{name, true, fmt.Sprintf("no daemon running; a daemon started here raises its soft limit to just below the hard limit of %s (the processes it starts keep the soft limit it was started with)", limitText(lim.Max))}
+	return Check{Name: name, OK: true, Detail: fmt.Sprintf("no daemon running; a daemon started here raises its soft limit to just below the hard limit of %s (the processes it starts keep the soft limit it was started with)", limitText(lim.Max))}
 }

@@ -64,7 +64,7 @@ func (e *Engine) publishOutput(in *instance, entry runtime.OutputEntry) {
 	}
 	e.logHub.mu.Lock()
 	for f := range e.logHub.followers {
-		if entry.Seq > f.mark && (!f.filtered || f.processID == in.id) {
+		if entry.Seq > f.mark && (!f.filtered || SelectsProcess(f.processID, in.id)) {
 			f.offer(line)
 		}
 	}
@@ -192,7 +192,7 @@ func (e *Engine) follow(conn *control.Conn, req *control.Request) ([]byte, error
 func (e *Engine) retainedOutput(f *follower) [][]byte {
 	var out [][]byte
 	for _, in := range e.statusProcesses() {
-		if f.filtered && in.id != f.processID {
+		if f.filtered && !SelectsProcess(f.processID, in.id) {
 			continue
 		}
 		source := e.sourceOf(in)

@@ -215,7 +215,7 @@ func TestDeployBadInputLeavesTheActiveRelease(t *testing.T) {
 		{"missing template value", `processes: [{id: "web", policy: "proxied", command: "exec FIXTURE -listen {{nope}}", port: {from: 20000, to: 20999}}]`,
 			"Error: Missing template value for {{nope}}\n", func() result { return d.deploy("bad") }},
 		{"incompatible reload", `proxy: {port: 1}, processes: [` + webProcess + `]`,
-			"Error: Config changes to proxy.port cannot be applied live; restart the Rollbridge daemon before deploying.\n", func() result { return d.deploy("bad") }},
+			"Error: Config changes to proxy.port cannot be applied live; restart the Rollbridge daemon before deploying.\n  proxy.port: 0 → 1\n", func() result { return d.deploy("bad") }},
 		{"empty release path", `processes: [` + webProcess + `]`, "Error: releasePath is required\n",
 			func() result { return d.cli("deploy", "--release-path", "") }},
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"math"
+	"path/filepath"
 	"time"
 
 	"github.com/rollbridge/rollbridge/engine"
@@ -114,7 +115,7 @@ func newDeployCommand() *cobra.Command {
 			if cmd.Flags().Changed("release-id") {
 				fields = append(fields, jsconfig.Field{Key: "releaseId", Value: releaseID})
 			}
-			fields = append(fields, jsconfig.Field{Key: "releasePath", Value: releasePath})
+			fields = append(fields, jsconfig.Field{Key: "releasePath", Value: absReleasePath(releasePath)})
 			if cmd.Flags().Changed("revision") {
 				fields = append(fields, jsconfig.Field{Key: "revision", Value: revision})
 			}
@@ -143,4 +144,19 @@ func newDeployCommand() *cobra.Command {
 	setPlaceholder(cmd, "revision", "<sha>")
 	daemon.register(cmd, true)
 	return cmd
+}
+
+// absReleasePath resolves a relative release path against the caller's
+// working directory, as doctor --release-path does: the daemon runs
+// elsewhere and would resolve it against its own (docs/cli.md#deploy).
+// "" stays "", so the daemon still answers "releasePath is required".
+func absReleasePath(path string) string {
+	if path == "" {
+		return path
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return path
+	}
+	return abs
 }

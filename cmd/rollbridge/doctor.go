@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/rollbridge/rollbridge/engine"
 	"github.com/rollbridge/rollbridge/jsconfig"
@@ -59,10 +60,12 @@ func newDoctorCommand() *cobra.Command {
 // writeDoctor prints the report (docs/cli.md#doctor); any failed check makes
 // the exit status 1.
 func writeDoctor(cmd *cobra.Command, checks []engine.Check, asJSON bool) error {
-	failed := 0
+	failed, warnings := 0, 0
 	for _, c := range checks {
 		if !c.OK {
 			failed++
+		} else if c.Warning {
+			warnings++
 		}
 	}
 	if asJSON {
@@ -73,14 +76,23 @@ func writeDoctor(cmd *cobra.Command, checks []engine.Check, asJSON bool) error {
 	} else {
 		for _, c := range checks {
 			mark := "✓"
-			if !c.OK {
+			switch {
+			case !c.OK:
 				mark = "✗"
+			case c.Warning:
+				mark = "!"
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%s %s: %s\n", mark, c.Name, c.Detail)
+			// A detail of several lines (a reload refusal) keeps its
+			// further lines indented under the check.
+			detail := strings.ReplaceAll(c.Detail, "\n", "\n  ")
+			fmt.Fprintf(cmd.OutOrStdout(), "%s %s: %s\n", mark, c.Name, detail)
 		}
-		if failed == 0 {
+		switch {
+		case failed == 0 && warnings > 0:
+			fmt.Fprintf(cmd.OutOrStdout(), "\nAll checks passed, with %d %s.\n", warnings, plural(warnings, "warning", "warnings"))
+		case failed == 0:
 			fmt.Fprint(cmd.OutOrStdout(), "\nAll checks passed.\n")
-		} else {
+		default:
 			fmt.Fprintf(cmd.ErrOrStderr(), "\n%d %s failed.\n", failed, plural(failed, "check", "checks"))
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"strings"
 
+	"github.com/rollbridge/rollbridge/engine"
 	"github.com/rollbridge/rollbridge/engine/control"
 	"github.com/rollbridge/rollbridge/jsconfig"
 	"github.com/spf13/cobra"
@@ -50,7 +51,7 @@ func newLogsCommand() *cobra.Command {
 			if filtered {
 				kept := sources[:0]
 				for _, s := range sources {
-					if s.id == process {
+					if engine.SelectsProcess(process, s.id) {
 						kept = append(kept, s)
 					}
 				}
@@ -77,7 +78,7 @@ func newLogsCommand() *cobra.Command {
 	}
 	addConfigFlag(cmd, &configPath)
 	addSocketFlag(cmd, &socket)
-	cmd.Flags().StringVar(&process, "process", "", "Only show logs for the process with this id")
+	cmd.Flags().StringVar(&process, "process", "", "Only show logs for the process with this id (all its replicas), or one instance such as worker#1")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "Output machine-readable JSON")
 	cmd.Flags().BoolVar(&follows, "follow", false, "Keep printing new output as it arrives (until interrupted)")
 	setPlaceholder(cmd, "process", "<id>")

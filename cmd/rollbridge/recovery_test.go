@@ -275,8 +275,9 @@ func TestDoctor(t *testing.T) {
 		t.Fatalf("invalid config: %+v", r)
 	}
 
-	// Everything fine, with a prepared release.
-	port := freePort(t)
+	// Everything fine, with a prepared release (and a proxy port outside
+	// the ephemeral range, which doctor would warn about).
+	port := freeTestPort(t)
 	rel := filepath.Join(dir, "releases", "r1")
 	os.MkdirAll(filepath.Join(rel, "jobs"), 0o755)
 	good := write("app/rollbridge.js", fmt.Sprintf(`export default {

@@ -1,8 +1,8 @@
 // Command demo is the app of `make demo`. "demo serve" (the default) is a
 // web app on 127.0.0.1:$ROLLBRIDGE_PORT that names its release; "demo
-// load" sends requests through the proxy until told to stop and counts the
-// failures; "demo proxy-url" reads `rollbridge status` and prints the
-// proxy's URL.
+// load" sends requests through the proxy until told to stop and prints one
+// line: how many, how many failed, which release answered; "demo
+// proxy-url" reads `rollbridge status` and prints the proxy's URL.
 package main
 
 import (
@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -30,10 +31,10 @@ func main() {
 	case "serve":
 		serve()
 	case "load":
-		if len(os.Args) != 4 {
-			fail("usage: demo load <url> <stop-file>")
+		if len(os.Args) != 5 {
+			fail("usage: demo load <url> <stop-file> <what the requests went through>")
 		}
-		load(os.Args[2], os.Args[3])
+		load(os.Args[2], os.Args[3], os.Args[4])
 	case "proxy-url":
 		proxyURL()
 	default:
@@ -67,11 +68,12 @@ func serve() {
 }
 
 // load keeps 8 clients busy (half with keep-alive, half opening a new
-// connection per request) until stopFile exists.
-func load(url, stopFile string) {
+// connection per request) until stopFile exists, then prints
+// "5,022 requests during <during>, 0 failed; v1 answered 2,480, v2 2,542".
+func load(url, stopFile, during string) {
 	var ok, failed atomic.Int64
 	var mu sync.Mutex
-	byRelease := map[string]int{}
+	byRelease := map[string]int64{}
 	var firstErr string
 	var wg sync.WaitGroup
 	for i := 0; i < 8; i++ {
@@ -107,16 +109,39 @@ func load(url, stopFile string) {
 		}()
 	}
 	wg.Wait()
-	var parts []string
-	for r, n := range byRelease {
-		parts = append(parts, fmt.Sprintf("%s: %d", r, n))
-	}
-	sort.Strings(parts)
-	fmt.Printf("requests sent while deploying: %d, failed: %d (answered by %s)\n", ok.Load()+failed.Load(), failed.Load(), strings.Join(parts, ", "))
+	fmt.Println(loadSummary(ok.Load()+failed.Load(), failed.Load(), during, byRelease))
 	if failed.Load() > 0 {
 		fmt.Printf("first failure: %s\n", firstErr)
 		os.Exit(1)
 	}
+}
+
+// loadSummary is the demo's last line, with the releases in order:
+// "…; v1 answered 2,480, v2 2,542".
+func loadSummary(total, failed int64, during string, byRelease map[string]int64) string {
+	line := fmt.Sprintf("%s requests during %s, %s failed", thousands(total), during, thousands(failed))
+	releases := make([]string, 0, len(byRelease))
+	for r := range byRelease {
+		releases = append(releases, r)
+	}
+	sort.Strings(releases)
+	for i, r := range releases {
+		sep, verb := ", ", ""
+		if i == 0 {
+			sep, verb = "; ", "answered "
+		}
+		line += sep + r + " " + verb + thousands(byRelease[r])
+	}
+	return line
+}
+
+// thousands writes n with a comma between groups of three digits.
+func thousands(n int64) string {
+	s := strconv.FormatInt(n, 10)
+	for i := len(s) - 3; i > 0 && s[i-1] != '-'; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	return s
 }
 
 func proxyURL() {
