@@ -263,7 +263,7 @@ func (c *Conn) handle(line []byte) (resp []byte, closeConn bool) {
 	if c.s.OnCommandError != nil {
 		c.s.OnCommandError(err.Error())
 	}
-	return Failure(err.Error()), closeConn
+	return FailureFor(err), closeConn
 }
 
 // reply writes one response line in a single write, with the files a
