@@ -63,6 +63,7 @@ func (e *Engine) deploy(req DeployRequest) (res DeployResult, err error) {
 	if id == "" {
 		id = timestampID(time.Now())
 	}
+	e.ops.setRelease(id) // for the operations command
 	revision := req.Revision
 	if revision == "" {
 		revision = id
