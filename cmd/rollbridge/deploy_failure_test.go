@@ -39,7 +39,7 @@ func TestFailedDeployWebExitsAtStart(t *testing.T) {
 		t.Errorf("%d requests failed during the failed deploy, first: %v", len(failures), failures[0])
 	}
 	t.Logf("the failed deploy took %v (health timeout 60 s)", took)
-	if took > 30*time.Second {
+	if took > 20*time.Second {
 		t.Errorf("the deploy took %v: it waited for the health timeout instead of failing fast", took)
 	}
 	m := healthFailed.FindStringSubmatch(r.stderr)
@@ -130,7 +130,7 @@ func TestFailedDeploySignalsLimitAndUnsafeOutput(t *testing.T) {
 		d.writeConfig(failingWeb(c.command, c.extra))
 		began := time.Now()
 		r := d.deploy(fmt.Sprintf("s%d", i))
-		if took := time.Since(began); took > 30*time.Second {
+		if took := time.Since(began); took > 20*time.Second {
 			t.Errorf("case %d: the deploy took %v instead of failing fast", i, took)
 		}
 		m := healthFailed.FindStringSubmatch(r.stderr)

@@ -27,7 +27,12 @@ func relayShowing(cmd *cobra.Command, configPath string, readTimeout time.Durati
 	if showProgress {
 		p = startProgress(cmd.ErrOrStderr(), plan)
 	}
-	raw, err := control.Call(engine.ControlEndpoint(plan.Control), request(), readTimeout)
+	var raw []byte
+	if p != nil {
+		raw, err = p.call(plan, request()) // Ctrl-C says what becomes of the operation
+	} else {
+		raw, err = control.Call(engine.ControlEndpoint(plan.Control), request(), readTimeout)
+	}
 	p.finish(plan, previousRelease(raw))
 	if err != nil {
 		return err
