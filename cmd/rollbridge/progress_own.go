@@ -284,8 +284,10 @@ func (p *progress) interrupted() {
 	p.cut = true
 	defer p.mu.Unlock()
 	if p.drawn {
-		fmt.Fprint(p.w, "\r\033[K")
+		fmt.Fprint(p.w, "\r\033[K") // also wipes the terminal's "^C"
 		p.drawn = false
+	} else {
+		fmt.Fprintln(p.w) // ends the line the terminal echoed "^C" on
 	}
 	what := p.own.command
 	if p.own.release != "" {
@@ -297,12 +299,12 @@ func (p *progress) interrupted() {
 	}
 	switch state {
 	case opRunning:
-		fmt.Fprintf(p.w, "\nInterrupted: the %s goes on in the daemon; stopping this command does not stop it.\n", what)
+		fmt.Fprintf(p.w, "Interrupted: the %s goes on in the daemon; stopping this command does not stop it.\n", what)
 		fmt.Fprintf(p.w, "  Follow it with: rollbridge events --follow%s\n", config)
 	case opQueued:
-		fmt.Fprintf(p.w, "\nInterrupted: the %s was waiting for %s and is dropped; the daemon will not run it.\n", what, p.own.ahead.describe())
+		fmt.Fprintf(p.w, "Interrupted: the %s was waiting for %s and is dropped; the daemon will not run it.\n", what, p.own.ahead.describe())
 	default:
-		fmt.Fprintf(p.w, "\nInterrupted: if the %s had started, it goes on in the daemon; if it was waiting behind another operation, it is dropped.\n", what)
+		fmt.Fprintf(p.w, "Interrupted: if the %s had started, it goes on in the daemon; if it was waiting behind another operation, it is dropped.\n", what)
 		fmt.Fprintf(p.w, "  Follow it with: rollbridge events --follow%s\n", config)
 	}
 }
