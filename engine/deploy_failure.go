@@ -99,7 +99,9 @@ func watchWebCrashes(in *instance, stop <-chan struct{}) <-chan struct{} {
 	go func() {
 		for {
 			crashed := in.proc.Crashed()
-			if r := in.proc.CrashReport(); r.GaveUp || r.Exits() >= 2 {
+			// A settling exit is decided on once its output is in, so that
+			// the report shows what the process printed before it died.
+			if r := in.proc.CrashReport(); !r.Settling && (r.GaveUp || r.Exits() >= 2) {
 				close(giveUp)
 				return
 			}

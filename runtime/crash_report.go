@@ -19,6 +19,9 @@ type CrashReport struct {
 	// GaveUp: the process will not run again by itself (its restart limit
 	// was reached, or its restart gate is closed).
 	GaveUp bool
+	// Settling: an exit is counted, but its output may still be on the
+	// way; Crashed closes once it has arrived.
+	Settling bool
 }
 
 // Exits is the number of exits nobody asked for.
@@ -41,6 +44,7 @@ func (p *Process) CrashReport() CrashReport {
 	defer p.mu.Unlock()
 	r := p.crashes
 	r.Causes = append([]ExitCause(nil), r.Causes...)
+	r.Settling = p.settling > 0
 	return r
 }
 
@@ -60,6 +64,7 @@ func (p *Process) Crashed() <-chan struct{} {
 
 // recordCrashLocked counts an exit nobody asked for.
 func (p *Process) recordCrashLocked(code *int, signal *string) {
+	p.settling++ // until announceCrash
 	for i := range p.crashes.Causes {
 		c := &p.crashes.Causes[i]
 		if (code != nil && c.Code != nil && *c.Code == *code) || (signal != nil && c.Signal != nil && *c.Signal == *signal) {
@@ -70,9 +75,10 @@ func (p *Process) recordCrashLocked(code *int, signal *string) {
 	p.crashes.Causes = append(p.crashes.Causes, ExitCause{Code: code, Signal: signal, Count: 1})
 }
 
-// announceCrash wakes the waiters of Crashed, after the output of spawn
-// gen was captured or crashOutputWait passed.
-func (p *Process) announceCrash(outputDone <-chan struct{}) {
+// announceCrash wakes the waiters of Crashed, after the output of the
+// spawn that exited was captured or crashOutputWait passed; settled
+// ends the Settling of an exit that recordCrashLocked counted.
+func (p *Process) announceCrash(outputDone <-chan struct{}, settled bool) {
 	if outputDone != nil {
 		select {
 		case <-outputDone:
@@ -80,6 +86,9 @@ func (p *Process) announceCrash(outputDone <-chan struct{}) {
 		}
 	}
 	p.mu.Lock()
+	if settled {
+		p.settling--
+	}
 	ch := p.crashCh
 	p.crashCh = nil
 	p.mu.Unlock()

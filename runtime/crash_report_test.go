@@ -77,3 +77,25 @@ func TestHealthCheckGiveUp(t *testing.T) {
 		t.Fatalf("the check took %v after GiveUp closed (start delay and window: 1 min each)", took)
 	}
 }
+
+// An exit stays "settling" until the output written up to it has been
+// captured: here a helper outside the process group (so not stopped with
+// it) writes the last line through the inherited pipe 50 ms after the
+// exit, within crashOutputWait.
+func TestCrashReportSettlesAfterTheOutput(t *testing.T) {
+	zero := 0
+	// The process exits only once the helper runs in its own session.
+	spec := baseSpec(t, "setsid sh -c 'echo $$ > helper; sleep 0.05; echo late words >&2' & while [ ! -s helper ]; do sleep 0.01; done; exit 3")
+	spec.Restart = RestartPolicy{MaxRestarts: &zero, BackoffFactor: 1}
+	p, _ := newProcess(t, spec, NewFakeClock(epoch))
+	if err := p.Start(ReasonDeploy); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the exit to be settled", 5*time.Second, func() bool {
+		r := p.CrashReport()
+		return r.Exits() == 1 && r.GaveUp && !r.Settling
+	})
+	if logs := p.Status().Logs; len(logs) != 1 || logs[0].Line != "late words" {
+		t.Fatalf("a settled exit has its output: %+v", logs)
+	}
+}

@@ -171,6 +171,7 @@ type Process struct {
 	dropped         bool          // the held child was let go without running
 	crashes         CrashReport   // since the last deploy or manual start
 	crashCh         chan struct{} // closed at the next crash (Crashed)
+	settling        int           // exits counted whose output may still arrive
 }
 
 type stopRun struct {
@@ -484,7 +485,7 @@ func (p *Process) wait(cmd *exec.Cmd, gen int, exitCh chan struct{}, outputDone 
 		}
 		close(leftovers)
 		p.scheduleRestart(gen)
-		p.announceCrash(outputDone)
+		p.announceCrash(outputDone, true)
 	}
 }
 
@@ -561,7 +562,7 @@ func (p *Process) restartAfterCrash(gen int) {
 		p.emit("process restart failed", Field{"error", err.Error()}, Field{"id", id})
 		// A failed respawn is another crash: the policy goes on.
 		p.scheduleRestart(gen)
-		p.announceCrash(nil)
+		p.announceCrash(nil, false)
 	}
 }
 
