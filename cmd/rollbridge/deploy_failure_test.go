@@ -11,9 +11,11 @@ import (
 
 // failingWeb is a config whose web process runs command (FIXTURE may be
 // used) with a 60 s health timeout: a deploy that ends well before that
-// failed fast.
+// failed fast. Its ports are outside the range the other tests share: a
+// web process that never listens leaves its port free, and another test
+// run's app that binds it would answer this health check.
 func failingWeb(command, extra string) string {
-	return fmt.Sprintf(`processes: [{id: "worker", command: "exec FIXTURE"}, {id: "web", policy: "proxied", command: %q, port: {from: 20000, to: 20999}, restartDelayMs: 100, health: {intervalMs: 20, timeoutMs: 60000}%s}]`, command, extra)
+	return fmt.Sprintf(`processes: [{id: "worker", command: "exec FIXTURE"}, {id: "web", policy: "proxied", command: %q, port: {from: 29400, to: 29499}, restartDelayMs: 100, health: {intervalMs: 20, timeoutMs: 60000}%s}]`, command, extra)
 }
 
 var healthFailed = regexp.MustCompile(`^Error: Health check failed for http://127\.0\.0\.1:\d+/\w+: (.*)\n`)
@@ -23,7 +25,7 @@ var healthFailed = regexp.MustCompile(`^Error: Health check failed for http://12
 // line; the release is cleaned up and the active release keeps serving
 // every request.
 func TestFailedDeployWebExitsAtStart(t *testing.T) {
-	d := startDaemon(t, `processes: [{id: "worker", command: "exec FIXTURE"}, `+webProcess+`]`)
+	d := startDaemon(t, failingWeb("exec FIXTURE -listen", ""))
 	if r := d.deploy("v1"); r.code != 0 {
 		t.Fatalf("deploy v1: %+v", r)
 	}
@@ -91,12 +93,12 @@ func TestFailedDeployWebExitsAtStart(t *testing.T) {
 // crashed and restarted once: one exit is not enough to give up, so the
 // whole window passes, and the error names the crash and the output.
 func TestFailedDeployHealthTimeoutAfterRestart(t *testing.T) {
-	d := startDaemon(t, `processes: [`+webProcess+`]`)
+	d := startDaemon(t, `processes: [{id: "web", policy: "proxied", command: "exec FIXTURE -listen", port: {from: 29400, to: 29499}}]`)
 	mark := filepath.Join(t.TempDir(), "started")
 	// The first start fails; the second runs and answers 503 (its ready
 	// file never appears).
 	cmd := fmt.Sprintf(`if [ -e %[1]s ]; then echo "waiting for the cache" >&2; exec FIXTURE -listen -ready-file %[1]s.never; fi; touch %[1]s; echo "cannot open /srv/cache" >&2; exit 1`, mark)
-	d.writeConfig(fmt.Sprintf(`processes: [{id: "web", policy: "proxied", command: %q, port: {from: 20000, to: 20999}, restartDelayMs: 100, health: {path: "/ready", intervalMs: 20, timeoutMs: 1500}}]`, cmd))
+	d.writeConfig(fmt.Sprintf(`processes: [{id: "web", policy: "proxied", command: %q, port: {from: 29400, to: 29499}, restartDelayMs: 100, health: {path: "/ready", intervalMs: 20, timeoutMs: 1500}}]`, cmd))
 	began := time.Now()
 	r := d.deploy("v1")
 	if took := time.Since(began); took < 1500*time.Millisecond {
@@ -116,7 +118,7 @@ func TestFailedDeployHealthTimeoutAfterRestart(t *testing.T) {
 // the first exit; control characters of the output never reach the
 // terminal raw, and an absurdly long line is cut.
 func TestFailedDeploySignalsLimitAndUnsafeOutput(t *testing.T) {
-	d := startDaemon(t, `processes: [{id: "worker", command: "exec FIXTURE"}, `+webProcess+`]`)
+	d := startDaemon(t, failingWeb("exec FIXTURE -listen", ""))
 	long := strings.Repeat("x", 5000)
 	for i, c := range []struct {
 		command, extra, reason, detail string

@@ -26,7 +26,7 @@ type heldDeploys struct {
 func startHeldDeploys(t *testing.T) *heldDeploys {
 	t.Helper()
 	ready := filepath.Join(t.TempDir(), "ready")
-	d := startDaemon(t, fmt.Sprintf(`processes: [{id: "web", policy: "proxied", command: "exec FIXTURE -listen -ready-file %s", port: {from: 20000, to: 20999}, health: {path: "/ready", intervalMs: 20, timeoutMs: 60000}}]`, ready))
+	d := startDaemon(t, fmt.Sprintf(`processes: [{id: "web", policy: "proxied", command: "exec FIXTURE -listen -ready-file %s", port: {from: 29500, to: 29599}, health: {path: "/ready", intervalMs: 20, timeoutMs: 60000}}]`, ready))
 	h := &heldDeploys{d, t, ready}
 	h.setReady(true)
 	if r := d.deploy("v1"); r.code != 0 {
@@ -60,7 +60,7 @@ func (h *heldDeploys) startDeploy(id string, stderr io.Writer) (*exec.Cmd, chan 
 	if err := cmd.Start(); err != nil {
 		h.t.Fatal(err)
 	}
-	done := make(chan int, 1)
+	done, exited := make(chan int, 1), make(chan struct{})
 	go func() {
 		err := cmd.Wait()
 		code := 0
@@ -68,10 +68,14 @@ func (h *heldDeploys) startDeploy(id string, stderr io.Writer) (*exec.Cmd, chan 
 			code = ee.ExitCode()
 		}
 		done <- code
+		close(exited)
 	}()
 	h.t.Cleanup(func() {
-		if cmd.ProcessState == nil {
+		select {
+		case <-exited:
+		default:
 			cmd.Process.Kill()
+			<-exited
 		}
 	})
 	return cmd, done
@@ -111,6 +115,19 @@ func rawControl(t *testing.T, sock, request string) string {
 	return line
 }
 
+// waitTerminal waits until the terminal has shown want, and shows what
+// it did show when it does not.
+func waitTerminal(t *testing.T, seen *syncBuffer, want string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(seen.String(), want) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the terminal did not show %q within 10 s; it shows:\n%s", want, seen.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 func exitOf(t *testing.T, what string, done chan int) int {
 	t.Helper()
 	select {
@@ -134,9 +151,7 @@ func TestDeployWaitingBehindAnotherShowsOnlyItsOwnSteps(t *testing.T) {
 	go io.Copy(seen, ctl)
 	third, second := h.startDeploy("v3", term)
 	thirdPid := third.Process.Pid
-	waitUntil(t, "the terminal to show the wait", 10*time.Second, func() bool {
-		return strings.Contains(seen.String(), "waiting for deploy v2 (running ")
-	})
+	waitTerminal(t, seen, "waiting for deploy v2 (running ")
 	// The operations command names both, each with its client's pid.
 	ops := rawControl(t, h.sock, `{"command":"operations"}`)
 	var got struct {
@@ -166,7 +181,7 @@ func TestDeployWaitingBehindAnotherShowsOnlyItsOwnSteps(t *testing.T) {
 	}
 	end := "-- end --"
 	fmt.Fprintln(term, end)
-	waitUntil(t, "the terminal to show "+end, 10*time.Second, func() bool { return strings.Contains(seen.String(), end) })
+	waitTerminal(t, seen, end)
 	out := seen.String()
 	t.Logf("terminal:\n%s", out)
 	for _, want := range []string{"waited ", " s for deploy v2\r\n", "→ deploying v3 (", "started web (pid ", "✓ traffic switched to v3"} {
@@ -195,9 +210,7 @@ func TestDeployInterruptedWhileRunning(t *testing.T) {
 	seen := &syncBuffer{}
 	go io.Copy(seen, ctl)
 	cmd, done := h.startDeploy("v2", term)
-	waitUntil(t, "the terminal to show the web start", 10*time.Second, func() bool {
-		return strings.Contains(seen.String(), "started web (pid ")
-	})
+	waitTerminal(t, seen, "started web (pid ")
 	syscall.Kill(cmd.Process.Pid, syscall.SIGINT)
 	if code := exitOf(t, "the interrupted deploy", done); code != interruptedExit {
 		t.Fatalf("exit %d, want %d", code, interruptedExit)
@@ -206,7 +219,7 @@ func TestDeployInterruptedWhileRunning(t *testing.T) {
 		"Interrupted: the deploy of v2 goes on in the daemon; stopping this command does not stop it.\r\n",
 		"  Follow it with: rollbridge events --follow -c " + h.config + "\r\n",
 	} {
-		waitUntil(t, "the terminal to show "+want, 10*time.Second, func() bool { return strings.Contains(seen.String(), want) })
+		waitTerminal(t, seen, want)
 	}
 	h.setReady(true)
 	waitUntil(t, "v2 to become active", 30*time.Second, func() bool { return h.status()["activeReleaseId"] == "v2" })
@@ -222,15 +235,13 @@ func TestDeployInterruptedWhileQueued(t *testing.T) {
 	seen := &syncBuffer{}
 	go io.Copy(seen, ctl)
 	cmd, done := h.startDeploy("v3", term)
-	waitUntil(t, "the terminal to show the wait", 10*time.Second, func() bool {
-		return strings.Contains(seen.String(), "waiting for deploy v2 (running ")
-	})
+	waitTerminal(t, seen, "waiting for deploy v2 (running ")
 	syscall.Kill(cmd.Process.Pid, syscall.SIGINT)
 	if code := exitOf(t, "the interrupted deploy", done); code != interruptedExit {
 		t.Fatalf("exit %d, want %d", code, interruptedExit)
 	}
 	want := "Interrupted: the deploy of v3 was waiting for deploy v2 and is dropped; the daemon will not run it.\r\n"
-	waitUntil(t, "the terminal to show "+want, 10*time.Second, func() bool { return strings.Contains(seen.String(), want) })
+	waitTerminal(t, seen, want)
 	h.setReady(true)
 	if code := exitOf(t, "deploy v2", first); code != 0 {
 		t.Fatalf("deploy v2 exited %d", code)
