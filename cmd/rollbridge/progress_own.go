@@ -46,6 +46,7 @@ type ownOperation struct {
 	ahead     *operationView // what it waits for
 	aheadAt   time.Time      // when ahead was read
 	queuedAt  time.Time      // when it was first seen waiting
+	queuedBy  string         // the daemon's time it was queued (as events carry it)
 	nAhead    int            // operations queued before it
 }
 
@@ -61,6 +62,28 @@ type operationView struct {
 	RunningMs float64 `json:"runningMs"`
 	WaitingMs float64 `json:"waitingMs"`
 	Since     string  `json:"since"`
+}
+
+// eventTime reads a time as the daemon writes it (events, operations).
+func eventTime(s string) (time.Time, bool) {
+	t, err := time.Parse("2006-01-02T15:04:05.000Z", s)
+	return t, err == nil
+}
+
+// waitedLocked prints how long the operation waited, up to until (the
+// daemon's time it began), replacing the redrawn waiting line.
+func (p *progress) waitedLocked(until string) {
+	if p.drawn {
+		fmt.Fprint(p.w, "\r\033[K")
+		p.drawn = false
+	}
+	waited := time.Since(p.own.queuedAt)
+	from, ok1 := eventTime(p.own.queuedBy)
+	to, ok2 := eventTime(until)
+	if ok1 && ok2 && !to.Before(from) {
+		waited = to.Sub(from)
+	}
+	fmt.Fprintf(p.w, "  waited %.1f s for %s\n", waited.Seconds(), p.own.ahead.describe())
 }
 
 func (v *operationView) describe() string {
@@ -104,6 +127,12 @@ func (o *ownOperation) accepts(e streamEntry, d map[string]any) bool {
 	if o.startedAt != "" && e.At < o.startedAt {
 		return false
 	}
+	// A restart's steps and a deploy's never look alike: whatever the
+	// timing, one is never shown as the other.
+	restartStep := e.Message == "process restart requested" || (e.Message == "process started" && d["reason"] == "manual")
+	if restartStep != (o.command == "restart") {
+		return false
+	}
 	if o.release != "" && (o.command == "deploy" || o.command == "rollback") {
 		if id, ok := d["releaseId"].(string); ok && id != o.release {
 			return false
@@ -128,12 +157,29 @@ func (p *progress) becomeLocked(s opState) {
 }
 
 // flushUnknownLocked shows, when the reply came before the operation was
-// ever seen (it ran and ended between two looks), the held-back events
-// about its release, or all of them when it names none.
+// seen running (it ran and ended between two looks), the held-back
+// events that are of its kind and, for a deploy or rollback, about its
+// release; with no release to go by after a wait, none.
 func (p *progress) flushUnknownLocked() {
-	if p.own.state == opUnknown && len(p.own.pending) > 0 {
-		p.becomeLocked(opRunning)
+	if p.own.state != opUnknown && p.own.state != opQueued {
+		return
 	}
+	if p.own.state == opQueued {
+		if p.own.release == "" && p.own.command != "restart" {
+			p.own.pending = nil
+			return
+		}
+		// It began with the first of its own events.
+		for _, e := range p.own.pending {
+			var d map[string]any
+			_ = json.Unmarshal(e.Data, &d)
+			if p.own.accepts(e, d) {
+				p.waitedLocked(e.At)
+				break
+			}
+		}
+	}
+	p.becomeLocked(opRunning)
 }
 
 // waitingLine is the line shown while the operation waits its turn.
@@ -205,11 +251,7 @@ func (p *progress) lookOwn() opState {
 		}
 		p.own.startedAt = r.Since
 		if p.own.state == opQueued {
-			if p.drawn {
-				fmt.Fprint(p.w, "\r\033[K")
-				p.drawn = false
-			}
-			fmt.Fprintf(p.w, "  waited %.1f s for %s\n", time.Since(p.own.queuedAt).Seconds(), p.own.ahead.describe())
+			p.waitedLocked(r.Since)
 		}
 		p.becomeLocked(opRunning)
 		return opRunning
@@ -218,6 +260,7 @@ func (p *progress) lookOwn() opState {
 		if q.ClientPid != nil && *q.ClientPid == p.own.pid {
 			if p.own.state != opQueued {
 				p.own.queuedAt = time.Now().Add(-time.Duration(q.WaitingMs) * time.Millisecond)
+				p.own.queuedBy = q.Since
 			}
 			p.own.state = opQueued
 			p.own.ahead, p.own.aheadAt, p.own.nAhead = ops.Running, time.Now(), i
@@ -243,10 +286,10 @@ func (p *progress) call(plan *jsconfig.Plan, request []byte) ([]byte, error) {
 	_ = json.Unmarshal(request, &req)
 	p.mu.Lock()
 	p.own.pid, p.own.command = os.Getpid(), req.Command
-	switch {
-	case req.ReleaseID != nil:
+	switch { // the daemon's rule: the id, else the revision; "" is not given
+	case req.ReleaseID != nil && *req.ReleaseID != "":
 		p.own.release = *req.ReleaseID
-	case req.Revision != nil:
+	case req.Revision != nil && *req.Revision != "":
 		p.own.release = *req.Revision
 	}
 	p.mu.Unlock()

@@ -26,7 +26,7 @@ type heldDeploys struct {
 func startHeldDeploys(t *testing.T) *heldDeploys {
 	t.Helper()
 	ready := filepath.Join(t.TempDir(), "ready")
-	d := startDaemon(t, fmt.Sprintf(`processes: [{id: "web", policy: "proxied", command: "exec FIXTURE -listen -ready-file %s", port: {from: 29500, to: 29599}, health: {path: "/ready", intervalMs: 20, timeoutMs: 60000}}]`, ready))
+	d := startDaemon(t, fmt.Sprintf(`processes: [{id: "worker", command: "exec FIXTURE"}, {id: "web", policy: "proxied", command: "exec FIXTURE -listen -ready-file %s", port: {from: 29500, to: 29599}, health: {path: "/ready", intervalMs: 20, timeoutMs: 60000}}]`, ready))
 	h := &heldDeploys{d, t, ready}
 	h.setReady(true)
 	if r := d.deploy("v1"); r.code != 0 {
@@ -199,6 +199,45 @@ func TestDeployWaitingBehindAnotherShowsOnlyItsOwnSteps(t *testing.T) {
 	}
 	if n := strings.Count(out, "started web (pid "); n != 1 {
 		t.Errorf("%d web starts shown, want only v3's", n)
+	}
+}
+
+// A restart that waits behind a deploy shows the wait and its own steps,
+// none of the deploy's, also when it runs and ends between two looks at
+// the daemon's operations.
+func TestRestartWaitingBehindADeploy(t *testing.T) {
+	h := startHeldDeploys(t)
+	_, first := h.startDeploy("v2", io.Discard)
+	h.waitRunning("v2")
+	ctl, term := openPTY(t)
+	seen := &syncBuffer{}
+	go io.Copy(seen, ctl)
+	cmd := exec.Command(binary, "restart", "-c", h.config, "--process", "worker")
+	cmd.Stdout, cmd.Stderr = io.Discard, term
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitTerminal(t, seen, "waiting for deploy v2 (running ")
+	h.setReady(true)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("restart: %v", err)
+	}
+	if code := exitOf(t, "deploy v2", first); code != 0 {
+		t.Fatalf("deploy v2 exited %d", code)
+	}
+	end := "-- end --"
+	fmt.Fprintln(term, end)
+	waitTerminal(t, seen, end)
+	out := seen.String()
+	for _, want := range []string{" s for deploy v2\r\n", "  restarting worker…\r\n", "  worker running again (pid "} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the terminal lacks %q:\n%s", want, out)
+		}
+	}
+	for _, not := range []string{"started worker", "started web", "traffic switched", "deploying"} {
+		if strings.Contains(out, not) {
+			t.Errorf("the terminal shows the deploy's step %q:\n%s", not, out)
+		}
 	}
 }
 
