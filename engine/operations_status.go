@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"sort"
 	"time"
 
 	"github.com/rollbridge/rollbridge/jsconfig"
@@ -30,8 +31,9 @@ func (e *Engine) operationsJSON() ([]byte, error) {
 		if op.since.IsZero() {
 			return obj
 		}
-		obj = append(obj, jsconfig.Field{Key: elapsedKey, Value: now.Sub(op.since).Milliseconds()})
-		return append(obj, jsconfig.Field{Key: "since", Value: runtime.ISOTime(op.since)})
+		obj = append(obj, jsconfig.Field{Key: elapsedKey, Value: now.Sub(op.since).Milliseconds()}, jsconfig.Field{Key: "since", Value: runtime.ISOTime(op.since)})
+		sort.SliceStable(obj, func(i, j int) bool { return obj[i].Key < obj[j].Key }) // sorted, as every reply
+		return obj
 	}
 	list := make([]jsconfig.Object, 0, len(queued))
 	for _, op := range queued {
