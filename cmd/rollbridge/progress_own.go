@@ -206,7 +206,7 @@ func (p *progress) watchOwn() {
 	t := time.NewTicker(pollEvery)
 	defer t.Stop()
 	for {
-		state := p.lookOwn()
+		state := p.lookOwn(pollTimeout)
 		if state == opRunning || state == opUnsupported {
 			return
 		}
@@ -218,9 +218,17 @@ func (p *progress) watchOwn() {
 	}
 }
 
+// pollTimeout bounds one look at the daemon's operations; after Ctrl-C
+// the look is shorter (interruptTimeout), so a daemon that does not
+// answer cannot hold the person at the terminal.
+const (
+	pollTimeout      = 5 * time.Second
+	interruptTimeout = time.Second
+)
+
 // lookOwn asks the daemon once and updates what is known.
-func (p *progress) lookOwn() opState {
-	raw, err := control.Call(engine.ControlEndpoint(p.plan.Control), control.SortedRequest("operations"), control.ReadTimeout)
+func (p *progress) lookOwn(timeout time.Duration) opState {
+	raw, err := control.Call(engine.ControlEndpoint(p.plan.Control), control.SortedRequest("operations"), timeout)
 	var de *control.DaemonError
 	if errors.As(err, &de) && strings.HasPrefix(de.Message, "Unknown command") {
 		p.mu.Lock()
@@ -311,6 +319,7 @@ func (p *progress) call(plan *jsconfig.Plan, request []byte) ([]byte, error) {
 	case r := <-replied:
 		return r.raw, r.err
 	case <-interrupt:
+		signal.Stop(interrupt) // a second Ctrl-C ends the command at once
 		p.interrupted()
 		return nil, exitCode(interruptedExit)
 	}
@@ -321,7 +330,7 @@ func (p *progress) call(plan *jsconfig.Plan, request []byte) ([]byte, error) {
 // stop it); a waiting one is dropped (the daemon does not run an
 // operation whose client left while it waited).
 func (p *progress) interrupted() {
-	state := p.lookOwn()
+	state := p.lookOwn(interruptTimeout)
 	p.stop()
 	p.mu.Lock()
 	p.cut = true
