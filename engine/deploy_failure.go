@@ -2,6 +2,7 @@ package engine
 
 import (
 	"errors"
+	"unicode/utf8"
 
 	"github.com/rollbridge/rollbridge/jsconfig"
 	"github.com/rollbridge/rollbridge/runtime"
@@ -10,6 +11,11 @@ import (
 // failureOutputLines is how many of a process's last output lines a
 // failed deploy reports (docs/cli.md#deploy).
 const failureOutputLines = 5
+
+// failureLineBytes bounds each of those lines: an application may print
+// lines of up to runtime.MaxLineBytes, and the report is kept in the
+// event log besides going to the client.
+const failureLineBytes = 1024
 
 // DeployFailure is a deploy (or rollback) whose new release did not pass
 // its health check, with what happened to the release's processes during
@@ -78,16 +84,35 @@ func failureReport(cause error, procs []*instance) error {
 	reports := make([]ProcessReport, 0, len(procs))
 	for _, in := range procs {
 		s := in.proc.Status()
-		logs := s.Logs
-		if len(logs) > failureOutputLines {
-			logs = logs[len(logs)-failureOutputLines:]
+		rep := ProcessReport{ID: in.id, State: s.State, Failing: in.def.Policy == jsconfig.PolicyProxied, Crashes: in.proc.CrashReport()}
+		// Output only of the processes the report is about: the failing
+		// one and those that exited.
+		if rep.Failing || rep.Crashes.Exits() > 0 {
+			logs := s.Logs
+			if len(logs) > failureOutputLines {
+				logs = logs[len(logs)-failureOutputLines:]
+			}
+			for _, l := range logs {
+				l.Line = cutLine(l.Line, failureLineBytes)
+				rep.LastOutput = append(rep.LastOutput, l)
+			}
 		}
-		reports = append(reports, ProcessReport{
-			ID: in.id, State: s.State, Failing: in.def.Policy == jsconfig.PolicyProxied,
-			Crashes: in.proc.CrashReport(), LastOutput: logs,
-		})
+		reports = append(reports, rep)
 	}
 	return &DeployFailure{Err: cause, Processes: reports}
+}
+
+// cutLine cuts s to at most n bytes on a character boundary, ending
+// with "…" when anything was cut.
+func cutLine(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	cut := n - len("…")
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
 }
 
 // watchWebCrashes closes the returned channel once the proxied process in
