@@ -17,7 +17,7 @@ import (
 
 // interruptedExit is the exit status of a deploy, rollback or restart
 // interrupted with Ctrl-C on a terminal (128 + SIGINT, as shells report
-// it; docs/cli.md#progress-on-a-terminal).
+// it; docs/cli.md#waiting-for-another-operation-and-ctrl-c).
 const interruptedExit = 130
 
 // opState is what the CLI knows of its own operation in the daemon.
