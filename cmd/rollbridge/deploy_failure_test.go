@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -75,6 +76,18 @@ func TestFailedDeployWebExitsAtStart(t *testing.T) {
 	}
 	if failed == nil || failed["error"] != m[0][len("Error: "):len(m[0])-1] || failed["releaseId"] != "v2" {
 		t.Fatalf("deploy failed event: %v", failed)
+	}
+	// The reply on the wire: "error" as before, "processes" added (in
+	// start order), keys sorted, so a client that reads only "error" sees
+	// no change.
+	rel := filepath.Join(d.dir, "releases", "v3")
+	if err := os.MkdirAll(rel, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	reply := rawControl(t, d.sock, fmt.Sprintf(`{"command":"deploy","releaseId":"v3","releasePath":%q}`, rel))
+	if !regexp.MustCompile(`^\{"error":"Health check failed for http://127\.0\.0\.1:\d+/ping: connection refused","processes":\[\{"exitCauses":\[\],"exits":0,"failing":false,"id":"worker","lastOutput":\[\],"restartLimitReached":false,"restarts":0,"state":"running"\},` +
+		`\{"exitCauses":\[\{"code":3,"count":2\}\],"exits":2,"failing":true,"id":"web","lastOutput":\[\{"at":"[^"]+","line":"missing DATABASE_URL","stream":"stderr"\},.*\],"restartLimitReached":false,"restarts":1,"state":"failed"\}\],"status":"error"\}\n$`).MatchString(reply) {
+		t.Errorf("error reply: %s", reply)
 	}
 	procs, _ := failed["processes"].([]any)
 	var web map[string]any
