@@ -331,7 +331,7 @@ func adoptListeners(path string, proxyFile, controlFile *os.File) (net.Listener,
 // deployBootstrap activates the bootstrap release through the deploy flow.
 func (e *Engine) deployBootstrap(deferSingletons bool) error {
 	b := e.opts.Bootstrap
-	if err := e.ops.acquire(); err != nil {
+	if err := e.ops.acquireAs(&operation{command: "deploy", releaseID: b.ReleaseID}); err != nil {
 		return err
 	}
 	defer e.ops.release()

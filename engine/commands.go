@@ -17,6 +17,8 @@ func (e *Engine) HandleControl(ctx context.Context, req *control.Request, conn *
 	case "events":
 		limit, limited := req.Number("limit")
 		return e.eventsJSON(limit, limited)
+	case "operations":
+		return e.operationsJSON()
 	case "deploy":
 		path, err := req.RequiredString("releasePath")
 		if err != nil {
@@ -30,7 +32,11 @@ func (e *Engine) HandleControl(ctx context.Context, req *control.Request, conn *
 		if err != nil {
 			return nil, err
 		}
-		return e.locked(conn, req.Command, func() ([]byte, error) {
+		named := id
+		if named == "" {
+			named = revision // the id a deploy without one gets
+		}
+		return e.locked(conn, req.Command, named, func() ([]byte, error) {
 			return deployReply(e.deploy(DeployRequest{ReleasePath: path, ReleaseID: id, Revision: revision, RevisionSet: revisionSet}))
 		})
 	case "stop":
@@ -38,7 +44,7 @@ func (e *Engine) HandleControl(ctx context.Context, req *control.Request, conn *
 		if err != nil {
 			return nil, err
 		}
-		return e.locked(conn, req.Command, func() ([]byte, error) {
+		return e.locked(conn, req.Command, id, func() ([]byte, error) {
 			if err := e.stopRelease(id); err != nil {
 				return nil, err
 			}
@@ -49,7 +55,7 @@ func (e *Engine) HandleControl(ctx context.Context, req *control.Request, conn *
 		if err != nil {
 			return nil, err
 		}
-		return e.locked(conn, req.Command, func() ([]byte, error) { return deployReply(e.rollback(id)) })
+		return e.locked(conn, req.Command, id, func() ([]byte, error) { return deployReply(e.rollback(id)) })
 	case "restart":
 		processID, idSet, err := req.OptionalString("processId")
 		if err != nil {
@@ -59,7 +65,7 @@ func (e *Engine) HandleControl(ctx context.Context, req *control.Request, conn *
 		if err != nil {
 			return nil, err
 		}
-		return e.locked(conn, req.Command, func() ([]byte, error) {
+		return e.locked(conn, req.Command, "", func() ([]byte, error) {
 			restarted, err := e.restart(processID, idSet, policy, policySet)
 			if err != nil {
 				return nil, err
@@ -85,9 +91,10 @@ func (e *Engine) HandleControl(ctx context.Context, req *control.Request, conn *
 	return nil, fmt.Errorf("Unknown command: %s", req.Command)
 }
 
-// locked runs a mutating command under the operation lock.
-func (e *Engine) locked(conn *control.Conn, command string, run func() ([]byte, error)) ([]byte, error) {
-	if err := e.acquireFor(conn, command); err != nil {
+// locked runs a mutating command under the operation lock; releaseID is
+// the release the request names ("" when the daemon picks it).
+func (e *Engine) locked(conn *control.Conn, command, releaseID string, run func() ([]byte, error)) ([]byte, error) {
+	if err := e.acquireFor(conn, command, releaseID); err != nil {
 		return nil, err
 	}
 	defer e.ops.release()
@@ -97,8 +104,12 @@ func (e *Engine) locked(conn *control.Conn, command string, run func() ([]byte, 
 // acquireFor takes the operation lock for a client's command. A client
 // that hung up while the command waited its turn (a CI job killed on a
 // timeout) does not get its operation run later behind its back.
-func (e *Engine) acquireFor(conn *control.Conn, command string) error {
-	if err := e.ops.acquire(); err != nil {
+func (e *Engine) acquireFor(conn *control.Conn, command, releaseID string) error {
+	op := &operation{command: command, releaseID: releaseID}
+	if conn != nil {
+		op.clientPID = conn.PeerPID()
+	}
+	if err := e.ops.acquireAs(op); err != nil {
 		return err
 	}
 	if conn != nil && conn.Gone() {

@@ -63,6 +63,7 @@ func (e *Engine) deploy(req DeployRequest) (res DeployResult, err error) {
 	if id == "" {
 		id = timestampID(time.Now())
 	}
+	e.ops.setRelease(id) // for the operations command
 	revision := req.Revision
 	if revision == "" {
 		revision = id
@@ -208,6 +209,13 @@ func (e *Engine) checkReleaseHealth(plan *jsconfig.Plan, r *Release) error {
 			Host: plan.Proxy.UpstreamHost, Port: portOf(r.ports, web.ID), Path: web.Health.Path,
 			Timeout: web.Health.TimeoutMs.Duration(), Interval: web.Health.IntervalMs.Duration(), StartDelay: web.Health.StartDelayMs.Duration(),
 		}
+		// Fail fast: a web process that exited for good, or exited again
+		// before it ever answered, ends the check at once.
+		if in := e.webInstance(r, web); in != nil {
+			stop := make(chan struct{})
+			defer close(stop)
+			check.GiveUp = watchWebCrashes(in, stop)
+		}
 		checked := time.Now()
 		err := check.Check(e.ctx)
 		if m := e.metrics; m != nil {
@@ -235,14 +243,7 @@ func (e *Engine) checkReleaseHealth(plan *jsconfig.Plan, r *Release) error {
 // as another local user's server that took the port first, would get the
 // release's traffic.
 func (e *Engine) checkWebListener(r *Release, web *jsconfig.Process, check runtime.HealthCheck) error {
-	e.mu.Lock()
-	var in *instance
-	for _, p := range r.procs {
-		if p.def.ID == web.ID {
-			in = p
-		}
-	}
-	e.mu.Unlock()
+	in := e.webInstance(r, web)
 	if in == nil {
 		return nil
 	}
@@ -261,6 +262,20 @@ func (e *Engine) checkWebListener(r *Release, web *jsconfig.Process, check runti
 		reason += fmt.Sprintf(` (it exited; "rollbridge logs --process %s" shows why)`, in.id)
 	}
 	return &runtime.HealthError{URL: check.URL(), Reason: reason}
+}
+
+// webInstance is the instance of the proxied process web in release r,
+// or nil.
+func (e *Engine) webInstance(r *Release, web *jsconfig.Process) *instance {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var in *instance
+	for _, p := range r.procs {
+		if p.def.ID == web.ID {
+			in = p
+		}
+	}
+	return in
 }
 
 // activate switches traffic to r and makes the reloaded config the one in
@@ -323,13 +338,21 @@ func (e *Engine) failDeploy(r *Release, cause error, inStart bool, services []*s
 	e.mu.Lock()
 	procs := append([]*instance(nil), r.procs...)
 	e.mu.Unlock()
+	failed := []jsconfig.Field{{Key: "error", Value: msg}}
 	if inStart {
 		r.setState(stateFailed)
+		// What the processes went through, taken before the clean-up
+		// stops them (docs/cli.md#deploy).
+		cause = failureReport(cause, procs)
+		var report *DeployFailure
+		if errors.As(cause, &report) {
+			failed = append(failed, jsconfig.Field{Key: "processes", Value: report.Processes})
+		}
 		e.startupDiagnostics(r, procs, msg, "before cleanup")
 		stopAll(procs)
 		e.startupDiagnostics(r, procs, msg, "after cleanup")
 	}
-	e.events.log("deploy failed", jsconfig.Field{Key: "error", Value: msg}, jsconfig.Field{Key: "releaseId", Value: r.ID})
+	e.events.log("deploy failed", append(failed, jsconfig.Field{Key: "releaseId", Value: r.ID})...)
 	stopAll(procs)
 	for _, s := range services {
 		s.inst.proc.Stop()

@@ -104,6 +104,7 @@ func (e *Engine) rollback(id string) (DeployResult, error) {
 			return DeployResult{}, ErrShuttingDown
 		}
 	}
+	e.ops.setRelease(target.ID) // for the operations command
 	e.events.log("rollback starting", jsconfig.Field{Key: "releaseId", Value: target.ID}, jsconfig.Field{Key: "releasePath", Value: target.Path})
 	return e.deploy(DeployRequest{ReleasePath: target.Path, ReleaseID: target.ID, Revision: target.Revision, RevisionSet: true})
 }

@@ -22,6 +22,10 @@ type HealthCheck struct {
 	Timeout    time.Duration // the whole window, after StartDelay
 	Interval   time.Duration
 	StartDelay time.Duration
+	// GiveUp, when closed, ends the window early: waiting longer cannot
+	// help (the probed process exited for good). One last probe still
+	// runs, so the reason is that of a probe, as at the end of the window.
+	GiveUp <-chan struct{}
 }
 
 // URL is the probed URL, http://<host>:<port><path>.
@@ -51,12 +55,13 @@ const refusedRetry = 10 * time.Millisecond
 // stall a deploy. Cancelling ctx ends the check with ctx's error.
 func (h HealthCheck) Check(ctx context.Context) error {
 	if h.StartDelay > 0 {
-		if err := sleepCtx(ctx, h.StartDelay); err != nil {
+		if err := h.pause(ctx, h.StartDelay); err != nil {
 			return err
 		}
 	}
 	url := h.URL()
 	deadline := time.Now().Add(h.Timeout)
+	last := false // the last probe, after GiveUp
 	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true, Proxy: nil}}
 	reason := "no attempts"
 	for !time.Now().After(deadline) {
@@ -65,12 +70,19 @@ func (h HealthCheck) Check(ctx context.Context) error {
 		if left := time.Until(deadline); left < timeout {
 			timeout = max(left, time.Millisecond)
 		}
+		if !last && h.gaveUp() {
+			last = true
+		}
 		ok, r, err := probe(ctx, client, url, timeout)
 		if err != nil {
 			return err
 		}
 		if ok {
 			return nil
+		}
+		if last {
+			reason = r
+			break
 		}
 		// A last probe cut short by the end of the window says nothing new
 		// about a server that answered, say, HTTP 500 before: keep that.
@@ -82,11 +94,37 @@ func (h HealthCheck) Check(ctx context.Context) error {
 		if r == "connection refused" {
 			pause = min(pause, refusedRetry)
 		}
-		if err := sleepCtx(ctx, pause); err != nil {
+		if err := h.pause(ctx, pause); err != nil {
 			return err
 		}
 	}
 	return &HealthError{URL: url, Reason: reason}
+}
+
+// gaveUp reports whether GiveUp is closed.
+func (h HealthCheck) gaveUp() bool {
+	select {
+	case <-h.GiveUp:
+		return true
+	default:
+		return false
+	}
+}
+
+// pause sleeps for d, or less when GiveUp closes meanwhile.
+func (h HealthCheck) pause(ctx context.Context, d time.Duration) error {
+	if h.GiveUp == nil {
+		return sleepCtx(ctx, d)
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-h.GiveUp:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return nil
 }
 
 // probe sends one GET. It returns ok for a 2xx answer, else the reason;

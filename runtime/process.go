@@ -169,6 +169,9 @@ type Process struct {
 	leftovers       chan struct{} // closed when the last crash's leftovers are gone
 	hooks           []Hook        // lifecycle hooks running now
 	dropped         bool          // the held child was let go without running
+	crashes         CrashReport   // since the last deploy or manual start
+	crashCh         chan struct{} // closed at the next crash (Crashed)
+	settling        int           // exits counted whose output may still arrive
 }
 
 type stopRun struct {
@@ -296,6 +299,7 @@ func (p *Process) spawnHeld(reason string, abort func() bool, batch bool) (relea
 	p.stopTimersLocked()
 	if reason == ReasonManual || reason == ReasonDeploy {
 		p.restartHistory = nil
+		p.crashes = CrashReport{}
 	}
 	spec := p.spec
 	p.mu.Unlock()
@@ -343,16 +347,21 @@ func (p *Process) spawnHeld(reason string, abort func() bool, batch bool) (relea
 			p.mu.Unlock()
 			g.drop()
 		}
+		var captured sync.WaitGroup
 		for _, s := range []struct {
 			f    *os.File
 			name string
 		}{{stdout, "stdout"}, {stderr, "stderr"}} {
+			captured.Add(1)
 			go func() {
+				defer captured.Done()
 				defer s.f.Close()
 				captureLines(s.f, s.name, time.Now, p.addOutput)
 			}()
 		}
-		go p.wait(cmd, gen, exitCh)
+		outputDone := make(chan struct{})
+		go func() { captured.Wait(); close(outputDone) }()
+		go p.wait(cmd, gen, exitCh, outputDone)
 		if !run {
 			// The child exits as soon as it reads the closed gate.
 			select {
@@ -420,7 +429,7 @@ func spawn(spec Spec) (cmd *exec.Cmd, stdout, stderr *os.File, g *gate, err erro
 
 // wait observes the child's exit, records it and applies the restart
 // policy when the exit was not asked for.
-func (p *Process) wait(cmd *exec.Cmd, gen int, exitCh chan struct{}) {
+func (p *Process) wait(cmd *exec.Cmd, gen int, exitCh chan struct{}, outputDone <-chan struct{}) {
 	err := cmd.Wait()
 	var code *int
 	var signal *string
@@ -458,6 +467,7 @@ func (p *Process) wait(cmd *exec.Cmd, gen int, exitCh chan struct{}) {
 	var leftovers chan struct{}
 	if !intentional {
 		p.state = StateFailed
+		p.recordCrashLocked(code, signal)
 		// Processes the command left in its group belong to a dead instance:
 		// stop them now, while the group is known to be ours, so nothing
 		// leaks and a restart never runs beside an old copy.
@@ -475,6 +485,7 @@ func (p *Process) wait(cmd *exec.Cmd, gen int, exitCh chan struct{}) {
 		}
 		close(leftovers)
 		p.scheduleRestart(gen)
+		p.announceCrash(outputDone, true)
 	}
 }
 
@@ -495,7 +506,12 @@ func nullableString(v *string) any {
 // scheduleRestart applies the restart policy after a crash of spawn gen.
 func (p *Process) scheduleRestart(gen int) {
 	p.mu.Lock()
-	if p.stopRun != nil || p.generation != gen || !p.gateOpenLocked() {
+	if p.stopRun != nil || p.generation != gen {
+		p.mu.Unlock()
+		return
+	}
+	if !p.gateOpenLocked() {
+		p.crashes.GaveUp = true
 		p.mu.Unlock()
 		return
 	}
@@ -516,6 +532,7 @@ func (p *Process) scheduleRestart(gen int) {
 			p.restartHistory = kept
 		}
 		if r.MaxRestarts != nil && len(p.restartHistory) >= *r.MaxRestarts {
+			p.crashes.GaveUp = true
 			p.mu.Unlock()
 			p.emit("restart limit reached", Field{"id", id}, Field{"maxRestarts", *r.MaxRestarts}, Field{"windowMs", millis(r.Window)})
 			return
@@ -537,6 +554,7 @@ func (p *Process) restartAfterCrash(gen int) {
 	}
 	p.restartTimer = nil
 	p.restarts++
+	p.crashes.Restarts++
 	id := p.spec.ID
 	p.mu.Unlock()
 	aborted := func() bool { return p.stopRun != nil || p.generation != gen }
@@ -544,6 +562,7 @@ func (p *Process) restartAfterCrash(gen int) {
 		p.emit("process restart failed", Field{"error", err.Error()}, Field{"id", id})
 		// A failed respawn is another crash: the policy goes on.
 		p.scheduleRestart(gen)
+		p.announceCrash(nil, false)
 	}
 }
 

@@ -122,7 +122,7 @@ func newDeployCommand() *cobra.Command {
 			// A deploy runs as long as boot and health check take.
 			p := startProgress(cmd.ErrOrStderr(), plan)
 			ep := engine.ControlEndpoint(plan.Control)
-			raw, err := control.Call(ep, control.SortedRequest("deploy", fields...), 0)
+			raw, err := p.call(plan, control.SortedRequest("deploy", fields...))
 			p.finish(plan, previousRelease(raw))
 			if err != nil {
 				return err

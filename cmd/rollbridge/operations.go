@@ -29,7 +29,12 @@ func relayShowing(cmd *cobra.Command, configPath string, readTimeout time.Durati
 		p = startProgress(cmd.ErrOrStderr(), plan)
 	}
 	ep := engine.ControlEndpoint(plan.Control)
-	raw, err := control.Call(ep, request(), readTimeout)
+	var raw []byte
+	if p != nil {
+		raw, err = p.call(plan, request()) // Ctrl-C says what becomes of the operation
+	} else {
+		raw, err = control.Call(ep, request(), readTimeout)
+	}
 	p.finish(plan, previousRelease(raw))
 	if err != nil {
 		return err

@@ -35,11 +35,23 @@ type progress struct {
 	web  string // the proxied process, whose start begins the health check
 	conn net.Conn
 	done chan struct{}
+	plan *jsconfig.Plan
 
 	mu        sync.Mutex
 	waiting   time.Time // the health check began; zero when not waiting
 	drawn     bool      // the waiting line is on screen, to be overwritten
 	lastEvent time.Time
+	own       ownOperation // which events are this command's (progress_own.go)
+	cut       bool         // interrupted with Ctrl-C: nothing more is shown
+	stopOnce  sync.Once
+}
+
+// stop ends the event stream and the redrawing.
+func (p *progress) stop() {
+	p.stopOnce.Do(func() {
+		close(p.done)
+		p.conn.Close()
+	})
 }
 
 // settle is how long the stream must stay quiet after the reply before
@@ -81,7 +93,7 @@ func startProgress(stderr io.Writer, plan *jsconfig.Plan) *progress {
 		}
 	}
 	conn.SetReadDeadline(time.Time{})
-	p := &progress{w: stderr, conn: conn, done: make(chan struct{})}
+	p := &progress{w: stderr, conn: conn, done: make(chan struct{}), plan: plan}
 	if web := plan.ProxiedProcess(); web != nil && web.Health != nil {
 		p.web = web.ID // its start begins a health check
 	}
@@ -98,7 +110,7 @@ func (p *progress) read(r *bufio.Reader) {
 		}
 		var e streamEntry
 		if json.Unmarshal(line, &e) == nil && e.Type == "event" {
-			p.event(e)
+			p.offer(e)
 		}
 	}
 }
@@ -113,7 +125,10 @@ func (p *progress) tick() {
 			return
 		case <-t.C:
 			p.mu.Lock()
-			if !p.waiting.IsZero() {
+			if line := p.own.waitingLine(); line != "" {
+				fmt.Fprintf(p.w, "\r\033[K  %s", line)
+				p.drawn = true
+			} else if !p.waiting.IsZero() {
 				fmt.Fprintf(p.w, "\r\033[K  waiting for %s's health check… %.1f s", p.web, time.Since(p.waiting).Seconds())
 				p.drawn = true
 			}
@@ -131,9 +146,8 @@ func (p *progress) sayLocked(format string, args ...any) {
 	fmt.Fprintf(p.w, format+"\n", args...)
 }
 
-func (p *progress) event(e streamEntry) {
-	var d map[string]any
-	_ = json.Unmarshal(e.Data, &d)
+// eventLocked shows one event of this command's operation.
+func (p *progress) eventLocked(e streamEntry, d map[string]any) {
 	str := func(k string) string { s, _ := d[k].(string); return s }
 	num := func(k string) string {
 		if f, ok := d[k].(float64); ok {
@@ -141,8 +155,6 @@ func (p *progress) event(e streamEntry) {
 		}
 		return "?"
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
 	p.lastEvent = time.Now()
 	endWait := func() time.Duration {
 		if p.waiting.IsZero() {
@@ -188,6 +200,12 @@ func (p *progress) finish(plan *jsconfig.Plan, previous *string) {
 	if p == nil {
 		return
 	}
+	p.mu.Lock()
+	cut := p.cut
+	p.mu.Unlock()
+	if cut {
+		return
+	}
 	// The reply came; its last events may still be on the way.
 	replied := time.Now()
 	for time.Since(replied) < time.Second {
@@ -199,10 +217,10 @@ func (p *progress) finish(plan *jsconfig.Plan, previous *string) {
 		}
 		time.Sleep(settle / 3)
 	}
-	close(p.done)
-	p.conn.Close()
+	p.stop()
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.flushUnknownLocked()
 	if p.drawn {
 		io.WriteString(p.w, "\r\033[K")
 		p.drawn = false

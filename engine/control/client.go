@@ -166,7 +166,13 @@ func ReadResponse(r *bufio.Reader, path string) ([]byte, error) {
 		if msg == "" {
 			msg = "Unknown Rollbridge error"
 		}
-		return nil, &DaemonError{Message: msg}
+		extra := map[string]json.RawMessage{}
+		for k, v := range obj {
+			if k != "error" && k != "status" {
+				extra[k] = v
+			}
+		}
+		return nil, &DaemonError{Message: msg, Fields: extra}
 	}
 	return line, nil
 }
@@ -177,7 +183,12 @@ type TimeoutError struct{ Path string }
 func (e *TimeoutError) Error() string { return "Timed out waiting for a response from " + e.Path }
 
 // DaemonError is an error reply of the daemon, relayed verbatim.
-type DaemonError struct{ Message string }
+type DaemonError struct {
+	Message string
+	// Fields are the reply's other fields besides "error" and "status",
+	// such as a failed deploy's "processes" (see DetailedError).
+	Fields map[string]json.RawMessage
+}
 
 func (e *DaemonError) Error() string { return e.Message }
 

@@ -184,3 +184,27 @@ func Failure(message string) []byte {
 	b, _ := jsconfig.Object{{Key: "error", Value: message}, {Key: "status", Value: "error"}}.MarshalJSON()
 	return b
 }
+
+// DetailedError is an error whose reply carries fields besides "error"
+// and "status" (docs/cli.md#control-protocol): a client that does not
+// know them still reads the same "error" text.
+type DetailedError interface {
+	error
+	ReplyFields() jsconfig.Object
+}
+
+// FailureFor is the error response for err: Failure's, with the fields
+// of a DetailedError added in sorted key order.
+func FailureFor(err error) []byte {
+	var d DetailedError
+	if !errors.As(err, &d) {
+		return Failure(err.Error())
+	}
+	obj := append(jsconfig.Object{{Key: "error", Value: err.Error()}, {Key: "status", Value: "error"}}, d.ReplyFields()...)
+	sort.SliceStable(obj, func(i, j int) bool { return obj[i].Key < obj[j].Key })
+	b, merr := obj.MarshalJSON()
+	if merr != nil {
+		return Failure(err.Error())
+	}
+	return b
+}

@@ -94,6 +94,26 @@ func (c *Conn) Gone() bool {
 	return gone
 }
 
+// PeerPID is the pid of the process at the other end (SO_PEERCRED), or
+// 0 when it cannot be read.
+func (c *Conn) PeerPID() int {
+	uc, ok := c.c.(*net.UnixConn)
+	if !ok {
+		return 0
+	}
+	raw, err := uc.SyscallConn()
+	if err != nil {
+		return 0
+	}
+	pid := 0
+	_ = raw.Control(func(fd uintptr) {
+		if cred, err := unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED); err == nil {
+			pid = int(cred.Pid)
+		}
+	})
+	return pid
+}
+
 // AfterReply runs fn once the reply to the current request has been
 // written (or failed to be).
 func (c *Conn) AfterReply(fn func()) {
@@ -263,7 +283,7 @@ func (c *Conn) handle(line []byte) (resp []byte, closeConn bool) {
 	if c.s.OnCommandError != nil {
 		c.s.OnCommandError(err.Error())
 	}
-	return Failure(err.Error()), closeConn
+	return FailureFor(err), closeConn
 }
 
 // reply writes one response line in a single write, with the files a
