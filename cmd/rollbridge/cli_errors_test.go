@@ -162,7 +162,7 @@ func TestOptionsBeforeTheCommand(t *testing.T) {
 	if r := rollbridge(t, dir, "-c", "status", "validate"); r.code != 1 || !strings.Contains(r.stderr, "Found 1 configuration issue in status:") {
 		t.Errorf("-c status validate: %+v", r)
 	}
-	if r := rollbridge(t, dir, "--json", "status"); r.code != 1 || !strings.HasPrefix(r.stderr, "error: unknown option '--json'\n\n") {
+	if r := rollbridge(t, dir, "--force", "status"); r.code != 1 || !strings.HasPrefix(r.stderr, "error: unknown option '--force'\n\n") {
 		t.Errorf("an option status does not have: %+v", r)
 	}
 }

@@ -117,7 +117,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"validate", "-c"}, "error: option '-c, --config <path>' argument missing\n\n"},
 		{[]string{"validate", "--config"}, "error: option '-c, --config <path>' argument missing\n\n"},
 		{[]string{"-c", "x.js", "nope"}, "error: unknown option '-c'\n\n"},
-		{[]string{"--json", "status"}, "error: unknown option '--json'\n\n"},
+		{[]string{"--force", "status"}, "error: unknown option '--force'\n\n"},
 		{[]string{"completion"}, "error: missing required argument 'shell'\n\n"},
 	} {
 		r := rollbridge(t, dir, tc.args...)

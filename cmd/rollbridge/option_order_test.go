@@ -23,7 +23,7 @@ func TestMoveLeadingOptions(t *testing.T) {
 		// Left as typed, for the usual errors.
 		{"-c", "-c"},
 		{"-c x.js nope", "-c x.js nope"},
-		{"--json status", "--json status"},
+		{"--force status", "--force status"},
 		{"-c x.js -- status", "-c x.js -- status"},
 		{"-c x.js help", "-c x.js help"},
 		{"-V status", "-V status"},
