@@ -143,8 +143,7 @@ func startCrashDaemon(t *testing.T, mark string) *testDaemon {
 // releaseDir prepares the directory of release id; ready lets its web
 // process pass the health check.
 func (d *testDaemon) releaseDir(id string, ready bool) string {
-	path := filepath.Join(d.dir, "releases", id)
-	os.MkdirAll(path, 0o755)
+	path := d.releasePath(id)
 	if ready {
 		os.WriteFile(filepath.Join(path, "ready"), nil, 0o644)
 	}

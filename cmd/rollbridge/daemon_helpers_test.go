@@ -192,13 +192,19 @@ func release(s map[string]any, id string) map[string]any {
 	return nil
 }
 
-func (d *testDaemon) deploy(id string) result {
+// releasePath creates (if needed) and returns the directory of release id.
+func (d *testDaemon) releasePath(id string) string {
 	d.t.Helper()
 	path := filepath.Join(d.dir, "releases", id)
 	if err := os.MkdirAll(path, 0o755); err != nil {
 		d.t.Fatal(err)
 	}
-	r := d.cli("deploy", "--release-path", path, "--release-id", id)
+	return path
+}
+
+func (d *testDaemon) deploy(id string) result {
+	d.t.Helper()
+	r := d.cli("deploy", "--release-path", d.releasePath(id), "--release-id", id)
 	d.status()
 	return r
 }

@@ -201,13 +201,7 @@ func TestStatusOnATerminal(t *testing.T) {
 // pipe gets.
 func TestSummariesOnATerminal(t *testing.T) {
 	d := startDaemon(t, typicalApp())
-	rel := func(id string) string {
-		p := filepath.Join(d.dir, "releases", id)
-		if err := os.MkdirAll(p, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
+	rel := d.releasePath
 	addr := "127.0.0.1:" + strconv.Itoa(d.port)
 	check := func(what, got string, code int, want string) {
 		t.Helper()

@@ -95,13 +95,7 @@ func waitReleaseState(t *testing.T, d *testDaemon, id, state string) {
 // golden files under testdata/output were recorded with that build.
 func TestPipedOutputGolden(t *testing.T) {
 	d := startDaemon(t, typicalApp())
-	rel := func(id string) string {
-		p := filepath.Join(d.dir, "releases", id)
-		if err := os.MkdirAll(p, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
+	rel := d.releasePath
 	step := func(name string, args ...string) result {
 		t.Helper()
 		r := d.cli(args...)
