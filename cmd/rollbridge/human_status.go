@@ -63,6 +63,7 @@ type processView struct {
 	PID             *float64 `json:"pid"`
 	Restarts        float64  `json:"restarts"`
 	RSSBytes        *float64 `json:"rssBytes"`
+	StartedAt       string   `json:"startedAt"`
 	State           string   `json:"state"`
 	UptimeMs        *float64 `json:"uptimeMs"`
 }
@@ -81,6 +82,9 @@ type daemonFacts struct {
 	pid     int
 	started time.Time
 	config  string
+	// rss measures a process group the daemon did not sample (one
+	// without a memory block): runtime.GroupRSS; nil measures nothing.
+	rss func(pid int, startedAt time.Time) (int64, bool)
 }
 
 // statusScreen renders a status reply for a person (docs/cli.md#status):
@@ -122,7 +126,9 @@ func statusScreen(raw []byte, facts daemonFacts, plan *jsconfig.Plan, events []e
 		fmt.Fprintf(&b, "  proxy   %s %s\n", addr, active)
 	}
 	if facts.config != "" {
-		fmt.Fprintf(&b, "  config  %s\n", termText(facts.config))
+		// The daemon does not report the config it loaded: this is the
+		// one this command read to find the daemon's socket.
+		fmt.Fprintf(&b, "  config  %s %s\n", termText(facts.config), pal.dim("(used by this command)"))
 	}
 	if s.Control.Path != "" {
 		fmt.Fprintf(&b, "  socket  %s\n", termText(s.Control.Path))
@@ -136,7 +142,9 @@ func statusScreen(raw []byte, facts daemonFacts, plan *jsconfig.Plan, events []e
 		for i := len(s.Releases) - 1; i >= 0; i-- {
 			r := s.Releases[i]
 			rev := "-"
-			if r.Revision != nil && *r.Revision != "" {
+			// Without --revision the daemon records the release id as the
+			// revision: repeating it says nothing.
+			if r.Revision != nil && *r.Revision != "" && *r.Revision != r.ReleaseID {
 				rev = *r.Revision
 			}
 			age := "-"
@@ -186,6 +194,10 @@ func statusScreen(raw []byte, facts daemonFacts, plan *jsconfig.Plan, events []e
 		}
 		if p.RSSBytes != nil {
 			rss = bytesIEC(*p.RSSBytes)
+		} else if at, ok := parseISO(p.StartedAt); ok && p.PID != nil && facts.rss != nil {
+			if n, ok := facts.rss(int(*p.PID), at); ok {
+				rss = bytesIEC(float64(n))
+			}
 		}
 		if n, ok := ports[baseID(p.ID)]; ok {
 			port = strconv.FormatFloat(n, 'f', -1, 64)
