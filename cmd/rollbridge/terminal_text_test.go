@@ -230,3 +230,15 @@ func TestStopPromptEscapes(t *testing.T) {
 		t.Errorf("%s in %q", bad, out)
 	}
 }
+
+// The lines of a stop that waits name the processes still running by
+// the same rule.
+func TestStoppingProcessEscapes(t *testing.T) {
+	for _, h := range hostileTexts {
+		for _, p := range []stoppingProcess{{id: h, release: h, pid: 7}, {id: h, pid: 7}} {
+			if bad := unsafeForTerminal(p.String()); len(bad) > 0 {
+				t.Errorf("%q: %s in %q", h, bad, p.String())
+			}
+		}
+	}
+}
