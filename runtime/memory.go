@@ -125,3 +125,32 @@ func (p *Process) memoryRestart() {
 		p.scheduleRestart(gen)
 	}
 }
+
+// startTolerance is how far the start time /proc shows may be from the
+// one the daemon recorded: /proc's boot time is whole seconds, and the
+// daemon notes the start just after the fork.
+const startTolerance = 2 * time.Second
+
+// GroupRSS measures the resident memory of the process group led by pid,
+// as the daemon reports it when it samples memory: the sum over the
+// members that are not zombies. startedAt is when the daemon says the
+// process started. ok is false, and nothing is guessed, when /proc here
+// does not show pid leading its group and started within startTolerance
+// of startedAt (in another pid namespace the same number names another
+// process, or none), when /proc cannot be read, or when no member's
+// memory could be.
+func GroupRSS(pid int, startedAt time.Time) (bytes int64, ok bool) {
+	pgid, ticks, ok := Identity(pid)
+	if !ok || pgid != pid {
+		return 0, false
+	}
+	at, ok := StartedAt(ticks)
+	if !ok || at.Sub(startedAt).Abs() > startTolerance {
+		return 0, false
+	}
+	_, total, ok := sampleGroup(newGroupScanner(pgid))
+	if !ok || total == nil {
+		return 0, false
+	}
+	return *total, true
+}

@@ -2,7 +2,9 @@ package runtime
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -103,5 +105,40 @@ func TestStopDuringMemoryRestartWins(t *testing.T) {
 	})
 	if p.State() != StateStopped || rec.count("process started") != 1 {
 		t.Fatalf("state %s, events %v", p.State(), rec.messages())
+	}
+}
+
+// GroupRSS measures a group the daemon does not sample (a process without
+// a memory block), and refuses a pid that /proc shows started at another
+// time or not leading its group: in another pid namespace the daemon's
+// numbers name other processes.
+func TestGroupRSS(t *testing.T) {
+	pidFile := filepath.Join(t.TempDir(), "pid")
+	cmd := exec.Command(fixture, "-alloc-mb", "24", "-pid-file", pidFile)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	started := time.Now()
+	t.Cleanup(func() { syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); cmd.Wait() })
+	waitForFile(t, pidFile)
+	pid := cmd.Process.Pid
+	if n, ok := GroupRSS(pid, started); !ok || n < 24<<20 || n > 1<<30 {
+		t.Errorf("GroupRSS of a 24 MiB process: %d, %v", n, ok)
+	}
+	if n, ok := GroupRSS(pid, started.Add(-time.Hour)); ok {
+		t.Errorf("a process that started an hour after the daemon's record was measured: %d", n)
+	}
+	// A process in our own group does not lead it.
+	other := exec.Command("sleep", "30")
+	if err := other.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { other.Process.Kill(); other.Wait() })
+	if n, ok := GroupRSS(other.Process.Pid, time.Now()); ok {
+		t.Errorf("a process that does not lead its group was measured: %d", n)
+	}
+	if _, ok := GroupRSS(0, time.Now()); ok {
+		t.Error("pid 0 was measured")
 	}
 }

@@ -37,30 +37,20 @@ type failedProcess struct {
 // daemon, or another error).
 func failureDetail(err error) string {
 	var de *control.DaemonError
-	if !errors.As(err, &de) || de.Fields["processes"] == nil {
+	if !errors.As(err, &de) {
 		return ""
 	}
-	var procs []failedProcess
-	if json.Unmarshal(de.Fields["processes"], &procs) != nil {
+	procs, ok := failedProcesses(de.Fields["processes"])
+	if !ok {
 		return ""
 	}
 	var b strings.Builder
 	for _, p := range procs {
-		if p.Exits == 0 && !p.Failing {
+		head := processOutcome(p)
+		if head == "" {
 			continue
 		}
-		b.WriteString(safeText(p.ID))
-		if p.Exits == 0 {
-			b.WriteString(" did not exit")
-		} else {
-			fmt.Fprintf(&b, " exited %s (%s)", times(p.Exits), exitCauses(p))
-		}
-		if p.Restarts > 0 {
-			fmt.Fprintf(&b, ", restarted %s", times(p.Restarts))
-		}
-		if p.RestartLimitReached {
-			b.WriteString(", restart limit reached")
-		}
+		b.WriteString(head)
 		if p.Failing {
 			lines := outputLines(p)
 			switch len(lines) {
@@ -78,6 +68,77 @@ func failureDetail(err error) string {
 		b.WriteString("\n")
 	}
 	return b.String()
+}
+
+// failedProcesses reads a failed deploy's "processes" field (of the error
+// reply or of the "deploy failed" event).
+func failedProcesses(raw json.RawMessage) ([]failedProcess, bool) {
+	if raw == nil {
+		return nil, false
+	}
+	var procs []failedProcess
+	if json.Unmarshal(raw, &procs) != nil {
+		return nil, false
+	}
+	return procs, true
+}
+
+// processOutcome is the first line of a process in failureDetail, without
+// its output: "web exited 2 times (code 3), restarted 1 time, restart
+// limit reached", "web did not exit"; "" for a process that neither
+// exited nor failed its health check.
+func processOutcome(p failedProcess) string {
+	if p.Exits == 0 && !p.Failing {
+		return ""
+	}
+	var b strings.Builder
+	b.WriteString(safeText(p.ID))
+	if p.Exits == 0 {
+		b.WriteString(" did not exit")
+	} else {
+		fmt.Fprintf(&b, " exited %s (%s)", times(p.Exits), exitCauses(p))
+	}
+	if p.Restarts > 0 {
+		fmt.Fprintf(&b, ", restarted %s", times(p.Restarts))
+	}
+	if p.RestartLimitReached {
+		b.WriteString(", restart limit reached")
+	}
+	return b.String()
+}
+
+// maxBriefOutputRunes cuts the one output line the readable event forms
+// show of a failed deploy, so its line stays readable.
+const maxBriefOutputRunes = 80
+
+// processesBrief is the "processes" field of a "deploy failed" event in
+// the readable forms (status, events and the daemon log on a terminal),
+// in failureDetail's words on one line: each process that exited or
+// failed, and the failing one's last output line, cut at
+// maxBriefOutputRunes:
+//
+//	[web exited 3 times (code 3), restart limit reached, last output: Error: boom; worker exited 1 time (code 1)]
+func processesBrief(raw json.RawMessage) (string, bool) {
+	procs, ok := failedProcesses(raw)
+	if !ok {
+		return "", false
+	}
+	var parts []string
+	for _, p := range procs {
+		head := processOutcome(p)
+		if head == "" {
+			continue
+		}
+		if p.Failing && len(p.LastOutput) > 0 {
+			last := p.LastOutput[len(p.LastOutput)-1].Line
+			if r := []rune(last); len(r) > maxBriefOutputRunes {
+				last = string(r[:maxBriefOutputRunes]) + "…"
+			}
+			head += ", last output: " + termText(last)
+		}
+		parts = append(parts, head)
+	}
+	return "[" + strings.Join(parts, "; ") + "]", true
 }
 
 // outputLines are p's last output lines made safe to print, a run of
@@ -131,29 +192,18 @@ func exitCauses(p failedProcess) string {
 	return strings.Join(parts, ", ")
 }
 
-// safeText makes application output safe to print: control characters
-// (which could move the cursor, recolour or retitle a terminal) and
-// bidirectional overrides are shown as \x1b / \u202e escapes, and a line
-// longer than maxDetailLineRunes is cut, ending with "…".
+// safeText makes application output safe to print by the terminal rule
+// (termText: quoted with escapes when it holds a control character or a
+// bidirectional override), after cutting a line longer than
+// maxDetailLineRunes, which then ends with "…".
 func safeText(s string) string {
-	var b strings.Builder
 	n := 0
-	for i, r := range s {
+	for i := range s {
 		if n == maxDetailLineRunes {
-			if i < len(s) {
-				b.WriteString("…")
-			}
+			s = s[:i] + "…"
 			break
 		}
 		n++
-		switch {
-		case r < 0x20 || r == 0x7f:
-			fmt.Fprintf(&b, `\x%02x`, r)
-		case r >= 0x80 && r <= 0x9f, r == 0x200e, r == 0x200f, r >= 0x202a && r <= 0x202e, r >= 0x2066 && r <= 0x2069:
-			fmt.Fprintf(&b, `\u%04x`, r)
-		default:
-			b.WriteRune(r)
-		}
 	}
-	return b.String()
+	return termText(s)
 }

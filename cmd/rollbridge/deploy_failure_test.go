@@ -139,7 +139,7 @@ func TestFailedDeploySignalsLimitAndUnsafeOutput(t *testing.T) {
 		{`kill -KILL $$`, "", "connection refused", "web exited 2 times (signal SIGKILL), restarted 1 time; no output\n"},
 		{`echo segfault >&2; kill -SEGV $$`, "", "connection refused", "web exited 2 times (signal SIGSEGV), restarted 1 time; last output: segfault (×2)\n"},
 		{`echo "no config" >&2; exit 3`, ", restart: {maxRestarts: 0}", "connection refused", "web exited 1 time (code 3), restart limit reached; last output: no config\n"},
-		{`printf '\033]0;pwned\007\033[2Jred\n' >&2; exit 4`, ", restart: {maxRestarts: 0}", "connection refused", `web exited 1 time (code 4), restart limit reached; last output: \x1b]0;pwned\x07\x1b[2Jred` + "\n"},
+		{`printf '\033]0;pwned\007\033[2Jred\n' >&2; exit 4`, ", restart: {maxRestarts: 0}", "connection refused", `web exited 1 time (code 4), restart limit reached; last output: "\x1b]0;pwned\a\x1b[2Jred"` + "\n"},
 		{`echo ` + long + ` >&2; exit 5`, ", restart: {maxRestarts: 0}", "connection refused", "web exited 1 time (code 5), restart limit reached; last output: " + long[:200] + "…\n"},
 	} {
 		d.writeConfig(failingWeb(c.command, c.extra))

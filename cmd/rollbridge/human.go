@@ -136,5 +136,9 @@ func (t *table) write(w *strings.Builder) {
 	}
 }
 
-// plainCell is a cell without colour.
-func plainCell(s string) cell { return cell{s, s} }
+// plainCell is a cell without colour, its text made safe to print
+// (termText): cells show ids, revisions and states the daemon sent.
+func plainCell(s string) cell {
+	s = termText(s)
+	return cell{s, s}
+}

@@ -28,11 +28,11 @@ func eventLine(e eventEntry, pal palette, withDate bool, zone *time.Location) st
 	if at, ok := parseISO(e.At); ok {
 		b.WriteString(pal.dim(at.In(zone).Format(layout)))
 	} else {
-		b.WriteString(e.At)
+		b.WriteString(termText(e.At))
 	}
 	b.WriteString("  ")
 	fields := dataFields(e.Data)
-	msg := e.Message
+	msg := termText(e.Message)
 	if len(fields) > 0 && len(msg) < eventMessageWidth {
 		msg += strings.Repeat(" ", eventMessageWidth-len(msg))
 	}
@@ -58,9 +58,10 @@ func eventColour(pal palette, message, shown string) string {
 }
 
 // dataFields lists an event's data as key=value in its key order.
-// Strings are bare unless they hold spaces, quotes or are empty; other
-// values are compact JSON. "id" repeats "processId" in process events and
-// is left out when it does.
+// Strings are bare unless they are empty or hold a space, a quote, "=",
+// a backslash or anything termText escapes, and quoted with escapes then;
+// other values are compact JSON, such runes written as \u escapes. "id"
+// repeats "processId" in process events and is left out when it does.
 func dataFields(data json.RawMessage) []string {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
@@ -87,8 +88,15 @@ func dataFields(data json.RawMessage) []string {
 			continue
 		}
 		var shown string
+		brief, isBrief := "", false
+		if key == "processes" {
+			// A failed deploy's report: ~1 KB of JSON, told in words.
+			brief, isBrief = processesBrief(v)
+		}
 		switch {
-		case isString && s != "" && !strings.ContainsAny(s, " \t\n\"=\\"):
+		case isBrief:
+			shown = brief
+		case isString && s != "" && !strings.ContainsAny(s, " \"=\\") && printable(s):
 			shown = s
 		case isString:
 			shown = strconv.Quote(s)
@@ -97,9 +105,9 @@ func dataFields(data json.RawMessage) []string {
 			if json.Compact(&c, v) != nil {
 				continue
 			}
-			shown = c.String()
+			shown = termJSON(c.String())
 		}
-		out = append(out, key+"="+shown)
+		out = append(out, termText(key)+"="+shown)
 	}
 	return out
 }

@@ -63,6 +63,7 @@ type processView struct {
 	PID             *float64 `json:"pid"`
 	Restarts        float64  `json:"restarts"`
 	RSSBytes        *float64 `json:"rssBytes"`
+	StartedAt       string   `json:"startedAt"`
 	State           string   `json:"state"`
 	UptimeMs        *float64 `json:"uptimeMs"`
 }
@@ -81,6 +82,9 @@ type daemonFacts struct {
 	pid     int
 	started time.Time
 	config  string
+	// rss measures a process group the daemon did not sample (one
+	// without a memory block): runtime.GroupRSS; nil measures nothing.
+	rss func(pid int, startedAt time.Time) (int64, bool)
 }
 
 // statusScreen renders a status reply for a person (docs/cli.md#status):
@@ -94,7 +98,7 @@ func statusScreen(raw []byte, facts daemonFacts, plan *jsconfig.Plan, events []e
 	var b strings.Builder
 
 	// The daemon.
-	name := s.Application
+	name := termText(s.Application)
 	if name == "" {
 		name = "rollbridge"
 	}
@@ -106,7 +110,7 @@ func statusScreen(raw []byte, facts daemonFacts, plan *jsconfig.Plan, events []e
 		head = append(head, "up "+ago(now.Sub(facts.started)))
 	}
 	if s.DaemonRuntime.Version != "" {
-		head = append(head, "version "+s.DaemonRuntime.Version)
+		head = append(head, "version "+termText(s.DaemonRuntime.Version))
 	}
 	fmt.Fprintf(&b, "%s  %s\n", pal.bold(name), strings.TrimSpace("daemon "+strings.Join(head, ", ")))
 	if s.Proxy != nil {
@@ -114,17 +118,20 @@ func statusScreen(raw []byte, facts daemonFacts, plan *jsconfig.Plan, events []e
 		if s.Proxy.Port != nil {
 			addr = net.JoinHostPort(s.Proxy.Host, strconv.FormatFloat(*s.Proxy.Port, 'f', -1, 64))
 		}
+		addr = termText(addr)
 		active := pal.red("no active release (answers 503)")
 		if s.ActiveReleaseID != nil {
-			active = "→ " + *s.ActiveReleaseID
+			active = "→ " + termText(*s.ActiveReleaseID)
 		}
 		fmt.Fprintf(&b, "  proxy   %s %s\n", addr, active)
 	}
 	if facts.config != "" {
-		fmt.Fprintf(&b, "  config  %s\n", facts.config)
+		// The daemon does not report the config it loaded: this is the
+		// one this command read to find the daemon's socket.
+		fmt.Fprintf(&b, "  config  %s %s\n", termText(facts.config), pal.dim("(used by this command)"))
 	}
 	if s.Control.Path != "" {
-		fmt.Fprintf(&b, "  socket  %s\n", s.Control.Path)
+		fmt.Fprintf(&b, "  socket  %s\n", termText(s.Control.Path))
 	}
 
 	// The releases, newest first: the one that matters is on top.
@@ -135,7 +142,9 @@ func statusScreen(raw []byte, facts daemonFacts, plan *jsconfig.Plan, events []e
 		for i := len(s.Releases) - 1; i >= 0; i-- {
 			r := s.Releases[i]
 			rev := "-"
-			if r.Revision != nil && *r.Revision != "" {
+			// Without --revision the daemon records the release id as the
+			// revision: repeating it says nothing.
+			if r.Revision != nil && *r.Revision != "" && *r.Revision != r.ReleaseID {
 				rev = *r.Revision
 			}
 			age := "-"
@@ -158,7 +167,8 @@ func statusScreen(raw []byte, facts daemonFacts, plan *jsconfig.Plan, events []e
 					note = counted(int(r.ConnectionCount), "open connection", "open connections")
 				}
 			}
-			t.add(plainCell(r.ReleaseID), plainCell(rev), cell{r.State, pal.state(r.State)}, plainCell(age), cell{note, pal.dim(note)})
+			state := termText(r.State)
+			t.add(plainCell(r.ReleaseID), plainCell(rev), cell{state, pal.state(state)}, plainCell(age), cell{note, pal.dim(note)})
 		}
 		t.write(&b)
 	}
@@ -184,18 +194,23 @@ func statusScreen(raw []byte, facts daemonFacts, plan *jsconfig.Plan, events []e
 		}
 		if p.RSSBytes != nil {
 			rss = bytesIEC(*p.RSSBytes)
+		} else if at, ok := parseISO(p.StartedAt); ok && p.PID != nil && facts.rss != nil {
+			if n, ok := facts.rss(int(*p.PID), at); ok {
+				rss = bytesIEC(float64(n))
+			}
 		}
 		if n, ok := ports[baseID(p.ID)]; ok {
 			port = strconv.FormatFloat(n, 'f', -1, 64)
 		}
-		state := p.State
+		word := termText(p.State)
+		state := word
 		if state == "" {
 			state = "-"
 		}
 		if (state == "stopped" || state == "failed") && (p.ExitCode != nil || p.ExitSignal != nil) {
 			state += " (" + exitText(p.ExitCode, p.ExitSignal) + ")"
 		}
-		t.add(plainCell(p.ID), plainCell(release), plainCell(policy), plainCell(pid), cell{state, pal.state(p.State) + strings.TrimPrefix(state, p.State)},
+		t.add(plainCell(p.ID), plainCell(release), plainCell(policy), plainCell(pid), cell{state, pal.state(word) + strings.TrimPrefix(state, word)},
 			plainCell(uptime), plainCell(restartsText(p)), plainCell(rss), plainCell(port))
 	}
 	policies := planPolicies(plan)
@@ -230,12 +245,12 @@ func statusScreen(raw []byte, facts daemonFacts, plan *jsconfig.Plan, events []e
 	if len(s.Orphans) > 0 {
 		fmt.Fprintf(&b, "\n%s (left by an earlier daemon; see \"rollbridge recover\"):\n", pal.yellow(counted(len(s.Orphans), "orphaned process", "orphaned processes")))
 		for _, o := range s.Orphans {
-			line := "  " + o.ID
+			line := "  " + termText(o.ID)
 			if o.PID != nil {
 				line += " pid " + strconv.FormatFloat(*o.PID, 'f', -1, 64)
 			}
 			if o.ReleaseID != nil {
-				line += " release " + *o.ReleaseID
+				line += " release " + termText(*o.ReleaseID)
 			}
 			b.WriteString(line + "\n")
 		}
@@ -260,7 +275,7 @@ func restartsText(p processView) string {
 		s += " + " + strconv.FormatFloat(p.MemoryRestarts, 'f', -1, 64) + " memory"
 	}
 	if p.LastStartReason != "" && p.LastStartReason != "deploy" {
-		s += " (last: " + p.LastStartReason + ")"
+		s += " (last: " + termText(p.LastStartReason) + ")"
 	}
 	return s
 }
@@ -269,7 +284,7 @@ func restartsText(p processView) string {
 func exitText(code *float64, signal *string) string {
 	switch {
 	case signal != nil:
-		return *signal
+		return termText(*signal)
 	case code != nil:
 		return "code " + strconv.FormatFloat(*code, 'f', -1, 64)
 	}

@@ -51,14 +51,14 @@ func TestStatusScreenLayout(t *testing.T) {
 	raw := `{"status":"success","activeReleaseId":"r3","application":"shop","control":{"path":"/run/shop.sock"},
 "daemonRuntime":{"version":"0.2.0"},"orphans":[{"id":"old","pid":77,"releaseId":null}],"proxy":{"host":"127.0.0.1","port":8080},
 "releases":[
- {"activatedAt":"2026-12-06T07:00:00.000Z","connectionCount":0,"releaseId":"r1","revision":"aaa","state":"stopped","stoppedAt":"2026-12-06T08:00:00.000Z",
+ {"activatedAt":"2026-12-06T07:00:00.000Z","connectionCount":0,"releaseId":"r1","revision":"r1","state":"stopped","stoppedAt":"2026-12-06T08:00:00.000Z",
   "processes":[{"id":"web","state":"stopped","exitCode":null,"exitSignal":"SIGTERM","restarts":0}]},
  {"activatedAt":"2026-12-06T08:00:00.000Z","connectionCount":3,"drainStartedAt":"2026-12-06T08:09:30.000Z","releaseId":"r2","revision":"bbb","state":"draining","ports":{"web":18001},
-  "processes":[{"id":"web","pid":200,"state":"running","uptimeMs":600000,"restarts":0,"lastStartReason":"deploy"}]},
+  "processes":[{"id":"web","pid":200,"startedAt":"2026-12-06T08:00:00.000Z","state":"running","uptimeMs":600000,"restarts":0,"lastStartReason":"deploy"}]},
  {"activatedAt":"2026-12-06T08:09:30.000Z","connectionCount":1,"releaseId":"r3","revision":"ccc","state":"active","ports":{"web":18002},
   "processes":[{"id":"worker#0","pid":301,"state":"running","uptimeMs":30000,"restarts":2,"lastStartReason":"crash","rssBytes":52428800},
                {"id":"worker#1","state":"failed","exitCode":3,"exitSignal":null,"restarts":5,"memoryRestarts":1,"lastStartReason":"crash"},
-               {"id":"web","pid":303,"state":"running","uptimeMs":30000,"restarts":0,"lastStartReason":"deploy"}]}],
+               {"id":"web","pid":303,"startedAt":"2026-12-06T08:09:30.000Z","state":"running","uptimeMs":30000,"restarts":0,"lastStartReason":"deploy"}]}],
 "services":[{"id":"cache","process":{"id":"cache","pid":400,"state":"running","uptimeMs":7200000,"restarts":0}}],
 "singletons":[{"id":"scheduler","process":{"id":"scheduler","pid":500,"state":"running","uptimeMs":30000,"restarts":0,"lastStartReason":"deploy"}}]}`
 	events := []eventEntry{
@@ -69,25 +69,31 @@ func TestStatusScreenLayout(t *testing.T) {
 		{At: "2026-12-06T08:09:20.000Z", Message: "restart limit reached", Data: json.RawMessage(`{"processId":"worker#1","releaseId":"r3","id":"worker#1","maxRestarts":5,"windowMs":60000}`)},
 	}
 	plan := &jsconfig.Plan{Processes: []jsconfig.Process{{ID: "web", Policy: "proxied"}, {ID: "worker", Policy: "companion"}, {ID: "scheduler", Policy: "singleton"}, {ID: "cache", Policy: "service"}}}
-	facts := daemonFacts{pid: 42, started: now.Add(-3*time.Hour - 5*time.Minute), config: "/srv/shop/rollbridge.js"}
+	// Without rssBytes (no memory block) the CLI measures the group
+	// itself: here it can for pid 303 only (200 is, say, in another pid
+	// namespace).
+	measure := func(pid int, startedAt time.Time) (int64, bool) {
+		return 12<<20 + 512<<10, pid == 303 && startedAt.Equal(time.Date(2026, 12, 6, 8, 9, 30, 0, time.UTC))
+	}
+	facts := daemonFacts{pid: 42, started: now.Add(-3*time.Hour - 5*time.Minute), config: "/srv/shop/rollbridge.js", rss: measure}
 	got, err := statusScreen([]byte(raw), facts, plan, events, now, palette{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := `shop  daemon pid 42, up 3h 5m, version 0.2.0
   proxy   127.0.0.1:8080 → r3
-  config  /srv/shop/rollbridge.js
+  config  /srv/shop/rollbridge.js (used by this command)
   socket  /run/shop.sock
 
 RELEASE  REVISION  STATE     AGE     
 r3       ccc       active    30s     1 open connection
 r2       bbb       draining  10m 0s  3 open connections, draining for 30s
-r1       aaa       stopped   1h 10m  stopped 10m 0s ago
+r1       -         stopped   1h 10m  stopped 10m 0s ago
 
 PROCESS    RELEASE  POLICY     PID  STATE            UPTIME  RESTARTS                    RSS       PORT
 worker#0   r3       companion  301  running          30s     2 (last: crash)             50.0 MiB  -
 worker#1   r3       companion  -    failed (code 3)  -       5 + 1 memory (last: crash)  -         -
-web        r3       proxied    303  running          30s     0                           -         18002
+web        r3       proxied    303  running          30s     0                           12.5 MiB  18002
 web        r2       proxied    200  running          10m 0s  0                           -         18001
 scheduler  -        singleton  500  running          30s     0                           -         -
 cache      -        service    400  running          2h 0m   0                           -         -

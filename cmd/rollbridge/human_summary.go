@@ -11,7 +11,8 @@ import (
 // The one-to-five-line summaries of the commands on a terminal
 // (docs/cli.md#output-for-people-and-for-scripts). Each is built from the
 // command's reply and, where the reply is terse, from a status read right
-// after it; a fact neither holds is left out, never guessed.
+// after it; a fact neither holds is left out, never guessed. Every id,
+// revision, state and name from the daemon goes through termText.
 
 // parsedStatus reads a status reply; nil when there is none or it cannot
 // be read.
@@ -43,7 +44,7 @@ func (s *statusView) proxyAddress() string {
 	if s == nil || s.Proxy == nil || s.Proxy.Port == nil {
 		return ""
 	}
-	return net.JoinHostPort(s.Proxy.Host, strconv.FormatFloat(*s.Proxy.Port, 'f', -1, 64))
+	return termText(net.JoinHostPort(s.Proxy.Host, strconv.FormatFloat(*s.Proxy.Port, 'f', -1, 64)))
 }
 
 // switchSummary summarises a deploy or rollback reply
@@ -60,11 +61,11 @@ func switchSummary(verb string, reply, status []byte, pal palette) string {
 		return ""
 	}
 	s := parsedStatus(status)
-	line := verb + " " + pal.bold(r.Active)
+	line := verb + " " + pal.bold(termText(r.Active))
 	// Without --revision the daemon records the release id as the
 	// revision: repeating it says nothing.
 	if rel := s.release(r.Active); rel != nil && rel.Revision != nil && *rel.Revision != "" && *rel.Revision != r.Active {
-		line += " (rev " + *rel.Revision + ")"
+		line += " (rev " + termText(*rel.Revision) + ")"
 	}
 	line += ": " + pal.green("active")
 	if addr := s.proxyAddress(); addr != "" {
@@ -75,10 +76,10 @@ func switchSummary(verb string, reply, status []byte, pal palette) string {
 	case r.Previous == nil:
 		lines = append(lines, "  no previous release")
 	case s.release(*r.Previous) == nil:
-		lines = append(lines, "  previous "+*r.Previous)
+		lines = append(lines, "  previous "+termText(*r.Previous))
 	default:
 		prev := s.release(*r.Previous)
-		text := "  previous " + *r.Previous + " " + pal.state(prev.State)
+		text := "  previous " + termText(*r.Previous) + " " + pal.state(termText(prev.State))
 		if prev.State == "draining" {
 			text += ", " + counted(int(prev.ConnectionCount), "open connection", "open connections")
 		}
@@ -98,7 +99,11 @@ func restartSummary(reply []byte) string {
 	if len(r.Restarted) == 0 {
 		return "Restarted nothing: no running companion, singleton or service matched.\n"
 	}
-	return "Restarted " + counted(len(r.Restarted), "process", "processes") + ": " + strings.Join(r.Restarted, ", ") + "\n"
+	ids := make([]string, len(r.Restarted))
+	for i, id := range r.Restarted {
+		ids[i] = termText(id)
+	}
+	return "Restarted " + counted(len(r.Restarted), "process", "processes") + ": " + strings.Join(ids, ", ") + "\n"
 }
 
 // stopSummary summarises a stop of release id ("" for the active one):
@@ -122,13 +127,13 @@ func stopSummary(id string, before, reply []byte, pal palette) string {
 	case id == "":
 		return "No release was active; nothing was stopped.\n"
 	default:
-		name = "release " + id
+		name = "release " + termText(id)
 	}
 	var lines []string
 	was := prior.release(id)
 	switch {
 	case was != nil && was.State == "stopped":
-		lines = append(lines, "Release "+id+" was already stopped.")
+		lines = append(lines, "Release "+termText(id)+" was already stopped.")
 	case was != nil:
 		n := 0
 		for _, p := range was.Processes {
@@ -136,14 +141,14 @@ func stopSummary(id string, before, reply []byte, pal palette) string {
 				n++
 			}
 		}
-		lines = append(lines, fmt.Sprintf("Stopped %s (%s, was %s).", name, counted(n, "process", "processes"), was.State))
+		lines = append(lines, fmt.Sprintf("Stopped %s (%s, was %s).", name, counted(n, "process", "processes"), termText(was.State)))
 	default:
 		lines = append(lines, "Stopped "+name+".")
 	}
 	if after.ActiveReleaseID == nil {
 		lines = append(lines, pal.red("No release is active: the proxy answers 503")+" until the next deploy or rollback.")
 	} else {
-		lines = append(lines, "Active release: "+*after.ActiveReleaseID)
+		lines = append(lines, "Active release: "+termText(*after.ActiveReleaseID))
 	}
 	return strings.Join(lines, "\n") + "\n"
 }
@@ -173,7 +178,7 @@ func shutdownSummary(before []byte) string {
 	}
 	name := "The daemon"
 	if s.Application != "" {
-		name = "The daemon of " + s.Application
+		name = "The daemon of " + termText(s.Application)
 	}
 	line := name + " has shut down; every process it ran has stopped (" + counted(n, "process was", "processes were") + " running)."
 	return line + "\n"
@@ -194,7 +199,7 @@ func ensureSummary(status []byte, started bool, pid int) string {
 		facts = append(facts, "pid "+strconv.Itoa(pid))
 	}
 	if s.DaemonRuntime.Version != "" {
-		facts = append(facts, "version "+s.DaemonRuntime.Version)
+		facts = append(facts, "version "+termText(s.DaemonRuntime.Version))
 	}
 	line := what
 	if len(facts) > 0 {
@@ -205,7 +210,7 @@ func ensureSummary(status []byte, started bool, pid int) string {
 	}
 	active := "no active release"
 	if s.ActiveReleaseID != nil {
-		active = "active release " + *s.ActiveReleaseID
+		active = "active release " + termText(*s.ActiveReleaseID)
 	}
 	return line + ", " + active + "\n"
 }

@@ -1,6 +1,9 @@
 package main
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 // The summaries say what the reply and the status say, and leave out what
 // they do not: no status, or one without the fields, gives a shorter
@@ -45,5 +48,21 @@ func TestSummaries(t *testing.T) {
 		if c.got != c.want {
 			t.Errorf("%s:\ngot  %q\nwant %q", c.name, c.got, c.want)
 		}
+	}
+}
+
+// stop's one-line help says the site answers 503 only for the active
+// release: a draining or stopped one named by --release-id leaves the
+// site serving.
+func TestStopHelpLine(t *testing.T) {
+	var out, errOut strings.Builder
+	root := newRoot(&out, &errOut)
+	stop, _, err := root.Find([]string{"stop"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "Stop the active release (the site answers 503 until the next deploy) or the release named by --release-id, at once, without draining."
+	if stop.Short != want {
+		t.Errorf("stop's help line:\n%s\nwant\n%s", stop.Short, want)
 	}
 }

@@ -47,6 +47,16 @@ func onTerminal(t *testing.T, dir string, env []string, args ...string) (string,
 	return out[:strings.Index(out, end)], code
 }
 
+// lineOf is the first of lines that starts with prefix, "" if none does.
+func lineOf(lines []string, prefix string) string {
+	for _, l := range lines {
+		if strings.HasPrefix(l, prefix) {
+			return l
+		}
+	}
+	return ""
+}
+
 // colour is the environment of a terminal that shows colour.
 var colour = []string{"TERM=xterm-256color", "NO_COLOR="}
 
@@ -102,7 +112,7 @@ func TestStatusOnATerminal(t *testing.T) {
 	}
 	for _, want := range []string{
 		"  proxy   127.0.0.1:" + strconv.Itoa(d.port) + " → r2",
-		"  config  " + d.config,
+		"  config  " + d.config + " (used by this command)",
 		"  socket  " + d.sock,
 	} {
 		if !strings.Contains(plain, want+"\n") {
@@ -118,7 +128,9 @@ func TestStatusOnATerminal(t *testing.T) {
 		t.Errorf("no line starting with %q in\n%s", prefix, plain)
 		return nil
 	}
-	if f := rowFields("r2 "); len(f) < 4 || f[2] != "active" {
+	// Deployed without --revision: the daemon's revision is the release
+	// id, and the column shows "-" rather than repeat it.
+	if f := rowFields("r2 "); len(f) < 4 || f[1] != "-" || f[2] != "active" {
 		t.Errorf("r2 row %v", f)
 	}
 	if f := rowFields("r1 "); len(f) < 4 || f[2] != "stopped" {
@@ -153,6 +165,11 @@ func TestStatusOnATerminal(t *testing.T) {
 		}
 		if want[0] == "web" && f[len(f)-1] != webPort {
 			t.Errorf("web row %v, want port %s", f, webPort)
+		}
+		// No process has a memory block, so the daemon samples none: the
+		// CLI measured each group's RSS itself.
+		if rss := regexp.MustCompile(`  \d+(\.\d)? (B|KiB|MiB)  `); !rss.MatchString(lineOf(lines, want[0]+" ")) {
+			t.Errorf("%s row %q: no RSS measured", want[0], lineOf(lines, want[0]+" "))
 		}
 		if want[0] == "worker#1" && !strings.Contains(strings.Join(f, " "), "1 (last: crash)") {
 			t.Errorf("worker#1 row %v: its crash restart is not shown", f)

@@ -104,7 +104,7 @@ func newStopCommand() *cobra.Command {
 	var yes, asJSON bool
 	cmd := &cobra.Command{
 		Use:   "stop",
-		Short: "Stop the active release (or --release-id) at once, without draining: the site answers 503 until the next deploy.",
+		Short: "Stop the active release (the site answers 503 until the next deploy) or the release named by --release-id, at once, without draining.",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			id := ""
 			if cmd.Flags().Changed("release-id") {

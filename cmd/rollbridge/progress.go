@@ -129,7 +129,7 @@ func (p *progress) tick() {
 				fmt.Fprintf(p.w, "\r\033[K  %s", line)
 				p.drawn = true
 			} else if !p.waiting.IsZero() {
-				fmt.Fprintf(p.w, "\r\033[K  waiting for %s's health check… %.1f s", p.web, time.Since(p.waiting).Seconds())
+				fmt.Fprintf(p.w, "\r\033[K  waiting for %s's health check… %.1f s", termText(p.web), time.Since(p.waiting).Seconds())
 				p.drawn = true
 			}
 			p.mu.Unlock()
@@ -137,8 +137,15 @@ func (p *progress) tick() {
 	}
 }
 
-// say prints a line, replacing the waiting line when it is drawn.
+// say prints a line, replacing the waiting line when it is drawn. Its
+// string arguments come from the daemon's events and are printed by the
+// terminal rule (termText).
 func (p *progress) sayLocked(format string, args ...any) {
+	for i, a := range args {
+		if s, ok := a.(string); ok {
+			args[i] = termText(s)
+		}
+	}
 	if p.drawn {
 		io.WriteString(p.w, "\r\033[K")
 		p.drawn = false
@@ -250,7 +257,7 @@ func (p *progress) finish(plan *jsconfig.Plan, previous *string) {
 			if r.ConnectionCount == 1 {
 				unit = "connection"
 			}
-			fmt.Fprintf(p.w, "  %s is draining %d open %s (up to %s s)\n", r.ReleaseID, r.ConnectionCount, unit, jsconfig.FormatNumber(plan.Proxy.DrainTimeoutMs.Duration().Seconds()))
+			fmt.Fprintf(p.w, "  %s is draining %d open %s (up to %s s)\n", termText(r.ReleaseID), r.ConnectionCount, unit, jsconfig.FormatNumber(plan.Proxy.DrainTimeoutMs.Duration().Seconds()))
 		}
 	}
 }

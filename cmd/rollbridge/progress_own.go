@@ -90,9 +90,9 @@ func (v *operationView) describe() string {
 	if v == nil || v.Command == nil {
 		return "another operation"
 	}
-	s := *v.Command
+	s := termText(*v.Command)
 	if v.ReleaseID != nil {
-		s += " " + safeText(*v.ReleaseID)
+		s += " " + termText(*v.ReleaseID)
 	}
 	return s
 }
@@ -343,11 +343,11 @@ func (p *progress) interrupted() {
 	}
 	what := p.own.command
 	if p.own.release != "" {
-		what += " of " + safeText(p.own.release)
+		what += " of " + termText(p.own.release)
 	}
 	config := ""
 	if p.plan.Path != "" {
-		config = " -c " + p.plan.Path
+		config = " -c " + termText(p.plan.Path)
 	}
 	switch state {
 	case opRunning:

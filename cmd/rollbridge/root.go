@@ -55,7 +55,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 		_ = usage.cmd.Help()
 		return 1
 	default:
-		fmt.Fprintf(stderr, "Error: %s\n", err.Error())
+		msg := err.Error()
+		if isTerminal(stderr) {
+			// The message may quote the daemon (a release id in "Release
+			// … not found"); piped, it stays as the Node.js tool wrote it.
+			msg = termLines(msg)
+		}
+		fmt.Fprintf(stderr, "Error: %s\n", msg)
 		io.WriteString(stderr, failureDetail(err)) // a failed deploy's processes
 		for _, hint := range errorHints(cmd, err) {
 			fmt.Fprintln(stderr, hint)

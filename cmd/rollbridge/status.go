@@ -50,7 +50,7 @@ func newStatusCommand() *cobra.Command {
 // lookUpDaemon finds the daemon's pid (the peer of its control socket)
 // and start time; what cannot be found stays zero and is not shown.
 func lookUpDaemon(ep control.Endpoint, plan *jsconfig.Plan) daemonFacts {
-	var facts daemonFacts
+	facts := daemonFacts{rss: runtime.GroupRSS}
 	if plan != nil { // nil when --socket reached the daemon without a config
 		facts.config = plan.Path
 	}

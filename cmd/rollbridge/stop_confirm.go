@@ -31,8 +31,9 @@ func activeStopConfirmation(stdin io.Reader, stderr io.Writer, releaseID string)
 		if releaseID != "" && releaseID != *s.Active {
 			return "", nil // a draining or stopped release: the site keeps serving
 		}
-		fmt.Fprintf(stderr, "Release %s is the active release: stopping it takes the site offline, and the proxy answers every request with 503 until the next deploy or rollback.\n", *s.Active)
-		fmt.Fprintf(stderr, "Stop release %s? [y/N] ", *s.Active)
+		shown := termText(*s.Active) // the daemon's text, on a person's terminal
+		fmt.Fprintf(stderr, "Release %s is the active release: stopping it takes the site offline, and the proxy answers every request with 503 until the next deploy or rollback.\n", shown)
+		fmt.Fprintf(stderr, "Stop release %s? [y/N] ", shown)
 		answer, _ := bufio.NewReader(in).ReadString('\n')
 		switch strings.ToLower(strings.TrimSpace(answer)) {
 		case "y", "yes":
@@ -41,7 +42,7 @@ func activeStopConfirmation(stdin io.Reader, stderr io.Writer, releaseID string)
 		if !strings.HasSuffix(answer, "\n") {
 			fmt.Fprintln(stderr) // end of input: end the prompt's line
 		}
-		fmt.Fprintf(stderr, "Not stopped: nothing was sent to the daemon, release %s keeps serving. Pass --yes to stop without this question.\n", *s.Active)
+		fmt.Fprintf(stderr, "Not stopped: nothing was sent to the daemon, release %s keeps serving. Pass --yes to stop without this question.\n", shown)
 		return "", exitCode(1)
 	}
 }

@@ -60,11 +60,13 @@ func (p stoppingProcess) running() bool {
 	return ok && ticks == p.start
 }
 
+// String names the process for the waiting lines and the time-out
+// error; its id and release come from the daemon (termText).
 func (p stoppingProcess) String() string {
 	if p.release != "" {
-		return fmt.Sprintf("%s (pid %d, release %s)", p.id, p.pid, p.release)
+		return fmt.Sprintf("%s (pid %d, release %s)", termText(p.id), p.pid, termText(p.release))
 	}
-	return fmt.Sprintf("%s (pid %d)", p.id, p.pid)
+	return fmt.Sprintf("%s (pid %d)", termText(p.id), p.pid)
 }
 
 // call sends request and waits for its answer, for at most the bound
