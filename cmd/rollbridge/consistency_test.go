@@ -178,7 +178,7 @@ func TestDoctorWarnsAboutEphemeralPorts(t *testing.T) {
 	d := newTestDaemon(t, fmt.Sprintf(`processes: [{id: "web", policy: "proxied", command: "exec FIXTURE -listen", port: {from: %d, to: %d}}]`, from, to))
 	r := d.cli("doctor")
 	want := fmt.Sprintf("! ephemeral ports: web port %d-%d is in the kernel's ephemeral port range %d-%d (net.ipv4.ip_local_port_range): outgoing connections can take these ports, and a deploy then finds them busy; move the ports out of that range, or reserve them: sysctl -w net.ipv4.ip_local_reserved_ports=%d-%d (keep ports already listed there; persist it in /etc/sysctl.d/)\n", from, to, lo, hi, from, to)
-	if r.code != 0 || !strings.Contains(r.stdout, want) || !strings.HasSuffix(r.stdout, "\nAll checks passed, with 1 warning.\n") {
+	if r.code != 0 || !strings.Contains(r.stdout, want) || !strings.HasSuffix(r.stdout, "\nAll checks passed.\n1 warning, marked ! above.\n") {
 		t.Fatalf("doctor: %+v\nwant the line %q", r, want)
 	}
 	r = d.cli("doctor", "--json")
@@ -188,6 +188,7 @@ func TestDoctorWarnsAboutEphemeralPorts(t *testing.T) {
     }`) || !strings.HasSuffix(r.stdout, "\"ok\": true\n}\n") {
 		t.Fatalf("doctor --json: %+v", r)
 	}
+	assertDoctorJSONShape(t, r.stdout)
 	// Below the range: no warning, the report is today's.
 	d.writeConfig(`processes: [` + webProcess + `]`)
 	if r := d.cli("doctor"); r.code != 0 || strings.Contains(r.stdout, "ephemeral") || !strings.HasSuffix(r.stdout, "\nAll checks passed.\n") {
@@ -210,4 +211,34 @@ func freeTestPort(t *testing.T) int {
 	}
 	t.Fatal("no free port in 20000-20999")
 	return 0
+}
+
+// assertDoctorJSONShape checks doctor's JSON keeps the keys scripts read:
+// {checks, ok}, each check {detail, name, ok}, and only a warning adds
+// "warning": true.
+func assertDoctorJSONShape(t *testing.T, out string) {
+	t.Helper()
+	var report map[string]any
+	if err := json.Unmarshal([]byte(out), &report); err != nil {
+		t.Fatalf("doctor --json: %v\n%s", err, out)
+	}
+	if len(report) != 2 || report["ok"] == nil || report["checks"] == nil {
+		t.Fatalf("doctor --json keys: %v", report)
+	}
+	for _, c := range report["checks"].([]any) {
+		check := c.(map[string]any)
+		_, hasDetail := check["detail"].(string)
+		_, hasName := check["name"].(string)
+		ok, hasOK := check["ok"].(bool)
+		want := 3
+		if w, isWarning := check["warning"]; isWarning {
+			if w != true || !ok {
+				t.Fatalf("a warning is a passing check with \"warning\": true: %v", check)
+			}
+			want = 4
+		}
+		if !hasDetail || !hasName || !hasOK || len(check) != want {
+			t.Fatalf("check keys: %v", check)
+		}
+	}
 }
