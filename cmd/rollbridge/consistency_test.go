@@ -77,6 +77,7 @@ func TestReloadRefusalNamesTheChange(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.stdout), &report); err != nil || r.code != 1 || report.OK {
 		t.Fatalf("doctor --json: %+v (%v)", r, err)
 	}
+	assertDoctorJSONShape(t, r.stdout)
 	last := report.Checks[len(report.Checks)-1]
 	wantCheck := map[string]any{"name": "config reload", "ok": false,
 		"detail": "the running daemon would refuse " + d.config + " at the next deploy: " + refusal + "\n  processes[1] \"worker\": replicas 2 → 3"}
@@ -88,8 +89,38 @@ func TestReloadRefusalNamesTheChange(t *testing.T) {
 	if want := "Error: " + refusal + "\n  processes[1] \"worker\": replicas 2 → 3\n"; r.code != 1 || r.stderr != want {
 		t.Fatalf("deploy: %+v\nwant %q", r, want)
 	}
+	// On the wire the refusal stays the one line scripts and the Node.js
+	// CLI print; the changes come as a field of their own.
+	reply := rawControl(t, d.sock, fmt.Sprintf(`{"command":"deploy","releaseId":"v3","releasePath":%q}`, d.dir))
+	if want := `{"changes":["processes[1] \"worker\": replicas 2 → 3"],"error":"` + refusal + `","status":"error"}` + "\n"; reply != want {
+		t.Fatalf("reply %s\nwant  %s", reply, want)
+	}
+	var failed []map[string]any
+	for _, e := range d.events() {
+		if e["message"] == "command failed" {
+			failed = append(failed, e["data"].(map[string]any))
+		}
+	}
+	wantEvent := map[string]any{"changes": []any{`processes[1] "worker": replicas 2 → 3`}, "error": refusal}
+	if len(failed) != 2 || fmt.Sprint(failed[0]) != fmt.Sprint(wantEvent) || fmt.Sprint(failed[1]) != fmt.Sprint(wantEvent) {
+		t.Fatalf("command failed events %v\nwant two of %v", failed, wantEvent)
+	}
 	if s := d.status(); s["activeReleaseId"] != "v1" {
 		t.Fatalf("active %v", s["activeReleaseId"])
+	}
+	// doctor given another file than the daemon's: the daemon's answer is
+	// about its own file, so the check says so as a warning instead of
+	// judging the file doctor was given by it.
+	other := filepath.Join(d.dir, "other.js")
+	if err := os.WriteFile(other, []byte(appConfig(d.dir, body(2))), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r = rollbridge(t, d.dir, "doctor", "-c", other)
+	wantLine = "! config reload: the running daemon loads its config from " + d.config + ", not " + other +
+		", so this check cannot judge " + other + " (the next deploy reads the daemon's file); the daemon would refuse it at the next deploy: " +
+		refusal + "\n    processes[1] \"worker\": replicas 2 → 3\n"
+	if r.code != 0 || !strings.Contains(r.stdout, wantLine) || !strings.HasSuffix(r.stdout, "\nAll checks passed.\n1 warning, marked ! above.\n") {
+		t.Fatalf("doctor -c another file: %+v\nwant the line %q", r, wantLine)
 	}
 	// check-reload changed nothing: the daemon still runs two workers.
 	if n := strings.Count(d.cli("logs", "--json").stdout, `"id": "worker#`); n != 2 {

@@ -56,7 +56,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	default:
 		fmt.Fprintf(stderr, "Error: %s\n", err.Error())
-		io.WriteString(stderr, failureDetail(err)) // a failed deploy's processes
+		io.WriteString(stderr, failureDetail(err)) // a reload's changes, a failed deploy's processes
 		for _, hint := range errorHints(cmd, err) {
 			fmt.Fprintln(stderr, hint)
 		}
