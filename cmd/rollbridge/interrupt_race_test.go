@@ -25,23 +25,27 @@ import (
 // runs if its client is still connected, and is dropped if the client
 // has hung up (what the real daemon does, see acquireFor).
 type queueDaemon struct {
-	mu       sync.Mutex
-	deploy   net.Conn
-	pid      int // the deploy's client
-	armed    bool
+	mu     sync.Mutex
+	deploy net.Conn
+	pid    int // the deploy's client
+	armed  bool
+	// caught: the look finds the lock passed to the deploy of a client
+	// that has gone, in the moment before the daemon drops it (the
+	// operations answer shows it running, since after the hang-up).
+	caught   bool
 	ran      bool
 	ranAt    time.Time
 	dropped  bool
 	answered chan struct{} // one value per answered operations request
 }
 
-func startQueueDaemon(t *testing.T, sock string) *queueDaemon {
+func startQueueDaemon(t *testing.T, sock string, caught bool) *queueDaemon {
 	t.Helper()
 	ln, err := net.Listen("unix", sock)
 	if err != nil {
 		t.Fatal(err)
 	}
-	q := &queueDaemon{answered: make(chan struct{}, 100)}
+	q := &queueDaemon{answered: make(chan struct{}, 100), caught: caught}
 	var conns sync.WaitGroup
 	t.Cleanup(func() {
 		ln.Close()
@@ -91,6 +95,14 @@ func (q *queueDaemon) serve(t *testing.T, c net.Conn) {
 		io.Copy(io.Discard, r) // open until the client leaves
 	case strings.Contains(line, `"command":"operations"`):
 		q.mu.Lock()
+		if q.caught && q.armed && q.deploy != nil && !q.ran && !q.dropped && connGone(t, q.deploy) {
+			time.Sleep(2 * time.Millisecond) // the lock passes a moment after the hang-up
+			fmt.Fprintf(c, `{"status":"success","queued":[],"running":{"clientPid":%d,"command":"deploy","releaseId":"v2","runningMs":0,"since":%q}}`+"\n", q.pid, stamp(time.Now()))
+			q.dropped = true
+			q.mu.Unlock()
+			c.Close()
+			return
+		}
 		since := stamp(time.Now().Add(-time.Second))
 		running := `{"clientPid":1,"command":"deploy","releaseId":"v1","runningMs":1000,"since":"` + since + `"}`
 		queued := "[]"
@@ -143,12 +155,18 @@ func connGone(t *testing.T, c net.Conn) bool {
 // and drops the deploy, as the command says. (Looking first, the command
 // called "dropped" a deploy the daemon then ran.)
 func TestDeployInterruptedWhileQueuedSaysWhatTheDaemonDoes(t *testing.T) {
+	t.Run("lock passes during the look", func(t *testing.T) { interruptQueuedDeploy(t, false) })
+	// Seen running, but since after the hang-up: dropped all the same.
+	t.Run("look sees the lock pass to a gone client", func(t *testing.T) { interruptQueuedDeploy(t, true) })
+}
+
+func interruptQueuedDeploy(t *testing.T, caught bool) {
 	dir := t.TempDir()
 	config := filepath.Join(dir, "rollbridge.js")
 	if err := os.WriteFile(config, []byte(appConfig(dir, `processes: [`+webProcess+`]`)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	q := startQueueDaemon(t, filepath.Join(dir, "rb.sock"))
+	q := startQueueDaemon(t, filepath.Join(dir, "rb.sock"), caught)
 	ctl, term := openPTY(t)
 	seen := &syncBuffer{}
 	go io.Copy(seen, ctl)
