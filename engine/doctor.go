@@ -126,7 +126,7 @@ func Doctor(plan *jsconfig.Plan, release *DoctorRelease) []Check {
 	// Both only appear when they have something to say, so a healthy
 	// host's report is unchanged.
 	if probeErr == nil && probe.Alive && probe.Rollbridge && probe.Application == plan.Application {
-		if c := reloadCheck(endpoint); c != nil {
+		if c := reloadCheck(endpoint, plan.Path); c != nil {
 			checks = append(checks, *c)
 		}
 	}

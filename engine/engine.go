@@ -122,8 +122,15 @@ func New(opts Options) *Engine {
 	}
 	e.proxy = proxy.New(popts)
 	e.server = control.NewServer(e)
-	e.server.OnCommandError = func(msg string) {
-		e.events.log("command failed", jsconfig.Field{Key: "error", Value: msg})
+	e.server.OnCommandError = func(err error) {
+		// The message stays the one line the reply carries; a reload
+		// refusal's differences go in a field of their own.
+		var reload *jsconfig.ReloadError
+		if errors.As(err, &reload) {
+			e.events.log("command failed", append(reload.ReplyFields(), jsconfig.Field{Key: "error", Value: err.Error()})...)
+			return
+		}
+		e.events.log("command failed", jsconfig.Field{Key: "error", Value: err.Error()})
 	}
 	e.server.OnConnError = func(code, msg string) {
 		var c any

@@ -3,6 +3,8 @@ package engine
 import (
 	"encoding/json"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -39,8 +41,10 @@ const reloadCheckTimeout = 15 * time.Second
 // reloadCheck asks the running daemon whether it could adopt its config at
 // the next deploy. It returns nil when it can (doctor then prints nothing,
 // so its output stays what it was), a failed check when a deploy would be
-// refused, and a warning when the daemon cannot tell.
-func reloadCheck(endpoint control.Endpoint) *Check {
+// refused, and a warning when the daemon cannot tell or compares another
+// file than configPath, the one doctor checked: the daemon always reloads
+// its own file, so its answer says nothing about configPath then.
+func reloadCheck(endpoint control.Endpoint, configPath string) *Check {
 	const name = "config reload"
 	raw, err := control.Call(endpoint, control.SortedRequest("check-reload"), reloadCheckTimeout)
 	var daemonErr *control.DaemonError
@@ -54,15 +58,41 @@ func reloadCheck(endpoint control.Endpoint) *Check {
 		return &Check{Name: name, OK: true, Warning: true, Detail: "could not ask the running daemon whether it can adopt the config: " + err.Error()}
 	}
 	var reply struct {
-		Compatible bool   `json:"compatible"`
-		ConfigPath string `json:"configPath"`
-		Message    string `json:"message"`
+		Changes    []string `json:"changes"`
+		Compatible bool     `json:"compatible"`
+		ConfigPath string   `json:"configPath"`
+		Message    string   `json:"message"`
 	}
 	if err := json.Unmarshal(raw, &reply); err != nil {
 		return &Check{Name: name, OK: true, Warning: true, Detail: "the running daemon's answer could not be read: " + err.Error()}
 	}
+	// The refusal as a deploy prints it: its line, then one per change.
+	refusal := reply.Message
+	for _, c := range reply.Changes {
+		refusal += "\n  " + c
+	}
+	if !sameConfigFile(reply.ConfigPath, configPath) {
+		verdict := "would adopt it"
+		if !reply.Compatible {
+			verdict = "would refuse it at the next deploy: " + refusal
+		}
+		return &Check{Name: name, OK: true, Warning: true,
+			Detail: "the running daemon loads its config from " + reply.ConfigPath + ", not " + configPath +
+				", so this check cannot judge " + configPath + " (the next deploy reads the daemon's file); the daemon " + verdict}
+	}
 	if reply.Compatible {
 		return nil
 	}
-	return &Check{Name: name, Detail: "the running daemon would refuse " + reply.ConfigPath + " at the next deploy: " + reply.Message}
+	return &Check{Name: name, Detail: "the running daemon would refuse " + reply.ConfigPath + " at the next deploy: " + refusal}
+}
+
+// sameConfigFile reports whether a and b name one file: equal paths, or
+// two names (a symlink, a bind mount) of the same file.
+func sameConfigFile(a, b string) bool {
+	if filepath.Clean(a) == filepath.Clean(b) {
+		return true
+	}
+	fa, errA := os.Stat(a)
+	fb, errB := os.Stat(b)
+	return errA == nil && errB == nil && os.SameFile(fa, fb)
 }

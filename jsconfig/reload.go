@@ -9,21 +9,26 @@ import (
 // ReloadError lists the settings whose change needs a daemon restart.
 type ReloadError struct {
 	Settings []string
-	// Details names each difference, one per line after the first
-	// (`processes[1] "worker": replicas 2 → 3`), in the order of Settings.
+	// Details names each difference (`processes[1] "worker": replicas 2 → 3`),
+	// in the order of Settings.
 	Details []string
 }
 
-// Error is the refusal: its first line is the stable one scripts match,
-// then one indented line per difference.
+// Error is the one-line refusal scripts match and the Node.js tool sends;
+// the differences travel beside it (ReplyFields), never inside it.
 func (e *ReloadError) Error() string {
-	var b strings.Builder
-	b.WriteString("Config changes to " + strings.Join(e.Settings, ", ") +
-		" cannot be applied live; restart the Rollbridge daemon before deploying.")
-	for _, d := range e.Details {
-		b.WriteString("\n  " + d)
+	return "Config changes to " + strings.Join(e.Settings, ", ") +
+		" cannot be applied live; restart the Rollbridge daemon before deploying."
+}
+
+// ReplyFields adds the differences to the daemon's error reply as
+// "changes", one string each (docs/cli.md#control-protocol).
+func (e *ReloadError) ReplyFields() Object {
+	details := e.Details
+	if details == nil {
+		details = []string{}
 	}
-	return b.String()
+	return Object{{Key: "changes", Value: details}}
 }
 
 // CheckReload compares the plan in use with a freshly loaded one and returns

@@ -1,7 +1,10 @@
 package jsconfig
 
 import (
+	"encoding/json"
+	"errors"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -78,9 +81,27 @@ func TestCheckReload(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			next := mustPlan(t, dir, tc.src)
 			err := CheckReload(current, next)
+			// want is the refusal, then one indented line per change.
 			got := ""
 			if err != nil {
 				got = err.Error()
+				if strings.Contains(got, "\n") {
+					t.Fatalf("the refusal is one line on the wire, got %q", got)
+				}
+				var re *ReloadError
+				if !errors.As(err, &re) {
+					t.Fatalf("%T is no *ReloadError", err)
+				}
+				b, merr := re.ReplyFields().MarshalJSON()
+				var fields struct {
+					Changes []string `json:"changes"`
+				}
+				if merr != nil || json.Unmarshal(b, &fields) != nil {
+					t.Fatalf("reply fields %s: %v", b, merr)
+				}
+				for _, c := range fields.Changes {
+					got += "\n  " + c
+				}
 			}
 			if got != tc.want {
 				t.Fatalf("got %q\nwant %q", got, tc.want)

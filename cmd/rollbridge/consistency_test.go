@@ -77,6 +77,7 @@ func TestReloadRefusalNamesTheChange(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.stdout), &report); err != nil || r.code != 1 || report.OK {
 		t.Fatalf("doctor --json: %+v (%v)", r, err)
 	}
+	assertDoctorJSONShape(t, r.stdout)
 	last := report.Checks[len(report.Checks)-1]
 	wantCheck := map[string]any{"name": "config reload", "ok": false,
 		"detail": "the running daemon would refuse " + d.config + " at the next deploy: " + refusal + "\n  processes[1] \"worker\": replicas 2 → 3"}
@@ -88,8 +89,38 @@ func TestReloadRefusalNamesTheChange(t *testing.T) {
 	if want := "Error: " + refusal + "\n  processes[1] \"worker\": replicas 2 → 3\n"; r.code != 1 || r.stderr != want {
 		t.Fatalf("deploy: %+v\nwant %q", r, want)
 	}
+	// On the wire the refusal stays the one line scripts and the Node.js
+	// CLI print; the changes come as a field of their own.
+	reply := rawControl(t, d.sock, fmt.Sprintf(`{"command":"deploy","releaseId":"v3","releasePath":%q}`, d.dir))
+	if want := `{"changes":["processes[1] \"worker\": replicas 2 → 3"],"error":"` + refusal + `","status":"error"}` + "\n"; reply != want {
+		t.Fatalf("reply %s\nwant  %s", reply, want)
+	}
+	var failed []map[string]any
+	for _, e := range d.events() {
+		if e["message"] == "command failed" {
+			failed = append(failed, e["data"].(map[string]any))
+		}
+	}
+	wantEvent := map[string]any{"changes": []any{`processes[1] "worker": replicas 2 → 3`}, "error": refusal}
+	if len(failed) != 2 || fmt.Sprint(failed[0]) != fmt.Sprint(wantEvent) || fmt.Sprint(failed[1]) != fmt.Sprint(wantEvent) {
+		t.Fatalf("command failed events %v\nwant two of %v", failed, wantEvent)
+	}
 	if s := d.status(); s["activeReleaseId"] != "v1" {
 		t.Fatalf("active %v", s["activeReleaseId"])
+	}
+	// doctor given another file than the daemon's: the daemon's answer is
+	// about its own file, so the check says so as a warning instead of
+	// judging the file doctor was given by it.
+	other := filepath.Join(d.dir, "other.js")
+	if err := os.WriteFile(other, []byte(appConfig(d.dir, body(2))), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r = rollbridge(t, d.dir, "doctor", "-c", other)
+	wantLine = "! config reload: the running daemon loads its config from " + d.config + ", not " + other +
+		", so this check cannot judge " + other + " (the next deploy reads the daemon's file); the daemon would refuse it at the next deploy: " +
+		refusal + "\n    processes[1] \"worker\": replicas 2 → 3\n"
+	if r.code != 0 || !strings.Contains(r.stdout, wantLine) || !strings.HasSuffix(r.stdout, "\nAll checks passed.\n1 warning, marked ! above.\n") {
+		t.Fatalf("doctor -c another file: %+v\nwant the line %q", r, wantLine)
 	}
 	// check-reload changed nothing: the daemon still runs two workers.
 	if n := strings.Count(d.cli("logs", "--json").stdout, `"id": "worker#`); n != 2 {
@@ -178,7 +209,7 @@ func TestDoctorWarnsAboutEphemeralPorts(t *testing.T) {
 	d := newTestDaemon(t, fmt.Sprintf(`processes: [{id: "web", policy: "proxied", command: "exec FIXTURE -listen", port: {from: %d, to: %d}}]`, from, to))
 	r := d.cli("doctor")
 	want := fmt.Sprintf("! ephemeral ports: web port %d-%d is in the kernel's ephemeral port range %d-%d (net.ipv4.ip_local_port_range): outgoing connections can take these ports, and a deploy then finds them busy; move the ports out of that range, or reserve them: sysctl -w net.ipv4.ip_local_reserved_ports=%d-%d (keep ports already listed there; persist it in /etc/sysctl.d/)\n", from, to, lo, hi, from, to)
-	if r.code != 0 || !strings.Contains(r.stdout, want) || !strings.HasSuffix(r.stdout, "\nAll checks passed, with 1 warning.\n") {
+	if r.code != 0 || !strings.Contains(r.stdout, want) || !strings.HasSuffix(r.stdout, "\nAll checks passed.\n1 warning, marked ! above.\n") {
 		t.Fatalf("doctor: %+v\nwant the line %q", r, want)
 	}
 	r = d.cli("doctor", "--json")
@@ -188,6 +219,7 @@ func TestDoctorWarnsAboutEphemeralPorts(t *testing.T) {
     }`) || !strings.HasSuffix(r.stdout, "\"ok\": true\n}\n") {
 		t.Fatalf("doctor --json: %+v", r)
 	}
+	assertDoctorJSONShape(t, r.stdout)
 	// Below the range: no warning, the report is today's.
 	d.writeConfig(`processes: [` + webProcess + `]`)
 	if r := d.cli("doctor"); r.code != 0 || strings.Contains(r.stdout, "ephemeral") || !strings.HasSuffix(r.stdout, "\nAll checks passed.\n") {
@@ -210,4 +242,34 @@ func freeTestPort(t *testing.T) int {
 	}
 	t.Fatal("no free port in 20000-20999")
 	return 0
+}
+
+// assertDoctorJSONShape checks doctor's JSON keeps the keys scripts read:
+// {checks, ok}, each check {detail, name, ok}, and only a warning adds
+// "warning": true.
+func assertDoctorJSONShape(t *testing.T, out string) {
+	t.Helper()
+	var report map[string]any
+	if err := json.Unmarshal([]byte(out), &report); err != nil {
+		t.Fatalf("doctor --json: %v\n%s", err, out)
+	}
+	if len(report) != 2 || report["ok"] == nil || report["checks"] == nil {
+		t.Fatalf("doctor --json keys: %v", report)
+	}
+	for _, c := range report["checks"].([]any) {
+		check := c.(map[string]any)
+		_, hasDetail := check["detail"].(string)
+		_, hasName := check["name"].(string)
+		ok, hasOK := check["ok"].(bool)
+		want := 3
+		if w, isWarning := check["warning"]; isWarning {
+			if w != true || !ok {
+				t.Fatalf("a warning is a passing check with \"warning\": true: %v", check)
+			}
+			want = 4
+		}
+		if !hasDetail || !hasName || !hasOK || len(check) != want {
+			t.Fatalf("check keys: %v", check)
+		}
+	}
 }

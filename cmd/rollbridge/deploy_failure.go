@@ -30,14 +30,36 @@ type failedProcess struct {
 	} `json:"lastOutput"`
 }
 
-// failureDetail is what the CLI prints below "Error: <message>" for a
-// failed deploy or rollback: one line per process of the new release that
+// failureDetail is what the CLI prints below "Error: <message>": for a
+// refused config reload, one indented line per change ("changes"); for a
+// failed deploy or rollback, one line per process of the new release that
 // exited, and one for the process whose health check failed, with its
 // last output lines. "" when the daemon sent no such detail (a Node.js
 // daemon, or another error).
 func failureDetail(err error) string {
 	var de *control.DaemonError
 	if !errors.As(err, &de) {
+		return ""
+	}
+	return reloadChanges(de) + processDetail(de)
+}
+
+// reloadChanges are a refused reload's changes, one indented line each.
+func reloadChanges(de *control.DaemonError) string {
+	var changes []string
+	if de.Fields["changes"] == nil || json.Unmarshal(de.Fields["changes"], &changes) != nil {
+		return ""
+	}
+	var b strings.Builder
+	for _, c := range changes {
+		b.WriteString("  " + safeText(c) + "\n")
+	}
+	return b.String()
+}
+
+// processDetail is a failed deploy's lines about its processes.
+func processDetail(de *control.DaemonError) string {
+	if de.Fields["processes"] == nil {
 		return ""
 	}
 	procs, ok := failedProcesses(de.Fields["processes"])

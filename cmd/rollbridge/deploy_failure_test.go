@@ -12,11 +12,12 @@ import (
 
 // failingWeb is a config whose web process runs command (FIXTURE may be
 // used) with a 60 s health timeout: a deploy that ends well before that
-// failed fast. Its ports are outside the range the other tests share: a
-// web process that never listens leaves its port free, and another test
-// run's app that binds it would answer this health check.
+// failed fast. Its ports are a private window (privatePorts): a web
+// process that never listens leaves its port free, and another test's
+// app that binds it would answer this health check.
 func failingWeb(command, extra string) string {
-	return fmt.Sprintf(`processes: [{id: "worker", command: "exec FIXTURE"}, {id: "web", policy: "proxied", command: %q, port: {from: 29400, to: 29499}, restartDelayMs: 100, health: {intervalMs: 20, timeoutMs: 60000}%s}]`, command, extra)
+	from, to := privatePorts()
+	return fmt.Sprintf(`processes: [{id: "worker", command: "exec FIXTURE"}, {id: "web", policy: "proxied", command: %q, port: {from: %d, to: %d}, restartDelayMs: 100, health: {intervalMs: 20, timeoutMs: 60000}%s}]`, command, from, to, extra)
 }
 
 var healthFailed = regexp.MustCompile(`^Error: Health check failed for http://127\.0\.0\.1:\d+/\w+: (.*)\n`)
@@ -106,12 +107,13 @@ func TestFailedDeployWebExitsAtStart(t *testing.T) {
 // crashed and restarted once: one exit is not enough to give up, so the
 // whole window passes, and the error names the crash and the output.
 func TestFailedDeployHealthTimeoutAfterRestart(t *testing.T) {
-	d := startDaemon(t, `processes: [{id: "web", policy: "proxied", command: "exec FIXTURE -listen", port: {from: 29400, to: 29499}}]`)
+	from, to := privatePorts()
+	d := startDaemon(t, fmt.Sprintf(`processes: [{id: "web", policy: "proxied", command: "exec FIXTURE -listen", port: {from: %d, to: %d}}]`, from, to))
 	mark := filepath.Join(t.TempDir(), "started")
 	// The first start fails; the second runs and answers 503 (its ready
 	// file never appears).
 	cmd := fmt.Sprintf(`if [ -e %[1]s ]; then echo "waiting for the cache" >&2; exec FIXTURE -listen -ready-file %[1]s.never; fi; touch %[1]s; echo "cannot open /srv/cache" >&2; exit 1`, mark)
-	d.writeConfig(fmt.Sprintf(`processes: [{id: "web", policy: "proxied", command: %q, port: {from: 29400, to: 29499}, restartDelayMs: 100, health: {path: "/ready", intervalMs: 20, timeoutMs: 1500}}]`, cmd))
+	d.writeConfig(fmt.Sprintf(`processes: [{id: "web", policy: "proxied", command: %q, port: {from: %d, to: %d}, restartDelayMs: 100, health: {path: "/ready", intervalMs: 20, timeoutMs: 1500}}]`, cmd, from, to))
 	began := time.Now()
 	r := d.deploy("v1")
 	if took := time.Since(began); took < 1500*time.Millisecond {

@@ -114,11 +114,13 @@ func newStopCommand() *cobra.Command {
 			// so an operation queued before it that activates another
 			// release does not turn it into a stop of that one.
 			confirmed := ""
-			var confirm func([]byte) error
-			if !yes {
+			var confirm func([]byte, error) error
+			// A person is asked only with stdout on a terminal too and no
+			// --json: output read by a program means a program runs this.
+			if !yes && !asJSON && isTerminal(cmd.OutOrStdout()) {
 				ask := activeStopConfirmation(cmd.InOrStdin(), cmd.ErrOrStderr(), id)
-				confirm = func(status []byte) (err error) {
-					confirmed, err = ask(status)
+				confirm = func(status []byte, statusErr error) (err error) {
+					confirmed, err = ask(status, statusErr)
 					return err
 				}
 			}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -19,8 +18,8 @@ import (
 // binds between the daemon's check and its own bind would fail the
 // deploy or, worse, answer its health check.
 func typicalApp() string {
-	from := 20500 + 40*rand.IntN(12)
-	web := fmt.Sprintf(`{id: "web", policy: "proxied", command: "exec FIXTURE -listen", port: {from: %d, to: %d}, health: {intervalMs: 20}}`, from, from+39)
+	from, to := randomPortWindow(20500, 20979, 40)
+	web := fmt.Sprintf(`{id: "web", policy: "proxied", command: "exec FIXTURE -listen", port: {from: %d, to: %d}, health: {intervalMs: 20}}`, from, to)
 	return `processes: [
     ` + web + `,
     {id: "worker", command: "exec FIXTURE", replicas: 2},

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -48,6 +49,7 @@ type ownOperation struct {
 	queuedAt  time.Time      // when it was first seen waiting
 	queuedBy  string         // the daemon's time it was queued (as events carry it)
 	nAhead    int            // operations queued before it
+	closedAt  time.Time      // when Ctrl-C closed the request's connection
 }
 
 // maxPending bounds the events held back while it is not known whether
@@ -251,6 +253,12 @@ func (p *progress) lookOwn(timeout time.Duration) opState {
 		return opRunning
 	}
 	if r := ops.Running; r != nil && r.ClientPid != nil && *r.ClientPid == p.own.pid {
+		if since, ok := eventTime(r.Since); ok && !p.own.closedAt.IsZero() && since.After(p.own.closedAt) {
+			// The lock reached it after this command hung up: the daemon
+			// drops it at once. (Since is cut to the millisecond, so one
+			// that began just before the hang-up never reads as after.)
+			return opQueued
+		}
 		if p.own.release == "" && r.ReleaseID != nil {
 			p.own.release = *r.ReleaseID
 		}
@@ -310,8 +318,10 @@ func (p *progress) call(plan *jsconfig.Plan, request []byte) ([]byte, error) {
 		err error
 	}
 	replied := make(chan reply, 1)
+	ctx, hangUp := context.WithCancel(context.Background())
+	defer hangUp()
 	go func() {
-		raw, err := control.Call(ep, request, 0)
+		raw, err := control.CallContext(ctx, ep, request)
 		replied <- reply{raw, err}
 	}()
 	go p.watchOwn()
@@ -320,15 +330,29 @@ func (p *progress) call(plan *jsconfig.Plan, request []byte) ([]byte, error) {
 		return r.raw, r.err
 	case <-interrupt:
 		signal.Stop(interrupt) // a second Ctrl-C ends the command at once
+		// Hang up before looking: the daemon does not run a queued
+		// operation whose client is gone, so from here on what waits is
+		// dropped. Looking first would leave the lock time to pass to it
+		// after it was called dropped.
+		hangUp()
+		r := <-replied // the call has closed the connection
+		var timeout *control.TimeoutError
+		if !errors.As(r.err, &timeout) {
+			return r.raw, r.err // the answer came first: the command ended
+		}
+		p.mu.Lock()
+		p.own.closedAt = time.Now()
+		p.mu.Unlock()
 		p.interrupted()
 		return nil, exitCode(interruptedExit)
 	}
 }
 
-// interrupted says, after Ctrl-C, what becomes of the operation: a
-// running one goes on in the daemon (closing the connection does not
-// stop it); a waiting one is dropped (the daemon does not run an
-// operation whose client left while it waited).
+// interrupted says, after Ctrl-C and the request's connection closed,
+// what becomes of the operation: a running one goes on in the daemon
+// (closing the connection does not stop it); a waiting one is dropped
+// (the daemon does not run an operation whose client left while it
+// waited).
 func (p *progress) interrupted() {
 	state := p.lookOwn(interruptTimeout)
 	p.stop()
@@ -347,7 +371,7 @@ func (p *progress) interrupted() {
 	}
 	config := ""
 	if p.plan.Path != "" {
-		config = " -c " + termText(p.plan.Path)
+		config = " -c " + termText(shellQuote(p.plan.Path))
 	}
 	switch state {
 	case opRunning:

@@ -26,7 +26,10 @@ type heldDeploys struct {
 func startHeldDeploys(t *testing.T) *heldDeploys {
 	t.Helper()
 	ready := filepath.Join(t.TempDir(), "ready")
-	d := startDaemon(t, fmt.Sprintf(`processes: [{id: "worker", command: "exec FIXTURE"}, {id: "web", policy: "proxied", command: "exec FIXTURE -listen -ready-file %s", port: {from: 29500, to: 29599}, health: {path: "/ready", intervalMs: 20, timeoutMs: 60000}}]`, ready))
+	// A private window: the web processes answer 503 until ready exists,
+	// and another test's web process on their ports would answer 200.
+	from, to := privatePorts()
+	d := startDaemon(t, fmt.Sprintf(`processes: [{id: "worker", command: "exec FIXTURE"}, {id: "web", policy: "proxied", command: "exec FIXTURE -listen -ready-file %s", port: {from: %d, to: %d}, health: {path: "/ready", intervalMs: 20, timeoutMs: 60000}}]`, ready, from, to))
 	h := &heldDeploys{d, t, ready}
 	h.setReady(true)
 	if r := d.deploy("v1"); r.code != 0 {

@@ -62,7 +62,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 			msg = termLines(msg)
 		}
 		fmt.Fprintf(stderr, "Error: %s\n", msg)
-		io.WriteString(stderr, failureDetail(err)) // a failed deploy's processes
+		io.WriteString(stderr, failureDetail(err)) // a reload's changes, a failed deploy's processes
 		for _, hint := range errorHints(cmd, err) {
 			fmt.Fprintln(stderr, hint)
 		}

@@ -203,21 +203,23 @@ func statusProcesses(raw []byte, release string, daemonWide bool) []stoppingProc
 }
 
 // relayStop loads the config (or takes --socket), lists what the command
-// will stop, lets confirm refuse it (nil: no question), sends the request
+// will stop, lets confirm refuse it (nil: no question; it is also told when status
+// could not be read), sends the request
 // built after that and prints the reply, waiting at most the config's
 // bound; without a config the wait has no bound and says every
 // progressEvery what it waits for. summarize, when not nil, renders the
 // reply for a person from the status before the command and the reply.
-func relayStop(cmd *cobra.Command, configPath, socket string, plan func(*jsconfig.Plan, control.Endpoint, []byte) stopWait, request func() []byte, confirm func(status []byte) error, summarize func(before, reply []byte) string) error {
+func relayStop(cmd *cobra.Command, configPath, socket string, plan func(*jsconfig.Plan, control.Endpoint, []byte) stopWait, request func() []byte, confirm func(status []byte, statusErr error) error, summarize func(before, reply []byte) string) error {
 	ep, p, err := daemonTarget(cmd, configPath, socket)
 	if err != nil {
 		return err
 	}
 	// What runs now, to say later what is still running; a daemon that
-	// does not answer status gets the command anyway (and its error).
+	// does not answer status gets the command anyway (and its error),
+	// unless confirm, which would have asked, refuses that.
 	status, statusErr := control.Call(ep, control.SortedRequest("status"), control.ReadTimeout)
-	if confirm != nil && statusErr == nil {
-		if err := confirm(status); err != nil {
+	if confirm != nil {
+		if err := confirm(status, statusErr); err != nil {
 			return err
 		}
 	}

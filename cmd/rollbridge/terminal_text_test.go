@@ -218,7 +218,7 @@ func TestStopPromptEscapes(t *testing.T) {
 	go io.Copy(seen, ctl)
 	io.WriteString(ctl, "n\n")
 	s, _ := json.Marshal("r2\x1b]0;PWNED\a")
-	_, err := activeStopConfirmation(term, term, "")([]byte(`{"activeReleaseId":` + string(s) + `}`))
+	_, err := activeStopConfirmation(term, term, "")([]byte(`{"activeReleaseId":`+string(s)+`}`), nil)
 	if err == nil {
 		t.Fatal("a declined stop went on")
 	}

@@ -27,7 +27,7 @@ type Server struct {
 	// connection error": the errno name or "", and the message).
 	OnConnError func(code, message string)
 	// OnCommandError is told about every request answered with an error.
-	OnCommandError func(message string)
+	OnCommandError func(err error)
 
 	mu      sync.Mutex
 	ln      net.Listener
@@ -281,7 +281,7 @@ func (c *Conn) handle(line []byte) (resp []byte, closeConn bool) {
 		}
 	}
 	if c.s.OnCommandError != nil {
-		c.s.OnCommandError(err.Error())
+		c.s.OnCommandError(err)
 	}
 	return FailureFor(err), closeConn
 }
