@@ -22,14 +22,28 @@ import (
 // terminal's "\r\n" turned back into "\n", and the exit status.
 func onTerminal(t *testing.T, dir string, env []string, args ...string) (string, int) {
 	t.Helper()
-	ctl, term := openPTY(t)
-	seen := &syncBuffer{}
-	go io.Copy(seen, ctl)
+	return runOnTerminal(t, dir, env, false, args...)
+}
+
+// runOnPTY runs the binary with stdout and stderr on one pseudo-terminal.
+func runOnPTY(t *testing.T, env []string, args ...string) (string, int) {
+	t.Helper()
+	return runOnTerminal(t, "", env, true, args...)
+}
+
+// runOnTerminal runs the binary in dir with stdout, and with stderrToo
+// also stderr, on a fresh pseudo-terminal.
+func runOnTerminal(t *testing.T, dir string, env []string, stderrToo bool, args ...string) (string, int) {
+	t.Helper()
+	_, term, seen := recordPTY(t)
 	cmd := exec.Command(binary, args...)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), env...)
 	var stderr strings.Builder
 	cmd.Stdout, cmd.Stderr = term, &stderr
+	if stderrToo {
+		cmd.Stderr = term
+	}
 	code := 0
 	if err := cmd.Run(); err != nil {
 		ee, ok := err.(*exec.ExitError)
@@ -334,9 +348,7 @@ func TestEventsOnATerminal(t *testing.T) {
 	}
 
 	// --follow on a terminal: the same readable lines, also for new events.
-	ctl, term := openPTY(t)
-	seen := &syncBuffer{}
-	go io.Copy(seen, ctl)
+	_, term, seen := recordPTY(t)
 	follow := exec.Command(binary, "events", "-c", d.config, "--follow", "--limit", "1")
 	follow.Env = append(os.Environ(), "TERM=xterm", "NO_COLOR=1")
 	follow.Stdout, follow.Stderr = term, io.Discard
@@ -359,9 +371,7 @@ func TestEventsOnATerminal(t *testing.T) {
 // JSON (TestPipedOutputGolden pins those lines).
 func TestForegroundDaemonLogOnATerminal(t *testing.T) {
 	d := newTestDaemon(t, typicalApp())
-	ctl, term := openPTY(t)
-	seen := &syncBuffer{}
-	go io.Copy(seen, ctl)
+	_, term, seen := recordPTY(t)
 	d.stdout, d.stderr, d.exited = &syncBuffer{}, &syncBuffer{}, make(chan struct{})
 	d.cmd = exec.Command(binary, "daemon", "-c", d.config)
 	d.cmd.Dir = d.dir

@@ -167,9 +167,7 @@ func interruptQueuedDeploy(t *testing.T, caught bool) {
 		t.Fatal(err)
 	}
 	q := startQueueDaemon(t, filepath.Join(dir, "rb.sock"), caught)
-	ctl, term := openPTY(t)
-	seen := &syncBuffer{}
-	go io.Copy(seen, ctl)
+	_, term, seen := recordPTY(t)
 	cmd := exec.Command(binary, "deploy", "-c", config, "--release-path", dir, "--release-id", "v2")
 	cmd.Stdout, cmd.Stderr = io.Discard, term
 	if err := cmd.Start(); err != nil {

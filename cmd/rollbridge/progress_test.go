@@ -16,6 +16,16 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// recordPTY opens a pseudo-terminal and records everything written to
+// its terminal side; ctl is there to type into it.
+func recordPTY(t *testing.T) (ctl, term *os.File, seen *syncBuffer) {
+	t.Helper()
+	ctl, term = openPTY(t)
+	seen = &syncBuffer{}
+	go io.Copy(seen, ctl)
+	return ctl, term, seen
+}
+
 // openPTY returns a pseudo-terminal pair: what is written to the terminal
 // side can be read from the controlling side.
 func openPTY(t *testing.T) (ctl, term *os.File) {
@@ -44,9 +54,7 @@ func openPTY(t *testing.T) (ctl, term *os.File) {
 func TestDeployProgressOnATerminal(t *testing.T) {
 	d := startDaemon(t, `processes: [{id: "worker", command: "exec FIXTURE"}, {id: "web", policy: "proxied", command: "exec FIXTURE -listen", port: {from: 20000, to: 20999}, health: {startDelayMs: 400, intervalMs: 20}}]`)
 	d.deploy("v1")
-	ctl, term := openPTY(t)
-	seen := &syncBuffer{}
-	go io.Copy(seen, ctl)
+	_, term, seen := recordPTY(t)
 	rel := filepath.Join(d.dir, "releases", "v2")
 	os.MkdirAll(rel, 0o755)
 	cmd := exec.Command(binary, "deploy", "-c", d.config, "--release-path", rel, "--release-id", "v2")
@@ -87,9 +95,7 @@ func TestDeployProgressDrainingLine(t *testing.T) {
 	// "draining" for gracefulStopMs while its web process is stopped.
 	d := startDaemon(t, `processes: [{id: "web", policy: "proxied", command: "exec FIXTURE -listen -ignore SIGTERM", gracefulStopMs: 5000, port: {from: 20000, to: 20999}, health: {intervalMs: 20}}]`)
 	d.deploy("v1")
-	ctl, term := openPTY(t)
-	seen := &syncBuffer{}
-	go io.Copy(seen, ctl)
+	_, term, seen := recordPTY(t)
 	// deployOnTerminal deploys id with stderr on the terminal and returns
 	// what the terminal showed for it.
 	deployOnTerminal := func(id string) string {

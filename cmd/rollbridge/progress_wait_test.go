@@ -149,9 +149,7 @@ func TestDeployWaitingBehindAnotherShowsOnlyItsOwnSteps(t *testing.T) {
 	_, first := h.startDeploy("v2", io.Discard)
 	h.waitRunning("v2")
 
-	ctl, term := openPTY(t)
-	seen := &syncBuffer{}
-	go io.Copy(seen, ctl)
+	_, term, seen := recordPTY(t)
 	third, second := h.startDeploy("v3", term)
 	thirdPid := third.Process.Pid
 	waitTerminal(t, seen, "waiting for deploy v2 (running ")
@@ -212,9 +210,7 @@ func TestRestartWaitingBehindADeploy(t *testing.T) {
 	h := startHeldDeploys(t)
 	_, first := h.startDeploy("v2", io.Discard)
 	h.waitRunning("v2")
-	ctl, term := openPTY(t)
-	seen := &syncBuffer{}
-	go io.Copy(seen, ctl)
+	_, term, seen := recordPTY(t)
 	cmd := exec.Command(binary, "restart", "-c", h.config, "--process", "worker")
 	cmd.Stdout, cmd.Stderr = io.Discard, term
 	if err := cmd.Start(); err != nil {
@@ -248,9 +244,7 @@ func TestRestartWaitingBehindADeploy(t *testing.T) {
 // the daemon and how to follow it, exits 130, and the deploy completes.
 func TestDeployInterruptedWhileRunning(t *testing.T) {
 	h := startHeldDeploys(t)
-	ctl, term := openPTY(t)
-	seen := &syncBuffer{}
-	go io.Copy(seen, ctl)
+	_, term, seen := recordPTY(t)
 	cmd, done := h.startDeploy("v2", term)
 	waitTerminal(t, seen, "started web (pid ")
 	syscall.Kill(cmd.Process.Pid, syscall.SIGINT)
@@ -273,9 +267,7 @@ func TestDeployInterruptedWhileQueued(t *testing.T) {
 	h := startHeldDeploys(t)
 	_, first := h.startDeploy("v2", io.Discard)
 	h.waitRunning("v2")
-	ctl, term := openPTY(t)
-	seen := &syncBuffer{}
-	go io.Copy(seen, ctl)
+	_, term, seen := recordPTY(t)
 	cmd, done := h.startDeploy("v3", term)
 	waitTerminal(t, seen, "waiting for deploy v2 (running ")
 	syscall.Kill(cmd.Process.Pid, syscall.SIGINT)

@@ -24,9 +24,7 @@ func TestStopAsksBeforeStoppingTheActiveRelease(t *testing.T) {
 			t.Fatalf("deploy %s: %+v", id, r)
 		}
 	}
-	ctl, term := openPTY(t)
-	seen := &syncBuffer{}
-	go io.Copy(seen, ctl)
+	ctl, term, seen := recordPTY(t)
 	var env []string
 	// stop runs rollbridge stop with the given stdin, stdout (nil: the
 	// terminal) and stderr, and answer typed at the terminal once the
@@ -231,9 +229,7 @@ func TestStopRefusesWhenTheStatusCannotBeRead(t *testing.T) {
 		{"--yes", []string{"--yes"}, 0, true, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ctl, term := openPTY(t)
-			seen := &syncBuffer{}
-			go io.Copy(seen, ctl)
+			_, term, seen := recordPTY(t)
 			before := len(requests.String())
 			cmd := exec.Command(binary, append([]string{"stop", "--socket", sock}, tc.args...)...)
 			cmd.Stdin, cmd.Stdout, cmd.Stderr = term, term, term
@@ -279,9 +275,7 @@ func TestConfirmedStopStopsTheConfirmedRelease(t *testing.T) {
 		}
 		return false
 	})
-	ctl, term := openPTY(t)
-	seen := &syncBuffer{}
-	go io.Copy(seen, ctl)
+	ctl, term, seen := recordPTY(t)
 	cmd := exec.Command(binary, "stop", "-c", d.config)
 	cmd.Dir = d.dir
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = term, term, term

@@ -12,31 +12,6 @@ import (
 	"time"
 )
 
-// runOnPTY runs the binary with stdout and stderr on one pseudo-terminal
-// and returns what the terminal received and the exit status.
-func runOnPTY(t *testing.T, env []string, args ...string) (string, int) {
-	t.Helper()
-	ctl, term := openPTY(t)
-	seen := &syncBuffer{}
-	go io.Copy(seen, ctl)
-	cmd := exec.Command(binary, args...)
-	cmd.Env = append(os.Environ(), env...)
-	cmd.Stdout, cmd.Stderr = term, term
-	code := 0
-	if err := cmd.Run(); err != nil {
-		ee, ok := err.(*exec.ExitError)
-		if !ok {
-			t.Fatal(err)
-		}
-		code = ee.ExitCode()
-	}
-	end := "-- end of output --"
-	fmt.Fprintln(term, end)
-	waitUntil(t, "the command's output on the terminal", 10*time.Second, func() bool { return strings.Contains(seen.String(), end) })
-	out := strings.ReplaceAll(seen.String(), "\r\n", "\n")
-	return out[:strings.Index(out, end)], code
-}
-
 // A deploy group member may pick any release id and revision, and an
 // application may print anything: none of it may reach root's terminal
 // as escape sequences (a new title, a cleared screen, a clipboard write
@@ -121,9 +96,7 @@ func TestHostileTextOnATerminal(t *testing.T) {
 	}
 
 	// events --follow replays the last events, the failed deploy among them.
-	ctl, term := openPTY(t)
-	seen := &syncBuffer{}
-	go io.Copy(seen, ctl)
+	_, term, seen := recordPTY(t)
 	follow := exec.Command(binary, "events", "-c", d.config, "--follow", "--limit", "50")
 	follow.Env = append(os.Environ(), env...)
 	follow.Stdout, follow.Stderr = term, io.Discard

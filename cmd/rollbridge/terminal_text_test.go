@@ -213,9 +213,7 @@ func TestProcessesBrief(t *testing.T) {
 // The question before stopping the active release shows its id by the
 // same rule.
 func TestStopPromptEscapes(t *testing.T) {
-	ctl, term := openPTY(t)
-	seen := &syncBuffer{}
-	go io.Copy(seen, ctl)
+	ctl, term, seen := recordPTY(t)
 	io.WriteString(ctl, "n\n")
 	s, _ := json.Marshal("r2\x1b]0;PWNED\a")
 	_, err := activeStopConfirmation(term, term, "")([]byte(`{"activeReleaseId":`+string(s)+`}`), nil)
