@@ -109,6 +109,9 @@ type logPrinter struct {
 	lastID      string
 	lastSource  string
 	printed     bool
+	// readable: stdout is a terminal, so application output and ids are
+	// shown by the terminal rule (termText); piped they stay as they are.
+	readable bool
 }
 
 func sourceLabel(e streamEntry) string {
@@ -182,10 +185,10 @@ func (p *logPrinter) live(e streamEntry) {
 		if p.printed {
 			b.WriteByte('\n')
 		}
-		fmt.Fprintf(&b, "== %s [%s] ==\n", e.ID, sourceLabel(e))
+		fmt.Fprintf(&b, "== %s [%s] ==\n", showText(p.readable, e.ID), showText(p.readable, sourceLabel(e)))
 		p.lastID, p.lastSource = e.ID, e.Source
 	}
-	fmt.Fprintf(&b, "  %s [%s] %s\n", e.At, e.Stream, e.Line)
+	fmt.Fprintf(&b, "  %s [%s] %s\n", showText(p.readable, e.At), showText(p.readable, e.Stream), showText(p.readable, e.Line))
 	p.printed = true
 	p.out.Write(b.Bytes())
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"strings"
 
 	"github.com/rollbridge/rollbridge/engine"
 	"github.com/rollbridge/rollbridge/engine/control"
@@ -38,7 +37,7 @@ func newLogsCommand() *cobra.Command {
 					fields = append(fields, jsconfig.Field{Key: "processId", Value: process})
 				}
 				return follow(ep, control.SortedRequest("follow", fields...),
-					&logPrinter{out: cmd.OutOrStdout(), errOut: cmd.ErrOrStderr(), asJSON: asJSON, process: process, filtered: filtered})
+					&logPrinter{out: cmd.OutOrStdout(), errOut: cmd.ErrOrStderr(), asJSON: asJSON, process: process, filtered: filtered, readable: isTerminal(cmd.OutOrStdout())})
 			}
 			raw, err := control.Call(ep, control.SortedRequest("status"), control.ReadTimeout)
 			if err != nil {
@@ -71,7 +70,7 @@ func newLogsCommand() *cobra.Command {
 			case len(sources) == 0:
 				fmt.Fprintln(out, "No managed processes.")
 			default:
-				writeLogSections(out, sources)
+				writeLogSections(out, sources, isTerminal(out))
 			}
 			return nil
 		},
@@ -132,13 +131,16 @@ func nonNilLogs(l []json.RawMessage) []json.RawMessage {
 	return l
 }
 
-func writeLogSections(w io.Writer, sources []logSource) {
+// writeLogSections prints the retained output of each source; readable
+// (stdout is a terminal) shows it by the terminal rule, so a request line
+// an application logged cannot carry escape sequences to the terminal.
+func writeLogSections(w io.Writer, sources []logSource, readable bool) {
 	var b bytes.Buffer
 	for i, s := range sources {
 		if i > 0 {
 			b.WriteByte('\n')
 		}
-		fmt.Fprintf(&b, "== %s [%s] ==\n", s.id, s.source)
+		fmt.Fprintf(&b, "== %s [%s] ==\n", showText(readable, s.id), showText(readable, s.source))
 		if len(s.logs) == 0 {
 			b.WriteString("  (no recent output)\n")
 			continue
@@ -146,7 +148,7 @@ func writeLogSections(w io.Writer, sources []logSource) {
 		for _, raw := range s.logs {
 			var e struct{ At, Line, Stream string }
 			_ = json.Unmarshal(raw, &e)
-			fmt.Fprintf(&b, "  %s [%s] %s\n", e.At, e.Stream, strings.TrimRight(e.Line, ""))
+			fmt.Fprintf(&b, "  %s [%s] %s\n", showText(readable, e.At), showText(readable, e.Stream), showText(readable, e.Line))
 		}
 	}
 	w.Write(b.Bytes())

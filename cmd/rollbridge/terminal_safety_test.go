@@ -112,3 +112,36 @@ func TestHostileTextOnATerminal(t *testing.T) {
 	noESC("events --follow", seen.String())
 	shown("events --follow", seen.String(), `releaseId="r3\x1b[31m"`, `processes=[web exited 1 time (code 3)`)
 }
+
+// What an application logged (a request line a client chose, say) is
+// shown by the terminal rule in logs and logs --follow on a terminal, and
+// exactly as captured when piped.
+func TestLogsOnATerminalEscapeApplicationOutput(t *testing.T) {
+	d := startDaemon(t, `processes: [`+strings.ReplaceAll(webProcess, "FIXTURE", fixture)+`,
+    {id: "worker", command: "printf 'GET /\\033]0;pwned\\007\\033[2J HTTP/1.1\\n'; exec `+fixture+`"}]`)
+	if r := d.deploy("r1"); r.code != 0 {
+		t.Fatalf("deploy: %+v", r)
+	}
+	const raw, quoted = "GET /\x1b]0;pwned\a\x1b[2J HTTP/1.1", `"GET /\x1b]0;pwned\a\x1b[2J HTTP/1.1"`
+	waitUntil(t, "the worker's line", 10*time.Second, func() bool {
+		return strings.Contains(d.cli("logs", "--process", "worker").stdout, raw)
+	})
+	env := []string{"TERM=xterm", "NO_COLOR=1"}
+	out, code := d.cliOnTerminal(env, "logs", "--process", "worker")
+	if code != 0 || strings.ContainsRune(out, '\x1b') || !strings.Contains(out, "[stdout] "+quoted+"\n") {
+		t.Errorf("logs on a terminal: exit %d\n%q", code, out)
+	}
+
+	_, term, seen := recordPTY(t)
+	follow := exec.Command(binary, "logs", "-c", d.config, "--process", "worker", "--follow")
+	follow.Env = append(os.Environ(), env...)
+	follow.Stdout, follow.Stderr = term, io.Discard
+	if err := follow.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { follow.Process.Kill(); follow.Wait() })
+	waitUntil(t, "the replayed line", 10*time.Second, func() bool { return strings.Contains(seen.String(), quoted) })
+	if strings.ContainsRune(seen.String(), '\x1b') {
+		t.Errorf("logs --follow on a terminal: %q", seen.String())
+	}
+}

@@ -44,6 +44,15 @@ func termText(s string) string {
 	return strconv.Quote(s)
 }
 
+// showText is termText on a terminal (readable) and s itself otherwise,
+// for the text forms whose piped output must stay as it was.
+func showText(readable bool, s string) string {
+	if readable {
+		return termText(s)
+	}
+	return s
+}
+
 // termLines is termText for a message of several lines (an error with
 // its hints): each line on its own, so the message keeps its shape.
 func termLines(s string) string {
