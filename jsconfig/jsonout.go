@@ -40,10 +40,8 @@ func (o Object) MarshalJSON() ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-// MarshalNoHTML is json.Marshal without escaping <, > and &, as
+// marshalNoHTML is json.Marshal without escaping <, > and &, as
 // JSON.stringify writes them.
-func MarshalNoHTML(v any) ([]byte, error) { return marshalNoHTML(v) }
-
 func marshalNoHTML(v any) ([]byte, error) {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)

@@ -143,16 +143,6 @@ func (r *Request) Raw(name string) (json.RawMessage, bool) {
 	return raw, ok
 }
 
-// NewRequest builds a request line: the command first, then the given
-// fields with set values, in order, as the Node.js CLI writes them. It has
-// no newline.
-func NewRequest(command string, fields ...jsconfig.Field) []byte {
-	o := jsconfig.Object{{Key: "command", Value: command}}
-	o = append(o, fields...)
-	b, _ := o.MarshalJSON()
-	return b
-}
-
 // SortedRequest builds a request whose keys are sorted, as the reference
 // CLI sends some of them (e.g. {"attestation":…,"command":"retire-owner"}).
 func SortedRequest(command string, fields ...jsconfig.Field) []byte {
