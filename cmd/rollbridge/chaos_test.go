@@ -243,6 +243,15 @@ func crashMidDeploy(t *testing.T, d *testDaemon, id string, after time.Duration)
 func floodProxy(t *testing.T, d *testDaemon) []net.Conn {
 	t.Helper()
 	const event = `"listener":"proxy"},"message":"accept failed"`
+	const recovered = `"listener":"proxy"},"message":"accept recovered"`
+	// One burst of failures is logged once, and ends a quiet second after
+	// its last failure: a flood that starts before the previous burst has
+	// ended adds to it and logs nothing new. Faster operations between two
+	// floods made that happen.
+	waitUntil(t, "the previous descriptor burst to end", 10*time.Second, func() bool {
+		out := d.stdout.String()
+		return strings.Count(out, event) == strings.Count(out, recovered)
+	})
 	before := strings.Count(d.stdout.String(), event)
 	var flood []net.Conn
 	for strings.Count(d.stdout.String(), event) == before {
