@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -52,13 +51,7 @@ func runOnTerminal(t *testing.T, dir string, env []string, stderrToo bool, args 
 		}
 		code = ee.ExitCode()
 	}
-	// The terminal is a queue: once this line is read back, all the
-	// command printed has been read too.
-	end := "-- end of output --"
-	fmt.Fprintln(term, end)
-	waitUntil(t, "the command's output on the terminal", 10*time.Second, func() bool { return strings.Contains(seen.String(), end) })
-	out := strings.ReplaceAll(seen.String(), "\r\n", "\n")
-	return out[:strings.Index(out, end)], code
+	return strings.ReplaceAll(readBack(t, term, seen), "\r\n", "\n"), code
 }
 
 // lineOf is the first of lines that starts with prefix, "" if none does.

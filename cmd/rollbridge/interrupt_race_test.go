@@ -208,10 +208,7 @@ func interruptQueuedDeploy(t *testing.T, caught bool) {
 	if code := exitOf(t, "the interrupted deploy", done); code != interruptedExit {
 		t.Fatalf("exit %d, want %d", code, interruptedExit)
 	}
-	end := "-- end --"
-	fmt.Fprintln(term, end)
-	waitTerminal(t, seen, end)
-	out := seen.String()
+	out := readBack(t, term, seen)
 	q.mu.Lock()
 	ran, dropped := q.ran, q.dropped
 	q.mu.Unlock()

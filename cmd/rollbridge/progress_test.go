@@ -9,12 +9,27 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
 )
+
+// readBack returns everything the terminal has shown so far. The
+// terminal is a queue: once a marker written after the command's output
+// is read back, all that the command printed has been read too.
+func readBack(t *testing.T, term *os.File, seen *syncBuffer) string {
+	t.Helper()
+	end := fmt.Sprintf("-- end of output %d --", readBackMarks.Add(1))
+	fmt.Fprintln(term, end)
+	waitTerminal(t, seen, end)
+	out := seen.String()
+	return out[:strings.Index(out, end)]
+}
+
+var readBackMarks atomic.Int64
 
 // recordPTY opens a pseudo-terminal and records everything written to
 // its terminal side; ctl is there to type into it.
@@ -100,26 +115,17 @@ func TestDeployProgressDrainingLine(t *testing.T) {
 	// what the terminal showed for it.
 	deployOnTerminal := func(id string) string {
 		t.Helper()
-		rel := filepath.Join(d.dir, "releases", id)
-		if err := os.MkdirAll(rel, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		cmd := exec.Command(binary, "deploy", "-c", d.config, "--release-path", rel, "--release-id", id)
+		cmd := exec.Command(binary, "deploy", "-c", d.config, "--release-path", d.releasePath(id), "--release-id", id)
 		cmd.Stdout, cmd.Stderr = io.Discard, term
 		if err := cmd.Run(); err != nil {
 			t.Fatalf("deploy %s: %v", id, err)
 		}
-		// The terminal is a queue: once this line is read back, everything
-		// the deploy printed has been read too.
-		end := "-- end of the deploy of " + id + " --"
-		fmt.Fprintln(term, end)
-		waitUntil(t, "the terminal to show "+end, 10*time.Second, func() bool { return strings.Contains(seen.String(), end) })
-		all := seen.String()
+		all := readBack(t, term, seen)
 		start := strings.Index(all, "→ deploying "+id+" ")
 		if start < 0 {
 			t.Fatalf("deploy %s: no progress on the terminal:\n%s", id, all)
 		}
-		return all[start:strings.Index(all, end)]
+		return all[start:]
 	}
 	// hold keeps n slow requests open on the active release until cancel.
 	hold := func(id string, n int) (cancel func()) {

@@ -180,10 +180,7 @@ func TestDeployWaitingBehindAnotherShowsOnlyItsOwnSteps(t *testing.T) {
 	if code := exitOf(t, "deploy v3", second); code != 0 {
 		t.Fatalf("deploy v3 exited %d", code)
 	}
-	end := "-- end --"
-	fmt.Fprintln(term, end)
-	waitTerminal(t, seen, end)
-	out := seen.String()
+	out := readBack(t, term, seen)
 	t.Logf("terminal:\n%s", out)
 	for _, want := range []string{"waited ", " s for deploy v2\r\n", "→ deploying v3 (", "started web (pid ", "✓ traffic switched to v3"} {
 		if !strings.Contains(out, want) {
@@ -224,10 +221,7 @@ func TestRestartWaitingBehindADeploy(t *testing.T) {
 	if code := exitOf(t, "deploy v2", first); code != 0 {
 		t.Fatalf("deploy v2 exited %d", code)
 	}
-	end := "-- end --"
-	fmt.Fprintln(term, end)
-	waitTerminal(t, seen, end)
-	out := seen.String()
+	out := readBack(t, term, seen)
 	for _, want := range []string{" s for deploy v2\r\n", "  restarting worker…\r\n", "  worker running again (pid "} {
 		if !strings.Contains(out, want) {
 			t.Errorf("the terminal lacks %q:\n%s", want, out)

@@ -220,10 +220,7 @@ func TestStopPromptEscapes(t *testing.T) {
 	if err == nil {
 		t.Fatal("a declined stop went on")
 	}
-	end := "-- end --"
-	fmt.Fprintln(term, end)
-	waitUntil(t, "the prompt on the terminal", 5*time.Second, func() bool { return strings.Contains(seen.String(), end) })
-	out := strings.ReplaceAll(seen.String(), "\r\n", "\n")
+	out := strings.ReplaceAll(readBack(t, term, seen), "\r\n", "\n")
 	if bad := unsafeForTerminal(out); len(bad) > 0 || !strings.Contains(out, `Stop release "r2\x1b]0;PWNED\a"? [y/N]`) {
 		t.Errorf("%s in %q", bad, out)
 	}
