@@ -488,3 +488,36 @@ func (c *keepAliveConn) get(path string) (code int, body string, closing bool, e
 	data, err := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(data), resp.Close, err
 }
+
+// fakeControl listens on sock as a stand-in daemon. The first request
+// line of every connection goes to answer; its reply is written back, or,
+// when answer gives none, the connection is held until the client leaves.
+func fakeControl(t *testing.T, sock string, answer func(request string) (reply string, replies bool)) {
+	t.Helper()
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				r := bufio.NewReader(c)
+				line, err := r.ReadString('\n')
+				if err != nil {
+					return
+				}
+				if reply, ok := answer(line); ok {
+					io.WriteString(c, reply+"\n")
+				} else {
+					io.Copy(io.Discard, r) // answer nothing until the client leaves
+				}
+			}()
+		}
+	}()
+}

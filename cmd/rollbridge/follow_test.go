@@ -168,22 +168,9 @@ func TestFollowErrors(t *testing.T) {
 	// A daemon without follow (the Node.js rollbridge answers this way).
 	dir := t.TempDir()
 	sock := filepath.Join(dir, "old.sock")
-	ln, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			bufio.NewReader(c).ReadString('\n')
-			io.WriteString(c, `{"error":"Unknown command: follow","status":"error"}`+"\n")
-			c.Close()
-		}
-	}()
+	fakeControl(t, sock, func(string) (string, bool) {
+		return `{"error":"Unknown command: follow","status":"error"}`, true
+	})
 	config := filepath.Join(dir, "rollbridge.js")
 	writeFile(t, config, fmt.Sprintf(`export default {control: {path: %q}, proxy: {port: 0}, processes: [{id: "web", policy: "proxied", command: "x", port: {from: 31000, to: 31010}}]};`, sock))
 	for _, args := range [][]string{{"logs", "--follow"}, {"events", "--follow"}} {

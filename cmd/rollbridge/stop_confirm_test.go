@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bufio"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -194,30 +192,14 @@ func TestStopAsksBeforeStoppingTheActiveRelease(t *testing.T) {
 // would take offline. With --yes it sends the stop.
 func TestStopRefusesWhenTheStatusCannotBeRead(t *testing.T) {
 	sock := filepath.Join(t.TempDir(), "rb.sock")
-	ln, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
 	requests := &syncBuffer{}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				line, _ := bufio.NewReader(c).ReadString('\n')
-				requests.Write([]byte(line))
-				if strings.Contains(line, `"status"`) {
-					io.WriteString(c, `{"error":"status is broken","status":"error"}`+"\n")
-				} else {
-					io.WriteString(c, `{"status":"success","activeReleaseId":null}`+"\n")
-				}
-			}()
+	fakeControl(t, sock, func(line string) (string, bool) {
+		requests.Write([]byte(line))
+		if strings.Contains(line, `"status"`) {
+			return `{"error":"status is broken","status":"error"}`, true
 		}
-	}()
+		return `{"status":"success","activeReleaseId":null}`, true
+	})
 	for _, tc := range []struct {
 		name     string
 		args     []string

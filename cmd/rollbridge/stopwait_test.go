@@ -1,9 +1,6 @@
 package main
 
 import (
-	"bufio"
-	"io"
-	"net"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -22,29 +19,13 @@ import (
 func slowDaemon(t *testing.T, delay time.Duration, reply string) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "rb.sock")
-	ln, err := net.Listen("unix", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				r := bufio.NewReader(c)
-				if _, err := r.ReadString('\n'); err != nil || delay < 0 {
-					io.Copy(io.Discard, r) // answer nothing until the client leaves
-					return
-				}
-				time.Sleep(delay)
-				c.Write([]byte(reply + "\n"))
-			}()
+	fakeControl(t, path, func(string) (string, bool) {
+		if delay < 0 {
+			return "", false
 		}
-	}()
+		time.Sleep(delay)
+		return reply, true
+	})
 	return path
 }
 
