@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -39,6 +40,10 @@ type retryingListener struct {
 
 	closeOnce sync.Once
 	closed    chan struct{}
+
+	// inBurst mirrors failures > 0, so an accept outside a burst (every
+	// client connection of a healthy proxy) takes no lock.
+	inBurst atomic.Bool
 
 	mu       sync.Mutex
 	failures int       // in the current burst
@@ -87,6 +92,7 @@ func (l *retryingListener) failed(err error) {
 	}
 	l.failures++
 	l.last = now
+	l.inBurst.Store(true)
 	l.mu.Unlock()
 	if first {
 		l.log("accept failed", jsconfig.Field{Key: "error", Value: acceptErrorText(err)}, jsconfig.Field{Key: "listener", Value: l.name})
@@ -96,6 +102,9 @@ func (l *retryingListener) failed(err error) {
 // accepted schedules the check that ends a burst once no failure came
 // for l.quiet.
 func (l *retryingListener) accepted() {
+	if !l.inBurst.Load() {
+		return
+	}
 	l.mu.Lock()
 	schedule := l.failures > 0 && !l.ending
 	l.ending = l.ending || schedule
@@ -116,6 +125,7 @@ func (l *retryingListener) endBurst() {
 	}
 	failures, lasted := l.failures, l.last.Sub(l.began)
 	l.failures, l.ending = 0, false
+	l.inBurst.Store(false)
 	l.mu.Unlock()
 	l.log("accept recovered",
 		jsconfig.Field{Key: "durationMs", Value: lasted.Milliseconds()},
