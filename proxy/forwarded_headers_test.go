@@ -96,7 +96,7 @@ func TestForwardedHeaderTable(t *testing.T) {
 		{"X-Forwarded-For", "203.0.113.9,127.0.0.1", "127.0.0.1", "203.0.113.9,127.0.0.1", "127.0.0.1"},
 		{"X-Forwarded-Proto", "https,http", "http", "https,ws", "ws"},
 		{"X-Forwarded-Port", "443,8443", "80", "443,8443", "80"},
-		{"X-Forwarded-Host", "edge.example", "shop.example.com", absent, absent},
+		{"X-Forwarded-Host", "edge.example", "shop.example.com", "edge.example", absent},
 		{"Forwarded", absent, absent, absent, absent},
 	}
 	seen := map[[2]bool]http.Header{}

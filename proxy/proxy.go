@@ -16,6 +16,7 @@ import (
 	"time"
 	"unsafe"
 
+	"golang.org/x/net/http/httpguts"
 	"golang.org/x/sys/unix"
 )
 
@@ -322,16 +323,15 @@ func (t *Target) rewrite(pr *httputil.ProxyRequest) {
 	appendForwarded(out.Header, priorValues(in.Header, hop, "X-Forwarded-For"), "X-Forwarded-For", ip, fwd[0:1:1])
 	appendForwarded(out.Header, priorValues(in.Header, hop, "X-Forwarded-Port"), "X-Forwarded-Port", port, fwd[1:2:2])
 	appendForwarded(out.Header, priorValues(in.Header, hop, "X-Forwarded-Proto"), "X-Forwarded-Proto", proto, fwd[2:3:3])
-	// X-Forwarded-Host is kept, or set to Host, on plain requests only.
-	// Forwarded is never passed on: an application that honours it would
-	// trust the address, scheme and host a client claims.
-	if !upgrade {
-		if v := priorValues(in.Header, hop, "X-Forwarded-Host"); len(v) > 0 {
-			out.Header["X-Forwarded-Host"] = v
-		} else {
-			fwd[3] = in.Host
-			out.Header["X-Forwarded-Host"] = fwd[3:4:4]
-		}
+	// X-Forwarded-Host is kept, or set to Host except on upgrades, as the
+	// Node.js rollbridge does. Forwarded is never passed on: an
+	// application that honours it would trust the address, scheme and host
+	// a client claims.
+	if v := priorValues(in.Header, hop, "X-Forwarded-Host"); len(v) > 0 {
+		out.Header["X-Forwarded-Host"] = v
+	} else if !upgrade {
+		fwd[3] = in.Host
+		out.Header["X-Forwarded-Host"] = fwd[3:4:4]
 	}
 }
 
@@ -339,7 +339,7 @@ func (t *Target) rewrite(pr *httputil.ProxyRequest) {
 // the client named it in Connection.
 func priorValues(in http.Header, connection []string, name string) []string {
 	v := in[name]
-	if len(v) > 0 && len(connection) > 0 && hasToken(connection, name) {
+	if len(v) > 0 && len(connection) > 0 && httpguts.HeaderValuesContainsToken(connection, name) {
 		return nil
 	}
 	return v
@@ -355,21 +355,6 @@ func appendForwarded(out http.Header, prior []string, name, v string, slot []str
 	out[name] = slot
 }
 
-// hasToken reports whether the comma-separated lists in values name
-// token, ignoring case and spaces, without allocating.
-func hasToken(values []string, token string) bool {
-	for _, v := range values {
-		for v != "" {
-			var item string
-			item, v, _ = strings.Cut(v, ",")
-			if strings.EqualFold(strings.TrimSpace(item), token) {
-				return true
-			}
-		}
-	}
-	return false
-}
-
 func allDigits(s string) bool {
 	for i := 0; i < len(s); i++ {
 		if s[i] < '0' || s[i] > '9' {
@@ -382,7 +367,7 @@ func allDigits(s string) bool {
 // upgradeType is the Upgrade header's value when Connection asks for an
 // upgrade, else "".
 func upgradeType(h http.Header) string {
-	if hasToken(h["Connection"], "upgrade") {
+	if httpguts.HeaderValuesContainsToken(h["Connection"], "upgrade") {
 		return h.Get("Upgrade")
 	}
 	return ""
