@@ -23,14 +23,8 @@ import (
 func startProxy(t *testing.T) (*Proxy, string, *errorLog) {
 	t.Helper()
 	errs := &errorLog{}
-	p := New(Options{OnError: errs.add})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go p.Serve(ln)
-	t.Cleanup(func() { p.Shutdown(time.Second) })
-	return p, ln.Addr().String(), errs
+	p, addr := startProxyWith(t, Options{OnError: errs.add})
+	return p, addr, errs
 }
 
 type errorLog struct {
@@ -290,15 +284,8 @@ func TestNoReplayOfWrittenRequests(t *testing.T) {
 	if code, _, _ := get(t, http.DefaultClient, "http://"+addr+"/1", nil); code != 200 {
 		t.Fatal(code)
 	}
-	req, _ := http.NewRequest("GET", "http://"+addr+"/2", nil)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != 502 || string(body) != "Bad gateway\n" {
-		t.Fatalf("%d %q", resp.StatusCode, body)
+	if code, body, _ := get(t, http.DefaultClient, "http://"+addr+"/2", nil); code != 502 || body != "Bad gateway\n" {
+		t.Fatalf("%d %q", code, body)
 	}
 	if got := u.hits.Load(); got != 2 {
 		t.Fatalf("the upstream saw %d requests; the failed GET was replayed", got)
