@@ -393,7 +393,7 @@ func TestRenderStateMatchesTheWholeDocument(t *testing.T) {
 		for i := 0; i < 5; i++ {
 			e.events.log("release startup process status", jsconfig.Field{Key: "command", Value: "SECRET=1 run"}, jsconfig.Field{Key: "logs", Value: []string{"x"}}, jsconfig.Field{Key: "pid", Value: round*10 + i})
 		}
-		got, err := e.renderState(cache)
+		got, err := e.renderState(cache, stateWriter())
 		if err != nil {
 			t.Fatal(err)
 		}
