@@ -211,7 +211,8 @@ func (e *Engine) checkReleaseHealth(plan *jsconfig.Plan, r *Release) error {
 		}
 		// Fail fast: a web process that exited for good, or exited again
 		// before it ever answered, ends the check at once.
-		if in := e.webInstance(r, web); in != nil {
+		in := e.webInstance(r, web)
+		if in != nil {
 			stop := make(chan struct{})
 			defer close(stop)
 			check.GiveUp = watchWebCrashes(in, stop)
@@ -222,7 +223,7 @@ func (e *Engine) checkReleaseHealth(plan *jsconfig.Plan, r *Release) error {
 			m.health.observe(time.Since(checked).Seconds(), result(err))
 		}
 		if err == nil {
-			err = e.checkWebListener(r, web, check)
+			err = checkWebListener(in, check)
 		}
 		if err != nil {
 			if e.stopping.Load() {
@@ -241,9 +242,9 @@ func (e *Engine) checkReleaseHealth(plan *jsconfig.Plan, r *Release) error {
 // from the release's web process: it must still run, and the port must
 // be listened on by its user (or root). Otherwise another process, such
 // as another local user's server that took the port first, would get the
-// release's traffic.
-func (e *Engine) checkWebListener(r *Release, web *jsconfig.Process, check runtime.HealthCheck) error {
-	in := e.webInstance(r, web)
+// release's traffic. in is the release's web instance (nil: nothing to
+// check).
+func checkWebListener(in *instance, check runtime.HealthCheck) error {
 	if in == nil {
 		return nil
 	}
