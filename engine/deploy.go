@@ -25,6 +25,15 @@ type DeployRequest struct {
 	deferSingletons bool
 }
 
+// namedID is the release id the request names: its releaseId, else its
+// revision; "" when it names neither (the deploy then makes one up).
+func (r DeployRequest) namedID() string {
+	if r.ReleaseID != "" {
+		return r.ReleaseID
+	}
+	return r.Revision
+}
+
 // DeployResult is the reply of a successful deploy.
 type DeployResult struct {
 	ActiveReleaseID   string
@@ -56,10 +65,7 @@ func (e *Engine) deploy(req DeployRequest) (res DeployResult, err error) {
 		return DeployResult{}, err
 	}
 	// 3: the release.
-	id := req.ReleaseID
-	if id == "" {
-		id = req.Revision
-	}
+	id := req.namedID()
 	if id == "" {
 		id = timestampID(time.Now())
 	}
