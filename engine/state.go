@@ -310,12 +310,6 @@ func (p *persister) removeAdopted() {
 	}
 }
 
-// stateSnapshot is the status object without "status" (plus the
-// releases still starting or superseded, and the running hooks), every
-// stored event, persistedAt and the writing daemon, with secrets removed
-// and pretty-printed.
-func (e *Engine) stateSnapshot() ([]byte, error) { return e.renderState(&eventCache{}, stateWriter()) }
-
 // stateWriter is the state file's "writer": this daemon's pid and, when
 // /proc shows it, its start time.
 func stateWriter() jsconfig.Object {
@@ -326,7 +320,9 @@ func stateWriter() jsconfig.Object {
 	return writer
 }
 
-// renderState renders the snapshot of stateSnapshot, with writer (see
+// renderState renders the state file: the status object without
+// "status" (plus the releases still starting or superseded, and the
+// running hooks), every stored event, persistedAt and writer (see
 // stateWriter); events already in cache are not rendered again. The
 // result is byte for byte what indentJSON(stripKeys(…)) of the whole
 // document gives.
