@@ -32,12 +32,9 @@ func (e *Engine) HandleControl(ctx context.Context, req *control.Request, conn *
 		if err != nil {
 			return nil, err
 		}
-		named := id
-		if named == "" {
-			named = revision // the id a deploy without one gets
-		}
-		return e.locked(conn, req.Command, named, func() ([]byte, error) {
-			return deployReply(e.deploy(DeployRequest{ReleasePath: path, ReleaseID: id, Revision: revision, RevisionSet: revisionSet}))
+		dreq := DeployRequest{ReleasePath: path, ReleaseID: id, Revision: revision, RevisionSet: revisionSet}
+		return e.locked(conn, req.Command, dreq.namedID(), func() ([]byte, error) {
+			return deployReply(e.deploy(dreq))
 		})
 	case "stop":
 		id, _, err := req.OptionalString("releaseId")

@@ -25,6 +25,15 @@ type DeployRequest struct {
 	deferSingletons bool
 }
 
+// namedID is the release id the request names: its releaseId, else its
+// revision; "" when it names neither (the deploy then makes one up).
+func (r DeployRequest) namedID() string {
+	if r.ReleaseID != "" {
+		return r.ReleaseID
+	}
+	return r.Revision
+}
+
 // DeployResult is the reply of a successful deploy.
 type DeployResult struct {
 	ActiveReleaseID   string
@@ -56,10 +65,7 @@ func (e *Engine) deploy(req DeployRequest) (res DeployResult, err error) {
 		return DeployResult{}, err
 	}
 	// 3: the release.
-	id := req.ReleaseID
-	if id == "" {
-		id = req.Revision
-	}
+	id := req.namedID()
 	if id == "" {
 		id = timestampID(time.Now())
 	}
@@ -211,7 +217,8 @@ func (e *Engine) checkReleaseHealth(plan *jsconfig.Plan, r *Release) error {
 		}
 		// Fail fast: a web process that exited for good, or exited again
 		// before it ever answered, ends the check at once.
-		if in := e.webInstance(r, web); in != nil {
+		in := e.webInstance(r, web)
+		if in != nil {
 			stop := make(chan struct{})
 			defer close(stop)
 			check.GiveUp = watchWebCrashes(in, stop)
@@ -222,7 +229,7 @@ func (e *Engine) checkReleaseHealth(plan *jsconfig.Plan, r *Release) error {
 			m.health.observe(time.Since(checked).Seconds(), result(err))
 		}
 		if err == nil {
-			err = e.checkWebListener(r, web, check)
+			err = checkWebListener(in, check)
 		}
 		if err != nil {
 			if e.stopping.Load() {
@@ -241,9 +248,9 @@ func (e *Engine) checkReleaseHealth(plan *jsconfig.Plan, r *Release) error {
 // from the release's web process: it must still run, and the port must
 // be listened on by its user (or root). Otherwise another process, such
 // as another local user's server that took the port first, would get the
-// release's traffic.
-func (e *Engine) checkWebListener(r *Release, web *jsconfig.Process, check runtime.HealthCheck) error {
-	in := e.webInstance(r, web)
+// release's traffic. in is the release's web instance (nil: nothing to
+// check).
+func checkWebListener(in *instance, check runtime.HealthCheck) error {
 	if in == nil {
 		return nil
 	}

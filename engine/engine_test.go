@@ -42,6 +42,9 @@ func TestEventLogRingAndLimit(t *testing.T) {
 	}
 }
 
+// acquire takes l without describing the operation.
+func (l *opLock) acquire() error { return l.acquireAs(nil) }
+
 func TestOpLockIsFIFOAndCloses(t *testing.T) {
 	var l opLock
 	if err := l.acquire(); err != nil {

@@ -13,7 +13,7 @@ var ErrShuttingDown = errors.New("Rollbridge is shutting down")
 // operation describes one holder of, or waiter for, the operation lock,
 // as the operations command shows it (docs/cli.md#control-protocol).
 type operation struct {
-	command   string // deploy, rollback, stop, restart; "bootstrap" for the daemon's own
+	command   string // deploy, rollback, stop, restart; the daemon's own boot deploy is "deploy" too
 	releaseID string // "" until known
 	clientPID int    // the requesting CLI's pid; 0 unknown
 	since     time.Time
@@ -34,8 +34,6 @@ type waiter struct {
 	ch chan error
 	op *operation
 }
-
-func (l *opLock) acquire() error { return l.acquireAs(nil) }
 
 // acquireAs waits for the lock on behalf of op (nil: not described).
 func (l *opLock) acquireAs(op *operation) error {

@@ -53,10 +53,13 @@ type persister struct {
 	// orphans; they go once a write of the main file covers them.
 	adopted []string
 	events  eventCache // used by the one write that runs
+	// writer names this daemon in every write; read once, since neither
+	// its pid nor its start time changes.
+	writer jsconfig.Object
 }
 
 func newPersister(e *Engine, path string) *persister {
-	p := &persister{e: e, main: path, path: path, kick: make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{})}
+	p := &persister{e: e, main: path, path: path, kick: make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{}), writer: stateWriter()}
 	p.cond = sync.NewCond(&p.mu)
 	return p
 }
@@ -161,7 +164,7 @@ func (p *persister) writeTo(path string) error {
 	p.mu.Lock()
 	covered := p.adopted
 	p.mu.Unlock()
-	data, err := p.e.renderState(&p.events)
+	data, err := p.e.renderState(&p.events, p.writer)
 	if err == nil {
 		err = p.replace(path, data)
 	}
@@ -307,26 +310,29 @@ func (p *persister) removeAdopted() {
 	}
 }
 
-// stateSnapshot is the status object without "status" (plus the
-// releases still starting or superseded, and the running hooks), every
-// stored event, persistedAt and the writing daemon, with secrets removed
-// and pretty-printed.
-func (e *Engine) stateSnapshot() ([]byte, error) { return e.renderState(&eventCache{}) }
+// stateWriter is the state file's "writer": this daemon's pid and, when
+// /proc shows it, its start time.
+func stateWriter() jsconfig.Object {
+	writer := jsconfig.Object{{Key: "pid", Value: os.Getpid()}}
+	if ticks, ok := runtime.StartTime(os.Getpid()); ok {
+		writer = append(writer, jsconfig.Field{Key: "startTime", Value: ticks})
+	}
+	return writer
+}
 
-// renderState renders the snapshot of stateSnapshot; events already in
-// cache are not rendered again. The result is byte for byte what
-// indentJSON(stripKeys(…)) of the whole document gives.
-func (e *Engine) renderState(cache *eventCache) ([]byte, error) {
+// renderState renders the state file: the status object without
+// "status" (plus the releases still starting or superseded, and the
+// running hooks), every stored event, persistedAt and writer (see
+// stateWriter); events already in cache are not rendered again. The
+// result is byte for byte what indentJSON(stripKeys(…)) of the whole
+// document gives.
+func (e *Engine) renderState(cache *eventCache, writer jsconfig.Object) ([]byte, error) {
 	raw, err := e.statusObject(true).MarshalJSON()
 	if err != nil {
 		return nil, err
 	}
 	head := indentJSON(stripKeys(raw, secretKeys))
 	head = bytes.TrimSuffix(head, []byte("\n}\n"))
-	writer := jsconfig.Object{{Key: "pid", Value: os.Getpid()}}
-	if ticks, ok := runtime.StartTime(os.Getpid()); ok {
-		writer = append(writer, jsconfig.Field{Key: "startTime", Value: ticks})
-	}
 	w, err := writer.MarshalJSON()
 	if err != nil {
 		return nil, err

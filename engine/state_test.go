@@ -28,6 +28,20 @@ func TestStripKeys(t *testing.T) {
 	}
 }
 
+// readStateFile returns the processes one state file records, in the
+// order of its orphans, each release's processes, then services and
+// singletons. Liveness is not checked here. Errors as readStateDoc.
+func readStateFile(path string) ([]Orphan, error) {
+	doc, err := readStateDoc(path)
+	if doc == nil {
+		return nil, err
+	}
+	return doc.entries, nil
+}
+
+// stateSnapshot is what a state file write of e holds, rendered afresh.
+func (e *Engine) stateSnapshot() ([]byte, error) { return e.renderState(&eventCache{}, stateWriter()) }
+
 func writeState(t *testing.T, content string) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "state.json")
@@ -47,7 +61,7 @@ func TestReadStateFile(t *testing.T) {
 	node := `{"activeReleaseId":"c2","orphans":[{"id":"old","pid":` + strconv.Itoa(me) + `,"releaseId":null}],
 	  "releases":[{"releaseId":"c2","processes":[{"id":"web","pid":` + strconv.Itoa(me) + `},{"id":"gone"}]}],
 	  "services":[{"id":"beacon","process":{"id":"beacon","pid":` + strconv.Itoa(me) + `}}],"singletons":[]}`
-	list, err := ReadStateFile(writeState(t, node))
+	list, err := readStateFile(writeState(t, node))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,17 +82,17 @@ func TestReadStateFile(t *testing.T) {
 	// A Go state file: the recorded start time must match.
 	goFile := `{"releases":[{"releaseId":"r","processes":[{"id":"a","pgid":` + strconv.Itoa(me) + `,"pid":` + strconv.Itoa(me) + `,"startTime":` + strconv.FormatUint(ticks, 10) + `},
 	  {"id":"recycled","pid":` + strconv.Itoa(me) + `,"startTime":` + strconv.FormatUint(ticks+1, 10) + `}]}],"services":[],"singletons":[]}`
-	list, _ = ReadStateFile(writeState(t, goFile))
+	list, _ = readStateFile(writeState(t, goFile))
 	live := LiveOrphans(list)
 	if len(list) != 2 || len(live) != 1 || live[0].ID != "a" || live[0].Pgid != me || live[0].StartTime != ticks {
 		t.Fatalf("candidates %+v live %+v", list, live)
 	}
 	// No state: a missing file silently, a broken one with a reason.
-	if list, err := ReadStateFile(filepath.Join(t.TempDir(), "none.json")); list != nil || err != nil {
+	if list, err := readStateFile(filepath.Join(t.TempDir(), "none.json")); list != nil || err != nil {
 		t.Fatalf("missing file: %v %v", list, err)
 	}
 	for _, broken := range []string{"", `{"releases": [`, "not json", "\x00\x00"} {
-		list, err := ReadStateFile(writeState(t, broken))
+		list, err := readStateFile(writeState(t, broken))
 		var unreadable *ErrStateUnreadable
 		if list != nil || err == nil || !asUnreadable(err, &unreadable) {
 			t.Errorf("%q: %v %v", broken, list, err)
@@ -86,7 +100,7 @@ func TestReadStateFile(t *testing.T) {
 	}
 	// An unexpected shape yields nothing, as with the reference.
 	for _, odd := range []string{`{"releases":[]}`, `[]`, `{"releases":[{"processes":null}],"services":[],"singletons":[]}`, `{"releases":[],"services":[{"id":"x"}],"singletons":[]}`, `null`, `5`} {
-		list, err := ReadStateFile(writeState(t, odd))
+		list, err := readStateFile(writeState(t, odd))
 		if list != nil || err != nil {
 			t.Errorf("%s: %v %v", odd, list, err)
 		}
@@ -177,7 +191,7 @@ func TestStateWriteIsAtomic(t *testing.T) {
 	}
 	// What a crash in the middle of the next write leaves behind.
 	os.WriteFile(path+".999.1.tmp", first[:len(first)/2], 0o644)
-	if _, err := ReadStateFile(path); err != nil {
+	if _, err := readStateFile(path); err != nil {
 		t.Fatal(err)
 	}
 	p.sync()
@@ -336,7 +350,7 @@ func TestStateSnapshotRecordsStartingAndSuperseded(t *testing.T) {
 	if strings.Count(string(status), `"releaseId":`) != 1 || strings.Contains(string(status), "writer") {
 		t.Fatalf("status shows more than the active release: %s", status)
 	}
-	list, err := ReadStateFile(writeState(t, string(data)))
+	list, err := readStateFile(writeState(t, string(data)))
 	if err != nil || len(LiveOrphans(list)) != 3 {
 		t.Fatalf("the reader finds %v %v", list, err)
 	}
@@ -393,7 +407,7 @@ func TestRenderStateMatchesTheWholeDocument(t *testing.T) {
 		for i := 0; i < 5; i++ {
 			e.events.log("release startup process status", jsconfig.Field{Key: "command", Value: "SECRET=1 run"}, jsconfig.Field{Key: "logs", Value: []string{"x"}}, jsconfig.Field{Key: "pid", Value: round*10 + i})
 		}
-		got, err := e.renderState(cache)
+		got, err := e.renderState(cache, stateWriter())
 		if err != nil {
 			t.Fatal(err)
 		}

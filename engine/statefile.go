@@ -273,17 +273,6 @@ func readStateDoc(path string) (*stateDoc, error) {
 	return out, nil
 }
 
-// ReadStateFile returns the processes one state file records, in the
-// order of its orphans, each release's processes, then services and
-// singletons. Liveness is not checked here. Errors as readStateDoc.
-func ReadStateFile(path string) ([]Orphan, error) {
-	doc, err := readStateDoc(path)
-	if doc == nil {
-		return nil, err
-	}
-	return doc.entries, nil
-}
-
 // siblingInfix names the state files of a daemon that takes part in a
 // takeover but does not own the state file: a candidate until it owns the
 // control socket, an owner once it retired. "<statePath>.takeover-<pid>".

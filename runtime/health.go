@@ -61,7 +61,6 @@ func (h HealthCheck) Check(ctx context.Context) error {
 	}
 	url := h.URL()
 	deadline := time.Now().Add(h.Timeout)
-	last := false // the last probe, after GiveUp
 	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true, Proxy: nil}}
 	reason := "no attempts"
 	for !time.Now().After(deadline) {
@@ -70,9 +69,7 @@ func (h HealthCheck) Check(ctx context.Context) error {
 		if left := time.Until(deadline); left < timeout {
 			timeout = max(left, time.Millisecond)
 		}
-		if !last && h.gaveUp() {
-			last = true
-		}
+		last := h.gaveUp() // the last probe: asked before it, so one runs after GiveUp
 		ok, r, err := probe(ctx, client, url, timeout)
 		if err != nil {
 			return err

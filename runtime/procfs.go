@@ -61,18 +61,8 @@ func parseStat(data []byte) (procStat, bool) {
 // good, since a recycled pid starts later. ok is false when the process
 // does not exist (or is a zombie or dead already).
 func StartTime(pid int) (ticks uint64, ok bool) {
-	if pid <= 0 {
-		return 0, false
-	}
-	data, err := readProcFile("/proc/"+strconv.Itoa(pid)+"/stat", make([]byte, 1024))
-	if err != nil {
-		return 0, false
-	}
-	st, ok := parseStat(data)
-	if !ok || st.state == 'Z' || st.state == 'X' {
-		return 0, false
-	}
-	return st.startTime, true
+	_, ticks, ok = Identity(pid)
+	return ticks, ok
 }
 
 // readProcFile reads a small /proc file into buf with plain system calls:

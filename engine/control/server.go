@@ -97,21 +97,11 @@ func (c *Conn) Gone() bool {
 // PeerPID is the pid of the process at the other end (SO_PEERCRED), or
 // 0 when it cannot be read.
 func (c *Conn) PeerPID() int {
-	uc, ok := c.c.(*net.UnixConn)
-	if !ok {
-		return 0
-	}
-	raw, err := uc.SyscallConn()
+	cred, err := peerCredentials(Endpoint{}, c.c) // the endpoint only names the socket in errors
 	if err != nil {
 		return 0
 	}
-	pid := 0
-	_ = raw.Control(func(fd uintptr) {
-		if cred, err := unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED); err == nil {
-			pid = int(cred.Pid)
-		}
-	})
-	return pid
+	return int(cred.Pid)
 }
 
 // AfterReply runs fn once the reply to the current request has been
