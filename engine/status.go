@@ -123,8 +123,7 @@ func (e *Engine) statusObject(forState bool) jsconfig.Object {
 	withHooks := func(list []jsconfig.Object, in *instance) []jsconfig.Object {
 		if forState {
 			for _, h := range in.proc.Hooks() {
-				entry := hookEntry(in, h)
-				list = append(list, jsconfig.Object{{Key: "id", Value: entry[1].Value}, {Key: "process", Value: entry}})
+				list = append(list, jsconfig.Object{{Key: "id", Value: hookID(in, h)}, {Key: "process", Value: hookEntry(in, h)}})
 			}
 		}
 		return list
@@ -162,12 +161,15 @@ func (e *Engine) statusObject(forState bool) jsconfig.Object {
 	return status
 }
 
+// hookID names a running hook of in: "<instance id> <hook label>".
+func hookID(in *instance, h runtime.Hook) string { return in.id + " " + h.Label }
+
 // hookEntry is a running lifecycle hook as the state file records it:
 // {hook, id: "<instance id> <hook>", pgid, pid, startTime, state}.
 func hookEntry(in *instance, h runtime.Hook) jsconfig.Object {
 	o := jsconfig.Object{
 		{Key: "hook", Value: h.Label},
-		{Key: "id", Value: in.id + " " + h.Label},
+		{Key: "id", Value: hookID(in, h)},
 		{Key: "pgid", Value: h.PID}, // a hook leads its own group
 		{Key: "pid", Value: h.PID},
 	}
