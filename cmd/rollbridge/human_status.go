@@ -309,6 +309,8 @@ func planPolicies(plan *jsconfig.Plan) map[string]string {
 	return out
 }
 
+// parseISO reads a time as the daemon writes it (status, events,
+// operations).
 func parseISO(s string) (time.Time, bool) {
 	if s == "" {
 		return time.Time{}, false
