@@ -117,7 +117,7 @@ func newStopCommand() *cobra.Command {
 			var confirm func([]byte, error) error
 			// A person is asked only with stdout on a terminal too and no
 			// --json: output read by a program means a program runs this.
-			if !yes && !asJSON && isTerminal(cmd.OutOrStdout()) {
+			if !yes && forPerson(cmd, asJSON) {
 				ask := activeStopConfirmation(cmd.InOrStdin(), cmd.ErrOrStderr(), id)
 				confirm = func(status []byte, statusErr error) (err error) {
 					confirmed, err = ask(status, statusErr)
