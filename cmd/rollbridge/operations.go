@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"io"
-	"time"
 
 	"github.com/rollbridge/rollbridge/engine"
 	"github.com/rollbridge/rollbridge/engine/control"
@@ -15,26 +14,15 @@ import (
 // the JSON.
 type summarizer func(reply []byte, ep control.Endpoint) string
 
-// relayShowing loads the config, sends one request and prints the reply,
-// showing the command's progress on a terminal, and summarised by
-// summarize when it is not nil. readTimeout 0 suits mutating commands,
-// which run as long as their stop sequences take.
-func relayShowing(cmd *cobra.Command, configPath string, readTimeout time.Duration, showProgress bool, summarize summarizer, request func() []byte) error {
-	plan, err := loadPlan(cmd, configPath)
-	if err != nil {
-		return err
-	}
-	var p *progress
-	if showProgress {
-		p = startProgress(cmd.ErrOrStderr(), plan)
-	}
+// relayOperation sends a deploy, rollback or restart request to the
+// daemon of plan and prints the reply, showing the operation's progress
+// on a terminal, and summarised by summarize when it is not nil. It
+// waits as long as the operation runs (boot, health check, stop
+// sequences).
+func relayOperation(cmd *cobra.Command, plan *jsconfig.Plan, request []byte, summarize summarizer) error {
+	p := startProgress(cmd.ErrOrStderr(), plan)
 	ep := engine.ControlEndpoint(plan.Control)
-	var raw []byte
-	if p != nil {
-		raw, err = p.call(plan, request()) // Ctrl-C says what becomes of the operation
-	} else {
-		raw, err = control.Call(ep, request(), readTimeout)
-	}
+	raw, err := p.call(plan, request) // Ctrl-C says what becomes of the operation
 	p.finish(plan, previousRelease(raw))
 	if err != nil {
 		return err
@@ -77,9 +65,11 @@ func newRollbackCommand() *cobra.Command {
 		Use:   "rollback",
 		Short: "Roll back to a previous release: re-start it, health-check it, and switch traffic.",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return relayShowing(cmd, configPath, 0, true, switchSummarizer(cmd, asJSON, "Rolled back to"), func() []byte {
-				return optionalReleaseRequest(cmd, "rollback", releaseID)
-			})
+			plan, err := loadPlan(cmd, configPath)
+			if err != nil {
+				return err
+			}
+			return relayOperation(cmd, plan, optionalReleaseRequest(cmd, "rollback", releaseID), switchSummarizer(cmd, asJSON, "Rolled back to"))
 		},
 	}
 	addConfigFlag(cmd, &configPath)
@@ -162,16 +152,18 @@ func newRestartCommand(stderr interface{ Write([]byte) (int, error) }) *cobra.Co
 			if forPerson(cmd, asJSON) {
 				summarize = func(reply []byte, _ control.Endpoint) string { return restartSummary(reply) }
 			}
-			return relayShowing(cmd, configPath, 0, true, summarize, func() []byte {
-				var fields []jsconfig.Field
-				if cmd.Flags().Changed("policy") {
-					fields = append(fields, jsconfig.Field{Key: "policy", Value: policy})
-				}
-				if cmd.Flags().Changed("process") {
-					fields = append(fields, jsconfig.Field{Key: "processId", Value: process})
-				}
-				return control.SortedRequest("restart", fields...)
-			})
+			plan, err := loadPlan(cmd, configPath)
+			if err != nil {
+				return err
+			}
+			var fields []jsconfig.Field
+			if cmd.Flags().Changed("policy") {
+				fields = append(fields, jsconfig.Field{Key: "policy", Value: policy})
+			}
+			if cmd.Flags().Changed("process") {
+				fields = append(fields, jsconfig.Field{Key: "processId", Value: process})
+			}
+			return relayOperation(cmd, plan, control.SortedRequest("restart", fields...), summarize)
 		},
 	}
 	addConfigFlag(cmd, &configPath)
