@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"sync"
 
 	"github.com/rollbridge/rollbridge/engine"
 	"github.com/rollbridge/rollbridge/engine/control"
@@ -10,9 +11,9 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// summarizer renders a command's reply for a person; "" falls back to
-// the JSON.
-type summarizer func(reply []byte, ep control.Endpoint) string
+// summarizer renders a command's reply for a person, with the daemon's
+// status after it when it needs that; "" falls back to the JSON.
+type summarizer func(reply []byte, status func() []byte) string
 
 // relayOperation sends a deploy, rollback or restart request to the
 // daemon of plan and prints the reply, showing the operation's progress
@@ -21,16 +22,27 @@ type summarizer func(reply []byte, ep control.Endpoint) string
 // sequences).
 func relayOperation(cmd *cobra.Command, plan *jsconfig.Plan, request []byte, summarize summarizer) error {
 	p := startProgress(cmd.ErrOrStderr(), plan)
-	ep := engine.ControlEndpoint(plan.Control)
 	raw, err := p.call(plan, request) // Ctrl-C says what becomes of the operation
-	p.finish(plan, previousRelease(raw))
+	p.finish()
 	if err != nil {
 		return err
 	}
-	if summarize == nil {
-		return printPretty(cmd.OutOrStdout(), raw)
+	// The status after the reply, asked once for the summary and the
+	// draining line, and only when one of them needs it.
+	status := sync.OnceValue(func() []byte {
+		s, _ := control.Call(engine.ControlEndpoint(plan.Control), control.SortedRequest("status"), control.ReadTimeout)
+		return s
+	})
+	if summarize != nil {
+		if text := summarize(raw, status); text != "" {
+			// It names what the previous release drains: the progress
+			// does not say it again.
+			_, err := io.WriteString(cmd.OutOrStdout(), text)
+			return err
+		}
 	}
-	return printResult(cmd.OutOrStdout(), raw, func() string { return summarize(raw, ep) })
+	p.drainLine(previousRelease(raw), status)
+	return printPretty(cmd.OutOrStdout(), raw)
 }
 
 // printResult prints summary's text when summary is not nil and has
@@ -52,9 +64,8 @@ func switchSummarizer(cmd *cobra.Command, asJSON bool, verb string) summarizer {
 		return nil
 	}
 	pal := newPalette(cmd.OutOrStdout())
-	return func(reply []byte, ep control.Endpoint) string {
-		status, _ := control.Call(ep, control.SortedRequest("status"), control.ReadTimeout)
-		return switchSummary(verb, reply, status, pal)
+	return func(reply []byte, status func() []byte) string {
+		return switchSummary(verb, reply, status(), pal)
 	}
 }
 
@@ -150,7 +161,7 @@ func newRestartCommand(stderr interface{ Write([]byte) (int, error) }) *cobra.Co
 			}
 			var summarize summarizer
 			if forPerson(cmd, asJSON) {
-				summarize = func(reply []byte, _ control.Endpoint) string { return restartSummary(reply) }
+				summarize = func(reply []byte, _ func() []byte) string { return restartSummary(reply) }
 			}
 			plan, err := loadPlan(cmd, configPath)
 			if err != nil {
