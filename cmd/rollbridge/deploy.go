@@ -119,18 +119,7 @@ func newDeployCommand() *cobra.Command {
 			if cmd.Flags().Changed("revision") {
 				fields = append(fields, jsconfig.Field{Key: "revision", Value: revision})
 			}
-			// A deploy runs as long as boot and health check take.
-			p := startProgress(cmd.ErrOrStderr(), plan)
-			ep := engine.ControlEndpoint(plan.Control)
-			raw, err := p.call(plan, control.SortedRequest("deploy", fields...))
-			p.finish(plan, previousRelease(raw))
-			if err != nil {
-				return err
-			}
-			if summarize := switchSummarizer(cmd, asJSON, "Deployed"); summarize != nil {
-				return printResult(cmd.OutOrStdout(), raw, func() string { return summarize(raw, ep) })
-			}
-			return printPretty(cmd.OutOrStdout(), raw)
+			return relayOperation(cmd, plan, control.SortedRequest("deploy", fields...), switchSummarizer(cmd, asJSON, "Deployed"))
 		},
 	}
 	addConfigFlag(cmd, &configPath)

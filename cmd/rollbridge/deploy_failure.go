@@ -118,10 +118,10 @@ func processOutcome(p failedProcess) string {
 	if p.Exits == 0 {
 		b.WriteString(" did not exit")
 	} else {
-		fmt.Fprintf(&b, " exited %s (%s)", times(p.Exits), exitCauses(p))
+		fmt.Fprintf(&b, " exited %s (%s)", counted(p.Exits, "time", "times"), exitCauses(p))
 	}
 	if p.Restarts > 0 {
-		fmt.Fprintf(&b, ", restarted %s", times(p.Restarts))
+		fmt.Fprintf(&b, ", restarted %s", counted(p.Restarts, "time", "times"))
 	}
 	if p.RestartLimitReached {
 		b.WriteString(", restart limit reached")
@@ -181,13 +181,6 @@ func outputLines(p failedProcess) []string {
 		i = j
 	}
 	return out
-}
-
-func times(n int) string {
-	if n == 1 {
-		return "1 time"
-	}
-	return fmt.Sprintf("%d times", n)
 }
 
 // exitCauses is "code 3", or "9 with code 3, 2 by signal SIGSEGV" when

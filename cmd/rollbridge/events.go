@@ -43,11 +43,7 @@ func newEventsCommand(stderr interface{ Write([]byte) (int, error) }) *cobra.Com
 				return err
 			}
 			var reply struct {
-				Events []struct {
-					At      string          `json:"at"`
-					Data    json.RawMessage `json:"data"`
-					Message string          `json:"message"`
-				} `json:"events"`
+				Events []eventEntry `json:"events"`
 			}
 			if err := json.Unmarshal(raw, &reply); err != nil {
 				return err
@@ -66,11 +62,7 @@ func newEventsCommand(stderr interface{ Write([]byte) (int, error) }) *cobra.Com
 			}
 			if isTerminal(out) {
 				// For a person: local times, aligned messages, key=value.
-				list := make([]eventEntry, len(reply.Events))
-				for i, e := range reply.Events {
-					list[i] = eventEntry{At: e.At, Data: e.Data, Message: e.Message}
-				}
-				_, err := io.WriteString(out, eventsText(list, newPalette(out), time.Now()))
+				_, err := io.WriteString(out, eventsText(reply.Events, newPalette(out), time.Now()))
 				return err
 			}
 			var b bytes.Buffer

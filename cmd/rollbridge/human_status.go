@@ -3,7 +3,6 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"net"
 	"strconv"
 	"strings"
 	"time"
@@ -114,11 +113,10 @@ func statusScreen(raw []byte, facts daemonFacts, plan *jsconfig.Plan, events []e
 	}
 	fmt.Fprintf(&b, "%s  %s\n", pal.bold(name), strings.TrimSpace("daemon "+strings.Join(head, ", ")))
 	if s.Proxy != nil {
-		addr := s.Proxy.Host
-		if s.Proxy.Port != nil {
-			addr = net.JoinHostPort(s.Proxy.Host, strconv.FormatFloat(*s.Proxy.Port, 'f', -1, 64))
+		addr := s.proxyAddress()
+		if addr == "" { // no port reported: the host alone
+			addr = termText(s.Proxy.Host)
 		}
-		addr = termText(addr)
 		active := pal.red("no active release (answers 503)")
 		if s.ActiveReleaseID != nil {
 			active = "→ " + termText(*s.ActiveReleaseID)
@@ -311,6 +309,8 @@ func planPolicies(plan *jsconfig.Plan) map[string]string {
 	return out
 }
 
+// parseISO reads a time as the daemon writes it (status, events,
+// operations).
 func parseISO(s string) (time.Time, bool) {
 	if s == "" {
 		return time.Time{}, false

@@ -3,7 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
-	"time"
+	"sync"
 
 	"github.com/rollbridge/rollbridge/engine"
 	"github.com/rollbridge/rollbridge/engine/control"
@@ -11,38 +11,38 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// summarizer renders a command's reply for a person; "" falls back to
-// the JSON.
-type summarizer func(reply []byte, ep control.Endpoint) string
+// summarizer renders a command's reply for a person, with the daemon's
+// status after it when it needs that; "" falls back to the JSON.
+type summarizer func(reply []byte, status func() []byte) string
 
-// relayShowing loads the config, sends one request and prints the reply,
-// showing the command's progress on a terminal, and summarised by
-// summarize when it is not nil. readTimeout 0 suits mutating commands,
-// which run as long as their stop sequences take.
-func relayShowing(cmd *cobra.Command, configPath string, readTimeout time.Duration, showProgress bool, summarize summarizer, request func() []byte) error {
-	plan, err := loadPlan(cmd, configPath)
+// relayOperation sends a deploy, rollback or restart request to the
+// daemon of plan and prints the reply, showing the operation's progress
+// on a terminal, and summarised by summarize when it is not nil. It
+// waits as long as the operation runs (boot, health check, stop
+// sequences).
+func relayOperation(cmd *cobra.Command, plan *jsconfig.Plan, request []byte, summarize summarizer) error {
+	p := startProgress(cmd.ErrOrStderr(), plan)
+	raw, err := p.call(plan, request) // Ctrl-C says what becomes of the operation
+	p.finish()
 	if err != nil {
 		return err
 	}
-	var p *progress
-	if showProgress {
-		p = startProgress(cmd.ErrOrStderr(), plan)
+	// The status after the reply, asked once for the summary and the
+	// draining line, and only when one of them needs it.
+	status := sync.OnceValue(func() []byte {
+		s, _ := control.Call(engine.ControlEndpoint(plan.Control), control.SortedRequest("status"), control.ReadTimeout)
+		return s
+	})
+	if summarize != nil {
+		if text := summarize(raw, status); text != "" {
+			// It names what the previous release drains: the progress
+			// does not say it again.
+			_, err := io.WriteString(cmd.OutOrStdout(), text)
+			return err
+		}
 	}
-	ep := engine.ControlEndpoint(plan.Control)
-	var raw []byte
-	if p != nil {
-		raw, err = p.call(plan, request()) // Ctrl-C says what becomes of the operation
-	} else {
-		raw, err = control.Call(ep, request(), readTimeout)
-	}
-	p.finish(plan, previousRelease(raw))
-	if err != nil {
-		return err
-	}
-	if summarize == nil {
-		return printPretty(cmd.OutOrStdout(), raw)
-	}
-	return printResult(cmd.OutOrStdout(), raw, func() string { return summarize(raw, ep) })
+	p.drainLine(previousRelease(raw), status)
+	return printPretty(cmd.OutOrStdout(), raw)
 }
 
 // printResult prints summary's text when summary is not nil and has
@@ -64,9 +64,8 @@ func switchSummarizer(cmd *cobra.Command, asJSON bool, verb string) summarizer {
 		return nil
 	}
 	pal := newPalette(cmd.OutOrStdout())
-	return func(reply []byte, ep control.Endpoint) string {
-		status, _ := control.Call(ep, control.SortedRequest("status"), control.ReadTimeout)
-		return switchSummary(verb, reply, status, pal)
+	return func(reply []byte, status func() []byte) string {
+		return switchSummary(verb, reply, status(), pal)
 	}
 }
 
@@ -77,9 +76,11 @@ func newRollbackCommand() *cobra.Command {
 		Use:   "rollback",
 		Short: "Roll back to a previous release: re-start it, health-check it, and switch traffic.",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return relayShowing(cmd, configPath, 0, true, switchSummarizer(cmd, asJSON, "Rolled back to"), func() []byte {
-				return optionalReleaseRequest(cmd, "rollback", releaseID)
-			})
+			plan, err := loadPlan(cmd, configPath)
+			if err != nil {
+				return err
+			}
+			return relayOperation(cmd, plan, optionalReleaseRequest(cmd, "rollback", releaseID), switchSummarizer(cmd, asJSON, "Rolled back to"))
 		},
 	}
 	addConfigFlag(cmd, &configPath)
@@ -117,7 +118,7 @@ func newStopCommand() *cobra.Command {
 			var confirm func([]byte, error) error
 			// A person is asked only with stdout on a terminal too and no
 			// --json: output read by a program means a program runs this.
-			if !yes && !asJSON && isTerminal(cmd.OutOrStdout()) {
+			if !yes && forPerson(cmd, asJSON) {
 				ask := activeStopConfirmation(cmd.InOrStdin(), cmd.ErrOrStderr(), id)
 				confirm = func(status []byte, statusErr error) (err error) {
 					confirmed, err = ask(status, statusErr)
@@ -160,18 +161,20 @@ func newRestartCommand(stderr interface{ Write([]byte) (int, error) }) *cobra.Co
 			}
 			var summarize summarizer
 			if forPerson(cmd, asJSON) {
-				summarize = func(reply []byte, _ control.Endpoint) string { return restartSummary(reply) }
+				summarize = func(reply []byte, _ func() []byte) string { return restartSummary(reply) }
 			}
-			return relayShowing(cmd, configPath, 0, true, summarize, func() []byte {
-				var fields []jsconfig.Field
-				if cmd.Flags().Changed("policy") {
-					fields = append(fields, jsconfig.Field{Key: "policy", Value: policy})
-				}
-				if cmd.Flags().Changed("process") {
-					fields = append(fields, jsconfig.Field{Key: "processId", Value: process})
-				}
-				return control.SortedRequest("restart", fields...)
-			})
+			plan, err := loadPlan(cmd, configPath)
+			if err != nil {
+				return err
+			}
+			var fields []jsconfig.Field
+			if cmd.Flags().Changed("policy") {
+				fields = append(fields, jsconfig.Field{Key: "policy", Value: policy})
+			}
+			if cmd.Flags().Changed("process") {
+				fields = append(fields, jsconfig.Field{Key: "processId", Value: process})
+			}
+			return relayOperation(cmd, plan, control.SortedRequest("restart", fields...), summarize)
 		},
 	}
 	addConfigFlag(cmd, &configPath)

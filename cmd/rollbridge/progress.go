@@ -201,9 +201,8 @@ func (p *progress) eventLocked(e streamEntry, d map[string]any) {
 	}
 }
 
-// finish stops showing events; with the previous release of a deploy,
-// it tells how many open connections that release still drains, if any.
-func (p *progress) finish(plan *jsconfig.Plan, previous *string) {
+// finish stops showing events.
+func (p *progress) finish() {
 	if p == nil {
 		return
 	}
@@ -232,11 +231,19 @@ func (p *progress) finish(plan *jsconfig.Plan, previous *string) {
 		io.WriteString(p.w, "\r\033[K")
 		p.drawn = false
 	}
-	if previous == nil {
+}
+
+// drainLine tells, after finish, how many open connections previous (the
+// release a deploy or rollback took the traffic from) still drains, if
+// any, from the status after the reply.
+func (p *progress) drainLine(previous *string, status func() []byte) {
+	if p == nil || previous == nil {
 		return
 	}
-	raw, err := control.Call(engine.ControlEndpoint(plan.Control), control.SortedRequest("status"), control.ReadTimeout)
-	if err != nil {
+	p.mu.Lock()
+	cut := p.cut
+	p.mu.Unlock()
+	if cut {
 		return
 	}
 	var s struct {
@@ -246,9 +253,11 @@ func (p *progress) finish(plan *jsconfig.Plan, previous *string) {
 			ConnectionCount int64  `json:"connectionCount"`
 		} `json:"releases"`
 	}
-	if json.Unmarshal(raw, &s) != nil {
+	if json.Unmarshal(status(), &s) != nil { // asked without the lock
 		return
 	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	for _, r := range s.Releases {
 		// A release that drains with nothing open is only stopping its
 		// processes: there is nothing to wait for worth a line.
@@ -257,7 +266,7 @@ func (p *progress) finish(plan *jsconfig.Plan, previous *string) {
 			if r.ConnectionCount == 1 {
 				unit = "connection"
 			}
-			fmt.Fprintf(p.w, "  %s is draining %d open %s (up to %s s)\n", termText(r.ReleaseID), r.ConnectionCount, unit, jsconfig.FormatNumber(plan.Proxy.DrainTimeoutMs.Duration().Seconds()))
+			fmt.Fprintf(p.w, "  %s is draining %d open %s (up to %s s)\n", termText(r.ReleaseID), r.ConnectionCount, unit, jsconfig.FormatNumber(p.plan.Proxy.DrainTimeoutMs.Duration().Seconds()))
 		}
 	}
 }

@@ -66,12 +66,6 @@ type operationView struct {
 	Since     string  `json:"since"`
 }
 
-// eventTime reads a time as the daemon writes it (events, operations).
-func eventTime(s string) (time.Time, bool) {
-	t, err := time.Parse("2006-01-02T15:04:05.000Z", s)
-	return t, err == nil
-}
-
 // waitedLocked prints how long the operation waited, up to until (the
 // daemon's time it began), replacing the redrawn waiting line.
 func (p *progress) waitedLocked(until string) {
@@ -80,8 +74,8 @@ func (p *progress) waitedLocked(until string) {
 		p.drawn = false
 	}
 	waited := time.Since(p.own.queuedAt)
-	from, ok1 := eventTime(p.own.queuedBy)
-	to, ok2 := eventTime(until)
+	from, ok1 := parseISO(p.own.queuedBy)
+	to, ok2 := parseISO(until)
 	if ok1 && ok2 && !to.Before(from) {
 		waited = to.Sub(from)
 	}
@@ -253,7 +247,7 @@ func (p *progress) lookOwn(timeout time.Duration) opState {
 		return opRunning
 	}
 	if r := ops.Running; r != nil && r.ClientPid != nil && *r.ClientPid == p.own.pid {
-		if since, ok := eventTime(r.Since); ok && !p.own.closedAt.IsZero() && since.After(p.own.closedAt) {
+		if since, ok := parseISO(r.Since); ok && !p.own.closedAt.IsZero() && since.After(p.own.closedAt) {
 			// The lock reached it after this command hung up: the daemon
 			// drops it at once. (Since is cut to the millisecond, so one
 			// that began just before the hang-up never reads as after.)

@@ -167,4 +167,13 @@ func TestDeployProgressDrainingLine(t *testing.T) {
 	if !strings.Contains(out, "  v3 is draining 2 open connections (up to 30 s)\r\n") {
 		t.Errorf("two requests open on v3:\n%s", out)
 	}
+
+	// With stdout on the terminal too, the summary says what v4 drains
+	// and the progress does not say it again.
+	cancel = hold("v4", 1)
+	out, code := runOnPTY(t, []string{"NO_COLOR=1"}, "deploy", "-c", d.config, "--release-path", d.releasePath("v5"), "--release-id", "v5")
+	cancel()
+	if code != 0 || !strings.Contains(out, "\n  previous v4 draining, 1 open connection\n") || strings.Contains(out, "is draining") {
+		t.Errorf("one request open on v4, summary on the terminal: exit %d\n%s", code, out)
+	}
 }

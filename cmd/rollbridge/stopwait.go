@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -265,27 +266,47 @@ func releaseStopWait(id string) func(*jsconfig.Plan, control.Endpoint, []byte) s
 			w.what = "stop of release " + id
 			w.procs = statusProcesses(status, id, false)
 			before := releaseView(status, id)
-			w.begun = func() bool {
-				raw, err := control.Call(ep, control.SortedRequest("status"), control.ReadTimeout)
-				if err != nil {
-					return true
-				}
-				now := releaseView(raw, id)
-				if before.state == "stopped" {
-					return now != before // stopped again: stoppedAt moved
-				}
-				return now.state == "stopped"
-			}
+			w.begun = func() bool { return stopBegun(ep, id, before) }
 		}
 		return w
 	}
+}
+
+// stopBegun reports whether this command's stop holds the operation
+// lock, as the daemon's operations command tells: its running entry is
+// this process's. A daemon without that command (the Node.js one) is
+// asked for its status instead, and the stop has begun once release id,
+// before as it was, shows stopped. A daemon that does not answer: begun.
+func stopBegun(ep control.Endpoint, id string, before releaseSnapshot) bool {
+	raw, err := control.Call(ep, control.SortedRequest("operations"), control.ReadTimeout)
+	var de *control.DaemonError
+	if errors.As(err, &de) && strings.HasPrefix(de.Message, "Unknown command") {
+		raw, err := control.Call(ep, control.SortedRequest("status"), control.ReadTimeout)
+		if err != nil {
+			return true
+		}
+		now := releaseView(raw, id)
+		if before.state == "stopped" {
+			return now != before // stopped again: stoppedAt moved
+		}
+		return now.state == "stopped"
+	}
+	var ops struct {
+		Running *operationView `json:"running"`
+	}
+	if err != nil || json.Unmarshal(raw, &ops) != nil {
+		return true
+	}
+	r := ops.Running
+	return r != nil && r.ClientPid != nil && *r.ClientPid == os.Getpid()
 }
 
 // releaseSnapshot is a release's state and stoppedAt as status shows them.
 type releaseSnapshot struct{ state, stoppedAt string }
 
 // releaseView is the state and stoppedAt of release id in a status, to
-// tell when a queued stop has begun: the daemon marks a running or
+// tell when a queued stop has begun on a daemon without the operations
+// command: the daemon marks a running or
 // draining release "stopped" as the first step of a stop, then stops its
 // processes (and sets stoppedAt at the end, also for a release that was
 // stopped already, which has nothing left to stop). A status that cannot

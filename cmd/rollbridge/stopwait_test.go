@@ -1,6 +1,7 @@
 package main
 
 import (
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -130,5 +131,34 @@ func TestReleaseView(t *testing.T) {
 	}
 	if v := releaseView([]byte("garbage"), "v1"); v.state != "stopped" {
 		t.Errorf("an unreadable status: %+v", v)
+	}
+}
+
+// A queued stop has begun once the daemon's operations command shows it
+// running for this process; a daemon without that command is judged by
+// the release's state in its status.
+func TestStopBegun(t *testing.T) {
+	me := strconv.Itoa(os.Getpid())
+	stopping := releaseSnapshot{"draining", ""}
+	for _, c := range []struct {
+		name, operations, status string
+		want                     bool
+	}{
+		{"running for this process", `{"running":{"clientPid":` + me + `,"command":"stop"},"queued":[]}`, "", true},
+		{"queued behind another", `{"running":{"clientPid":1,"command":"deploy"},"queued":[{"clientPid":` + me + `,"command":"stop"}]}`, "", false},
+		{"nothing running", `{"running":null,"queued":[]}`, "", false},
+		{"no operations command, release not stopped yet", `{"status":"error","error":"Unknown command: operations"}`, `{"releases":[{"releaseId":"v1","state":"draining"}]}`, false},
+		{"no operations command, release stopped", `{"status":"error","error":"Unknown command: operations"}`, `{"releases":[{"releaseId":"v1","state":"stopped"}]}`, true},
+	} {
+		sock := filepath.Join(t.TempDir(), "rb.sock")
+		fakeControl(t, sock, func(line string) (string, bool) {
+			if strings.Contains(line, `"status"`) && !strings.Contains(line, "operations") {
+				return c.status, true
+			}
+			return c.operations, true
+		})
+		if got := stopBegun(control.Endpoint{Path: sock}, "v1", stopping); got != c.want {
+			t.Errorf("%s: begun %v, want %v", c.name, got, c.want)
+		}
 	}
 }

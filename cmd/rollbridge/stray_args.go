@@ -37,9 +37,7 @@ func flagForStrayArg(cmd *cobra.Command, word string) string {
 		candidates = []string{"release-path"}
 	}
 	switch cmd.Name() {
-	case "stop", "rollback":
-		candidates = append(candidates, "release-id")
-	case "deploy":
+	case "stop", "rollback", "deploy":
 		candidates = append(candidates, "release-id")
 	case "restart":
 		switch word {
