@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -524,12 +525,16 @@ func TestRecoverSkipsPidsThatLeadNoGroup(t *testing.T) {
 	dir := t.TempDir()
 	leader := startLegacy(t, fixture, "-grandchildren", "1")
 	var child int
-	waitUntil(t, "the child to start", 10*time.Second, func() bool {
+	// The sleeping grandchild, once it runs as one: a child caught
+	// between fork and exec is not yet the process the test is about.
+	waitUntil(t, "the sleeping child to start", 10*time.Second, func() bool {
 		kids := childrenOf(leader)
-		if len(kids) == 1 {
-			child = kids[0]
+		if len(kids) != 1 {
+			return false
 		}
-		return child != 0
+		cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", kids[0]))
+		child = kids[0]
+		return bytes.HasSuffix(cmdline, []byte("\x00-sleep\x00"))
 	})
 	state := filepath.Join(dir, "state.json")
 	os.WriteFile(state, []byte(fmt.Sprintf(`{"activeReleaseId":"r1","releases":[{"releaseId":"r1","processes":[{"id":"jobs","pid":%d}]}],"services":[],"singletons":[]}`, child)), 0o644)
