@@ -54,6 +54,17 @@ type Proxy struct {
 
 	mu    sync.Mutex
 	conns map[*trackedConn]struct{}
+
+	// The gate (docs/migrations.md): nil lets requests through.
+	gate               atomic.Pointer[gate]
+	heldMu             sync.Mutex // guards held; gate changes under it
+	held               holdQueue
+	inFlight           atomic.Int64
+	heldTotal          atomic.Int64
+	releasedTotal      atomic.Int64
+	refusedLimit       atomic.Int64
+	refusedExpired     atomic.Int64
+	refusedMaintenance atomic.Int64
 }
 
 // Options configure a Proxy.
@@ -114,6 +125,10 @@ func (p *Proxy) Serve(ln net.Listener) error {
 func (p *Proxy) Shutdown(grace time.Duration) error {
 	ctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
+	if g := p.gate.Load(); g != nil && g.mode == gateHold {
+		// Nobody will release them any more: answer rather than cut.
+		p.Refuse(time.Second)
+	}
 	err := p.server.Shutdown(ctx) // closes the listener and idle connections
 	for !p.idle() && ctx.Err() == nil {
 		select {
@@ -210,8 +225,18 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		refuseConnect(w)
 		return
 	}
-	t := p.active.Load()
 	upgrade := upgradeType(r.Header)
+	var start time.Time // when a held request arrived
+	if p.gate.Load() != nil {
+		start = time.Now()
+	}
+	if !p.admit(w, r, upgrade != "") {
+		return
+	}
+	if upgrade == "" {
+		defer p.inFlight.Add(-1)
+	}
+	t := p.active.Load()
 	if upgrade == "" && p.draining.Load() {
 		// net/http closes after the answer; the client's next request
 		// opens a connection to the successor.
@@ -246,7 +271,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		t.rp.ServeHTTP(w, r)
 		return
 	}
-	start := time.Now()
+	if start.IsZero() {
+		start = time.Now()
+	}
 	rec := &statusRecorder{ResponseWriter: w}
 	t.rp.ServeHTTP(rec, r)
 	status := rec.status
@@ -302,6 +329,15 @@ func (t *Target) rewrite(pr *httputil.ProxyRequest) {
 	out.URL.Host = t.addr
 	out.URL.RawQuery = in.URL.RawQuery // verbatim, as received
 	out.Host = in.Host
+	hop := in.Header["Connection"] // headers named in it are hop-by-hop
+	if t.relay {
+		for _, name := range [...]string{"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Port", "X-Forwarded-Proto"} {
+			if v := priorValues(in.Header, hop, name); len(v) > 0 {
+				out.Header[name] = v
+			}
+		}
+		return
+	}
 	ip, _, err := net.SplitHostPort(in.RemoteAddr)
 	if err != nil {
 		ip = in.RemoteAddr
@@ -315,8 +351,6 @@ func (t *Target) rewrite(pr *httputil.ProxyRequest) {
 	if upgrade {
 		proto = "ws"
 	}
-	// Headers named in Connection are hop-by-hop: never a prior value.
-	hop := in.Header["Connection"]
 	// One array backs the four one-value X-Forwarded-* headers (a
 	// capacity of 1 each, so appending to one never touches another).
 	fwd := make([]string, 4)

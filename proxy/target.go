@@ -36,6 +36,7 @@ type Target struct {
 	idle      chan struct{} // signalled when the count drops to zero
 
 	observer Observer // nil: no metrics
+	relay    bool     // forwards to another rollbridge proxy: headers unchanged
 }
 
 // Observer learns the outcome of every request a target answers (the
@@ -78,6 +79,15 @@ func NewTarget(id, host string, port int, p *Proxy) *Target {
 		BufferPool:    bufferPool,
 		ErrorLog:      p.errorLog,
 	}
+	return t
+}
+
+// NewRelayTarget returns a target that forwards to another rollbridge
+// proxy at host:port (a successor serving the same port) with the
+// client's X-Forwarded-* headers unchanged: that proxy adds its own.
+func NewRelayTarget(host string, port int, p *Proxy) *Target {
+	t := NewTarget("relay", host, port, p)
+	t.relay = true
 	return t
 }
 
