@@ -76,7 +76,8 @@ type Engine struct {
 	servicePorts map[string]int
 	singletons   []*singletonEntry
 	proxyPort    int
-	orphans      []Orphan   // live processes of a previous daemon (docs/cli.md#orphans)
+	orphans      []Orphan // live processes of a previous daemon (docs/cli.md#orphans)
+	traffic      trafficState
 	persist      *persister // nil without statePath
 
 	server       *control.Server
