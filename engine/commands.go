@@ -19,6 +19,14 @@ func (e *Engine) HandleControl(ctx context.Context, req *control.Request, conn *
 		return e.eventsJSON(limit, limited)
 	case "operations":
 		return e.operationsJSON()
+	case "traffic":
+		return e.trafficReply()
+	case "pause":
+		return e.handlePause(req)
+	case "resume":
+		return e.handleResume()
+	case "maintenance":
+		return e.handleMaintenance(req)
 	case "deploy":
 		path, err := req.RequiredString("releasePath")
 		if err != nil {

@@ -158,6 +158,11 @@ func (e *Engine) statusObject(forState bool) jsconfig.Object {
 		{Key: "services", Value: serviceList},
 		{Key: "singletons", Value: singletonList},
 	}...)
+	// Only while requests do not flow normally: the usual status is
+	// unchanged for the scripts that parse it.
+	if t := e.trafficObject(forState); t != nil {
+		status = append(status, jsconfig.Field{Key: "traffic", Value: t})
+	}
 	return status
 }
 

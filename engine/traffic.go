@@ -1,11 +1,17 @@
 package engine
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
+	"github.com/rollbridge/rollbridge/engine/control"
 	"github.com/rollbridge/rollbridge/jsconfig"
 	"github.com/rollbridge/rollbridge/proxy"
+	"github.com/rollbridge/rollbridge/runtime"
 )
 
 // expiredRetryAfter is the Retry-After of the 503s a pause answers once
@@ -80,6 +86,7 @@ func (e *Engine) pauseTraffic(max time.Duration) {
 	}
 	e.armPauseLocked(p)
 	e.applyGateLocked()
+	e.persist.request()
 	e.events.log("traffic paused", jsconfig.Field{Key: "by", Value: "operator"}, jsconfig.Field{Key: "maxPauseMs", Value: max.Milliseconds()})
 }
 
@@ -105,6 +112,7 @@ func (e *Engine) expirePause(p *operatorPause) {
 	p.timer = nil
 	e.applyGateLocked()
 	e.mu.Unlock()
+	e.persist.request()
 	e.events.log("pause expired", jsconfig.Field{Key: "heldRequests", Value: held})
 }
 
@@ -135,6 +143,7 @@ func (e *Engine) resumeTraffic() (released int, wasPaused bool, pausedFor time.D
 	hold, until := e.traffic.deployHold, e.traffic.holdSince.Add(e.traffic.holdMax)
 	e.mu.Unlock()
 	if p != nil {
+		e.persist.request()
 		e.events.log("traffic resumed", jsconfig.Field{Key: "by", Value: "operator"}, jsconfig.Field{Key: "releasedRequests", Value: released}, jsconfig.Field{Key: "pausedMs", Value: pausedFor.Milliseconds()})
 	}
 	if hold != "" {
@@ -173,9 +182,193 @@ func (e *Engine) setMaintenance(m *maintenanceState) {
 	e.traffic.maintenance = m
 	e.applyGateLocked()
 	e.mu.Unlock()
+	e.persist.request()
 	if m != nil {
 		e.events.log("maintenance enabled", jsconfig.Field{Key: "message", Value: m.message}, jsconfig.Field{Key: "retryAfterSeconds", Value: int64(m.retryAfter / time.Second)})
 	} else if was != nil {
 		e.events.log("maintenance disabled")
 	}
+}
+
+// Bounds of the traffic commands' values (docs/cli.md#pause).
+const (
+	DefaultMaxPause         = 30 * time.Second
+	DefaultPauseDrain       = 30 * time.Second
+	MaxPauseLimit           = time.Hour
+	DefaultMaintenanceRetry = 60 * time.Second
+	MaxRetryAfter           = 24 * time.Hour
+	MaxMaintenanceMessage   = 1000 // bytes
+)
+
+// trafficObject is the traffic state as status, the traffic command and
+// the state file show it; nil while requests flow normally. forState
+// leaves out what must not outlive this daemon (a deploy's hold, the
+// held requests).
+func (e *Engine) trafficObject(forState bool) jsconfig.Object {
+	e.mu.Lock()
+	t := e.traffic
+	var pause operatorPause
+	if t.pause != nil {
+		pause = *t.pause
+	}
+	e.mu.Unlock()
+	if forState {
+		t.deployHold = ""
+	}
+	if t.serving() {
+		return nil
+	}
+	state := "paused"
+	switch {
+	case t.maintenance != nil:
+		state = "maintenance"
+	case t.pause != nil && pause.expired:
+		state = "pause-expired"
+	}
+	var paused, hold, maintenance any
+	if t.pause != nil {
+		paused = jsconfig.Object{
+			{Key: "expired", Value: pause.expired},
+			{Key: "expiresAt", Value: runtime.ISOTime(pause.deadline())},
+			{Key: "maxPauseMs", Value: pause.max.Milliseconds()},
+			{Key: "pausedAt", Value: runtime.ISOTime(pause.since)},
+		}
+	}
+	if t.deployHold != "" {
+		hold = jsconfig.Object{
+			{Key: "expiresAt", Value: runtime.ISOTime(t.holdSince.Add(t.holdMax))},
+			{Key: "heldAt", Value: runtime.ISOTime(t.holdSince)},
+			{Key: "maxPauseMs", Value: t.holdMax.Milliseconds()},
+			{Key: "releaseId", Value: t.deployHold},
+		}
+	}
+	if m := t.maintenance; m != nil {
+		maintenance = jsconfig.Object{
+			{Key: "enabledAt", Value: runtime.ISOTime(m.since)},
+			{Key: "message", Value: m.message},
+			{Key: "retryAfterSeconds", Value: int64(m.retryAfter / time.Second)},
+		}
+	}
+	o := jsconfig.Object{{Key: "deployHold", Value: hold}}
+	if !forState {
+		requests, bytes := e.proxy.Held()
+		o = append(o, jsconfig.Field{Key: "heldBytes", Value: bytes}, jsconfig.Field{Key: "heldRequests", Value: requests})
+	}
+	return append(o,
+		jsconfig.Field{Key: "maintenance", Value: maintenance},
+		jsconfig.Field{Key: "paused", Value: paused},
+		jsconfig.Field{Key: "state", Value: state},
+	)
+}
+
+// servingObject is trafficObject's answer while requests flow normally.
+var servingObject = jsconfig.Object{
+	{Key: "deployHold", Value: nil},
+	{Key: "heldBytes", Value: 0},
+	{Key: "heldRequests", Value: 0},
+	{Key: "maintenance", Value: nil},
+	{Key: "paused", Value: nil},
+	{Key: "state", Value: "serving"},
+}
+
+// trafficReply is a traffic command's reply: the fields given, then
+// "traffic".
+func (e *Engine) trafficReply(fields ...jsconfig.Field) ([]byte, error) {
+	t := e.trafficObject(false)
+	if t == nil {
+		t = servingObject
+	}
+	return append(jsconfig.Object(fields), jsconfig.Field{Key: "traffic", Value: t}).MarshalJSON()
+}
+
+// millisField reads an optional whole number of milliseconds in [lo, hi].
+func millisField(req *control.Request, name string, def, lo, hi time.Duration) (time.Duration, error) {
+	if _, present := req.Raw(name); !present {
+		return def, nil
+	}
+	v, ok := req.Number(name)
+	if !ok || v != float64(int64(v)) || v < float64(lo.Milliseconds()) || v > float64(hi.Milliseconds()) {
+		return 0, fmt.Errorf("%s must be a whole number of milliseconds from %d to %d", name, lo.Milliseconds(), hi.Milliseconds())
+	}
+	return time.Duration(v) * time.Millisecond, nil
+}
+
+// handlePause is the pause command: hold new requests, then wait (no lock
+// held) for the requests in flight, up to drainTimeoutMs.
+func (e *Engine) handlePause(req *control.Request) ([]byte, error) {
+	max, err := millisField(req, "maxPauseMs", DefaultMaxPause, time.Millisecond, MaxPauseLimit)
+	if err != nil {
+		return nil, err
+	}
+	drain, err := millisField(req, "drainTimeoutMs", DefaultPauseDrain, 0, MaxPauseLimit)
+	if err != nil {
+		return nil, err
+	}
+	if e.stopping.Load() {
+		return nil, ErrShuttingDown
+	}
+	e.pauseTraffic(max)
+	began := time.Now()
+	ctx, cancel := context.WithTimeout(e.ctx, drain)
+	open, _ := e.proxy.WaitInFlight(ctx)
+	cancel()
+	e.events.log("traffic drained", jsconfig.Field{Key: "inFlight", Value: open}, jsconfig.Field{Key: "waitedMs", Value: time.Since(began).Milliseconds()})
+	return e.trafficReply(jsconfig.Field{Key: "inFlight", Value: open})
+}
+
+// handleResume is the resume command.
+func (e *Engine) handleResume() ([]byte, error) {
+	released, wasPaused, _, err := e.resumeTraffic()
+	if err != nil {
+		return nil, err
+	}
+	return e.trafficReply(jsconfig.Field{Key: "released", Value: released}, jsconfig.Field{Key: "wasPaused", Value: wasPaused})
+}
+
+// handleMaintenance is the maintenance command.
+func (e *Engine) handleMaintenance(req *control.Request) ([]byte, error) {
+	raw, _ := req.Raw("enabled")
+	switch string(raw) {
+	case "false":
+		e.setMaintenance(nil)
+		return e.trafficReply()
+	case "true":
+	default:
+		return nil, errors.New("enabled must be true or false")
+	}
+	msg, _, err := req.OptionalString("message")
+	if err != nil {
+		return nil, fmt.Errorf("message: %w", err)
+	}
+	if err := CheckMaintenanceMessage(msg); err != nil {
+		return nil, err
+	}
+	retry := DefaultMaintenanceRetry
+	if _, present := req.Raw("retryAfterSeconds"); present {
+		v, ok := req.Number("retryAfterSeconds")
+		if !ok || v != float64(int64(v)) || v < 1 || v > MaxRetryAfter.Seconds() {
+			return nil, fmt.Errorf("retryAfterSeconds must be a whole number of seconds from 1 to %d", int64(MaxRetryAfter.Seconds()))
+		}
+		retry = time.Duration(v) * time.Second
+	}
+	e.setMaintenance(&maintenanceState{since: time.Now(), message: msg, retryAfter: retry})
+	return e.trafficReply()
+}
+
+// CheckMaintenanceMessage refuses a message the maintenance page cannot
+// show as given: too long, not UTF-8, or with control characters (a
+// header or page an attacker could shape).
+func CheckMaintenanceMessage(msg string) error {
+	if len(msg) > MaxMaintenanceMessage {
+		return fmt.Errorf("The maintenance message is %d bytes; the limit is %d.", len(msg), MaxMaintenanceMessage)
+	}
+	if !utf8.ValidString(msg) {
+		return errors.New("The maintenance message is not valid UTF-8.")
+	}
+	for _, r := range msg {
+		if unicode.IsControl(r) {
+			return fmt.Errorf("The maintenance message contains the control character %U; use plain text on one line.", r)
+		}
+	}
+	return nil
 }
