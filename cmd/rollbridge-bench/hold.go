@@ -22,64 +22,82 @@ const (
 	holdCommand     = "sleep 2"
 	holdCommandTime = 2 * time.Second
 	holdMaxPause    = "30s"
-	// holdMargin extends a hold's window past the deploy's reply: the
-	// released requests are answered just after it.
-	holdMargin = 500 * time.Millisecond
+	// holdCalm is the stretch before each deploy whose requests give the
+	// load's normal latency; holdSettle is the load alone after each
+	// deploy (it ends with the next deploy's calm stretch), long enough
+	// for the burst of released requests to be worked off.
+	holdCalm   = time.Second
+	holdSettle = 3 * time.Second
+	// holdSlow is the latency from which a request counts as slowed by a
+	// hold: a delay a person notices.
+	holdSlow = 100 * time.Millisecond
 )
 
 // span is a stretch of the run, such as one deploy's wall time.
 type span struct{ begin, end time.Time }
 
-// holdFigures is what one hold run saw, from the samples and the deploys'
-// windows (each extended by a margin).
-type holdFigures struct {
-	requests, failed int
-	// medianOutside is the median latency of the successful requests that
-	// started outside every window: the load's normal latency.
-	medianOutside time.Duration
-	// longest is the longest successful request of the run; added is
-	// longest − medianOutside, what the holds cost the unluckiest client.
-	longest, added time.Duration
-	// perWindow is the longest successful request that started in each
-	// window.
-	perWindow []time.Duration
+// holdWindow is what the requests of one deploy saw: those that started
+// from the deploy's start until the calm stretch before the next one.
+type holdWindow struct {
+	// longest is the slowest successful request among them.
+	longest time.Duration
+	// slowFor is how long after the deploy's exit requests still took
+	// longer than the slow threshold: the start of the last such request,
+	// from the exit (0: none after the exit).
+	slowFor time.Duration
 }
 
-// computeHoldFigures sorts the samples into the windows (extended by
-// margin at their end) and the rest, and derives the figures.
-func computeHoldFigures(samples []sample, windows []span, margin time.Duration) holdFigures {
-	f := holdFigures{perWindow: make([]time.Duration, len(windows))}
-	var outside []time.Duration
+// holdFigures is what one hold run saw.
+type holdFigures struct {
+	requests, failed int
+	// baseline is the median latency of the successful requests that
+	// started in the calm stretches before the deploys.
+	baseline time.Duration
+	// longest is the slowest successful request of the run; added is
+	// longest − baseline, what the holds cost the unluckiest client.
+	longest, added time.Duration
+	windows        []holdWindow
+}
+
+// computeHoldFigures sorts the samples into the calm stretch before each
+// deploy and the deploy's window, which runs from its start to the next
+// deploy's calm stretch (the last one to the end of the run), and derives
+// the figures. A request is slowed when it took longer than slow.
+func computeHoldFigures(samples []sample, deploys []span, calm, slow time.Duration) holdFigures {
+	f := holdFigures{windows: make([]holdWindow, len(deploys))}
+	var base []time.Duration
 	for _, s := range samples {
 		f.requests++
 		if s.err != "" {
 			f.failed++
 			continue
 		}
-		if s.dur > f.longest {
-			f.longest = s.dur
-		}
-		in := -1
-		for i, w := range windows {
-			if !s.start.Before(w.begin) && s.start.Before(w.end.Add(margin)) {
-				in = i
+		f.longest = max(f.longest, s.dur)
+		for i, d := range deploys {
+			if s.start.Before(d.begin.Add(-calm)) {
 				break
 			}
-		}
-		if in < 0 {
-			outside = append(outside, s.dur)
-			continue
-		}
-		if s.dur > f.perWindow[in] {
-			f.perWindow[in] = s.dur
+			if s.start.Before(d.begin) {
+				base = append(base, s.dur)
+				break
+			}
+			if i+1 < len(deploys) && !s.start.Before(deploys[i+1].begin.Add(-calm)) {
+				continue
+			}
+			w := &f.windows[i]
+			w.longest = max(w.longest, s.dur)
+			if s.dur > slow { // before the exit: negative, never the maximum
+				w.slowFor = max(w.slowFor, s.start.Sub(d.end))
+			}
+			break
 		}
 	}
-	if len(outside) > 0 {
-		sort.Slice(outside, func(i, j int) bool { return outside[i] < outside[j] })
-		f.medianOutside = outside[(len(outside)-1)/2]
+	if len(base) > 0 {
+		sort.Slice(base, func(i, j int) bool { return base[i] < base[j] })
+		f.baseline = base[(len(base)-1)/2]
 	}
 	if f.longest > 0 {
-		f.added = f.longest - f.medianOutside
+		f.added = f.longest - f.baseline
 	}
 	return f
 }
@@ -159,7 +177,7 @@ func benchHold(rep *report) {
 		resCh <- runOpenLoop(openLoad{addr: fmt.Sprintf("127.0.0.1:%d", d.port), path: "/", rate: holdRate,
 			idle: holdIdleConns, timeout: 60 * time.Second, stop: stop})
 	}()
-	time.Sleep(time.Second)
+	time.Sleep(holdCalm + time.Second) // a second of warm-up, then the first calm stretch
 	var windows []span
 	var walls []time.Duration
 	var peaks []int
@@ -187,26 +205,27 @@ func benchHold(rep *report) {
 			notes = append(notes, fmt.Sprintf("hold %d: no request was seen held; the deploy did not hold traffic", i))
 			rep.failed = true
 		}
-		time.Sleep(time.Second) // the new release alone under load, outside any hold
+		time.Sleep(holdSettle)
 	}
 	close(stop)
 	res := <-resCh
-	f := computeHoldFigures(res.samples, windows, holdMargin)
+	f := computeHoldFigures(res.samples, windows, holdCalm, holdSlow)
 	s := section{
 		title: fmt.Sprintf("%d deploys with --hold-traffic --before-switch '%s' under load (open loop, %d requests/s, keep-alive, no client retries)",
 			len(windows), holdCommand, holdRate),
-		head: []string{"hold", "deploy wall time", "held requests at peak", "longest request", "added latency", "added beyond the command"},
+		head: []string{"hold", "deploy wall time", "held requests at peak", "longest request", "added latency",
+			"added beyond the command", fmt.Sprintf("requests over %d ms until", holdSlow.Milliseconds())},
 	}
-	for i := range windows {
-		added := f.perWindow[i] - f.medianOutside
-		s.rows = append(s.rows, []string{fmt.Sprint(i + 1), ms(walls[i]), fmt.Sprint(peaks[i]), ms(f.perWindow[i]), ms(added), ms(added - holdCommandTime)})
+	maxPeak, maxSlow := 0, time.Duration(0)
+	for i, w := range f.windows {
+		added := w.longest - f.baseline
+		s.rows = append(s.rows, []string{fmt.Sprint(i + 1), ms(walls[i]), fmt.Sprint(peaks[i]), ms(w.longest), ms(added),
+			ms(added - holdCommandTime), "+" + ms(w.slowFor)})
+		maxPeak, maxSlow = max(maxPeak, peaks[i]), max(maxSlow, w.slowFor)
 	}
-	maxPeak := 0
-	for _, p := range peaks {
-		maxPeak = max(maxPeak, p)
-	}
-	s.rows = append(s.rows, []string{"all", ms(median(walls)) + " (median)", fmt.Sprint(maxPeak), ms(f.longest), ms(f.added), ms(f.added - holdCommandTime)})
-	s.notes = append(s.notes, fmt.Sprintf("%d requests, %d failed; median latency outside the holds %s", f.requests, f.failed, ms(f.medianOutside)))
+	s.rows = append(s.rows, []string{"all", ms(median(walls)) + " (median)", fmt.Sprint(maxPeak), ms(f.longest), ms(f.added),
+		ms(f.added - holdCommandTime), "+" + ms(maxSlow)})
+	s.notes = append(s.notes, fmt.Sprintf("%d requests, %d failed; median latency in the second before each deploy %s", f.requests, f.failed, ms(f.baseline)))
 	if f.failed > 0 {
 		s.notes = append(s.notes, "failures: "+res.firstErrors())
 		rep.failed = true

@@ -14,38 +14,45 @@ func TestComputeHoldFigures(t *testing.T) {
 	t0 := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
 	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
 	d := func(ms int) time.Duration { return time.Duration(ms) * time.Millisecond }
-	windows := []span{{at(1000), at(3000)}, {at(5000), at(7000)}}
+	deploys := []span{{at(2000), at(4000)}, {at(8000), at(9000)}}
 	samples := []sample{
-		// outside: 2, 3, 4, 5, 100 ms → median 4 ms
-		{start: at(0), dur: d(2)},
-		{start: at(500), dur: d(3)},
-		{start: at(4000), dur: d(4)},
-		{start: at(3600), dur: d(5)}, // just past the first window's margin
-		{start: at(9000), dur: d(100)},
-		// in the first window (begin inclusive), and in its margin
-		{start: at(1000), dur: d(2100)},
-		{start: at(3400), dur: d(2200)}, // released just after the reply
-		// in the second window
-		{start: at(6999), dur: d(1900)},
-		// failures count as requests, never as latency
-		{start: at(5500), dur: d(9000), err: "HTTP 503"},
-		{start: at(200), dur: d(50000), err: "EOF"},
+		{start: at(0), dur: d(50)}, // warm-up: before the first calm second
+		// the calm second before the first deploy; with the second deploy's:
+		// 2, 3, 4, 5, 6, 7 → baseline 4 (the lower of the middle two)
+		{start: at(1000), dur: d(2)}, {start: at(1500), dur: d(4)}, {start: at(1999), dur: d(6)}, {start: at(1700), dur: d(7)},
+		// the first deploy's window runs until 7000, the next calm second
+		{start: at(2000), dur: d(2300)}, // held from the start
+		{start: at(3999), dur: d(600)},
+		{start: at(4500), dur: d(300)}, // slowed after the exit
+		{start: at(5200), dur: d(101)}, // the last slowed one: 1200 ms after the exit
+		{start: at(6000), dur: d(50)},
+		{start: at(6500), dur: d(100)}, // not over the threshold
+		{start: at(6999), dur: d(90)},
+		// the calm second before the second deploy
+		{start: at(7000), dur: d(3)}, {start: at(7500), dur: d(5)},
+		// the second deploy's window runs to the end
+		{start: at(8000), dur: d(2100)},
+		{start: at(9000), dur: d(120)}, // slowed, right at the exit
+		{start: at(9300), dur: d(99)},
+		// a failure counts as a request, never as a latency
+		{start: at(8500), dur: d(30000), err: "HTTP 503"},
 	}
-	f := computeHoldFigures(samples, windows, d(500))
-	want := holdFigures{requests: 10, failed: 2, medianOutside: d(4), longest: d(2200), added: d(2196),
-		perWindow: []time.Duration{d(2200), d(1900)}}
+	f := computeHoldFigures(samples, deploys, d(1000), d(100))
+	want := holdFigures{requests: 18, failed: 1, baseline: d(4), longest: d(2300), added: d(2296),
+		windows: []holdWindow{{longest: d(2300), slowFor: d(1200)}, {longest: d(2100), slowFor: 0}}}
 	if fmt.Sprint(f) != fmt.Sprint(want) {
-		t.Fatalf("figures = %+v, want %+v", f, want)
+		t.Fatalf("figures = %+v\nwant      %+v", f, want)
 	}
 }
 
 func TestComputeHoldFiguresEmpty(t *testing.T) {
-	f := computeHoldFigures(nil, []span{{time.Now(), time.Now()}}, time.Second)
-	if f.requests != 0 || f.added != 0 || f.medianOutside != 0 || len(f.perWindow) != 1 || f.perWindow[0] != 0 {
+	now := time.Now()
+	f := computeHoldFigures(nil, []span{{now, now}}, time.Second, time.Second)
+	if f.requests != 0 || f.added != 0 || f.baseline != 0 || len(f.windows) != 1 || f.windows[0] != (holdWindow{}) {
 		t.Fatalf("figures of no samples = %+v", f)
 	}
 	// All requests failed: nothing to subtract from.
-	f = computeHoldFigures([]sample{{start: time.Now(), dur: time.Second, err: "EOF"}}, nil, 0)
+	f = computeHoldFigures([]sample{{start: now, dur: time.Second, err: "EOF"}}, nil, time.Second, time.Second)
 	if f.requests != 1 || f.failed != 1 || f.longest != 0 || f.added != 0 {
 		t.Fatalf("figures of one failure = %+v", f)
 	}
