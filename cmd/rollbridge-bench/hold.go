@@ -27,7 +27,7 @@ const (
 	// deploy (it ends with the next deploy's calm stretch), long enough
 	// for the burst of released requests to be worked off.
 	holdCalm   = time.Second
-	holdSettle = 3 * time.Second
+	holdSettle = 5 * time.Second
 	// holdSlow is the latency from which a request counts as slowed by a
 	// hold: a delay a person notices.
 	holdSlow = 100 * time.Millisecond
@@ -135,19 +135,21 @@ func (d *daemon) heldRequests() (int, error) {
 }
 
 // peakHeld polls heldRequests until stop is closed and sends the largest
-// count it saw, or the first error.
+// count it saw, with how many polls there were and how many failed.
 func (d *daemon) peakHeld(stop chan struct{}, out chan<- peak) {
 	var p peak
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
 	for {
 		n, err := d.heldRequests()
-		if err != nil && p.err == nil {
-			p.err = err
+		p.polls++
+		if err != nil {
+			p.failed++
+			if p.err == nil {
+				p.err = err
+			}
 		}
-		if n > p.held {
-			p.held = n
-		}
+		p.held = max(p.held, n)
 		select {
 		case <-stop:
 			out <- p
@@ -157,9 +159,11 @@ func (d *daemon) peakHeld(stop chan struct{}, out chan<- peak) {
 	}
 }
 
+// peak is what peakHeld saw.
 type peak struct {
-	held int
-	err  error
+	held          int
+	polls, failed int
+	err           error // the first failed poll's
 }
 
 // benchHold deploys with --hold-traffic --before-switch 'sleep 2' -holds
@@ -198,11 +202,13 @@ func benchHold(rep *report) {
 		windows = append(windows, span{begin, begin.Add(wall)})
 		walls = append(walls, wall)
 		peaks = append(peaks, p.held)
-		if p.err != nil {
-			notes = append(notes, fmt.Sprintf("hold %d: the traffic command failed: %v", i, p.err))
-			rep.failed = true
-		} else if p.held == 0 {
-			notes = append(notes, fmt.Sprintf("hold %d: no request was seen held; the deploy did not hold traffic", i))
+		// A slow answer to a poll is the machine's load, not a broken
+		// guarantee; a hold that nobody saw hold anything is.
+		if p.failed > 0 {
+			notes = append(notes, fmt.Sprintf("hold %d: %d of %d polls of the traffic command failed, the first with: %v", i, p.failed, p.polls, p.err))
+		}
+		if p.held == 0 {
+			notes = append(notes, fmt.Sprintf("hold %d: no request was seen held", i))
 			rep.failed = true
 		}
 		time.Sleep(holdSettle)
