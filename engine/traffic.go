@@ -263,10 +263,10 @@ func (e *Engine) trafficObject(forState bool) jsconfig.Object {
 			{Key: "retryAfterSeconds", Value: int64(m.retryAfter / time.Second)},
 		}
 	}
-	o := jsconfig.Object{{Key: "deployHold", Value: hold}}
-	if !forState {
+	var o jsconfig.Object
+	if !forState { // a hold and held requests die with this daemon
 		requests, bytes := e.proxy.Held()
-		o = append(o, jsconfig.Field{Key: "heldBytes", Value: bytes}, jsconfig.Field{Key: "heldRequests", Value: requests})
+		o = jsconfig.Object{{Key: "deployHold", Value: hold}, {Key: "heldBytes", Value: bytes}, {Key: "heldRequests", Value: requests}}
 	}
 	return append(o,
 		jsconfig.Field{Key: "maintenance", Value: maintenance},

@@ -174,7 +174,10 @@ func pauseText(r trafficReply, now time.Time) string {
 	} else {
 		fmt.Fprintf(&b, "%s still in flight.\n", counted(int(r.InFlight), "request is", "requests are"))
 	}
-	if t.Paused != nil {
+	if t.Paused != nil && t.Paused.Expired {
+		// A --max-pause shorter than the drain: it ended while we waited.
+		b.WriteString("The pause already reached its --max-pause: held and new requests get 503 until you run \"rollbridge resume\".\n")
+	} else if t.Paused != nil {
 		if at, ok := parseISO(t.Paused.ExpiresAt); ok {
 			fmt.Fprintf(&b, "The pause ends by itself at %s (in %s): then held and new requests get 503 until you run \"rollbridge resume\".\n",
 				clock(at, now), ago(at.Sub(now).Round(time.Second)))
