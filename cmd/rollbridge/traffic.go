@@ -232,7 +232,7 @@ func resumeText(r trafficReply) string {
 	case r.Traffic.Maintenance != nil:
 		fmt.Fprintf(&b, "Resumed after %s, but maintenance is on: clients get the maintenance response until \"rollbridge maintenance off\".\n", after)
 	case r.Released == 0:
-		fmt.Fprintf(&b, "Resumed after %s: no request was held; new requests go to %s.\n", after, to)
+		fmt.Fprintf(&b, "Resumed after %s: no request was waiting; new requests go to %s.\n", after, to)
 	default:
 		fmt.Fprintf(&b, "Resumed: %s went on to %s after %s.\n", counted(int(r.Released), "held request", "held requests"), to, after)
 	}
