@@ -394,8 +394,12 @@ func trafficLines(t *trafficView, now time.Time, pal palette) []string {
 		return ""
 	}
 	if m := t.Maintenance; m != nil {
-		lines = append(lines, fmt.Sprintf("%s%s: 503 with Retry-After %s and %q",
-			pal.red("maintenance"), since(m.EnabledAt), strconv.FormatFloat(m.RetryAfterSeconds, 'f', -1, 64), termText(m.Message)))
+		msg := termText(m.Message) // quoted already when it is not printable
+		if msg == m.Message {
+			msg = `"` + msg + `"`
+		}
+		lines = append(lines, fmt.Sprintf("%s%s: 503 with Retry-After %s and %s",
+			pal.red("maintenance"), since(m.EnabledAt), strconv.FormatFloat(m.RetryAfterSeconds, 'f', -1, 64), msg))
 	}
 	if p := t.Paused; p != nil {
 		at, ok := parseISO(p.ExpiresAt)
