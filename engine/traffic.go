@@ -74,7 +74,6 @@ func (e *Engine) applyGateLocked() (released int) {
 // already on keeps its start and gets the new limit from now.
 func (e *Engine) pauseTraffic(max time.Duration) {
 	e.mu.Lock()
-	defer e.mu.Unlock()
 	now := time.Now()
 	if p := e.traffic.pause; p != nil && p.timer != nil {
 		p.timer.Stop()
@@ -86,6 +85,7 @@ func (e *Engine) pauseTraffic(max time.Duration) {
 	}
 	e.armPauseLocked(p)
 	e.applyGateLocked()
+	e.mu.Unlock()
 	e.persist.request()
 	e.events.log("traffic paused", jsconfig.Field{Key: "by", Value: "operator"}, jsconfig.Field{Key: "maxPauseMs", Value: max.Milliseconds()})
 }
@@ -126,10 +126,18 @@ func (e *HoldByDeployError) Error() string {
 	return fmt.Sprintf("Traffic is held by the deploy of release %s for its --before-switch command; it resumes on its own when the command ends (by %s at the latest).", e.ReleaseID, e.Until.UTC().Format(time.RFC3339))
 }
 
+// resumeOutcome is what resumeTraffic did.
+type resumeOutcome struct {
+	released  int           // held requests let through
+	wasPaused bool          // an operator pause was on
+	pausedFor time.Duration // how long it was on
+	activeID  string        // the release they went to; "" for none
+}
+
 // resumeTraffic ends the operator pause. held requests go to the active
 // release unless a deploy still holds traffic (a *HoldByDeployError) or
 // maintenance is on. wasPaused is false when no operator pause was on.
-func (e *Engine) resumeTraffic() (released int, wasPaused bool, pausedFor time.Duration, err error) {
+func (e *Engine) resumeTraffic() (out resumeOutcome, err error) {
 	e.mu.Lock()
 	p := e.traffic.pause
 	if p != nil {
@@ -137,19 +145,23 @@ func (e *Engine) resumeTraffic() (released int, wasPaused bool, pausedFor time.D
 			p.timer.Stop()
 		}
 		e.traffic.pause = nil
-		pausedFor = time.Since(p.since)
+		out.pausedFor = time.Since(p.since)
 	}
-	released = e.applyGateLocked()
+	out.wasPaused = p != nil
+	out.released = e.applyGateLocked()
+	if e.active != nil {
+		out.activeID = e.active.ID
+	}
 	hold, until := e.traffic.deployHold, e.traffic.holdSince.Add(e.traffic.holdMax)
 	e.mu.Unlock()
 	if p != nil {
 		e.persist.request()
-		e.events.log("traffic resumed", jsconfig.Field{Key: "by", Value: "operator"}, jsconfig.Field{Key: "releasedRequests", Value: released}, jsconfig.Field{Key: "pausedMs", Value: pausedFor.Milliseconds()})
+		e.events.log("traffic resumed", jsconfig.Field{Key: "by", Value: "operator"}, jsconfig.Field{Key: "releasedRequests", Value: out.released}, jsconfig.Field{Key: "pausedMs", Value: out.pausedFor.Milliseconds()})
 	}
 	if hold != "" {
-		return released, p != nil, pausedFor, &HoldByDeployError{ReleaseID: hold, Until: until}
+		return out, &HoldByDeployError{ReleaseID: hold, Until: until}
 	}
-	return released, p != nil, pausedFor, nil
+	return out, nil
 }
 
 // holdForDeploy holds new requests for a deploy of releaseID that may take
@@ -175,8 +187,9 @@ func (e *Engine) holdForDeploy(releaseID string, max time.Duration) (lift func()
 	}
 }
 
-// setMaintenance turns maintenance mode on (m) or off (nil).
-func (e *Engine) setMaintenance(m *maintenanceState) {
+// setMaintenance turns maintenance mode on (m) or off (nil). wasOn tells
+// whether it was on before.
+func (e *Engine) setMaintenance(m *maintenanceState) (wasOn bool) {
 	e.mu.Lock()
 	was := e.traffic.maintenance
 	e.traffic.maintenance = m
@@ -188,6 +201,7 @@ func (e *Engine) setMaintenance(m *maintenanceState) {
 	} else if was != nil {
 		e.events.log("maintenance disabled")
 	}
+	return was != nil
 }
 
 // Bounds of the traffic commands' values (docs/cli.md#pause).
@@ -249,10 +263,10 @@ func (e *Engine) trafficObject(forState bool) jsconfig.Object {
 			{Key: "retryAfterSeconds", Value: int64(m.retryAfter / time.Second)},
 		}
 	}
-	o := jsconfig.Object{{Key: "deployHold", Value: hold}}
-	if !forState {
+	var o jsconfig.Object
+	if !forState { // a hold and held requests die with this daemon
 		requests, bytes := e.proxy.Held()
-		o = append(o, jsconfig.Field{Key: "heldBytes", Value: bytes}, jsconfig.Field{Key: "heldRequests", Value: requests})
+		o = jsconfig.Object{{Key: "deployHold", Value: hold}, {Key: "heldBytes", Value: bytes}, {Key: "heldRequests", Value: requests}}
 	}
 	return append(o,
 		jsconfig.Field{Key: "maintenance", Value: maintenance},
@@ -317,12 +331,24 @@ func (e *Engine) handlePause(req *control.Request) ([]byte, error) {
 }
 
 // handleResume is the resume command.
+// The reply names the release the held requests went to (null for none)
+// and how long the pause lasted (0 when none was on), so the CLI can say
+// what happened without a second request that could see a later state.
 func (e *Engine) handleResume() ([]byte, error) {
-	released, wasPaused, _, err := e.resumeTraffic()
+	out, err := e.resumeTraffic()
 	if err != nil {
 		return nil, err
 	}
-	return e.trafficReply(jsconfig.Field{Key: "released", Value: released}, jsconfig.Field{Key: "wasPaused", Value: wasPaused})
+	var active any
+	if out.activeID != "" {
+		active = out.activeID
+	}
+	return e.trafficReply(
+		jsconfig.Field{Key: "activeReleaseId", Value: active},
+		jsconfig.Field{Key: "pausedMs", Value: out.pausedFor.Milliseconds()},
+		jsconfig.Field{Key: "released", Value: out.released},
+		jsconfig.Field{Key: "wasPaused", Value: out.wasPaused},
+	)
 }
 
 // handleMaintenance is the maintenance command.
@@ -330,8 +356,8 @@ func (e *Engine) handleMaintenance(req *control.Request) ([]byte, error) {
 	raw, _ := req.Raw("enabled")
 	switch string(raw) {
 	case "false":
-		e.setMaintenance(nil)
-		return e.trafficReply()
+		was := e.setMaintenance(nil)
+		return e.trafficReply(jsconfig.Field{Key: "wasEnabled", Value: was})
 	case "true":
 	default:
 		return nil, errors.New("enabled must be true or false")
@@ -351,8 +377,12 @@ func (e *Engine) handleMaintenance(req *control.Request) ([]byte, error) {
 		}
 		retry = time.Duration(v) * time.Second
 	}
-	e.setMaintenance(&maintenanceState{since: time.Now(), message: msg, retryAfter: retry})
-	return e.trafficReply()
+	if msg == "" {
+		// Status and the events show what clients read.
+		msg = proxy.DefaultMaintenanceMessage
+	}
+	was := e.setMaintenance(&maintenanceState{since: time.Now(), message: msg, retryAfter: retry})
+	return e.trafficReply(jsconfig.Field{Key: "wasEnabled", Value: was})
 }
 
 // CheckMaintenanceMessage refuses a message the maintenance page cannot
