@@ -193,6 +193,19 @@ func (p *progress) eventLocked(e streamEntry, d map[string]any) {
 			p.sayLocked("  health check passed after %.1f s", took.Seconds())
 		}
 		p.sayLocked("✓ traffic switched to %s", str("releaseId"))
+	case "traffic paused":
+		if str("by") == "deploy" { // deploy --hold-traffic
+			if took := endWait(); took > 0 {
+				p.sayLocked("  health check passed after %.1f s", took.Seconds())
+			}
+			p.sayLocked("  holding new requests (at most %s ms) while requests in flight finish", num("maxPauseMs"))
+		}
+	case "before-switch command started":
+		p.sayLocked("  running the before-switch command…")
+	case "before-switch command finished":
+		p.sayLocked("  before-switch command finished after %s ms", num("durationMs"))
+	case "before-switch command failed":
+		p.sayLocked("✗ before-switch command failed: %s", str("error"))
 	case "deploy failed":
 		endWait()
 		p.sayLocked("✗ deploy failed: %s", str("error"))
