@@ -256,3 +256,35 @@ func TestDeployHoldFieldsAreValidated(t *testing.T) {
 		t.Fatalf("defaults: %+v %v", d, err)
 	}
 }
+
+// A deploy's hold inside an operator pause leaves the pause on at its
+// end: a deploy never resumes what it did not pause.
+func TestHoldBeforeSwitchInsideOperatorPause(t *testing.T) {
+	e, plan, r := holdEngine(t)
+	e.pauseTraffic(time.Minute)
+	t.Cleanup(func() { e.resumeTraffic() })
+	lift, err := e.holdBeforeSwitch(plan, r, DeployRequest{HoldTraffic: true, MaxPause: 10 * time.Second, BeforeSwitch: "true"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lift()
+	e.mu.Lock()
+	paused := e.traffic.pause != nil && !e.traffic.pause.expired
+	e.mu.Unlock()
+	if !paused || heldByDeploy(e) != "" {
+		t.Fatal("the operator's pause must outlive the deploy's hold")
+	}
+	if o, _ := e.trafficObject(false).MarshalJSON(); !strings.Contains(string(o), `"deployHold":null`) || !strings.HasSuffix(string(o), `"state":"paused"}`) {
+		t.Fatalf("traffic %s", o)
+	}
+	// A failed hold leaves it on too.
+	if _, err := e.holdBeforeSwitch(plan, r, DeployRequest{HoldTraffic: true, MaxPause: 10 * time.Second, BeforeSwitch: "exit 1"}); err == nil {
+		t.Fatal("exit 1 must fail")
+	}
+	e.mu.Lock()
+	paused = e.traffic.pause != nil
+	e.mu.Unlock()
+	if !paused || heldByDeploy(e) != "" {
+		t.Fatal("a failed hold must leave the operator's pause on and its own hold off")
+	}
+}

@@ -273,34 +273,39 @@ func TestDeployHoldTrafficCommandOverMaxPauseIsKilled(t *testing.T) {
 }
 
 // Without --before-switch, the hold still keeps the two releases apart:
-// no request reaches v1 after the first one reached v2, also with slow
-// requests in flight at the hold.
+// no request is answered by v1 once v2 answered one, also with slow
+// requests in flight at the hold (they finish before the switch). The
+// times are the clients'; slackOverlap allows for the scheduling of the
+// client goroutines, far below the second a slow request overlaps
+// without the wait for requests in flight.
 func TestDeployHoldTrafficNoOverlap(t *testing.T) {
+	const slackOverlap = 50 * time.Millisecond
 	d := startDaemon(t, holdWeb())
 	if r := d.deploy("v1"); r.code != 0 {
 		t.Fatalf("deploy v1: %+v", r)
 	}
-	fast := recordReleases(d.proxyAddr(), 6, "/release")
-	slow := recordReleases(d.proxyAddr(), 4, "/slow?ms=200")
-	waitUntil(t, "v1 to answer", 10*time.Second, func() bool { return slow.count("v1") > 8 })
+	fast := recordReleases(d.proxyAddr(), 4, "/release")
+	slow := recordReleases(d.proxyAddr(), 6, "/slow?ms=1000")
+	waitUntil(t, "v1 to answer", 10*time.Second, func() bool { return slow.count("v1") > 6 })
 	if r := d.cli("deploy", "--release-path", d.releasePath("v2"), "--release-id", "v2", "--hold-traffic"); r.code != 0 {
 		t.Fatalf("deploy v2: %+v", r)
 	}
-	waitUntil(t, "v2 to answer", 10*time.Second, func() bool { return slow.count("v2") > 8 && fast.count("v2") > 50 })
+	waitUntil(t, "v2 to answer", 10*time.Second, func() bool { return slow.count("v2") > 6 && fast.count("v2") > 50 })
 	samples := append(fast.stop(), slow.stop()...)
 	if f := failures(samples); len(f) > 0 {
 		t.Fatalf("%d of %d requests failed: %v", len(f), len(samples), f[:min(len(f), 5)])
 	}
-	var firstV2 time.Time
+	var firstV2, lastV1 time.Time
 	for _, s := range samples {
 		if s.release == "v2" && (firstV2.IsZero() || s.recv.Before(firstV2)) {
 			firstV2 = s.recv
 		}
-	}
-	for _, s := range samples {
-		if s.release == "v1" && s.sent.After(firstV2) {
-			t.Fatalf("a request sent at %s reached v1 after v2 had answered at %s", s.sent.Format(time.StampMicro), firstV2.Format(time.StampMicro))
+		if s.release == "v1" && s.recv.After(lastV1) {
+			lastV1 = s.recv
 		}
+	}
+	if lastV1.After(firstV2.Add(slackOverlap)) {
+		t.Fatalf("v1 answered at %s, %v after v2 had answered at %s", lastV1.Format(time.StampMicro), lastV1.Sub(firstV2), firstV2.Format(time.StampMicro))
 	}
 	events := d.events()
 	var drained map[string]any
@@ -312,7 +317,7 @@ func TestDeployHoldTrafficNoOverlap(t *testing.T) {
 	if drained == nil || drained["inFlight"] != float64(0) {
 		t.Fatalf("traffic drained: %v", drained)
 	}
-	t.Logf("%d requests, none failed; the hold waited %v ms for requests in flight", len(samples), drained["waitedMs"])
+	t.Logf("%d requests, none failed; the hold waited %v ms for requests in flight; v1's last answer came %v before v2's first", len(samples), drained["waitedMs"], firstV2.Sub(lastV1))
 }
 
 // A daemon that does not know traffic holds (the Node.js rollbridge, an
