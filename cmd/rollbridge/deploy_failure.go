@@ -67,7 +67,11 @@ func beforeSwitchDetail(de *control.DaemonError) string {
 	default:
 		b.WriteString("did not run to its end")
 	}
-	fmt.Fprintf(&b, " after %.1f s", float64(run.DurationMs)/1000)
+	if run.DurationMs < 1000 {
+		fmt.Fprintf(&b, " after %d ms", run.DurationMs)
+	} else {
+		fmt.Fprintf(&b, " after %.1f s", float64(run.DurationMs)/1000)
+	}
 	if run.TimedOut {
 		b.WriteString(" (stopped at --max-pause)")
 	}

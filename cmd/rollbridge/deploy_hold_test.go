@@ -240,7 +240,7 @@ func TestDeployHoldTrafficFailingCommandRollsBack(t *testing.T) {
 		!strings.HasSuffix(lines[0], "The deploy was called off: release v1 keeps serving (the requests held for the deploy go on to it) and release v2 was stopped.") {
 		t.Fatalf("first line %q", lines[0])
 	}
-	if !strings.HasPrefix(lines[1], "before-switch command: exit status 3 after ") || !strings.HasSuffix(lines[1], "; last 40 lines of output:") {
+	if !strings.HasPrefix(lines[1], "before-switch command: exit status 3 after ") || !strings.Contains(lines[1], " ms; ") || !strings.HasSuffix(lines[1], "; last 40 lines of output:") {
 		t.Fatalf("detail %q", lines[1])
 	}
 	if len(lines) != 42 || lines[2] != "    step 7" || lines[41] != "    boom: no such table" {
@@ -375,5 +375,58 @@ func TestDeployHoldTrafficOptionErrors(t *testing.T) {
 		if r.code != 1 || !strings.HasPrefix(r.stderr, "error: ") || !strings.Contains(r.stderr, tc.want) {
 			t.Errorf("%v: %+v", tc.args, r)
 		}
+	}
+}
+
+// A request in flight that outlasts --max-pause calls the deploy off
+// before the command runs: the slow request still gets v1's answer, the
+// requests held meanwhile go to v1, v2 is stopped.
+func TestDeployHoldTrafficInFlightOverMaxPause(t *testing.T) {
+	d := startDaemon(t, holdWeb())
+	if r := d.deploy("v1"); r.code != 0 {
+		t.Fatalf("deploy v1: %+v", r)
+	}
+	type answer struct {
+		body string
+		err  error
+	}
+	slowDone := make(chan answer, 1)
+	c, err := dialKeepAlive(d.proxyAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	go func() {
+		code, body, _, err := c.get("/slow?ms=4000")
+		if err == nil && code != 200 {
+			err = fmt.Errorf("HTTP %d", code)
+		}
+		slowDone <- answer{body, err}
+	}()
+	waitUntil(t, "the slow request to be in flight", 10*time.Second, func() bool {
+		var open float64
+		for _, r := range d.status()["releases"].([]any) {
+			if m := r.(map[string]any); m["releaseId"] == "v1" {
+				open, _ = m["connections"].(map[string]any)["http"].(float64)
+			}
+		}
+		return open > 0
+	})
+	dir := d.releasePath("v2")
+	r := d.cli("deploy", "--release-path", dir, "--release-id", "v2", "--hold-traffic", "--max-pause", "1s", "--before-switch", "touch ran")
+	if r.code != 1 || !strings.HasPrefix(r.stderr, "Error: 1 request was still in flight when --max-pause (1s) ran out, so the switch could not happen without overlap; the deploy was called off before the switch and before the --before-switch command ran: release v1 keeps serving") {
+		t.Fatalf("deploy: %+v", r)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "ran")); err == nil {
+		t.Fatal("the command ran")
+	}
+	if code, body := d.get("/release"); code != 200 || body != "v1" {
+		t.Fatalf("after: %d %q", code, body)
+	}
+	if a := <-slowDone; a.err != nil || a.body != "v1" {
+		t.Fatalf("the slow request: %q %v", a.body, a.err)
+	}
+	if s := d.status(); s["activeReleaseId"] != "v1" || s["traffic"] != nil {
+		t.Fatalf("after: active %v, traffic %v", s["activeReleaseId"], s["traffic"])
 	}
 }
