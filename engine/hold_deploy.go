@@ -353,6 +353,10 @@ func (e *Engine) holdBeforeSwitch(plan *jsconfig.Plan, r *Release, req DeployReq
 				what = "it was stopped because the daemon is shutting down"
 			case run.TimedOut:
 				what = fmt.Sprintf("it did not finish within --max-pause (%s) and was stopped (%s)", max, run.status())
+			case run.Signal != "":
+				what = fmt.Sprintf("it was killed by signal %s after %s", run.Signal, run.Duration.Round(time.Millisecond))
+			case run.StartErr != nil:
+				what = "it " + run.status()
 			default:
 				what = fmt.Sprintf("it ended with %s after %s", run.status(), run.Duration.Round(time.Millisecond))
 			}
