@@ -186,7 +186,7 @@ func TestDeployHoldTrafficBeforeSwitchUnderLoad(t *testing.T) {
 
 // holdFailure deploys v2 with a before-switch command that fails, under
 // load, and checks the rollback: v1 serves throughout, v2 is stopped.
-func holdFailure(t *testing.T, d *testDaemon, args ...string) result {
+func holdFailure(t *testing.T, d *testDaemon, args ...string) (result, []sample) {
 	t.Helper()
 	if r := d.deploy("v1"); r.code != 0 {
 		t.Fatalf("deploy v1: %+v", r)
@@ -226,12 +226,12 @@ func holdFailure(t *testing.T, d *testDaemon, args ...string) result {
 		t.Fatalf("traffic still not serving normally: %v", held)
 	}
 	t.Logf("%d requests, all answered by v1", len(samples))
-	return r
+	return r, samples
 }
 
 func TestDeployHoldTrafficFailingCommandRollsBack(t *testing.T) {
 	d := startDaemon(t, holdWeb())
-	r := holdFailure(t, d, "--before-switch", `echo migrating; i=1; while [ $i -le 45 ]; do echo "step $i"; i=$((i+1)); done; echo "boom: no such table" >&2; exit 3`)
+	r, _ := holdFailure(t, d, "--before-switch", `echo migrating; i=1; while [ $i -le 45 ]; do echo "step $i"; i=$((i+1)); done; echo "boom: no such table" >&2; exit 3`)
 	if r.code != 1 || r.stdout != "" {
 		t.Fatalf("deploy: %+v", r)
 	}
@@ -255,11 +255,22 @@ func TestDeployHoldTrafficFailingCommandRollsBack(t *testing.T) {
 func TestDeployHoldTrafficCommandOverMaxPauseIsKilled(t *testing.T) {
 	d := startDaemon(t, holdWeb())
 	dir := d.releasePath("v2")
-	r := holdFailure(t, d, "--max-pause", "1500ms", "--before-switch", `echo $$ > shell; sleep 60 & echo $! > child; echo waiting; wait`)
+	r, samples := holdFailure(t, d, "--max-pause", "1500ms", "--before-switch", `echo $$ > shell; sleep 60 & echo $! > child; echo waiting; wait`)
 	if r.code != 1 || !strings.Contains(r.stderr, "Error: The --before-switch command failed: it did not finish within --max-pause (1.5s) and was stopped (killed by signal SIGTERM). The deploy was called off: release v1 keeps serving") ||
 		!strings.Contains(r.stderr, "\nbefore-switch command: killed by signal SIGTERM after ") || !strings.HasSuffix(r.stderr, " s (stopped at --max-pause); last 1 line of output:\n    waiting\n") {
 		t.Fatalf("deploy: %+v", r)
 	}
+	// The requests held while the command ran went on to v1.
+	held := 0
+	for _, s := range samples {
+		if s.recv.Sub(s.sent) > time.Second {
+			held++
+		}
+	}
+	if held == 0 {
+		t.Fatal("no request was held over the command")
+	}
+	t.Logf("%d requests were held for over a second and answered by v1", held)
 	for _, name := range []string{"shell", "child"} {
 		raw, err := os.ReadFile(filepath.Join(dir, name))
 		if err != nil {
