@@ -335,9 +335,10 @@ func (e *Engine) holdBeforeSwitch(plan *jsconfig.Plan, r *Release, req DeployReq
 			requestsWere(open), max, ranOrNot(cmd), e.calledOff(r))
 		return abort("requests still in flight", &HoldError{msg: msg})
 	}
+	var run *beforeSwitchRun
 	if cmd != nil {
 		e.events.log("before-switch command started", jsconfig.Field{Key: "command", Value: cmd.shown}, jsconfig.Field{Key: "releaseId", Value: r.ID})
-		run := runBeforeSwitch(e.ctx, cmd.command, cmd.dir, cmd.env, deadline, nil)
+		run = runBeforeSwitch(e.ctx, cmd.command, cmd.dir, cmd.env, deadline, nil)
 		if run.ok() {
 			e.events.log("before-switch command finished", jsconfig.Field{Key: "durationMs", Value: run.Duration.Milliseconds()}, jsconfig.Field{Key: "exitCode", Value: 0}, jsconfig.Field{Key: "releaseId", Value: r.ID})
 		} else {
@@ -370,6 +371,13 @@ func (e *Engine) holdBeforeSwitch(plan *jsconfig.Plan, r *Release, req DeployReq
 	}
 	if e.stopping.Load() {
 		return abort("the daemon is shutting down", ErrShuttingDown)
+	}
+	// The health check passed before the hold; a web process that died
+	// since (the command changed something it needs) must not get the
+	// held requests.
+	if in := e.webInstance(r, plan.ProxiedProcess()); in != nil && in.proc.PID() == 0 {
+		msg := fmt.Sprintf("%s of release %s exited while traffic was held (\"rollbridge logs --process %s\" shows why), so the deploy was called off before the switch: %s", in.id, r.ID, in.id, e.calledOff(r))
+		return abort("the web process exited", &HoldError{msg: msg, Run: run})
 	}
 	return lift, nil
 }

@@ -441,3 +441,15 @@ func TestDeployHoldTrafficInFlightOverMaxPause(t *testing.T) {
 		t.Fatalf("after: active %v, traffic %v", s["activeReleaseId"], s["traffic"])
 	}
 }
+
+// A web process that dies while traffic is held (here the command kills
+// it) does not get the held requests: the deploy is called off, v1 keeps
+// serving.
+func TestDeployHoldTrafficWebDiesDuringHold(t *testing.T) {
+	from, to := privatePorts()
+	d := startDaemon(t, fmt.Sprintf(`processes: [{id: "web", policy: "proxied", command: "exec FIXTURE -listen -pid-file {{releasePath}}/web.pid", port: {from: %d, to: %d}, restartDelayMs: 60000, health: {intervalMs: 20}}]`, from, to))
+	r, _ := holdFailure(t, d, "--before-switch", `kill -9 $(head -n 1 web.pid); while kill -0 $(head -n 1 web.pid) 2>/dev/null; do sleep 0.01; done; echo killed`)
+	if r.code != 1 || !strings.HasPrefix(r.stderr, "Error: web of release v2 exited while traffic was held (\"rollbridge logs --process web\" shows why), so the deploy was called off before the switch: release v1 keeps serving") {
+		t.Fatalf("deploy: %+v", r)
+	}
+}
