@@ -120,10 +120,19 @@ func (e *Engine) expirePause(p *operatorPause) {
 type HoldByDeployError struct {
 	ReleaseID string
 	Until     time.Time
+	// EndedPause is set when resume did end an operator pause: only the
+	// deploy's hold is left.
+	EndedPause bool
 }
 
 func (e *HoldByDeployError) Error() string {
-	return fmt.Sprintf("Traffic is held by the deploy of release %s for its --before-switch command; it resumes on its own when the command ends (by %s at the latest).", e.ReleaseID, e.Until.UTC().Format(time.RFC3339))
+	prefix := ""
+	if e.EndedPause {
+		prefix = "The pause ended, but t"
+	} else {
+		prefix = "T"
+	}
+	return fmt.Sprintf("%sraffic is held by the deploy of release %s (deploy --hold-traffic); it goes on by itself when that deploy switches or is called off, by %s at the latest.", prefix, e.ReleaseID, e.Until.UTC().Format(time.RFC3339))
 }
 
 // resumeOutcome is what resumeTraffic did.
@@ -152,14 +161,15 @@ func (e *Engine) resumeTraffic() (out resumeOutcome, err error) {
 	if e.active != nil {
 		out.activeID = e.active.ID
 	}
-	hold, until := e.traffic.deployHold, e.traffic.holdSince.Add(e.traffic.holdMax)
+	// The latest a hold can last: --max-pause, then the command's stop.
+	hold, until := e.traffic.deployHold, e.traffic.holdSince.Add(e.traffic.holdMax+beforeSwitchKillAfter+beforeSwitchReadGrace)
 	e.mu.Unlock()
 	if p != nil {
 		e.persist.request()
 		e.events.log("traffic resumed", jsconfig.Field{Key: "by", Value: "operator"}, jsconfig.Field{Key: "releasedRequests", Value: out.released}, jsconfig.Field{Key: "pausedMs", Value: out.pausedFor.Milliseconds()})
 	}
 	if hold != "" {
-		return out, &HoldByDeployError{ReleaseID: hold, Until: until}
+		return out, &HoldByDeployError{ReleaseID: hold, Until: until, EndedPause: p != nil}
 	}
 	return out, nil
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
@@ -48,30 +47,13 @@ func (h *holdFlags) fields(cmd *cobra.Command) ([]jsconfig.Field, error) {
 		fields = append(fields, jsconfig.Field{Key: "beforeSwitch", Value: h.beforeSwitch})
 	}
 	if cmd.Flags().Changed("max-pause") {
-		d, ok := parseMaxPause(h.maxPause)
-		if !ok {
-			return nil, &usageError{cmd: cmd, text: fmt.Sprintf("option '--max-pause <duration>' argument '%s' is invalid: give a duration from 1ms to 1h, such as 30s, 2m or 1500ms (a plain number is seconds)", termText(h.maxPause))}
+		d, err := durationFlag(cmd, "max-pause", h.maxPause, time.Millisecond, engine.MaxPauseLimit, time.Millisecond)
+		if err != nil {
+			return nil, err
 		}
 		fields = append(fields, jsconfig.Field{Key: "maxPauseMs", Value: d.Milliseconds()})
 	}
 	return fields, nil
-}
-
-// parseMaxPause reads a Go duration or a whole number of seconds, in
-// whole milliseconds from 1 ms to engine.MaxPauseLimit.
-func parseMaxPause(s string) (time.Duration, bool) {
-	d, err := time.ParseDuration(s)
-	if err != nil {
-		n, nerr := strconv.ParseInt(s, 10, 64)
-		if nerr != nil || n < 0 || n > int64(engine.MaxPauseLimit/time.Second) {
-			return 0, false
-		}
-		d = time.Duration(n) * time.Second
-	}
-	if d < time.Millisecond || d > engine.MaxPauseLimit || d%time.Millisecond != 0 {
-		return 0, false
-	}
-	return d, true
 }
 
 // probeTraffic makes sure the daemon knows traffic holds before a deploy

@@ -376,10 +376,10 @@ func TestDeployHoldTrafficOptionErrors(t *testing.T) {
 	}{
 		{[]string{"--before-switch", "true"}, "error: option '--before-switch' requires --hold-traffic"},
 		{[]string{"--max-pause", "5s"}, "error: option '--max-pause' requires --hold-traffic"},
-		{[]string{"--hold-traffic", "--max-pause", "2h"}, "error: option '--max-pause <duration>' argument '2h' is invalid: give a duration from 1ms to 1h, such as 30s, 2m or 1500ms (a plain number is seconds)"},
-		{[]string{"--hold-traffic", "--max-pause", "0"}, "argument '0' is invalid"},
-		{[]string{"--hold-traffic", "--max-pause", "1.5"}, "argument '1.5' is invalid"},
-		{[]string{"--hold-traffic", "--max-pause", "100us"}, "argument '100us' is invalid"},
+		{[]string{"--hold-traffic", "--max-pause", "2h"}, "error: option '--max-pause' is out of range: \"2h\" (give a duration such as 30s, 2m or 1500ms, or whole seconds, from 1ms to 1h)"},
+		{[]string{"--hold-traffic", "--max-pause", "0"}, "option '--max-pause' is out of range: \"0\""},
+		{[]string{"--hold-traffic", "--max-pause", "1.5"}, "option '--max-pause' is not a duration: \"1.5\""},
+		{[]string{"--hold-traffic", "--max-pause", "100us"}, "option '--max-pause' is out of range: \"100us\""},
 		{[]string{"--hold-traffic", "--before-switch", " "}, "error: option '--before-switch <command>': the command must be a non-empty shell command"},
 	} {
 		r := rollbridge(t, dir, append([]string{"deploy", "-c", config, "--release-path", dir}, tc.args...)...)

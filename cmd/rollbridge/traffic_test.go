@@ -484,7 +484,7 @@ func TestTrafficCommandsOnADaemonWithoutThem(t *testing.T) {
 		var req struct{ Command string }
 		json.Unmarshal([]byte(line), &req)
 		if req.Command == "resume" && lastResume.Load() != nil {
-			return `{"status":"error","error":"Traffic is held by the deploy of release v3 for its --before-switch command; it resumes on its own when the command ends (by 2026-01-01T12:00:00Z at the latest)."}`, true
+			return `{"status":"error","error":"Traffic is held by the deploy of release v3 (deploy --hold-traffic); it goes on by itself when that deploy switches or is called off, by 2026-01-01T12:00:00Z at the latest."}`, true
 		}
 		return `{"status":"error","error":"Unknown command: ` + req.Command + `"}`, true
 	})
@@ -498,7 +498,7 @@ func TestTrafficCommandsOnADaemonWithoutThem(t *testing.T) {
 	}
 	lastResume.Store(true)
 	r := rollbridge(t, dir, "resume", "--socket", sock)
-	if r.code != 1 || r.stderr != "Error: Traffic is held by the deploy of release v3 for its --before-switch command; it resumes on its own when the command ends (by 2026-01-01T12:00:00Z at the latest).\n" {
+	if r.code != 1 || r.stderr != "Error: Traffic is held by the deploy of release v3 (deploy --hold-traffic); it goes on by itself when that deploy switches or is called off, by 2026-01-01T12:00:00Z at the latest.\n" {
 		t.Fatalf("resume refused: %+v", r)
 	}
 }
