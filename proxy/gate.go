@@ -430,24 +430,29 @@ func writeMaintenance(w http.ResponseWriter, r *http.Request, g *gate) {
 }
 
 // maintenanceFormats are the formats of the maintenance response; on a
-// tie in quality and specificity the earlier one wins.
+// tie in quality, specificity and the client's order the earlier one
+// wins.
 var maintenanceFormats = [...]string{"text/plain", "application/json", "text/html"}
 
 // preferredFormat picks the maintenance format for an Accept header:
 // highest q first, then the most specific range that matched (type/sub
-// over type/* over */*). No usable Accept: text/plain. The header comes
+// over type/* over */*), then the range the client listed first
+// ("application/json, text/plain, */*" is JSON). No usable Accept:
+// text/plain. The header comes
 // from the client, so this is one pass that allocates nothing, however
 // many ranges and parameters it holds (net/http bounds its size).
 func preferredFormat(accept []string) string {
 	var q [len(maintenanceFormats)]float64
-	var spec [len(maintenanceFormats)]int
+	var spec, pos [len(maintenanceFormats)]int // pos: the range's place in the header
 	for i := range spec {
 		q[i], spec[i] = -1, -1
 	}
+	n := 0
 	for _, line := range accept {
 		for line != "" {
 			var part, params string
 			part, line, _ = strings.Cut(line, ",")
+			n++
 			mt, params, _ := strings.Cut(part, ";")
 			mt = strings.TrimSpace(mt)
 			var s [len(maintenanceFormats)]int
@@ -471,14 +476,14 @@ func preferredFormat(accept []string) string {
 			}
 			for i := range maintenanceFormats {
 				if s[i] > spec[i] {
-					q[i], spec[i] = rangeQ, s[i]
+					q[i], spec[i], pos[i] = rangeQ, s[i], n
 				}
 			}
 		}
 	}
 	best := -1
 	for i := range maintenanceFormats {
-		if q[i] > 0 && (best < 0 || q[i] > q[best] || (q[i] == q[best] && spec[i] > spec[best])) {
+		if q[i] > 0 && (best < 0 || q[i] > q[best] || (q[i] == q[best] && (spec[i] > spec[best] || (spec[i] == spec[best] && pos[i] < pos[best])))) {
 			best = i
 		}
 	}

@@ -345,3 +345,247 @@ func TestHeldBodyIsForwardedIntactAndNotReadWhileHeld(t *testing.T) {
 		}
 	})
 }
+
+// setBounds lowers the hold's bounds for a test.
+func setBounds(p *Proxy, requests int, bytes int64) {
+	p.heldMu.Lock()
+	p.maxHeld, p.maxHeldBytes = requests, bytes
+	p.heldMu.Unlock()
+}
+
+// Beyond either bound a new request is answered 503 + Retry-After: 1 at
+// once, never held; the requests already held are not disturbed.
+func TestHoldBounds(t *testing.T) {
+	u := echoPath(t)
+	p, addr, _ := startProxy(t)
+	p.SetActive(u.target(p, "v1"))
+	small := "GET /small HTTP/1.1\r\nHost: x\r\n\r\n"
+	setBounds(p, 2, 2048)
+	p.Hold()
+	_, br1 := dialHeld(t, addr, small)
+	_, br2 := dialHeld(t, addr, small)
+	waitUntil(t, func() bool { return heldCount(p) == 2 })
+
+	refusedAtOnce := func(what, req string) {
+		t.Helper()
+		_, br := dialHeld(t, addr, req)
+		resp, body := readAnswer(t, br, false)
+		if resp.StatusCode != 503 || resp.Header.Get("Retry-After") != "1" || body != "Too many requests are waiting; try again shortly.\n" {
+			t.Fatalf("%s: %d Retry-After %q %q", what, resp.StatusCode, resp.Header.Get("Retry-After"), body)
+		}
+	}
+	refusedAtOnce("count bound", small)
+	setBounds(p, 100, 2048)
+	_, br3 := dialHeld(t, addr, small)
+	waitUntil(t, func() bool { return heldCount(p) == 3 })
+	_, bytesHeld := p.Held()
+	if bytesHeld <= 0 || bytesHeld > 300 {
+		t.Fatalf("3 small requests count %d bytes", bytesHeld)
+	}
+	refusedAtOnce("bytes bound", "GET /big HTTP/1.1\r\nHost: x\r\nX-Pad: "+strings.Repeat("p", 2048-int(bytesHeld))+"\r\n\r\n")
+	if n, b := p.Held(); n != 3 || b != bytesHeld {
+		t.Fatalf("held %d (%d bytes) after the refusals", n, b)
+	}
+	// An upgrade beyond the bound gets the raw 503 and is closed.
+	setBounds(p, 3, 2048)
+	if raw := rawRequest(t, addr, "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"); raw != "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n" {
+		t.Fatalf("upgrade beyond the bound: %q", raw)
+	}
+	if c := p.Counters(); c.Refused["limit"] != 3 || c.Held != 3 {
+		t.Fatalf("counters %+v", c)
+	}
+	p.Release()
+	for _, br := range []*bufio.Reader{br1, br2, br3} {
+		if resp, body := readAnswer(t, br, false); resp.StatusCode != 200 || body != "/small" {
+			t.Fatalf("%d %q", resp.StatusCode, body)
+		}
+	}
+	if hits := u.hits.Load(); hits != 3 {
+		t.Fatalf("the app saw %d requests, want the 3 held", hits)
+	}
+}
+
+// Refuse answers held requests and new ones 503 with Retry-After in whole
+// seconds, rounded up; an upgrade gets a raw 503 and its connection
+// closes. Nothing reaches the app.
+func TestRefuseAnswersHeldAndNewRequests(t *testing.T) {
+	u := echoPath(t)
+	p, addr, _ := startProxy(t)
+	p.SetActive(u.target(p, "v1"))
+	p.Hold()
+	_, brGet := dialHeld(t, addr, "GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
+	_, brHead := dialHeld(t, addr, "HEAD /a HTTP/1.1\r\nHost: x\r\n\r\n")
+	_, brPost := dialHeld(t, addr, "POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc")
+	cWS, brWS := dialHeld(t, addr, "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+	waitUntil(t, func() bool { return heldCount(p) == 4 })
+	if n := p.Refuse(89500 * time.Millisecond); n != 4 {
+		t.Fatalf("refused %d, want 4", n)
+	}
+	const body = "Traffic is paused; try again later.\n"
+	check := func(what string, resp *http.Response, got, want string) {
+		t.Helper()
+		if resp.StatusCode != 503 || resp.Header.Get("Retry-After") != "90" || resp.Header.Get("Cache-Control") != "no-store" || got != want {
+			t.Fatalf("%s: %d %v %q", what, resp.StatusCode, resp.Header, got)
+		}
+	}
+	resp, got := readAnswer(t, brGet, false)
+	check("held GET", resp, got, body)
+	resp, got = readAnswer(t, brHead, true)
+	check("held HEAD", resp, got, "")
+	if resp.ContentLength != int64(len(body)) {
+		t.Fatalf("HEAD Content-Length %d", resp.ContentLength)
+	}
+	resp, got = readAnswer(t, brPost, false)
+	check("held POST", resp, got, body)
+	cWS.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if raw, err := io.ReadAll(brWS); err != nil || string(raw) != "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 90\r\nContent-Length: 0\r\nConnection: close\r\n\r\n" {
+		t.Fatalf("held upgrade: %q %v", raw, err)
+	}
+	code, got := send(t, addr, "GET /new HTTP/1.1\r\nHost: x\r\n\r\n")
+	if code != 503 || got != body {
+		t.Fatalf("new request: %d %q", code, got)
+	}
+	if raw := rawRequest(t, addr, "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"); raw != "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 90\r\nContent-Length: 0\r\nConnection: close\r\n\r\n" {
+		t.Fatalf("new upgrade: %q", raw)
+	}
+	if c := p.Counters(); c.Refused["expired"] != 6 || c.Released != 0 {
+		t.Fatalf("counters %+v", c)
+	}
+	if u.hits.Load() != 0 {
+		t.Fatal("refused requests reached the app")
+	}
+	if n, b := p.Held(); n != 0 || b != 0 {
+		t.Fatalf("held %d, %d bytes", n, b)
+	}
+}
+
+func TestRetryAfterSeconds(t *testing.T) {
+	for d, want := range map[time.Duration]string{0: "1", time.Millisecond: "1", time.Second: "1", 1001 * time.Millisecond: "2", 60 * time.Second: "60", 86400 * time.Second: "86400"} {
+		if got := seconds(d); got != want {
+			t.Errorf("seconds(%v) = %s, want %s", d, got, want)
+		}
+	}
+}
+
+// The maintenance response picks its format by Accept, honouring q and
+// the most specific range, and escapes the message for the format.
+func TestMaintenanceAnswers(t *testing.T) {
+	u := echoPath(t)
+	p, addr, _ := startProxy(t)
+	p.SetActive(u.target(p, "v1"))
+	msg := `Back at 10:00 <script>alert("x")</script> & co`
+	p.SetMaintenance(&Maintenance{Message: msg, RetryAfter: 2 * time.Minute})
+
+	html := "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Down for maintenance</title></head>\n<body><h1>Down for maintenance</h1>\n" +
+		"<p>Back at 10:00 &lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt; &amp; co</p></body></html>\n"
+	jsonBody := `{"error":"maintenance","message":"Back at 10:00 \u003cscript\u003ealert(\"x\")\u003c/script\u003e \u0026 co"}` + "\n"
+	plain := msg + "\n"
+	for _, c := range []struct{ accept, ctype, body string }{
+		{"", "text/plain", plain},
+		{"text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8", "text/html", html}, // a browser
+		{"application/json", "application/json", jsonBody},
+		{"application/json, text/plain, */*", "application/json", jsonBody}, // axios
+		{"*/*", "text/plain", plain}, // curl
+		{"text/*", "text/plain", plain},
+		{"text/*;q=0.5, text/html", "text/html", html},
+		{"text/html;q=0, */*", "text/plain", plain},
+		{"text/plain;q=0, application/json;q=0, */*", "text/html", html},
+		{"*/*;q=0", "text/plain", plain},
+		{"text/*;q=0, application/json;q=0.1", "application/json", jsonBody},
+		{"TEXT/HTML;Q=1", "text/html", html},
+		{"text/html;level=1;q=0.9, application/json;q=0.8", "text/html", html},
+		{"text/html;q=2, application/json", "application/json", jsonBody}, // q out of range: not acceptable
+		{"text/html;q=NaN", "text/plain", plain},
+		{"text/html;q=0.0001, application/json;q=0.5", "application/json", jsonBody},
+		{"text/html;q=1.0, application/json;q=1.01", "text/html", html},
+		{"image/png", "text/plain", plain},
+		{";;;,,,==, q=1;q", "text/plain", plain},
+		{"}{ garbage/// q=x", "text/plain", plain},
+		{"\xff\xfe/\xfd;q=\xff, text/\xff", "text/plain", plain},
+		{"text/plain;q=0.5, application/json;q=0.5, text/html;q=0.5", "text/plain", plain}, // a tie: the client's first
+		{"text/html;q=0.5, application/json;q=0.5, text/plain;q=0.5", "text/html", html},
+		{strings.Repeat("application/xml;q=0.1;a=b, ", 20000) + "text/html", "text/html", html},
+	} {
+		req := "GET / HTTP/1.1\r\nHost: x\r\n"
+		if c.accept != "" {
+			req += "Accept: " + c.accept + "\r\n"
+		}
+		_, br := dialHeld(t, addr, req+"\r\n")
+		resp, body := readAnswer(t, br, false)
+		h := resp.Header
+		if resp.StatusCode != 503 || h.Get("Retry-After") != "120" || h.Get("Cache-Control") != "no-store" || h.Get("Vary") != "Accept" ||
+			h.Get("Content-Type") != c.ctype+"; charset=utf-8" || body != c.body {
+			t.Errorf("Accept %.60q: %d %v\n%q\nwant %s %q", c.accept, resp.StatusCode, h, body, c.ctype, c.body)
+		}
+	}
+
+	// HEAD: the headers of the GET answer, no body.
+	_, br := dialHeld(t, addr, "HEAD / HTTP/1.1\r\nHost: x\r\nAccept: text/html\r\n\r\nGET /next HTTP/1.1\r\nHost: x\r\nAccept: application/json\r\n\r\n")
+	resp, body := readAnswer(t, br, true)
+	if resp.StatusCode != 503 || body != "" || resp.ContentLength != int64(len(html)) || resp.Header.Get("Content-Type") != "text/html; charset=utf-8" {
+		t.Fatalf("HEAD: %d %v %q", resp.StatusCode, resp.Header, body)
+	}
+	if resp, body := readAnswer(t, br, false); resp.StatusCode != 503 || body != jsonBody {
+		t.Fatalf("the request after the HEAD: %d %q", resp.StatusCode, body)
+	}
+
+	// The default message when none was given.
+	p.SetMaintenance(&Maintenance{RetryAfter: time.Second})
+	if code, body := send(t, addr, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"); code != 503 || body != DefaultMaintenanceMessage+"\n" {
+		t.Fatalf("default message: %d %q", code, body)
+	}
+	// WebSocket upgrades: a raw 503, then the connection closes.
+	if raw := rawRequest(t, addr, "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"); raw != "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n" {
+		t.Fatalf("upgrade in maintenance: %q", raw)
+	}
+	if u.hits.Load() != 0 {
+		t.Fatal("requests reached the app in maintenance")
+	}
+	p.SetMaintenance(nil)
+	if code, body := send(t, addr, "GET /open HTTP/1.1\r\nHost: x\r\n\r\n"); code != 200 || body != "/open" {
+		t.Fatalf("after maintenance: %d %q", code, body)
+	}
+}
+
+// Maintenance wins over a hold: held requests and upgrades get the
+// maintenance answer, and none reaches the app.
+func TestMaintenanceAnswersHeldRequests(t *testing.T) {
+	u := echoPath(t)
+	p, addr, _ := startProxy(t)
+	p.SetActive(u.target(p, "v1"))
+	p.Hold()
+	_, brJSON := dialHeld(t, addr, "GET / HTTP/1.1\r\nHost: x\r\nAccept: application/json\r\n\r\n")
+	_, brPost := dialHeld(t, addr, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi")
+	_, brWS := dialHeld(t, addr, "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+	waitUntil(t, func() bool { return heldCount(p) == 3 })
+	p.SetMaintenance(&Maintenance{Message: "m", RetryAfter: 30 * time.Second})
+	if resp, body := readAnswer(t, brJSON, false); resp.StatusCode != 503 || body != `{"error":"maintenance","message":"m"}`+"\n" || resp.Header.Get("Retry-After") != "30" {
+		t.Fatalf("held GET: %d %q", resp.StatusCode, body)
+	}
+	if resp, body := readAnswer(t, brPost, false); resp.StatusCode != 503 || body != "m\n" {
+		t.Fatalf("held POST: %d %q", resp.StatusCode, body)
+	}
+	if raw, _ := io.ReadAll(brWS); string(raw) != "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 30\r\nContent-Length: 0\r\nConnection: close\r\n\r\n" {
+		t.Fatalf("held upgrade: %q", raw)
+	}
+	if c := p.Counters(); c.Refused["maintenance"] != 3 || c.Released != 0 {
+		t.Fatalf("counters %+v", c)
+	}
+	// Hold under maintenance: maintenance still answers.
+	if code, _ := send(t, addr, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"); code != 503 || u.hits.Load() != 0 {
+		t.Fatalf("%d, app hits %d", code, u.hits.Load())
+	}
+}
+
+// Parsing a hostile Accept costs one pass and no allocation, however
+// many ranges and parameters it has.
+func TestAcceptParsingAllocatesNothing(t *testing.T) {
+	accept := []string{strings.Repeat("a/b;q=0.5;x=y;z, ", 10000) + "application/json"}
+	if allocs := testing.AllocsPerRun(10, func() {
+		if f := preferredFormat(accept); f != "application/json" {
+			t.Fatal(f)
+		}
+	}); allocs != 0 {
+		t.Fatalf("%v allocations per Accept", allocs)
+	}
+}
