@@ -9,8 +9,10 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -587,5 +589,216 @@ func TestAcceptParsingAllocatesNothing(t *testing.T) {
 		}
 	}); allocs != 0 {
 		t.Fatalf("%v allocations per Accept", allocs)
+	}
+}
+
+// A WebSocket handshake that arrives during a hold is held, then
+// tunnelled after the release, bytes flowing both ways.
+func TestHeldWebSocketIsTunnelledAfterRelease(t *testing.T) {
+	closeUpstream := make(chan struct{})
+	defer close(closeUpstream)
+	u := wsUpstream(t, closeUpstream)
+	p, addr, _ := startProxy(t)
+	target := u.target(p, "v1")
+	p.SetActive(target)
+	p.Hold()
+	c, br := dialHeld(t, addr, "GET /ws HTTP/1.1\r\nHost: app\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+	waitUntil(t, func() bool { return heldCount(p) == 1 })
+	if u.hits.Load() != 0 || p.InFlight() != 0 {
+		t.Fatalf("held handshake: app hits %d, in flight %d", u.hits.Load(), p.InFlight())
+	}
+	if n := p.Release(); n != 1 {
+		t.Fatalf("released %d", n)
+	}
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != 101 || resp.Header.Get("Sec-WebSocket-Accept") != "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=" {
+		t.Fatalf("handshake after the release: %v %v", resp, err)
+	}
+	for _, msg := range []string{"ping\n", strings.Repeat("x", 100000) + "\n"} {
+		io.WriteString(c, msg)
+		if line, err := br.ReadString('\n'); line != msg {
+			t.Fatalf("echo of %d bytes: %d bytes, %v", len(msg), len(line), err)
+		}
+	}
+	if _, ws := target.Connections(); ws != 1 || p.InFlight() != 0 {
+		t.Fatalf("websocket count %d, in flight %d", ws, p.InFlight())
+	}
+	c.Close()
+	waitUntil(t, func() bool { _, ws := target.Connections(); return ws == 0 })
+}
+
+// The race rule: the request path counts a request in flight before it
+// reads the gate, so once Hold has returned and WaitInFlight has seen 0,
+// no request reaches the application until the release, however many
+// arrive at that moment.
+func TestNothingIsForwardedAfterHoldAndWaitInFlight(t *testing.T) {
+	const clients, rounds = 16, 25
+	var closed atomic.Bool
+	var violations, served atomic.Int64
+	u := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+		if closed.Load() {
+			violations.Add(1)
+		}
+		served.Add(1)
+		io.WriteString(w, "ok")
+	})
+	p, addr, _ := startProxy(t)
+	p.SetActive(u.target(p, "v1"))
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: clients}, Timeout: 20 * time.Second}
+	t.Cleanup(client.CloseIdleConnections)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	failures := make(chan string, clients)
+	for range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				resp, err := client.Get("http://" + addr + "/")
+				if err != nil {
+					failures <- err.Error()
+					return
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					failures <- resp.Status
+					return
+				}
+			}
+		}()
+	}
+	defer func() { close(stop); p.Release(); wg.Wait() }()
+	for round := range rounds {
+		before := served.Load()
+		waitUntil(t, func() bool { return served.Load() > before+clients }) // traffic flows
+		p.Hold()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		open, err := p.WaitInFlight(ctx)
+		cancel()
+		if open != 0 || err != nil {
+			t.Fatalf("round %d: WaitInFlight = %d, %v", round, open, err)
+		}
+		closed.Store(true)
+		waitUntil(t, func() bool { return heldCount(p) == clients }) // every client waits
+		closed.Store(false)
+		if n := violations.Load(); n != 0 {
+			t.Fatalf("round %d: %d requests reached the app after Hold and WaitInFlight returned 0", round, n)
+		}
+		p.Release()
+		select {
+		case f := <-failures:
+			t.Fatalf("a client failed: %s", f)
+		default:
+		}
+	}
+}
+
+// Shutdown answers held requests 503 + Retry-After instead of cutting
+// them, even with no grace at all.
+func TestShutdownAnswersHeldRequests(t *testing.T) {
+	u := echoPath(t)
+	p := New(Options{})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go p.Serve(ln)
+	t.Cleanup(func() { p.Shutdown(0) })
+	p.SetActive(u.target(p, "v1"))
+	p.Hold()
+	const n = 20
+	readers := make([]*bufio.Reader, n)
+	for i := range n {
+		req := "GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+		if i%2 == 1 {
+			req = "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nbody"
+		}
+		_, readers[i] = dialHeld(t, ln.Addr().String(), req)
+	}
+	cWS, brWS := dialHeld(t, ln.Addr().String(), "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+	waitUntil(t, func() bool { return heldCount(p) == n+1 })
+	if err := p.Shutdown(0); err != nil {
+		t.Fatal(err)
+	}
+	for i, br := range readers {
+		if resp, body := readAnswer(t, br, false); resp.StatusCode != 503 || resp.Header.Get("Retry-After") != "1" || body != "Traffic is paused; try again later.\n" {
+			t.Fatalf("held request %d at shutdown: %d %q", i, resp.StatusCode, body)
+		}
+	}
+	cWS.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if raw, _ := io.ReadAll(brWS); string(raw) != "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n" {
+		t.Fatalf("held upgrade at shutdown: %q", raw)
+	}
+	if u.hits.Load() != 0 {
+		t.Fatal("held requests reached the app at shutdown")
+	}
+}
+
+// A relay target passes the client's X-Forwarded-* headers on unchanged
+// to a second proxy, which adds its own: the application sees what it
+// would have seen had the request gone to the second proxy directly. This
+// is how a retiring daemon hands its held requests to its successor,
+// which holds them in turn.
+func TestRelayTargetPassesForwardedHeadersThrough(t *testing.T) {
+	a := newRecordingApp(t)
+	successor, succAddr, _ := startProxy(t)
+	successor.SetActive(a.target(successor, "v1"))
+	retiring, retAddr, _ := startProxy(t)
+	_, port, _ := net.SplitHostPort(succAddr)
+	portN, _ := strconv.Atoi(port)
+	relay := NewRelayTarget("127.0.0.1", portN, retiring)
+	if relay.ID() != "relay" {
+		t.Fatalf("relay target id %q", relay.ID())
+	}
+	retiring.SetActive(relay)
+
+	fwd := []string{"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Port", "X-Forwarded-Proto", "Host"}
+	for _, c := range []struct {
+		name      string
+		websocket bool
+		lines     string
+	}{
+		{"from nginx", false, "Host: shop.example.com\r\nX-Forwarded-For: 203.0.113.9\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: shop.example.com\r\nX-Forwarded-Port: 443\r\n"},
+		{"bare", false, "Host: shop.example.com:8080\r\n"},
+		{"WebSocket from nginx", true, "Host: shop.example.com\r\nX-Forwarded-For: 203.0.113.9, 10.0.0.1\r\nX-Forwarded-Proto: https\r\n"},
+		{"named in Connection", false, "Host: x\r\nConnection: X-Forwarded-For\r\nX-Forwarded-For: 6.6.6.6\r\n"},
+	} {
+		direct := a.exchange(t, succAddr, c.websocket, c.lines)
+		relayed := a.exchange(t, retAddr, c.websocket, c.lines)
+		for _, name := range fwd {
+			if d, r := strings.Join(direct[name], "|"), strings.Join(relayed[name], "|"); d != r {
+				t.Errorf("%s: %s relayed %q, direct %q", c.name, name, r, d)
+			}
+		}
+		if c.name == "from nginx" && relayed.Get("X-Forwarded-For") != "203.0.113.9,127.0.0.1" {
+			t.Errorf("X-Forwarded-For %q", relayed.Get("X-Forwarded-For"))
+		}
+	}
+
+	// The hand-over: requests held by the retiring proxy are released to
+	// the relay while the successor holds; they reach the app when the
+	// successor releases them.
+	retiring.SetActive(nil)
+	retiring.Hold()
+	_, br := dialHeld(t, retAddr, "GET /handed HTTP/1.1\r\nHost: shop.example.com\r\nX-Forwarded-For: 203.0.113.9\r\n\r\n")
+	waitUntil(t, func() bool { return heldCount(retiring) == 1 })
+	successor.Hold()
+	retiring.SetActive(relay)
+	if n := retiring.Release(); n != 1 {
+		t.Fatalf("retiring proxy released %d", n)
+	}
+	waitUntil(t, func() bool { return heldCount(successor) == 1 })
+	successor.Release()
+	if resp, _ := readAnswer(t, br, false); resp.StatusCode != 200 {
+		t.Fatalf("handed-over request: %d", resp.StatusCode)
+	}
+	if h := <-a.last; h.Get("X-Forwarded-For") != "203.0.113.9,127.0.0.1" {
+		t.Fatalf("handed-over request seen with X-Forwarded-For %q", h.Get("X-Forwarded-For"))
 	}
 }
