@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -800,5 +801,32 @@ func TestRelayTargetPassesForwardedHeadersThrough(t *testing.T) {
 	}
 	if h := <-a.last; h.Get("X-Forwarded-For") != "203.0.113.9,127.0.0.1" {
 		t.Fatalf("handed-over request seen with X-Forwarded-For %q", h.Get("X-Forwarded-For"))
+	}
+}
+
+// A held request counts about what its parsed header holds in memory,
+// also when that header is thousands of tiny fields.
+func TestHeldBytesFollowMemory(t *testing.T) {
+	var raw strings.Builder
+	raw.WriteString("GET / HTTP/1.1\r\nHost: x\r\n")
+	const fields = 20000
+	for i := range fields {
+		fmt.Fprintf(&raw, "a%d: b\r\n", i)
+	}
+	raw.WriteString("\r\n")
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	req, err := http.ReadRequest(bufio.NewReader(strings.NewReader(raw.String())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	heap := int64(after.HeapAlloc) - int64(before.HeapAlloc)
+	counted := headerBytes(req)
+	runtime.KeepAlive(req)
+	if counted < heap/2 || counted < int64(raw.Len()) {
+		t.Fatalf("%d fields of %d bytes hold %d bytes of heap; counted %d", fields, raw.Len(), heap, counted)
 	}
 }
