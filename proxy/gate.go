@@ -227,7 +227,7 @@ const (
 // is chosen (nil when it was never held). When ok is false the request
 // was answered, or its client left and its connection was closed, and it
 // is no longer counted.
-func (p *Proxy) admit(w http.ResponseWriter, r *http.Request, g *gate, upgrade bool) (released *waiter, ok bool) {
+func (p *Proxy) admit(w http.ResponseWriter, r *http.Request, g *gate, upgrade bool, start time.Time) (released *waiter, ok bool) {
 	if !upgrade {
 		p.inFlight.Add(-1) // held or answered, it is not in flight
 	}
@@ -247,15 +247,15 @@ func (p *Proxy) admit(w http.ResponseWriter, r *http.Request, g *gate, upgrade b
 			continue
 		}
 		if g.mode != gateHold {
-			p.answer(w, r, g, upgrade)
+			p.answer(w, r, g, upgrade, start)
 			return nil, false
 		}
-		wt, verdict, outcome := p.hold(w, r, g, upgrade)
+		wt, verdict, outcome := p.hold(w, r, g, upgrade, start)
 		switch outcome {
 		case holdReleased:
 			return wt, true
 		case holdAnswer:
-			p.answer(w, r, verdict, upgrade)
+			p.answer(w, r, verdict, upgrade, start)
 			p.answering.Add(-1)
 			return nil, false
 		case holdDone:
@@ -267,7 +267,7 @@ func (p *Proxy) admit(w http.ResponseWriter, r *http.Request, g *gate, upgrade b
 
 // hold queues the request while g is the gate and waits for its verdict,
 // or for its client to leave.
-func (p *Proxy) hold(w http.ResponseWriter, r *http.Request, g *gate, upgrade bool) (*waiter, *gate, holdOutcome) {
+func (p *Proxy) hold(w http.ResponseWriter, r *http.Request, g *gate, upgrade bool, start time.Time) (*waiter, *gate, holdOutcome) {
 	size := headerBytes(r)
 	wt := &waiter{verdict: make(chan *gate, 1), bytes: size, upgrade: upgrade}
 	p.heldMu.Lock()
@@ -279,6 +279,7 @@ func (p *Proxy) hold(w http.ResponseWriter, r *http.Request, g *gate, upgrade bo
 		p.heldMu.Unlock()
 		p.refusedLimit.Add(1)
 		p.writeRefusal(w, r, seconds(limitRetryAfter), "Too many requests are waiting; try again shortly.\n", upgrade)
+		p.observeRefusal(start)
 		return nil, nil, holdDone
 	}
 	wt.elem = p.held.list.PushBack(wt)
@@ -353,8 +354,8 @@ func (p *Proxy) leave(w http.ResponseWriter, wt *waiter) {
 }
 
 // answer responds for the gate g: the maintenance response, or the 503
-// of an expired pause.
-func (p *Proxy) answer(w http.ResponseWriter, r *http.Request, g *gate, upgrade bool) {
+// of an expired pause. start is when the request arrived.
+func (p *Proxy) answer(w http.ResponseWriter, r *http.Request, g *gate, upgrade bool, start time.Time) {
 	if g.mode == gateMaintenance {
 		p.refusedMaintenance.Add(1)
 		if upgrade {
@@ -366,9 +367,22 @@ func (p *Proxy) answer(w http.ResponseWriter, r *http.Request, g *gate, upgrade 
 		p.refusedExpired.Add(1)
 		p.writeRefusal(w, r, g.retryAfter, "Traffic is paused; try again later.\n", upgrade)
 	}
-	if p.idleObserver != nil {
-		p.idleObserver.ObserveRequest(http.StatusServiceUnavailable, 0)
+	p.observeRefusal(start)
+}
+
+// observeRefusal tells the metrics of a 503 the proxy answered itself,
+// with the time since the request arrived (its time held included: the
+// metrics see what the client saw). A zero start, on the path without a
+// gate, observes no duration, so that path never reads the clock.
+func (p *Proxy) observeRefusal(start time.Time) {
+	if p.idleObserver == nil {
+		return
 	}
+	var elapsed time.Duration
+	if !start.IsZero() {
+		elapsed = time.Since(start)
+	}
+	p.idleObserver.ObserveRequest(http.StatusServiceUnavailable, elapsed)
 }
 
 // writeRefusal answers 503 with Retry-After and a plain-text body; an

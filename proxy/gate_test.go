@@ -830,3 +830,73 @@ func TestHeldBytesFollowMemory(t *testing.T) {
 		t.Fatalf("%d fields of %d bytes hold %d bytes of heap; counted %d", fields, raw.Len(), heap, counted)
 	}
 }
+
+// observations records what a metrics observer was told.
+type observations struct {
+	mu   sync.Mutex
+	seen []observation
+}
+
+type observation struct {
+	status  int
+	elapsed time.Duration
+}
+
+func (o *observations) ObserveRequest(status int, elapsed time.Duration) {
+	o.mu.Lock()
+	o.seen = append(o.seen, observation{status, elapsed})
+	o.mu.Unlock()
+}
+
+func (o *observations) all() []observation {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return append([]observation(nil), o.seen...)
+}
+
+// The time a request spent held counts in the duration the metrics see,
+// whether it was then forwarded or answered 503 by the gate, and every
+// 503 the gate answers is observed, those of a full hold too.
+func TestHeldTimeCountsInObservedDuration(t *testing.T) {
+	const held = 100 * time.Millisecond
+	idle, app := &observations{}, &observations{}
+	u := echoPath(t)
+	p, addr := startProxyWith(t, Options{Idle: idle})
+	target := u.target(p, "v1")
+	target.SetObserver(app)
+	p.SetActive(target)
+
+	holdFor := func(release func()) *bufio.Reader {
+		p.Hold()
+		_, br := dialHeld(t, addr, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+		waitUntil(t, func() bool { return heldCount(p) == 1 })
+		since := time.Now()
+		waitUntil(t, func() bool { return time.Since(since) >= held }) // time held, to be measured
+		release()
+		return br
+	}
+	readAnswer(t, holdFor(func() { p.Release() }), false)
+	readAnswer(t, holdFor(func() { p.Refuse(time.Second) }), false)
+	readAnswer(t, holdFor(func() { p.SetMaintenance(&Maintenance{}) }), false)
+	p.Hold()
+	setBounds(p, 0, MaxHeldBytes)
+	if code, _ := send(t, addr, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"); code != 503 {
+		t.Fatalf("beyond the bound: %d", code)
+	}
+
+	if seen := app.all(); len(seen) != 1 || seen[0].status != 200 || seen[0].elapsed < held {
+		t.Fatalf("released request observed as %+v, want 200 after at least %v", seen, held)
+	}
+	seen := idle.all()
+	if len(seen) != 3 {
+		t.Fatalf("the gate's 503s observed as %+v, want 3", seen)
+	}
+	for _, o := range seen[:2] {
+		if o.status != 503 || o.elapsed < held {
+			t.Fatalf("held then refused: observed %+v, want 503 after at least %v", seen, held)
+		}
+	}
+	if seen[2].status != 503 {
+		t.Fatalf("refused beyond the bound: observed %+v", seen[2])
+	}
+}

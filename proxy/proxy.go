@@ -262,7 +262,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if g := p.gate.Load(); g != nil {
 		start = time.Now()
 		var ok bool
-		if released, ok = p.admit(w, r, g, upgrade != ""); !ok {
+		if released, ok = p.admit(w, r, g, upgrade != "", start); !ok {
 			return
 		}
 	}
@@ -290,9 +290,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.WriteHeader(http.StatusServiceUnavailable)
 		io.WriteString(w, "No active release\n")
-		if p.idleObserver != nil {
-			p.idleObserver.ObserveRequest(http.StatusServiceUnavailable, 0)
-		}
+		p.observeRefusal(start)
 		return
 	}
 	if upgrade != "" {
