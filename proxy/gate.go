@@ -13,8 +13,9 @@ import (
 )
 
 // Bounds on held requests (docs/migrations.md#limits): beyond either, a new
-// request is answered 503 at once instead of being held. Bodies are not
-// counted: a held request's body stays unread in its socket.
+// request is answered 503 at once instead of being held. MaxHeldBytes
+// counts request lines and header fields (see headerBytes). Bodies are
+// not counted: a held request's body stays unread in its socket.
 const (
 	MaxHeldRequests = 10000
 	MaxHeldBytes    = 64 << 20
@@ -96,7 +97,9 @@ func (p *Proxy) Hold() { p.setGate(&gate{mode: gateHold}) }
 
 // Release lets held requests go on, in arrival order, to the target
 // active at that moment, and later requests flow as usual. It returns
-// how many held requests it let through.
+// how many held requests it let through. They count in flight from
+// here on, and a gate change right after (Hold, Refuse, maintenance)
+// does not take them back.
 func (p *Proxy) Release() (released int) {
 	return p.setGate(nil)
 }
