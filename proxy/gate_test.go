@@ -900,3 +900,35 @@ func TestHeldTimeCountsInObservedDuration(t *testing.T) {
 		t.Fatalf("refused beyond the bound: observed %+v", seen[2])
 	}
 }
+
+// Held requests go to the target active when they are released, not the
+// one active when they arrived; with none active they get the usual 503.
+func TestReleaseGoesToTheTargetActiveThen(t *testing.T) {
+	old := newUpstream(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "old") })
+	next := newUpstream(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "new") })
+	p, addr, _ := startProxy(t)
+	p.SetActive(old.target(p, "v1"))
+	p.Hold()
+	_, br := dialHeld(t, addr, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	waitUntil(t, func() bool { return heldCount(p) == 1 })
+	p.SetActive(next.target(p, "v2"))
+	p.Release()
+	if resp, body := readAnswer(t, br, false); resp.StatusCode != 200 || body != "new" {
+		t.Fatalf("%d %q, want the new release's answer", resp.StatusCode, body)
+	}
+
+	p.Hold()
+	_, br = dialHeld(t, addr, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	waitUntil(t, func() bool { return heldCount(p) == 1 })
+	p.SetActive(nil)
+	p.Release()
+	if resp, body := readAnswer(t, br, false); resp.StatusCode != 503 || body != "No active release\n" {
+		t.Fatalf("%d %q, want 503 No active release", resp.StatusCode, body)
+	}
+	if old.hits.Load() != 0 || next.hits.Load() != 1 {
+		t.Fatalf("hits old %d new %d", old.hits.Load(), next.hits.Load())
+	}
+	if p.InFlight() != 0 {
+		t.Fatalf("in flight %d", p.InFlight())
+	}
+}
