@@ -370,6 +370,11 @@ func (p *Proxy) answer(w http.ResponseWriter, r *http.Request, g *gate, upgrade 
 		p.refusedExpired.Add(1)
 		p.writeRefusal(w, r, g.retryAfter, "Traffic is paused; try again later.\n", upgrade)
 	}
+	if !upgrade {
+		// Into the socket now, not when the handler returns: Shutdown
+		// closes the connection once every held request has answered.
+		http.NewResponseController(w).Flush()
+	}
 	p.observeRefusal(start)
 }
 
