@@ -291,20 +291,18 @@ func (p *Proxy) hold(w http.ResponseWriter, r *http.Request, g *gate, upgrade bo
 	p.heldTotal.Add(1)
 
 	// net/http notices a client that leaves (r.Context ends) only while
-	// nothing of the request is left to read. A request with a body keeps
-	// its body unread in the socket while held, so the socket itself is
-	// watched for the client's FIN or RST: now and then, to free its
-	// place, and once more when it is released, so that nothing is sent
-	// to the application for a client that left.
+	// nothing of the request is left to read, and only some time after
+	// the close. A request with a body keeps its body unread in the socket
+	// while held, so its socket itself is watched for the client's FIN or
+	// RST, now and then, to free its place. Every released request's
+	// socket is checked once more, so that nothing is sent to the
+	// application for a client that has left.
 	var gone <-chan time.Time
-	var conn *trackedConn
-	if r.Body != nil && r.Body != http.NoBody {
-		if c, ok := r.Context().Value(connKey{}).(*trackedConn); ok {
-			conn = c
-			tick := time.NewTicker(heldPollInterval)
-			defer tick.Stop()
-			gone = tick.C
-		}
+	conn, _ := r.Context().Value(connKey{}).(*trackedConn)
+	if conn != nil && r.Body != nil && r.Body != http.NoBody {
+		tick := time.NewTicker(heldPollInterval)
+		defer tick.Stop()
+		gone = tick.C
 	}
 	for {
 		select {
@@ -312,7 +310,7 @@ func (p *Proxy) hold(w http.ResponseWriter, r *http.Request, g *gate, upgrade bo
 			if v != nil {
 				return nil, v, holdAnswer
 			}
-			if conn == nil || !conn.peerClosed() {
+			if r.Context().Err() == nil && (conn == nil || !conn.peerClosed()) {
 				return wt, nil, holdReleased
 			}
 			wt.verdict <- nil // leave takes it again

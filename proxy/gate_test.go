@@ -933,22 +933,27 @@ func TestReleaseGoesToTheTargetActiveThen(t *testing.T) {
 	}
 }
 
-// A held upload whose client left just before the release is not sent
-// to the application, though its body waits complete in the socket and
-// the periodic check has not seen the close yet.
-func TestReleasedUploadOfAClientThatLeftIsNotForwarded(t *testing.T) {
+// A held request whose client left just before the release is not sent
+// to the application: neither an upload, whose body waits complete in
+// the socket and whose periodic check has not seen the close yet, nor a
+// GET, whose close net/http may not have noticed yet.
+func TestReleasedRequestOfAClientThatLeftIsNotForwarded(t *testing.T) {
 	u := bodyApp(t)
 	p, addr, _ := startProxy(t)
 	p.SetActive(u.target(p, "v1"))
-	for i := range 5 {
+	for i := range 10 {
+		req := "POST /gone HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello"
+		if i%2 == 1 {
+			req = "GET /gone HTTP/1.1\r\nHost: x\r\n\r\n"
+		}
 		p.Hold()
-		c, _ := dialHeld(t, addr, "POST /gone HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello")
+		c, _ := dialHeld(t, addr, req)
 		waitUntil(t, func() bool { return heldCount(p) == 1 })
 		c.Close()
 		p.Release()
 		waitUntil(t, func() bool { return p.InFlight() == 0 && p.clientConns() == 0 })
 		if hits := u.hits.Load(); hits != 0 {
-			t.Fatalf("round %d: the app got %d uploads of clients that left", i, hits)
+			t.Fatalf("round %d: the app got %d requests of clients that left", i, hits)
 		}
 	}
 }
