@@ -140,7 +140,9 @@ func (p *Proxy) Serve(ln net.Listener) error {
 
 // Shutdown stops accepting, lets open client connections (requests,
 // WebSocket tunnels, idle keep-alive connections) finish for up to grace,
-// then closes what is left.
+// then closes what is left. Held requests are answered 503 with
+// Retry-After: 1 first (and so is every request after them), since
+// nobody will release them.
 func (p *Proxy) Shutdown(grace time.Duration) error {
 	ctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
