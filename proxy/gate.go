@@ -281,8 +281,8 @@ func (p *Proxy) hold(w http.ResponseWriter, r *http.Request, g *gate, upgrade bo
 	if p.held.list.Len() >= p.maxHeld || p.held.bytes+size > p.maxHeldBytes {
 		p.heldMu.Unlock()
 		p.refusedLimit.Add(1)
-		p.writeRefusal(w, r, seconds(limitRetryAfter), "Too many requests are waiting; try again shortly.\n", upgrade)
 		p.observeRefusal(start)
+		p.writeRefusal(w, r, seconds(limitRetryAfter), "Too many requests are waiting; try again shortly.\n", upgrade)
 		return nil, nil, holdDone
 	}
 	wt.elem = p.held.list.PushBack(wt)
@@ -363,6 +363,7 @@ func (p *Proxy) leave(w http.ResponseWriter, wt *waiter) {
 // answer responds for the gate g: the maintenance response, or the 503
 // of an expired pause. start is when the request arrived.
 func (p *Proxy) answer(w http.ResponseWriter, r *http.Request, g *gate, upgrade bool, start time.Time) {
+	p.observeRefusal(start) // before the answer can reach the client
 	if g.mode == gateMaintenance {
 		p.refusedMaintenance.Add(1)
 		if upgrade {
@@ -379,7 +380,6 @@ func (p *Proxy) answer(w http.ResponseWriter, r *http.Request, g *gate, upgrade 
 		// closes the connection once every held request has answered.
 		http.NewResponseController(w).Flush()
 	}
-	p.observeRefusal(start)
 }
 
 // observeRefusal tells the metrics of a 503 the proxy answered itself,
