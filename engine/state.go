@@ -188,11 +188,14 @@ func (p *persister) writeTo(path string) error {
 	return nil
 }
 
-// replace writes data to a new temporary file (mode 0600, an
+// replace writes data to path with replaceFile.
+func (p *persister) replace(path string, data []byte) error { return replaceFile(path, data) }
+
+// replaceFile writes data to a new temporary file (mode 0600, an
 // unpredictable name) next to path, syncs it and renames it over path,
 // so a crash leaves either the old or the new complete file, and no other
 // user can read it or prepare its name.
-func (p *persister) replace(path string, data []byte) error {
+func replaceFile(path string, data []byte) error {
 	dir, base := filepath.Split(path)
 	if dir == "" {
 		dir = "."

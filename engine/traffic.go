@@ -532,3 +532,38 @@ func handedOverTraffic(raw []byte) any {
 	}
 	return reply.Traffic
 }
+
+// trafficOnlyState is what recover leaves of the state file at path when
+// it records a pause or maintenance this version can restore: a file of
+// no processes with that "traffic" member as it was, and its state. It
+// returns nil when there is nothing to keep (no such member, or one the
+// next daemon would ignore anyway).
+func trafficOnlyState(path string) (doc []byte, state string) {
+	d, err := readStateDoc(path)
+	if err != nil || d == nil {
+		return nil, ""
+	}
+	s, err := parseSavedTraffic(d.traffic, time.Now())
+	if err != nil || s == nil {
+		return nil, ""
+	}
+	state = "paused"
+	switch {
+	case s.maintenance != nil:
+		state = "maintenance"
+	case s.pause.expired:
+		state = "pause-expired"
+	}
+	raw, err := jsconfig.Object{
+		{Key: "activeReleaseId", Value: nil},
+		{Key: "orphans", Value: []any{}},
+		{Key: "releases", Value: []any{}},
+		{Key: "services", Value: []any{}},
+		{Key: "singletons", Value: []any{}},
+		{Key: "traffic", Value: d.traffic},
+	}.MarshalJSON()
+	if err != nil {
+		return nil, ""
+	}
+	return indentJSON(raw), state
+}

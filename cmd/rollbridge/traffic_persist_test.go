@@ -372,20 +372,26 @@ func (d *testDaemon) stopDaemonWhilePaused() {
 }
 
 // SIGKILL while paused: the next daemon restores the pause from the state
-// file the killed one wrote when it paused.
+// file the killed one wrote when it paused, also after recover --force
+// (the documented clean-up after a crash), which stops the orphans and
+// keeps only the pause in the file.
 func TestPauseSurvivesADaemonCrash(t *testing.T) {
 	d, state := persistentDaemon(t)
 	d.start()
 	t.Cleanup(d.cleanup)
 	d.deploy("v1")
-	d.trafficCtl("pause", jsconfig.Field{Key: "maxPauseMs", Value: 600000})
-	paused := d.trafficNow()["paused"].(map[string]any)
-	waitUntil(t, "the state file to record the pause", 10*time.Second, func() bool {
-		data, _ := os.ReadFile(state)
-		return strings.Contains(string(data), `"pausedAt": "`+paused["pausedAt"].(string)+`"`)
-	})
-	d.status()
-	d.crashDaemon()
+	pauseAndCrash := func() map[string]any {
+		d.trafficCtl("pause", jsconfig.Field{Key: "maxPauseMs", Value: 600000})
+		paused := d.trafficNow()["paused"].(map[string]any)
+		waitUntil(t, "the state file to record the pause", 10*time.Second, func() bool {
+			data, _ := os.ReadFile(state)
+			return strings.Contains(string(data), `"pausedAt": "`+paused["pausedAt"].(string)+`"`)
+		})
+		d.status()
+		d.crashDaemon()
+		return paused
+	}
+	paused := pauseAndCrash()
 	d.start()
 	tr := objectIn(t, d.status(), "traffic")
 	if tr["state"] != "paused" || tr["paused"].(map[string]any)["expiresAt"] != paused["expiresAt"] {
@@ -398,10 +404,29 @@ func TestPauseSurvivesADaemonCrash(t *testing.T) {
 	if a := answerOf(t, "the held request", held); a.code != 200 || a.body != "v2" {
 		t.Fatalf("answer after resume: %+v", a)
 	}
-	// The killed daemon's v1 processes are orphans: stop them.
-	d.stopDaemon()
-	if r := d.cli("recover", "--force"); r.code != 0 {
+
+	// Again, and this time recover --force before the next start: the
+	// killed daemons' processes (v1's, orphaned twice, and v2's) stop,
+	// the pause stays recorded.
+	paused = pauseAndCrash()
+	r := d.cli("recover", "--force")
+	if r.code != 0 || !strings.HasPrefix(r.stdout, "Stopped 2 orphaned processes:\n") ||
+		!strings.HasSuffix(r.stdout, "The state file keeps the recorded traffic state (paused) for the next daemon; run \"rollbridge resume\" (or \"rollbridge maintenance off\") on it when the application may serve.\n") {
 		t.Fatalf("recover --force: %+v", r)
+	}
+	kept := readStateFile(t, state)
+	if len(kept["orphans"].([]any)) != 0 || len(kept["releases"].([]any)) != 0 || objectIn(t, kept, "traffic")["paused"].(map[string]any)["pausedAt"] != paused["pausedAt"] {
+		t.Fatalf("state file after recover: %v", kept)
+	}
+	d.start()
+	s := d.status()
+	if tr := objectIn(t, s, "traffic"); tr["state"] != "paused" || tr["paused"].(map[string]any)["expiresAt"] != paused["expiresAt"] || len(s["orphans"].([]any)) != 0 {
+		t.Fatalf("status after recover and a start: %v", s)
+	}
+	d.trafficCtl("resume")
+	d.shutdown()
+	if _, err := os.Stat(state); !os.IsNotExist(err) {
+		t.Fatalf("the state file outlived a shutdown that serves normally: %v", err)
 	}
 }
 
