@@ -388,13 +388,18 @@ type savedTraffic struct {
 	maintenance *maintenanceState
 }
 
+// maxSavedPause bounds the maxPauseMs read back: a year, far beyond any
+// pause renewed within MaxPauseLimit each time, and exact as a JSON number.
+const maxSavedPause = 365 * 24 * time.Hour
+
 // parseSavedTraffic reads a "traffic" member decoded from JSON. nil (no
 // member, or null) restores nothing. Anything else that is not exactly
 // the shape this version writes is an error: the file may come from
 // another version, and a half-understood pause must not hold traffic. A
 // pause whose deadline passed by now comes back expired; one recorded as
-// starting in the future (a clock that went back) counts from now, so no
-// pause lasts longer than its limit.
+// starting in the future (a clock that went back) counts from now, and
+// none ends later than MaxPauseLimit from now, so no pause outlasts the
+// limit of `rollbridge pause` because it was read back.
 func parseSavedTraffic(v any, now time.Time) (*savedTraffic, error) {
 	if v == nil {
 		return nil, nil
@@ -413,9 +418,12 @@ func parseSavedTraffic(v any, now time.Time) (*savedTraffic, error) {
 		if err != nil {
 			return nil, fmt.Errorf("traffic.paused.%w", err)
 		}
-		ms, ok := savedWhole(m["maxPauseMs"], 1, MaxPauseLimit.Milliseconds())
+		// A pause renewed while on keeps its start, so its limit counts
+		// from then and may exceed MaxPauseLimit; the deadline is what is
+		// bounded, below.
+		ms, ok := savedWhole(m["maxPauseMs"], 1, maxSavedPause.Milliseconds())
 		if !ok {
-			return nil, fmt.Errorf("traffic.paused.maxPauseMs is not a whole number from 1 to %d", MaxPauseLimit.Milliseconds())
+			return nil, fmt.Errorf("traffic.paused.maxPauseMs is not a whole number from 1 to %d", maxSavedPause.Milliseconds())
 		}
 		expired, ok := m["expired"].(bool)
 		if !ok {
@@ -425,6 +433,9 @@ func parseSavedTraffic(v any, now time.Time) (*savedTraffic, error) {
 			since = now
 		}
 		p := &operatorPause{since: since, max: time.Duration(ms) * time.Millisecond, expired: expired}
+		if latest := now.Add(MaxPauseLimit); p.deadline().After(latest) {
+			p.max = latest.Sub(since)
+		}
 		if !p.deadline().After(now) {
 			p.expired = true
 		}

@@ -57,9 +57,11 @@ func TestParseSavedTraffic(t *testing.T) {
 		{"paused not an object", `{"paused":[1]}`, want{errContains: "traffic.paused is not an object"}},
 		{"no pausedAt", `{"paused":{"expired":false,"maxPauseMs":1000}}`, want{errContains: "traffic.paused.pausedAt is not a string"}},
 		{"bad pausedAt", pause("yesterday", "1000", "false"), want{errContains: `traffic.paused.pausedAt is not a timestamp: "yesterday"`}},
-		{"zero limit", pause(iso(0), "0", "false"), want{errContains: "traffic.paused.maxPauseMs is not a whole number from 1 to 3600000"}},
+		{"renewed pause past the limit", pause(iso(-90*time.Minute), "7200000", "false"), want{deadline: now.Add(30 * time.Minute), message: "-"}},
+		{"deadline beyond the limit from now", pause(iso(0), "86400000", "false"), want{deadline: now.Add(time.Hour), message: "-"}},
+		{"zero limit", pause(iso(0), "0", "false"), want{errContains: "traffic.paused.maxPauseMs is not a whole number from 1 to 31536000000"}},
 		{"fractional limit", pause(iso(0), "1.5", "false"), want{errContains: "maxPauseMs"}},
-		{"limit too long", pause(iso(0), "3600001", "false"), want{errContains: "maxPauseMs"}},
+		{"limit too long", pause(iso(0), "31536000001", "false"), want{errContains: "maxPauseMs"}},
 		{"limit a string", pause(iso(0), `"1000"`, "false"), want{errContains: "maxPauseMs"}},
 		{"expired missing", `{"paused":{"maxPauseMs":1000,"pausedAt":"` + iso(0) + `"}}`, want{errContains: "traffic.paused.expired is not true or false"}},
 		{"maintenance not an object", `{"maintenance":true}`, want{errContains: "traffic.maintenance is not an object"}},
@@ -234,5 +236,40 @@ func TestStateFinishKeepsTheTrafficState(t *testing.T) {
 	}
 	if _, err := os.Stat(sib.path); !os.IsNotExist(err) {
 		t.Fatalf("sibling file after finish: %v", err)
+	}
+}
+
+// A pause renewed while on keeps its start, so its recorded limit grows
+// past MaxPauseLimit: a restart must still bring it back with its
+// deadline, not drop it as malformed.
+func TestRenewedPauseSurvivesARestart(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.json")
+	e := New(Options{Plan: &jsconfig.Plan{StatePath: path}})
+	e.pauseTraffic(time.Hour)
+	stopPauseTimer(e)
+	e.mu.Lock()
+	e.traffic.pause.since = e.traffic.pause.since.Add(-50 * time.Minute) // paused 50 minutes ago
+	e.mu.Unlock()
+	e.pauseTraffic(time.Hour) // renewed: an hour from now
+	stopPauseTimer(e)
+	if err := newPersister(e, path).finish(); err != nil {
+		t.Fatal(err)
+	}
+	next := New(Options{Plan: &jsconfig.Plan{StatePath: path}})
+	next.loadOrphans(path)
+	t.Cleanup(func() { stopPauseTimer(next) })
+	if ev := eventsNamed(t, next, "traffic state ignored"); len(ev) != 0 {
+		t.Fatalf("the renewed pause was ignored: %v", ev)
+	}
+	e.mu.Lock()
+	want := e.traffic.pause.deadline()
+	e.mu.Unlock()
+	next.mu.Lock()
+	p := next.traffic.pause
+	next.mu.Unlock()
+	// The file keeps milliseconds of the start and the limit: the deadline
+	// may come back up to 2 ms early.
+	if p == nil || p.expired || want.Sub(p.deadline()) < 0 || want.Sub(p.deadline()) > 2*time.Millisecond {
+		t.Fatalf("restored %+v, want the deadline %v", p, want)
 	}
 }

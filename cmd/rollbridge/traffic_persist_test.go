@@ -441,7 +441,7 @@ func TestMalformedTrafficStateIsIgnored(t *testing.T) {
 	d.start()
 	t.Cleanup(d.cleanup)
 	got := eventData(d.stdout.String(), "traffic state ignored")
-	if len(got) != 1 || got[0]["error"] != "traffic.paused.maxPauseMs is not a whole number from 1 to 3600000" || got[0]["source"] != "stateFile" {
+	if len(got) != 1 || got[0]["error"] != "traffic.paused.maxPauseMs is not a whole number from 1 to 31536000000" || got[0]["source"] != "stateFile" {
 		t.Fatalf("ignored events %v\n%s", got, d.stdout.String())
 	}
 	if _, ok := d.status()["traffic"]; ok {
