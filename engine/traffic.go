@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -411,4 +412,209 @@ func CheckMaintenanceMessage(msg string) error {
 		}
 	}
 	return nil
+}
+
+// Where a restored traffic state came from, as the "traffic state
+// restored" and "traffic state ignored" events name it.
+const (
+	trafficFromStateFile = "stateFile"
+	trafficFromTakeover  = "takeover"
+)
+
+// savedTraffic is an operator pause and maintenance as a state file's or a
+// handoff's "traffic" member records them (trafficObject(true)).
+type savedTraffic struct {
+	pause       *operatorPause
+	maintenance *maintenanceState
+}
+
+// maxSavedPause bounds the maxPauseMs read back: a year, far beyond any
+// pause renewed within MaxPauseLimit each time, and exact as a JSON number.
+const maxSavedPause = 365 * 24 * time.Hour
+
+// parseSavedTraffic reads a "traffic" member decoded from JSON. nil (no
+// member, or null) restores nothing. Anything else that is not exactly
+// the shape this version writes is an error: the file may come from
+// another version, and a half-understood pause must not hold traffic. A
+// pause whose deadline passed by now comes back expired; one recorded as
+// starting in the future (a clock that went back) counts from now, and
+// none ends later than MaxPauseLimit from now, so no pause outlasts the
+// limit of `rollbridge pause` because it was read back.
+func parseSavedTraffic(v any, now time.Time) (*savedTraffic, error) {
+	if v == nil {
+		return nil, nil
+	}
+	root, ok := v.(map[string]any)
+	if !ok {
+		return nil, errors.New("traffic is not an object")
+	}
+	var s savedTraffic
+	if raw := root["paused"]; raw != nil {
+		m, ok := raw.(map[string]any)
+		if !ok {
+			return nil, errors.New("traffic.paused is not an object")
+		}
+		since, err := savedTime(m, "pausedAt")
+		if err != nil {
+			return nil, fmt.Errorf("traffic.paused.%w", err)
+		}
+		// A pause renewed while on keeps its start, so its limit counts
+		// from then and may exceed MaxPauseLimit; the deadline is what is
+		// bounded, below.
+		ms, ok := savedWhole(m["maxPauseMs"], 1, maxSavedPause.Milliseconds())
+		if !ok {
+			return nil, fmt.Errorf("traffic.paused.maxPauseMs is not a whole number from 1 to %d", maxSavedPause.Milliseconds())
+		}
+		expired, ok := m["expired"].(bool)
+		if !ok {
+			return nil, errors.New("traffic.paused.expired is not true or false")
+		}
+		if since.After(now) {
+			since = now
+		}
+		p := &operatorPause{since: since, max: time.Duration(ms) * time.Millisecond, expired: expired}
+		if latest := now.Add(MaxPauseLimit); p.deadline().After(latest) {
+			p.max = latest.Sub(since)
+		}
+		if !p.deadline().After(now) {
+			p.expired = true
+		}
+		s.pause = p
+	}
+	if raw := root["maintenance"]; raw != nil {
+		m, ok := raw.(map[string]any)
+		if !ok {
+			return nil, errors.New("traffic.maintenance is not an object")
+		}
+		since, err := savedTime(m, "enabledAt")
+		if err != nil {
+			return nil, fmt.Errorf("traffic.maintenance.%w", err)
+		}
+		msg, ok := m["message"].(string)
+		if !ok {
+			return nil, errors.New("traffic.maintenance.message is not a string")
+		}
+		if err := CheckMaintenanceMessage(msg); err != nil {
+			return nil, fmt.Errorf("traffic.maintenance.message: %w", err)
+		}
+		secs, ok := savedWhole(m["retryAfterSeconds"], 1, int64(MaxRetryAfter/time.Second))
+		if !ok {
+			return nil, fmt.Errorf("traffic.maintenance.retryAfterSeconds is not a whole number from 1 to %d", int64(MaxRetryAfter/time.Second))
+		}
+		s.maintenance = &maintenanceState{since: since, message: msg, retryAfter: time.Duration(secs) * time.Second}
+	}
+	if s.pause == nil && s.maintenance == nil {
+		return nil, nil
+	}
+	return &s, nil
+}
+
+// savedTime reads a timestamp member as runtime.ISOTime writes it.
+func savedTime(m map[string]any, key string) (time.Time, error) {
+	s, ok := m[key].(string)
+	if !ok {
+		return time.Time{}, fmt.Errorf("%s is not a string", key)
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%s is not a timestamp: %q", key, s)
+	}
+	return t, nil
+}
+
+// savedWhole reads a JSON number that is a whole number in [lo, hi].
+func savedWhole(v any, lo, hi int64) (int64, bool) {
+	f, ok := v.(float64)
+	if !ok || f != float64(int64(f)) || f < float64(lo) || f > float64(hi) {
+		return 0, false
+	}
+	return int64(f), true
+}
+
+// restoreTraffic applies a "traffic" member read back from the state
+// file at start-up or from the retiring owner's handoff, before the proxy
+// serves: the pause (with its original deadline, or expired) and
+// maintenance replace whatever this daemon has. A member that cannot be
+// read is ignored with an event: it must never stop the daemon from
+// starting.
+func (e *Engine) restoreTraffic(v any, source string) {
+	s, err := parseSavedTraffic(v, time.Now())
+	if err != nil {
+		e.events.log("traffic state ignored", jsconfig.Field{Key: "error", Value: err.Error()}, jsconfig.Field{Key: "source", Value: source})
+		return
+	}
+	if s == nil {
+		return
+	}
+	e.mu.Lock()
+	if old := e.traffic.pause; old != nil && old.timer != nil {
+		old.timer.Stop()
+	}
+	e.traffic.pause = nil
+	if s.pause != nil {
+		e.armPauseLocked(s.pause)
+	}
+	e.traffic.maintenance = s.maintenance
+	e.applyGateLocked()
+	e.mu.Unlock()
+	e.persist.request()
+	state := "paused"
+	switch {
+	case s.maintenance != nil:
+		state = "maintenance"
+	case s.pause.expired:
+		state = "pause-expired"
+	}
+	fields := []jsconfig.Field{{Key: "source", Value: source}, {Key: "state", Value: state}}
+	if s.pause != nil {
+		fields = append(fields, jsconfig.Field{Key: "pauseExpiresAt", Value: runtime.ISOTime(s.pause.deadline())})
+	}
+	e.events.log("traffic state restored", fields...)
+}
+
+// handedOverTraffic is the "traffic" member of a retire-owner reply, nil
+// when it has none (a Node.js owner, or one that served normally).
+func handedOverTraffic(raw []byte) any {
+	var reply struct {
+		Traffic any `json:"traffic"`
+	}
+	if json.Unmarshal(raw, &reply) != nil {
+		return nil
+	}
+	return reply.Traffic
+}
+
+// trafficOnlyState is what recover leaves of the state file at path when
+// it records a pause or maintenance this version can restore: a file of
+// no processes with that "traffic" member as it was, and its state. It
+// returns nil when there is nothing to keep (no such member, or one the
+// next daemon would ignore anyway).
+func trafficOnlyState(path string) (doc []byte, state string) {
+	d, err := readStateDoc(path)
+	if err != nil || d == nil {
+		return nil, ""
+	}
+	s, err := parseSavedTraffic(d.traffic, time.Now())
+	if err != nil || s == nil {
+		return nil, ""
+	}
+	state = "paused"
+	switch {
+	case s.maintenance != nil:
+		state = "maintenance"
+	case s.pause.expired:
+		state = "pause-expired"
+	}
+	raw, err := jsconfig.Object{
+		{Key: "activeReleaseId", Value: nil},
+		{Key: "orphans", Value: []any{}},
+		{Key: "releases", Value: []any{}},
+		{Key: "services", Value: []any{}},
+		{Key: "singletons", Value: []any{}},
+		{Key: "traffic", Value: d.traffic},
+	}.MarshalJSON()
+	if err != nil {
+		return nil, ""
+	}
+	return indentJSON(raw), state
 }
