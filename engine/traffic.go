@@ -320,6 +320,10 @@ func millisField(req *control.Request, name string, def, lo, hi time.Duration) (
 
 // handlePause is the pause command: hold new requests, then wait (no lock
 // held) for the requests in flight, up to drainTimeoutMs.
+//
+// The traffic commands write the state file before they reply (a failed
+// write is logged by the persister): a daemon killed just after telling
+// a client "paused" must come back paused.
 func (e *Engine) handlePause(req *control.Request) ([]byte, error) {
 	max, err := millisField(req, "maxPauseMs", DefaultMaxPause, time.Millisecond, MaxPauseLimit)
 	if err != nil {
@@ -333,6 +337,7 @@ func (e *Engine) handlePause(req *control.Request) ([]byte, error) {
 		return nil, ErrShuttingDown
 	}
 	e.pauseTraffic(max)
+	e.persist.sync()
 	began := time.Now()
 	ctx, cancel := context.WithTimeout(e.ctx, drain)
 	open, _ := e.proxy.WaitInFlight(ctx)
@@ -347,6 +352,7 @@ func (e *Engine) handlePause(req *control.Request) ([]byte, error) {
 // what happened without a second request that could see a later state.
 func (e *Engine) handleResume() ([]byte, error) {
 	out, err := e.resumeTraffic()
+	e.persist.sync() // also when a deploy's hold remains: the pause ended
 	if err != nil {
 		return nil, err
 	}
@@ -368,6 +374,7 @@ func (e *Engine) handleMaintenance(req *control.Request) ([]byte, error) {
 	switch string(raw) {
 	case "false":
 		was := e.setMaintenance(nil)
+		e.persist.sync()
 		return e.trafficReply(jsconfig.Field{Key: "wasEnabled", Value: was})
 	case "true":
 	default:
@@ -393,6 +400,7 @@ func (e *Engine) handleMaintenance(req *control.Request) ([]byte, error) {
 		msg = proxy.DefaultMaintenanceMessage
 	}
 	was := e.setMaintenance(&maintenanceState{since: time.Now(), message: msg, retryAfter: retry})
+	e.persist.sync()
 	return e.trafficReply(jsconfig.Field{Key: "wasEnabled", Value: was})
 }
 

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -9,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rollbridge/rollbridge/engine/control"
 	"github.com/rollbridge/rollbridge/jsconfig"
 	"github.com/rollbridge/rollbridge/runtime"
 )
@@ -271,5 +273,47 @@ func TestRenewedPauseSurvivesARestart(t *testing.T) {
 	// may come back up to 2 ms early.
 	if p == nil || p.expired || want.Sub(p.deadline()) < 0 || want.Sub(p.deadline()) > 2*time.Millisecond {
 		t.Fatalf("restored %+v, want the deadline %v", p, want)
+	}
+}
+
+// The traffic commands reply only once the state file records their
+// change: a SIGKILL right after the reply cannot lose it. The persister
+// here has no background writer, so only the commands' own writes count.
+func TestTrafficCommandsWriteTheStateFileBeforeReplying(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.json")
+	e := New(Options{Plan: &jsconfig.Plan{StatePath: path}})
+	e.persist = newPersister(e, path)
+	t.Cleanup(func() { stopPauseTimer(e) })
+	recorded := func() string {
+		t.Helper()
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return "no file"
+		}
+		var doc struct{ Traffic map[string]any }
+		if err := json.Unmarshal(data, &doc); err != nil {
+			t.Fatalf("state file: %v\n%s", err, data)
+		}
+		if doc.Traffic == nil {
+			return "serving"
+		}
+		return doc.Traffic["state"].(string)
+	}
+	for _, step := range []struct{ request, want string }{
+		{`{"command":"pause","drainTimeoutMs":0}`, "paused"},
+		{`{"command":"maintenance","enabled":true}`, "maintenance"},
+		{`{"command":"maintenance","enabled":false}`, "paused"},
+		{`{"command":"resume"}`, "serving"},
+	} {
+		req, err := control.ParseRequest([]byte(step.request))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.HandleControl(context.Background(), req, nil); err != nil {
+			t.Fatalf("%s: %v", step.request, err)
+		}
+		if got := recorded(); got != step.want {
+			t.Fatalf("after %s the state file records %q, want %q", step.request, got, step.want)
+		}
 	}
 }
