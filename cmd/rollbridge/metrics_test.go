@@ -73,8 +73,11 @@ func TestMetrics(t *testing.T) {
 	dir := t.TempDir()
 	d := &testDaemon{t: t, dir: dir, config: filepath.Join(dir, "rollbridge.js"), sock: filepath.Join(dir, "rb.sock"), pids: map[int]bool{},
 		args: []string{"--metrics-address", addr}}
-	d.writeConfig(`releaseRetention: {keep: 1}, processes: [{id: "worker", command: "exec FIXTURE", restartDelayMs: 20},
-    {id: "web", policy: "proxied", command: "test ! -e {{releasePath}}/broken && exec FIXTURE -listen", port: {from: 20000, to: 20999}, health: {intervalMs: 20, timeoutMs: 500}}]`)
+	// Private ports: the broken release's web never listens, and another
+	// test's web on its port would pass its health check.
+	from, to := privatePorts()
+	d.writeConfig(fmt.Sprintf(`releaseRetention: {keep: 1}, processes: [{id: "worker", command: "exec FIXTURE", restartDelayMs: 20},
+    {id: "web", policy: "proxied", command: "test ! -e {{releasePath}}/broken && exec FIXTURE -listen", port: {from: %d, to: %d}, health: {intervalMs: 20, timeoutMs: 500}}]`, from, to))
 	d.start()
 	t.Cleanup(d.cleanup)
 	if code, _ := d.get("/"); code != 503 {
