@@ -235,6 +235,9 @@ func (e *Engine) takeover() error {
 			proxyLn = nil
 		}
 	}
+	// The owner's pause or maintenance holds here before this daemon
+	// serves a single request, on the adopted listener or a new one.
+	e.restoreTraffic(handedOverTraffic(raw), trafficFromTakeover)
 	if proxyLn != nil {
 		e.serveProxy(proxyLn)
 	} else if err := e.bindProxy(); err != nil {

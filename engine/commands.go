@@ -2,7 +2,9 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"time"
 
 	"github.com/rollbridge/rollbridge/engine/control"
 	"github.com/rollbridge/rollbridge/jsconfig"
@@ -41,6 +43,9 @@ func (e *Engine) HandleControl(ctx context.Context, req *control.Request, conn *
 			return nil, err
 		}
 		dreq := DeployRequest{ReleasePath: path, ReleaseID: id, Revision: revision, RevisionSet: revisionSet}
+		if err := holdFields(req, &dreq); err != nil {
+			return nil, err
+		}
 		return e.locked(conn, req.Command, dreq.namedID(), func() ([]byte, error) {
 			return deployReply(e.deploy(dreq))
 		})
@@ -122,6 +127,38 @@ func (e *Engine) acquireFor(conn *control.Conn, command, releaseID string) error
 		return fmt.Errorf("The %s was not run: its client disconnected while it waited for the previous operation to finish.", command)
 	}
 	return nil
+}
+
+// holdFields reads deploy's optional holdTraffic, beforeSwitch and
+// maxPauseMs (docs/cli.md#control-protocol).
+func holdFields(req *control.Request, d *DeployRequest) error {
+	if raw, present := req.Raw("holdTraffic"); present {
+		switch string(raw) {
+		case "true":
+			d.HoldTraffic = true
+		case "false":
+		default:
+			return errors.New("holdTraffic must be true or false")
+		}
+	}
+	cmd, set, err := req.OptionalString("beforeSwitch")
+	if err != nil {
+		return fmt.Errorf("beforeSwitch: %w", err)
+	}
+	if set {
+		if !d.HoldTraffic {
+			return errors.New("beforeSwitch requires holdTraffic: the command runs while traffic is held")
+		}
+		if err := CheckBeforeSwitch(cmd); err != nil {
+			return err
+		}
+		d.BeforeSwitch = cmd
+	}
+	if _, present := req.Raw("maxPauseMs"); present && !d.HoldTraffic {
+		return errors.New("maxPauseMs requires holdTraffic: it bounds the hold")
+	}
+	d.MaxPause, err = millisField(req, "maxPauseMs", DefaultMaxPause, time.Millisecond, MaxPauseLimit)
+	return err
 }
 
 func deployReply(r DeployResult, err error) ([]byte, error) {

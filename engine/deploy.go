@@ -20,6 +20,12 @@ type DeployRequest struct {
 	ReleaseID   string // "" lets the daemon choose
 	Revision    string
 	RevisionSet bool // a revision was supplied, even ""
+	// HoldTraffic holds new requests between the health check and the
+	// switch (deploy --hold-traffic), for at most MaxPause, while the
+	// requests in flight finish and BeforeSwitch ("" for none) runs.
+	HoldTraffic  bool
+	BeforeSwitch string
+	MaxPause     time.Duration
 	// deferSingletons leaves the singletons to the caller: a takeover
 	// candidate starts them once the owner's have stopped.
 	deferSingletons bool
@@ -103,8 +109,20 @@ func (e *Engine) deploy(req DeployRequest) (res DeployResult, err error) {
 	if err := e.startReleaseProcesses(next, r); err != nil {
 		return DeployResult{}, e.failDeploy(r, unrecordedDeploy(err), true, services)
 	}
+	// 8½: deploy --hold-traffic: hold, wait for the requests in flight,
+	// run the --before-switch command. A failure lifts the hold with the
+	// previous release still active.
+	lift := func() {}
+	if req.HoldTraffic {
+		if lift, err = e.holdBeforeSwitch(next, r, req); err != nil {
+			return DeployResult{}, e.failDeploy(r, err, false, services)
+		}
+		// Whatever happens from here, the hold ends with this deploy.
+		defer lift()
+	}
 	// 9: activate.
 	prev, err := e.activate(next, r)
+	lift() // held requests go to the new release (the old one if activate failed)
 	if err != nil {
 		return DeployResult{}, e.failDeploy(r, err, true, services)
 	}
@@ -496,6 +514,15 @@ func (e *Engine) checkSingletonTemplates(plan *jsconfig.Plan, r *Release) error 
 
 // renderSpec renders def for release r into a process definition.
 func (e *Engine) renderSpec(plan *jsconfig.Plan, r *Release, def *jsconfig.Process, replica int, id string, gate func() bool) (runtime.Spec, error) {
+	rendered, err := RenderProcess(def, e.templateContext(plan, r, def, replica), os.Environ())
+	if err != nil {
+		return runtime.Spec{}, err
+	}
+	return processSpec(def, id, rendered, gate), nil
+}
+
+// templateContext is what def's templates see in release r.
+func (e *Engine) templateContext(plan *jsconfig.Plan, r *Release, def *jsconfig.Process, replica int) *TemplateContext {
 	e.mu.Lock()
 	ports := append([]PortAssignment(nil), r.ports...)
 	e.mu.Unlock()
@@ -508,11 +535,7 @@ func (e *Engine) renderSpec(plan *jsconfig.Plan, r *Release, def *jsconfig.Proce
 		port := portOf(ports, def.ID)
 		c.Port = &port
 	}
-	rendered, err := RenderProcess(def, c, os.Environ())
-	if err != nil {
-		return runtime.Spec{}, err
-	}
-	return processSpec(def, id, rendered, gate), nil
+	return c
 }
 
 // processSpec turns a config process and its rendering into a runtime spec.

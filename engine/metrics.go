@@ -174,6 +174,26 @@ func (m *metrics) exposition() []byte {
 			sample(&b, "rollbridge_proxy_open_connections", []string{"release", "kind"}, []string{v.id, "websocket"}, float64(v.ws))
 		}
 	}
+	// The traffic gate (docs/migrations.md).
+	e.mu.Lock()
+	paused := e.traffic.pause != nil || e.traffic.deployHold != ""
+	maintenance := e.traffic.maintenance != nil
+	e.mu.Unlock()
+	heldNow, _ := e.proxy.Held()
+	gc := e.proxy.Counters()
+	family(&b, "rollbridge_traffic_paused", "gauge", "1 while an operator's pause (expired or not) or a deploy's hold is on, else 0.")
+	sample(&b, "rollbridge_traffic_paused", nil, nil, boolValue(paused))
+	family(&b, "rollbridge_traffic_maintenance", "gauge", "1 while maintenance mode is on, else 0.")
+	sample(&b, "rollbridge_traffic_maintenance", nil, nil, boolValue(maintenance))
+	family(&b, "rollbridge_held_requests", "gauge", "Requests the proxy holds now (a pause or a deploy's hold).")
+	sample(&b, "rollbridge_held_requests", nil, nil, float64(heldNow))
+	family(&b, "rollbridge_held_requests_total", "counter", "Requests the proxy held since the daemon started.")
+	sample(&b, "rollbridge_held_requests_total", nil, nil, float64(gc.Held))
+	family(&b, "rollbridge_gate_refused_total", "counter", "503s the traffic gate answered, by reason: limit (the hold was full), expired (a pause past its --max-pause) or maintenance.")
+	for _, reason := range [...]string{"limit", "expired", "maintenance"} {
+		sample(&b, "rollbridge_gate_refused_total", []string{"reason"}, []string{reason}, float64(gc.Refused[reason]))
+	}
+
 	family(&b, "rollbridge_release_state", "gauge", "1 for the state each retained release is in: active, draining or stopped.")
 	for _, v := range rels {
 		sample(&b, "rollbridge_release_state", []string{"release", "state"}, []string{v.id, v.state}, 1)
@@ -381,4 +401,12 @@ func (h *histogramVec) write(b *bytes.Buffer, name string) {
 		sample(b, name+"_sum", h.labels, values, math.Float64frombits(hist.sum.Load()))
 		sample(b, name+"_count", h.labels, values, float64(cumulative))
 	}
+}
+
+// boolValue is a 0/1 gauge's value.
+func boolValue(on bool) float64 {
+	if on {
+		return 1
+	}
+	return 0
 }

@@ -26,6 +26,10 @@ type Recovery struct {
 	Unconfirmed []Orphan
 	Survivors   []Orphan
 	Cleared     bool // the state file (and the siblings read) were removed
+	// KeptTraffic is the state ("paused", "pause-expired", "maintenance")
+	// of the pause or maintenance the cleared state file recorded and
+	// still records for the next daemon, or "".
+	KeptTraffic string
 }
 
 // ErrNoStatePath is recover's answer when persistence is off.
@@ -98,7 +102,19 @@ func Recover(plan *jsconfig.Plan, force bool) (*Recovery, error) {
 		}
 	}
 	if len(rec.Survivors) == 0 && len(rec.Unconfirmed) == 0 {
+		// An operator's pause or maintenance is no leftover of the crash:
+		// the file keeps it (and nothing else) for the next daemon.
+		kept, state := trafficOnlyState(plan.StatePath)
 		for _, path := range append(files, plan.StatePath) {
+			if path == plan.StatePath && kept != nil {
+				if rec.KeptTraffic == "" { // the list names it twice
+					if err := replaceFile(path, kept); err != nil {
+						return rec, err
+					}
+					rec.KeptTraffic = state
+				}
+				continue
+			}
 			if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 				return rec, jsconfig.NodeError(err, "unlink", path)
 			}

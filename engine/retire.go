@@ -4,12 +4,14 @@ import (
 	"errors"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/rollbridge/rollbridge/engine/control"
 	"github.com/rollbridge/rollbridge/jsconfig"
+	"github.com/rollbridge/rollbridge/proxy"
 )
 
 // CanonicalAttestation reports whether s is sha256: followed by 64
@@ -91,6 +93,13 @@ func (e *Engine) runRetire(conn *control.Conn, attestation string, handoff bool)
 	}
 	e.server.Close(conn)
 	procs := e.ownedProcesses()
+	// No command changes the traffic state any more: the successor gets
+	// the operator's pause and maintenance as they are now (never a
+	// deploy's hold: that deploy is aborted).
+	var traffic jsconfig.Object
+	if handoff {
+		traffic = e.trafficObject(true)
+	}
 
 	if handoff {
 		// Singletons first, so the candidate's start after them.
@@ -106,16 +115,29 @@ func (e *Engine) runRetire(conn *control.Conn, attestation string, handoff bool)
 		conn.AfterReply(func() {
 			go func() {
 				// New connections queue for the successor from here on.
+				grace := e.currentPlan().Proxy.DrainTimeoutMs.Duration()
 				if proxyLn != nil {
+					// Held requests go on through the port, which only the
+					// successor serves now: it holds them too (it applied
+					// the pause before it served), or serves them when only
+					// a deploy held them here.
+					addr := proxyLn.Addr()
 					proxyLn.Close()
+					if wait := e.passHeldOn(addr); wait > grace {
+						grace = wait
+					}
 				}
-				_ = e.proxy.Drain(e.currentPlan().Proxy.DrainTimeoutMs.Duration())
+				_ = e.proxy.Drain(grace)
 				stopAll(procs)
 				e.finishRetired()
 				close(e.retirement.done)
 			}()
 		})
-		return jsconfig.Object{{Key: "message", Value: "owner retired"}, {Key: "handoff", Value: true}}.MarshalJSON()
+		reply := jsconfig.Object{{Key: "message", Value: "owner retired"}, {Key: "handoff", Value: true}}
+		if traffic != nil {
+			reply = append(reply, jsconfig.Field{Key: "traffic", Value: traffic})
+		}
+		return reply.MarshalJSON()
 	}
 
 	// The reference's order: quiesce, free the socket path and the port,
@@ -217,4 +239,51 @@ func checkAttestation(req *control.Request) (string, error) {
 		return "", errors.New("Owner retirement attestation must use the canonical sha256:<64 lowercase hex> format")
 	}
 	return att, nil
+}
+
+// relayGrace is how long past a pause's deadline a retired owner keeps the
+// requests it passed on open: once the pause expires, the successor
+// answers them at once.
+const relayGrace = 5 * time.Second
+
+// passHeldOn is a retired owner's last word on its held requests: when
+// its gate holds (a pause or a deploy's hold, no maintenance), the proxy
+// forwards from now on to addr, its own former listening address, which
+// the successor serves, and the held requests go there in arrival order.
+// It returns how long those requests may stay open (until the pause's
+// deadline at the successor, plus relayGrace; 0 when nothing was passed
+// on). An expired pause and maintenance answer the same here as at the
+// successor, so they stay as they are.
+func (e *Engine) passHeldOn(addr net.Addr) (wait time.Duration) {
+	a, ok := addr.(*net.TCPAddr)
+	if !ok {
+		return 0
+	}
+	host := a.IP
+	if host.IsUnspecified() {
+		// Listening on every address: the successor answers on loopback.
+		host = net.IPv4(127, 0, 0, 1)
+		if a.IP.To4() == nil {
+			host = net.IPv6loopback
+		}
+	}
+	e.mu.Lock()
+	t := &e.traffic
+	expired := t.pause != nil && t.pause.expired
+	if t.maintenance != nil || expired || (t.pause == nil && t.deployHold == "") {
+		e.mu.Unlock()
+		return 0
+	}
+	if p := t.pause; p != nil {
+		if p.timer != nil {
+			p.timer.Stop()
+		}
+		wait = time.Until(p.deadline()) + relayGrace
+	}
+	t.pause, t.deployHold = nil, ""
+	e.proxy.SetActive(proxy.NewRelayTarget(host.String(), a.Port, e.proxy))
+	released := e.applyGateLocked()
+	e.mu.Unlock()
+	e.events.log("held requests passed on", jsconfig.Field{Key: "address", Value: net.JoinHostPort(host.String(), strconv.Itoa(a.Port))}, jsconfig.Field{Key: "requests", Value: released})
+	return wait
 }

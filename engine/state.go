@@ -188,11 +188,14 @@ func (p *persister) writeTo(path string) error {
 	return nil
 }
 
-// replace writes data to a new temporary file (mode 0600, an
+// replace writes data to path with replaceFile.
+func (p *persister) replace(path string, data []byte) error { return replaceFile(path, data) }
+
+// replaceFile writes data to a new temporary file (mode 0600, an
 // unpredictable name) next to path, syncs it and renames it over path,
 // so a crash leaves either the old or the new complete file, and no other
 // user can read it or prepare its name.
-func (p *persister) replace(path string, data []byte) error {
+func replaceFile(path string, data []byte) error {
 	dir, base := filepath.Split(path)
 	if dir == "" {
 		dir = "."
@@ -249,8 +252,9 @@ func (p *persister) useMain() {
 }
 
 // finish runs at the end of a clean shutdown (and when a retired owner
-// is done): orphans inherited from an earlier daemon that still live are
-// kept in the file, otherwise the file goes. Nothing is written after it.
+// is done): orphans inherited from an earlier daemon that still live, and
+// in the main file a pause or maintenance, are kept in the file; otherwise
+// the file goes. Nothing is written after it.
 func (p *persister) finish() (err error) {
 	p.stopTimer()
 	p.exclusive(func() {
@@ -265,7 +269,14 @@ func (p *persister) finish() (err error) {
 
 func (p *persister) finishLocked() error {
 	live := LiveOrphans(p.e.orphanList())
-	if len(live) == 0 {
+	// A pause or maintenance outlives a planned restart: the main file
+	// keeps it for the next daemon (a sibling never does, see
+	// loadOrphans).
+	var traffic jsconfig.Object
+	if p.path == p.main {
+		traffic = p.e.trafficObject(true)
+	}
+	if len(live) == 0 && traffic == nil {
 		err := os.Remove(p.path)
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return jsconfig.NodeError(err, "unlink", p.path)
@@ -283,6 +294,9 @@ func (p *persister) finishLocked() error {
 		{Key: "releases", Value: []any{}},
 		{Key: "services", Value: []any{}},
 		{Key: "singletons", Value: []any{}},
+	}
+	if traffic != nil {
+		doc = append(doc, jsconfig.Field{Key: "traffic", Value: traffic})
 	}
 	raw, err := doc.MarshalJSON()
 	if err != nil {
@@ -550,6 +564,11 @@ func (e *Engine) loadOrphans(path string) {
 			list = append(list, f.entries...)
 			if f.sibling {
 				adopted = append(adopted, f.path)
+			} else {
+				// Only the main file says how traffic was left: a sibling
+				// is a retired owner's or a candidate's, whose successor
+				// (or owner) may have resumed since.
+				e.restoreTraffic(f.traffic, trafficFromStateFile)
 			}
 		}
 	}

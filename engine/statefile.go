@@ -233,6 +233,10 @@ type stateDoc struct {
 	// (0 when it did not say, as the Node.js rollbridge never does).
 	writerPid   int
 	writerStart uint64
+	// traffic is the file's "traffic" member as decoded (nil when absent
+	// or null: requests flowed normally, or the Node.js rollbridge wrote
+	// it); restoreTraffic reads it.
+	traffic any
 }
 
 // readStateDoc reads and parses one state file. A missing file is no
@@ -263,6 +267,7 @@ func readStateDoc(path string) (*stateDoc, error) {
 		out.entries = list
 	}
 	if root, ok := doc.(map[string]any); ok {
+		out.traffic = root["traffic"]
 		if w, ok := root["writer"].(map[string]any); ok {
 			out.writerPid, _ = pidOf(w["pid"])
 			if t, ok := w["startTime"].(float64); ok && t > 0 && t == math.Trunc(t) {
@@ -334,6 +339,7 @@ type stateFile struct {
 	path    string
 	sibling bool
 	entries []Orphan
+	traffic any   // the "traffic" member, see stateDoc
 	err     error // *ErrStateUnreadable or *UntrustedStateError
 }
 
@@ -358,6 +364,7 @@ func readStatePaths(paths []string, statePath string) []stateFile {
 				continue
 			}
 			f.entries = doc.entries
+			f.traffic = doc.traffic
 		}
 		out = append(out, f)
 	}

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -74,7 +75,6 @@ func (e *Engine) applyGateLocked() (released int) {
 // already on keeps its start and gets the new limit from now.
 func (e *Engine) pauseTraffic(max time.Duration) {
 	e.mu.Lock()
-	defer e.mu.Unlock()
 	now := time.Now()
 	if p := e.traffic.pause; p != nil && p.timer != nil {
 		p.timer.Stop()
@@ -86,6 +86,7 @@ func (e *Engine) pauseTraffic(max time.Duration) {
 	}
 	e.armPauseLocked(p)
 	e.applyGateLocked()
+	e.mu.Unlock()
 	e.persist.request()
 	e.events.log("traffic paused", jsconfig.Field{Key: "by", Value: "operator"}, jsconfig.Field{Key: "maxPauseMs", Value: max.Milliseconds()})
 }
@@ -120,16 +121,33 @@ func (e *Engine) expirePause(p *operatorPause) {
 type HoldByDeployError struct {
 	ReleaseID string
 	Until     time.Time
+	// EndedPause is set when resume did end an operator pause: only the
+	// deploy's hold is left.
+	EndedPause bool
 }
 
 func (e *HoldByDeployError) Error() string {
-	return fmt.Sprintf("Traffic is held by the deploy of release %s for its --before-switch command; it resumes on its own when the command ends (by %s at the latest).", e.ReleaseID, e.Until.UTC().Format(time.RFC3339))
+	prefix := ""
+	if e.EndedPause {
+		prefix = "The pause ended, but t"
+	} else {
+		prefix = "T"
+	}
+	return fmt.Sprintf("%sraffic is held by the deploy of release %s (deploy --hold-traffic); it goes on by itself when that deploy switches or is called off, by %s at the latest.", prefix, e.ReleaseID, e.Until.UTC().Format(time.RFC3339))
+}
+
+// resumeOutcome is what resumeTraffic did.
+type resumeOutcome struct {
+	released  int           // held requests let through
+	wasPaused bool          // an operator pause was on
+	pausedFor time.Duration // how long it was on
+	activeID  string        // the release they went to; "" for none
 }
 
 // resumeTraffic ends the operator pause. held requests go to the active
 // release unless a deploy still holds traffic (a *HoldByDeployError) or
 // maintenance is on. wasPaused is false when no operator pause was on.
-func (e *Engine) resumeTraffic() (released int, wasPaused bool, pausedFor time.Duration, err error) {
+func (e *Engine) resumeTraffic() (out resumeOutcome, err error) {
 	e.mu.Lock()
 	p := e.traffic.pause
 	if p != nil {
@@ -137,19 +155,24 @@ func (e *Engine) resumeTraffic() (released int, wasPaused bool, pausedFor time.D
 			p.timer.Stop()
 		}
 		e.traffic.pause = nil
-		pausedFor = time.Since(p.since)
+		out.pausedFor = time.Since(p.since)
 	}
-	released = e.applyGateLocked()
-	hold, until := e.traffic.deployHold, e.traffic.holdSince.Add(e.traffic.holdMax)
+	out.wasPaused = p != nil
+	out.released = e.applyGateLocked()
+	if e.active != nil {
+		out.activeID = e.active.ID
+	}
+	// The latest a hold can last: --max-pause, then the command's stop.
+	hold, until := e.traffic.deployHold, e.traffic.holdSince.Add(e.traffic.holdMax+beforeSwitchKillAfter+beforeSwitchReadGrace)
 	e.mu.Unlock()
 	if p != nil {
 		e.persist.request()
-		e.events.log("traffic resumed", jsconfig.Field{Key: "by", Value: "operator"}, jsconfig.Field{Key: "releasedRequests", Value: released}, jsconfig.Field{Key: "pausedMs", Value: pausedFor.Milliseconds()})
+		e.events.log("traffic resumed", jsconfig.Field{Key: "by", Value: "operator"}, jsconfig.Field{Key: "releasedRequests", Value: out.released}, jsconfig.Field{Key: "pausedMs", Value: out.pausedFor.Milliseconds()})
 	}
 	if hold != "" {
-		return released, p != nil, pausedFor, &HoldByDeployError{ReleaseID: hold, Until: until}
+		return out, &HoldByDeployError{ReleaseID: hold, Until: until, EndedPause: p != nil}
 	}
-	return released, p != nil, pausedFor, nil
+	return out, nil
 }
 
 // holdForDeploy holds new requests for a deploy of releaseID that may take
@@ -175,8 +198,9 @@ func (e *Engine) holdForDeploy(releaseID string, max time.Duration) (lift func()
 	}
 }
 
-// setMaintenance turns maintenance mode on (m) or off (nil).
-func (e *Engine) setMaintenance(m *maintenanceState) {
+// setMaintenance turns maintenance mode on (m) or off (nil). wasOn tells
+// whether it was on before.
+func (e *Engine) setMaintenance(m *maintenanceState) (wasOn bool) {
 	e.mu.Lock()
 	was := e.traffic.maintenance
 	e.traffic.maintenance = m
@@ -188,6 +212,7 @@ func (e *Engine) setMaintenance(m *maintenanceState) {
 	} else if was != nil {
 		e.events.log("maintenance disabled")
 	}
+	return was != nil
 }
 
 // Bounds of the traffic commands' values (docs/cli.md#pause).
@@ -249,10 +274,10 @@ func (e *Engine) trafficObject(forState bool) jsconfig.Object {
 			{Key: "retryAfterSeconds", Value: int64(m.retryAfter / time.Second)},
 		}
 	}
-	o := jsconfig.Object{{Key: "deployHold", Value: hold}}
-	if !forState {
+	var o jsconfig.Object
+	if !forState { // a hold and held requests die with this daemon
 		requests, bytes := e.proxy.Held()
-		o = append(o, jsconfig.Field{Key: "heldBytes", Value: bytes}, jsconfig.Field{Key: "heldRequests", Value: requests})
+		o = jsconfig.Object{{Key: "deployHold", Value: hold}, {Key: "heldBytes", Value: bytes}, {Key: "heldRequests", Value: requests}}
 	}
 	return append(o,
 		jsconfig.Field{Key: "maintenance", Value: maintenance},
@@ -295,6 +320,10 @@ func millisField(req *control.Request, name string, def, lo, hi time.Duration) (
 
 // handlePause is the pause command: hold new requests, then wait (no lock
 // held) for the requests in flight, up to drainTimeoutMs.
+//
+// The traffic commands write the state file before they reply (a failed
+// write is logged by the persister): a daemon killed just after telling
+// a client "paused" must come back paused.
 func (e *Engine) handlePause(req *control.Request) ([]byte, error) {
 	max, err := millisField(req, "maxPauseMs", DefaultMaxPause, time.Millisecond, MaxPauseLimit)
 	if err != nil {
@@ -308,6 +337,7 @@ func (e *Engine) handlePause(req *control.Request) ([]byte, error) {
 		return nil, ErrShuttingDown
 	}
 	e.pauseTraffic(max)
+	e.persist.sync()
 	began := time.Now()
 	ctx, cancel := context.WithTimeout(e.ctx, drain)
 	open, _ := e.proxy.WaitInFlight(ctx)
@@ -317,12 +347,25 @@ func (e *Engine) handlePause(req *control.Request) ([]byte, error) {
 }
 
 // handleResume is the resume command.
+// The reply names the release the held requests went to (null for none)
+// and how long the pause lasted (0 when none was on), so the CLI can say
+// what happened without a second request that could see a later state.
 func (e *Engine) handleResume() ([]byte, error) {
-	released, wasPaused, _, err := e.resumeTraffic()
+	out, err := e.resumeTraffic()
+	e.persist.sync() // also when a deploy's hold remains: the pause ended
 	if err != nil {
 		return nil, err
 	}
-	return e.trafficReply(jsconfig.Field{Key: "released", Value: released}, jsconfig.Field{Key: "wasPaused", Value: wasPaused})
+	var active any
+	if out.activeID != "" {
+		active = out.activeID
+	}
+	return e.trafficReply(
+		jsconfig.Field{Key: "activeReleaseId", Value: active},
+		jsconfig.Field{Key: "pausedMs", Value: out.pausedFor.Milliseconds()},
+		jsconfig.Field{Key: "released", Value: out.released},
+		jsconfig.Field{Key: "wasPaused", Value: out.wasPaused},
+	)
 }
 
 // handleMaintenance is the maintenance command.
@@ -330,8 +373,9 @@ func (e *Engine) handleMaintenance(req *control.Request) ([]byte, error) {
 	raw, _ := req.Raw("enabled")
 	switch string(raw) {
 	case "false":
-		e.setMaintenance(nil)
-		return e.trafficReply()
+		was := e.setMaintenance(nil)
+		e.persist.sync()
+		return e.trafficReply(jsconfig.Field{Key: "wasEnabled", Value: was})
 	case "true":
 	default:
 		return nil, errors.New("enabled must be true or false")
@@ -351,8 +395,13 @@ func (e *Engine) handleMaintenance(req *control.Request) ([]byte, error) {
 		}
 		retry = time.Duration(v) * time.Second
 	}
-	e.setMaintenance(&maintenanceState{since: time.Now(), message: msg, retryAfter: retry})
-	return e.trafficReply()
+	if msg == "" {
+		// Status and the events show what clients read.
+		msg = proxy.DefaultMaintenanceMessage
+	}
+	was := e.setMaintenance(&maintenanceState{since: time.Now(), message: msg, retryAfter: retry})
+	e.persist.sync()
+	return e.trafficReply(jsconfig.Field{Key: "wasEnabled", Value: was})
 }
 
 // CheckMaintenanceMessage refuses a message the maintenance page cannot
@@ -371,4 +420,209 @@ func CheckMaintenanceMessage(msg string) error {
 		}
 	}
 	return nil
+}
+
+// Where a restored traffic state came from, as the "traffic state
+// restored" and "traffic state ignored" events name it.
+const (
+	trafficFromStateFile = "stateFile"
+	trafficFromTakeover  = "takeover"
+)
+
+// savedTraffic is an operator pause and maintenance as a state file's or a
+// handoff's "traffic" member records them (trafficObject(true)).
+type savedTraffic struct {
+	pause       *operatorPause
+	maintenance *maintenanceState
+}
+
+// maxSavedPause bounds the maxPauseMs read back: a year, far beyond any
+// pause renewed within MaxPauseLimit each time, and exact as a JSON number.
+const maxSavedPause = 365 * 24 * time.Hour
+
+// parseSavedTraffic reads a "traffic" member decoded from JSON. nil (no
+// member, or null) restores nothing. Anything else that is not exactly
+// the shape this version writes is an error: the file may come from
+// another version, and a half-understood pause must not hold traffic. A
+// pause whose deadline passed by now comes back expired; one recorded as
+// starting in the future (a clock that went back) counts from now, and
+// none ends later than MaxPauseLimit from now, so no pause outlasts the
+// limit of `rollbridge pause` because it was read back.
+func parseSavedTraffic(v any, now time.Time) (*savedTraffic, error) {
+	if v == nil {
+		return nil, nil
+	}
+	root, ok := v.(map[string]any)
+	if !ok {
+		return nil, errors.New("traffic is not an object")
+	}
+	var s savedTraffic
+	if raw := root["paused"]; raw != nil {
+		m, ok := raw.(map[string]any)
+		if !ok {
+			return nil, errors.New("traffic.paused is not an object")
+		}
+		since, err := savedTime(m, "pausedAt")
+		if err != nil {
+			return nil, fmt.Errorf("traffic.paused.%w", err)
+		}
+		// A pause renewed while on keeps its start, so its limit counts
+		// from then and may exceed MaxPauseLimit; the deadline is what is
+		// bounded, below.
+		ms, ok := savedWhole(m["maxPauseMs"], 1, maxSavedPause.Milliseconds())
+		if !ok {
+			return nil, fmt.Errorf("traffic.paused.maxPauseMs is not a whole number from 1 to %d", maxSavedPause.Milliseconds())
+		}
+		expired, ok := m["expired"].(bool)
+		if !ok {
+			return nil, errors.New("traffic.paused.expired is not true or false")
+		}
+		if since.After(now) {
+			since = now
+		}
+		p := &operatorPause{since: since, max: time.Duration(ms) * time.Millisecond, expired: expired}
+		if latest := now.Add(MaxPauseLimit); p.deadline().After(latest) {
+			p.max = latest.Sub(since)
+		}
+		if !p.deadline().After(now) {
+			p.expired = true
+		}
+		s.pause = p
+	}
+	if raw := root["maintenance"]; raw != nil {
+		m, ok := raw.(map[string]any)
+		if !ok {
+			return nil, errors.New("traffic.maintenance is not an object")
+		}
+		since, err := savedTime(m, "enabledAt")
+		if err != nil {
+			return nil, fmt.Errorf("traffic.maintenance.%w", err)
+		}
+		msg, ok := m["message"].(string)
+		if !ok {
+			return nil, errors.New("traffic.maintenance.message is not a string")
+		}
+		if err := CheckMaintenanceMessage(msg); err != nil {
+			return nil, fmt.Errorf("traffic.maintenance.message: %w", err)
+		}
+		secs, ok := savedWhole(m["retryAfterSeconds"], 1, int64(MaxRetryAfter/time.Second))
+		if !ok {
+			return nil, fmt.Errorf("traffic.maintenance.retryAfterSeconds is not a whole number from 1 to %d", int64(MaxRetryAfter/time.Second))
+		}
+		s.maintenance = &maintenanceState{since: since, message: msg, retryAfter: time.Duration(secs) * time.Second}
+	}
+	if s.pause == nil && s.maintenance == nil {
+		return nil, nil
+	}
+	return &s, nil
+}
+
+// savedTime reads a timestamp member as runtime.ISOTime writes it.
+func savedTime(m map[string]any, key string) (time.Time, error) {
+	s, ok := m[key].(string)
+	if !ok {
+		return time.Time{}, fmt.Errorf("%s is not a string", key)
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%s is not a timestamp: %q", key, s)
+	}
+	return t, nil
+}
+
+// savedWhole reads a JSON number that is a whole number in [lo, hi].
+func savedWhole(v any, lo, hi int64) (int64, bool) {
+	f, ok := v.(float64)
+	if !ok || f != float64(int64(f)) || f < float64(lo) || f > float64(hi) {
+		return 0, false
+	}
+	return int64(f), true
+}
+
+// restoreTraffic applies a "traffic" member read back from the state
+// file at start-up or from the retiring owner's handoff, before the proxy
+// serves: the pause (with its original deadline, or expired) and
+// maintenance replace whatever this daemon has. A member that cannot be
+// read is ignored with an event: it must never stop the daemon from
+// starting.
+func (e *Engine) restoreTraffic(v any, source string) {
+	s, err := parseSavedTraffic(v, time.Now())
+	if err != nil {
+		e.events.log("traffic state ignored", jsconfig.Field{Key: "error", Value: err.Error()}, jsconfig.Field{Key: "source", Value: source})
+		return
+	}
+	if s == nil {
+		return
+	}
+	e.mu.Lock()
+	if old := e.traffic.pause; old != nil && old.timer != nil {
+		old.timer.Stop()
+	}
+	e.traffic.pause = nil
+	if s.pause != nil {
+		e.armPauseLocked(s.pause)
+	}
+	e.traffic.maintenance = s.maintenance
+	e.applyGateLocked()
+	e.mu.Unlock()
+	e.persist.request()
+	state := "paused"
+	switch {
+	case s.maintenance != nil:
+		state = "maintenance"
+	case s.pause.expired:
+		state = "pause-expired"
+	}
+	fields := []jsconfig.Field{{Key: "source", Value: source}, {Key: "state", Value: state}}
+	if s.pause != nil {
+		fields = append(fields, jsconfig.Field{Key: "pauseExpiresAt", Value: runtime.ISOTime(s.pause.deadline())})
+	}
+	e.events.log("traffic state restored", fields...)
+}
+
+// handedOverTraffic is the "traffic" member of a retire-owner reply, nil
+// when it has none (a Node.js owner, or one that served normally).
+func handedOverTraffic(raw []byte) any {
+	var reply struct {
+		Traffic any `json:"traffic"`
+	}
+	if json.Unmarshal(raw, &reply) != nil {
+		return nil
+	}
+	return reply.Traffic
+}
+
+// trafficOnlyState is what recover leaves of the state file at path when
+// it records a pause or maintenance this version can restore: a file of
+// no processes with that "traffic" member as it was, and its state. It
+// returns nil when there is nothing to keep (no such member, or one the
+// next daemon would ignore anyway).
+func trafficOnlyState(path string) (doc []byte, state string) {
+	d, err := readStateDoc(path)
+	if err != nil || d == nil {
+		return nil, ""
+	}
+	s, err := parseSavedTraffic(d.traffic, time.Now())
+	if err != nil || s == nil {
+		return nil, ""
+	}
+	state = "paused"
+	switch {
+	case s.maintenance != nil:
+		state = "maintenance"
+	case s.pause.expired:
+		state = "pause-expired"
+	}
+	raw, err := jsconfig.Object{
+		{Key: "activeReleaseId", Value: nil},
+		{Key: "orphans", Value: []any{}},
+		{Key: "releases", Value: []any{}},
+		{Key: "services", Value: []any{}},
+		{Key: "singletons", Value: []any{}},
+		{Key: "traffic", Value: d.traffic},
+	}.MarshalJSON()
+	if err != nil {
+		return nil, ""
+	}
+	return indentJSON(raw), state
 }

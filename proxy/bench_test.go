@@ -7,7 +7,9 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"runtime"
 	"strconv"
+	"sync"
 	"testing"
 )
 
@@ -117,5 +119,36 @@ func BenchmarkOverTCP(b *testing.B) {
 				}
 			})
 		})
+	}
+}
+
+// BenchmarkHeldThenReleased measures a request that is held and then
+// released, in batches of 100: the hold queue, the verdict and the
+// hand-off in arrival order, on top of BenchmarkServeHTTP's path.
+func BenchmarkHeldThenReleased(b *testing.B) {
+	host, port := cannedUpstream(b)
+	p := New(Options{})
+	p.SetActive(NewTarget("v1", host, port, p))
+	req, _ := http.NewRequest("GET", "http://shop.example.com/products?page=2", nil)
+	req.RemoteAddr = "127.0.0.1:40000"
+	req.Header.Set("User-Agent", "bench")
+	const batch = 100
+	b.ReportAllocs()
+	for i := 0; i < b.N; i += batch {
+		n := min(batch, b.N-i)
+		p.Hold()
+		var wg sync.WaitGroup
+		for range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				p.ServeHTTP(&nullWriter{h: http.Header{}}, req)
+			}()
+		}
+		for held, _ := p.Held(); held < n; held, _ = p.Held() {
+			runtime.Gosched()
+		}
+		p.Release()
+		wg.Wait()
 	}
 }

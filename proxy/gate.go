@@ -13,8 +13,9 @@ import (
 )
 
 // Bounds on held requests (docs/migrations.md#limits): beyond either, a new
-// request is answered 503 at once instead of being held. Bodies are not
-// counted: a held request's body stays unread in its socket.
+// request is answered 503 at once instead of being held. MaxHeldBytes
+// counts request lines and header fields (see headerBytes). Bodies are
+// not counted: a held request's body stays unread in its socket.
 const (
 	MaxHeldRequests = 10000
 	MaxHeldBytes    = 64 << 20
@@ -57,7 +58,20 @@ const DefaultMaintenanceMessage = "The site is down for maintenance. Please try 
 type waiter struct {
 	verdict chan *gate
 	bytes   int64
-	elem    *list.Element
+	elem    *list.Element // nil once the request left the queue
+	upgrade bool          // not counted in flight
+	// next is the request released after this one: it is woken once this
+	// one has chosen its target, so released requests go on in arrival
+	// order.
+	next *waiter
+}
+
+// passOn wakes the request released after w.
+func (w *waiter) passOn() {
+	if w.next != nil {
+		w.next.verdict <- nil
+		w.next = nil
+	}
 }
 
 // holdQueue is the held requests in arrival order.
@@ -83,7 +97,9 @@ func (p *Proxy) Hold() { p.setGate(&gate{mode: gateHold}) }
 
 // Release lets held requests go on, in arrival order, to the target
 // active at that moment, and later requests flow as usual. It returns
-// how many held requests it let through.
+// how many held requests it let through. They count in flight from
+// here on, and a gate change right after (Hold, Refuse, maintenance)
+// does not take them back.
 func (p *Proxy) Release() (released int) {
 	return p.setGate(nil)
 }
@@ -154,97 +170,200 @@ func (p *Proxy) WaitInFlight(ctx context.Context) (open int64, err error) {
 
 // setGate installs g and gives every held request its verdict when g no
 // longer holds. It returns how many held requests got one.
+//
+// Released requests are counted in flight here, under heldMu and before
+// the gate opens: a release is a decision, so a Hold that follows at once
+// does not hold them again (they were released), and WaitInFlight after
+// that Hold waits for them like for any request already forwarded. Only
+// the first is woken; each wakes the next once it has chosen its target
+// (passOn), so they reach the target in arrival order.
 func (p *Proxy) setGate(g *gate) int {
 	p.heldMu.Lock()
 	defer p.heldMu.Unlock()
-	p.gate.Store(g)
 	if g != nil && g.mode == gateHold {
+		p.gate.Store(g)
 		return 0
 	}
-	n := 0
+	n := p.held.list.Len()
+	var first, prev *waiter
 	for e := p.held.list.Front(); e != nil; e = p.held.list.Front() {
 		w := p.held.list.Remove(e).(*waiter)
 		w.elem = nil
-		p.held.bytes -= w.bytes
-		w.verdict <- g
-		n++
+		if g != nil {
+			p.answering.Add(1)
+			w.verdict <- g
+			continue
+		}
+		if !w.upgrade {
+			p.inFlight.Add(1)
+		}
+		if prev == nil {
+			first = w
+		} else {
+			prev.next = w
+		}
+		prev = w
 	}
-	if g == nil {
+	p.held.bytes = 0
+	p.gate.Store(g)
+	if first != nil {
 		p.releasedTotal.Add(int64(n))
+		first.verdict <- nil
 	}
 	return n
 }
 
-// admit passes the request through the gate. It returns true when the
-// request may be forwarded, with the request counted in flight when it
-// is not an upgrade; false when the gate answered it or its client left.
-func (p *Proxy) admit(w http.ResponseWriter, r *http.Request, upgrade bool) bool {
+// Outcomes of a request's stay in the hold queue.
+type holdOutcome int
+
+const (
+	holdReleased holdOutcome = iota // go on to the target, counted in flight
+	holdAnswer                      // answer with the verdict's gate
+	holdDone                        // answered already (the hold was full), or the client left
+	holdRetry                       // the gate changed before the request was queued
+)
+
+// admit is the request path while a gate is set (g, as read after the
+// request was counted in flight). A request that is not an upgrade comes
+// in counted; when admit returns ok it is still (or again) counted and
+// may be forwarded, and released is the waiter to passOn once its target
+// is chosen (nil when it was never held). When ok is false the request
+// was answered, or its client left and its connection was closed, and it
+// is no longer counted.
+func (p *Proxy) admit(w http.ResponseWriter, r *http.Request, g *gate, upgrade bool, start time.Time) (released *waiter, ok bool) {
+	if !upgrade {
+		p.inFlight.Add(-1) // held or answered, it is not in flight
+	}
 	for {
-		if !upgrade {
-			p.inFlight.Add(1)
-		}
-		g := p.gate.Load()
 		if g == nil {
-			return true
-		}
-		if !upgrade {
-			p.inFlight.Add(-1)
+			// The gate opened meanwhile. Count the request before the
+			// gate is read again, as the normal path does.
+			if !upgrade {
+				p.inFlight.Add(1)
+			}
+			if g = p.gate.Load(); g == nil {
+				return nil, true
+			}
+			if !upgrade {
+				p.inFlight.Add(-1)
+			}
+			continue
 		}
 		if g.mode != gateHold {
-			p.answer(w, r, g, upgrade)
-			return false
+			p.answer(w, r, g, upgrade, start)
+			return nil, false
 		}
-		verdict, ok := p.hold(w, r, g, upgrade)
-		if !ok {
-			return false
+		wt, verdict, outcome := p.hold(w, r, g, upgrade, start)
+		switch outcome {
+		case holdReleased:
+			return wt, true
+		case holdAnswer:
+			p.answer(w, r, verdict, upgrade, start)
+			p.answering.Add(-1)
+			return nil, false
+		case holdDone:
+			return nil, false
 		}
-		if verdict != nil {
-			p.answer(w, r, verdict, upgrade)
-			return false
-		}
+		g = p.gate.Load()
 	}
 }
 
-// hold queues the request while g is the gate and waits for its verdict.
-// ok is false when the request was answered (the hold is full) or its
-// client went away.
-func (p *Proxy) hold(w http.ResponseWriter, r *http.Request, g *gate, upgrade bool) (verdict *gate, ok bool) {
+// hold queues the request while g is the gate and waits for its verdict,
+// or for its client to leave.
+func (p *Proxy) hold(w http.ResponseWriter, r *http.Request, g *gate, upgrade bool, start time.Time) (*waiter, *gate, holdOutcome) {
 	size := headerBytes(r)
-	wt := &waiter{verdict: make(chan *gate, 1), bytes: size}
+	wt := &waiter{verdict: make(chan *gate, 1), bytes: size, upgrade: upgrade}
 	p.heldMu.Lock()
 	if p.gate.Load() != g {
 		p.heldMu.Unlock()
-		return nil, true // the gate changed meanwhile: look again
+		return nil, nil, holdRetry
 	}
-	if p.held.list.Len() >= MaxHeldRequests || p.held.bytes+size > MaxHeldBytes {
+	if p.held.list.Len() >= p.maxHeld || p.held.bytes+size > p.maxHeldBytes {
 		p.heldMu.Unlock()
 		p.refusedLimit.Add(1)
+		p.observeRefusal(start)
 		p.writeRefusal(w, r, seconds(limitRetryAfter), "Too many requests are waiting; try again shortly.\n", upgrade)
-		return nil, false
+		return nil, nil, holdDone
 	}
 	wt.elem = p.held.list.PushBack(wt)
 	p.held.bytes += size
 	p.heldMu.Unlock()
 	p.heldTotal.Add(1)
 
-	select {
-	case v := <-wt.verdict:
-		return v, true
-	case <-r.Context().Done():
-		p.heldMu.Lock()
-		if wt.elem != nil {
-			p.held.list.Remove(wt.elem)
-			p.held.bytes -= wt.bytes
-			wt.elem = nil
+	// net/http notices a client that leaves (r.Context ends) only while
+	// nothing of the request is left to read, and only some time after
+	// the close. A request with a body keeps its body unread in the socket
+	// while held, so its socket itself is watched for the client's FIN or
+	// RST, now and then, to free its place. Every released request's
+	// socket is checked once more, so that nothing is sent to the
+	// application for a client that has left.
+	var gone <-chan time.Time
+	conn, _ := r.Context().Value(connKey{}).(*trackedConn)
+	if conn != nil && r.Body != nil && r.Body != http.NoBody {
+		tick := time.NewTicker(heldPollInterval)
+		defer tick.Stop()
+		gone = tick.C
+	}
+	for {
+		select {
+		case v := <-wt.verdict:
+			if v != nil {
+				return nil, v, holdAnswer
+			}
+			if r.Context().Err() == nil && (conn == nil || !conn.peerClosed()) {
+				return wt, nil, holdReleased
+			}
+			wt.verdict <- nil // leave takes it again
+		case <-r.Context().Done():
+		case <-gone:
+			if !conn.peerClosed() {
+				continue
+			}
 		}
-		p.heldMu.Unlock()
-		return nil, false
+		p.leave(w, wt)
+		return nil, nil, holdDone
 	}
 }
 
+// heldPollInterval is how often the socket of a held request with a body
+// is checked for a client that left. 10000 held uploads cost 10000 polls
+// a second.
+const heldPollInterval = time.Second
+
+// leave takes a held request whose client went away out of the queue and
+// closes its connection without an answer: net/http would otherwise
+// answer 200 for a handler that wrote nothing, to a client that may still
+// read (one that only shut down its sending side). A request that got
+// its verdict meanwhile takes it: a released one passes the turn on and
+// is no longer counted in flight; a refused one needs no answer.
+func (p *Proxy) leave(w http.ResponseWriter, wt *waiter) {
+	p.heldMu.Lock()
+	queued := wt.elem != nil
+	if queued {
+		p.held.list.Remove(wt.elem)
+		p.held.bytes -= wt.bytes
+		wt.elem = nil
+	}
+	p.heldMu.Unlock()
+	if !queued {
+		// Out of the queue: its verdict was given, or will be by the
+		// request released before it, which never waits.
+		if v := <-wt.verdict; v == nil {
+			if !wt.upgrade {
+				p.inFlight.Add(-1)
+			}
+			wt.passOn()
+		} else {
+			p.answering.Add(-1)
+		}
+	}
+	hijackAndWrite(w, "")
+}
+
 // answer responds for the gate g: the maintenance response, or the 503
-// of an expired pause.
-func (p *Proxy) answer(w http.ResponseWriter, r *http.Request, g *gate, upgrade bool) {
+// of an expired pause. start is when the request arrived.
+func (p *Proxy) answer(w http.ResponseWriter, r *http.Request, g *gate, upgrade bool, start time.Time) {
+	p.observeRefusal(start) // before the answer can reach the client
 	if g.mode == gateMaintenance {
 		p.refusedMaintenance.Add(1)
 		if upgrade {
@@ -256,9 +375,26 @@ func (p *Proxy) answer(w http.ResponseWriter, r *http.Request, g *gate, upgrade 
 		p.refusedExpired.Add(1)
 		p.writeRefusal(w, r, g.retryAfter, "Traffic is paused; try again later.\n", upgrade)
 	}
-	if p.idleObserver != nil {
-		p.idleObserver.ObserveRequest(http.StatusServiceUnavailable, 0)
+	if !upgrade {
+		// Into the socket now, not when the handler returns: Shutdown
+		// closes the connection once every held request has answered.
+		http.NewResponseController(w).Flush()
 	}
+}
+
+// observeRefusal tells the metrics of a 503 the proxy answered itself,
+// with the time since the request arrived (its time held included: the
+// metrics see what the client saw). A zero start, on the path without a
+// gate, observes no duration, so that path never reads the clock.
+func (p *Proxy) observeRefusal(start time.Time) {
+	if p.idleObserver == nil {
+		return
+	}
+	var elapsed time.Duration
+	if !start.IsZero() {
+		elapsed = time.Since(start)
+	}
+	p.idleObserver.ObserveRequest(http.StatusServiceUnavailable, elapsed)
 }
 
 // writeRefusal answers 503 with Retry-After and a plain-text body; an
@@ -320,75 +456,124 @@ func writeMaintenance(w http.ResponseWriter, r *http.Request, g *gate) {
 }
 
 // maintenanceFormats are the formats of the maintenance response; on a
-// tie in quality and specificity the earlier one wins.
+// tie in quality, specificity and the client's order the earlier one
+// wins.
 var maintenanceFormats = [...]string{"text/plain", "application/json", "text/html"}
 
 // preferredFormat picks the maintenance format for an Accept header:
 // highest q first, then the most specific range that matched (type/sub
-// over type/* over */*). No usable Accept: text/plain.
+// over type/* over */*), then the range the client listed first
+// ("application/json, text/plain, */*" is JSON). No usable Accept:
+// text/plain. The header comes
+// from the client, so this is one pass that allocates nothing, however
+// many ranges and parameters it holds (net/http bounds its size).
 func preferredFormat(accept []string) string {
-	best, bestQ, bestSpec := "text/plain", -1.0, -1
-	for _, f := range maintenanceFormats {
-		q, spec := acceptQuality(accept, f)
-		if q > bestQ || (q == bestQ && spec > bestSpec) {
-			best, bestQ, bestSpec = f, q, spec
-		}
+	var q [len(maintenanceFormats)]float64
+	var spec, pos [len(maintenanceFormats)]int // pos: the range's place in the header
+	for i := range spec {
+		q[i], spec[i] = -1, -1
 	}
-	if bestQ <= 0 {
-		return "text/plain"
-	}
-	return best
-}
-
-// acceptQuality is the q of the most specific Accept range matching
-// format, and that range's specificity (2 exact, 1 type/*, 0 */*); q is
-// -1 when no range matches.
-func acceptQuality(accept []string, format string) (q float64, spec int) {
-	q, spec = -1, -1
-	typ, _, _ := strings.Cut(format, "/")
+	n := 0
 	for _, line := range accept {
-		for _, part := range strings.Split(line, ",") {
-			rangeQ := 1.0
-			params := strings.Split(part, ";")
-			mt := strings.ToLower(strings.TrimSpace(params[0]))
-			for _, prm := range params[1:] {
-				k, v, _ := strings.Cut(strings.TrimSpace(prm), "=")
-				if strings.EqualFold(strings.TrimSpace(k), "q") {
-					f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
-					if err != nil || f < 0 || f > 1 {
-						f = 0
-					}
-					rangeQ = f
+		for line != "" {
+			var part, params string
+			part, line, _ = strings.Cut(line, ",")
+			n++
+			mt, params, _ := strings.Cut(part, ";")
+			mt = strings.TrimSpace(mt)
+			var s [len(maintenanceFormats)]int
+			matched := false
+			for i, f := range maintenanceFormats {
+				if s[i] = specificity(mt, f); s[i] > spec[i] {
+					matched = true
 				}
 			}
-			s := -1
-			switch {
-			case mt == format:
-				s = 2
-			case mt == typ+"/*":
-				s = 1
-			case mt == "*/*":
-				s = 0
+			if !matched {
+				continue
 			}
-			if s > spec {
-				q, spec = rangeQ, s
+			rangeQ := 1.0
+			for params != "" {
+				var prm string
+				prm, params, _ = strings.Cut(params, ";")
+				if k, v, _ := strings.Cut(prm, "="); strings.EqualFold(strings.TrimSpace(k), "q") {
+					rangeQ = qvalue(strings.TrimSpace(v))
+					break // what follows q are accept-extensions
+				}
+			}
+			for i := range maintenanceFormats {
+				if s[i] > spec[i] {
+					q[i], spec[i], pos[i] = rangeQ, s[i], n
+				}
 			}
 		}
 	}
-	return q, spec
+	best := -1
+	for i := range maintenanceFormats {
+		if q[i] > 0 && (best < 0 || q[i] > q[best] || (q[i] == q[best] && (spec[i] > spec[best] || (spec[i] == spec[best] && pos[i] < pos[best])))) {
+			best = i
+		}
+	}
+	if best < 0 {
+		return "text/plain"
+	}
+	return maintenanceFormats[best]
 }
 
-// headerBytes is what a held request's header costs: request line and
-// header fields as read.
+// specificity is how closely the media range mt matches format: 2 exact,
+// 1 type/*, 0 */*, -1 not at all.
+func specificity(mt, format string) int {
+	typ, _, _ := strings.Cut(format, "/")
+	switch {
+	case strings.EqualFold(mt, format):
+		return 2
+	case len(mt) == len(typ)+2 && strings.EqualFold(mt[:len(typ)], typ) && mt[len(typ):] == "/*":
+		return 1
+	case mt == "*/*":
+		return 0
+	}
+	return -1
+}
+
+// qvalue parses a weight as HTTP defines it: "0" or "1", optionally with
+// up to three decimals ("0.8", "1.000"). Anything else counts as 0, not
+// acceptable.
+func qvalue(v string) float64 {
+	if v == "" || len(v) > 5 || (v[0] != '0' && v[0] != '1') {
+		return 0
+	}
+	if len(v) > 1 && v[1] != '.' {
+		return 0
+	}
+	f, frac := float64(v[0]-'0'), 0.1
+	for i := 2; i < len(v); i++ {
+		d := v[i]
+		if d < '0' || d > '9' || (v[0] == '1' && d != '0') {
+			return 0
+		}
+		f += float64(d-'0') * frac
+		frac /= 10
+	}
+	return f
+}
+
+// headerBytes is what a held request's header costs: the request line
+// and every header field, each field with heldFieldOverhead for what
+// parsing it took beyond its text.
 func headerBytes(r *http.Request) int64 {
 	n := int64(len(r.Method) + len(r.RequestURI) + len(r.Proto) + len(r.Host) + 16)
 	for k, vs := range r.Header {
 		for _, v := range vs {
-			n += int64(len(k) + len(v) + 4)
+			n += int64(len(k) + len(v) + heldFieldOverhead)
 		}
 	}
 	return n
 }
+
+// heldFieldOverhead is the memory a parsed header field takes beyond its
+// name and value (map entry, string and slice headers): 80 to 90 bytes
+// in Go 1.26. Without it a header of a few thousand tiny fields would
+// count for a tenth of what it holds.
+const heldFieldOverhead = 80
 
 // seconds formats d as whole seconds, rounded up, at least 1.
 func seconds(d time.Duration) string {
@@ -398,3 +583,7 @@ func seconds(d time.Duration) string {
 	}
 	return strconv.FormatInt(s, 10)
 }
+
+// heldAnswerWait bounds how long Shutdown waits for held requests to
+// write the 503 it gave them before it closes their connections.
+const heldAnswerWait = time.Second

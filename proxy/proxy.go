@@ -65,6 +65,16 @@ type Proxy struct {
 	refusedLimit       atomic.Int64
 	refusedExpired     atomic.Int64
 	refusedMaintenance atomic.Int64
+	// answering counts held requests given a refusal that have not yet
+	// written it; Shutdown waits for them before closing connections.
+	answering atomic.Int64
+	// maxHeld and maxHeldBytes are MaxHeldRequests and MaxHeldBytes;
+	// tests lower them.
+	maxHeld      int
+	maxHeldBytes int64
+	// released, when set (tests), sees each released request as it
+	// chooses its target.
+	released func(r *http.Request)
 }
 
 // Options configure a Proxy.
@@ -84,16 +94,25 @@ type Options struct {
 
 // New returns a proxy with no active target: every request gets 503.
 func New(opts Options) *Proxy {
-	p := &Proxy{onError: opts.OnError, idleObserver: opts.Idle, errorLog: log.New(io.Discard, "", 0), conns: map[*trackedConn]struct{}{}}
+	p := &Proxy{onError: opts.OnError, idleObserver: opts.Idle, errorLog: log.New(io.Discard, "", 0), conns: map[*trackedConn]struct{}{},
+		maxHeld: MaxHeldRequests, maxHeldBytes: MaxHeldBytes}
 	p.server = &http.Server{
 		Handler:           p,
 		ReadHeaderTimeout: cmp.Or(opts.ReadHeaderTimeout, DefaultReadHeaderTimeout),
 		IdleTimeout:       cmp.Or(opts.IdleTimeout, DefaultIdleTimeout),
 		ConnState:         p.connState,
 		ErrorLog:          p.errorLog,
+		// A held request's handler finds its connection here, to watch
+		// for a client that leaves while its body waits unread.
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			return context.WithValue(ctx, connKey{}, c)
+		},
 	}
 	return p
 }
+
+// connKey is the context key of a request's client connection.
+type connKey struct{}
 
 // SetActive routes new requests and upgrades to t (nil: answer 503) and
 // returns the previous target. The previous target's idle pooled upstream
@@ -121,13 +140,21 @@ func (p *Proxy) Serve(ln net.Listener) error {
 
 // Shutdown stops accepting, lets open client connections (requests,
 // WebSocket tunnels, idle keep-alive connections) finish for up to grace,
-// then closes what is left.
+// then closes what is left. Held requests are answered 503 with
+// Retry-After: 1 first (and so is every request after them), since
+// nobody will release them.
 func (p *Proxy) Shutdown(grace time.Duration) error {
 	ctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
 	if g := p.gate.Load(); g != nil && g.mode == gateHold {
-		// Nobody will release them any more: answer rather than cut.
+		// Nobody will release them any more: answer rather than cut, and
+		// give the answers time to be written even with no grace (they
+		// are small: a socket takes them at once).
 		p.Refuse(time.Second)
+		deadline := time.Now().Add(heldAnswerWait)
+		for p.answering.Load() > 0 && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
 	}
 	err := p.server.Shutdown(ctx) // closes the listener and idle connections
 	for !p.idle() && ctx.Err() == nil {
@@ -226,17 +253,32 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	upgrade := upgradeType(r.Header)
-	var start time.Time // when a held request arrived
-	if p.gate.Load() != nil {
-		start = time.Now()
+	if upgrade == "" {
+		// Counted before the gate is read, so that after Hold a
+		// WaitInFlight that sees 0 knows nothing can be forwarded until
+		// the gate opens.
+		p.inFlight.Add(1)
 	}
-	if !p.admit(w, r, upgrade != "") {
-		return
+	var start time.Time // when a held request arrived
+	var released *waiter
+	if g := p.gate.Load(); g != nil {
+		start = time.Now()
+		var ok bool
+		if released, ok = p.admit(w, r, g, upgrade != "", start); !ok {
+			return
+		}
 	}
 	if upgrade == "" {
 		defer p.inFlight.Add(-1)
 	}
 	t := p.active.Load()
+	if released != nil {
+		// The target is chosen: the next released request may go.
+		if p.released != nil {
+			p.released(r)
+		}
+		released.passOn()
+	}
 	if upgrade == "" && p.draining.Load() {
 		// net/http closes after the answer; the client's next request
 		// opens a connection to the successor.
@@ -250,9 +292,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.WriteHeader(http.StatusServiceUnavailable)
 		io.WriteString(w, "No active release\n")
-		if p.idleObserver != nil {
-			p.idleObserver.ObserveRequest(http.StatusServiceUnavailable, 0)
-		}
+		p.observeRefusal(start)
 		return
 	}
 	if upgrade != "" {
@@ -531,6 +571,27 @@ func peekByte(fd uintptr) (n uintptr, errno syscall.Errno) {
 	var b [1]byte
 	n, _, errno = unix.RawSyscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b[0])), 1, unix.MSG_PEEK|unix.MSG_DONTWAIT, 0, 0)
 	return n, errno
+}
+
+// peerClosed reports whether the client shut down its side (a FIN or an
+// RST arrived), also while request bytes still wait unread before it.
+func (c *trackedConn) peerClosed() bool {
+	sc, ok := c.Conn.(syscall.Conn)
+	if !ok {
+		return false
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return true // closed
+	}
+	closed := false
+	raw.Control(func(fd uintptr) {
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLRDHUP}}
+		if n, err := unix.Poll(fds, 0); err == nil && n > 0 {
+			closed = fds[0].Revents&(unix.POLLRDHUP|unix.POLLHUP|unix.POLLERR) != 0
+		}
+	})
+	return closed
 }
 
 func (c *trackedConn) Close() error {

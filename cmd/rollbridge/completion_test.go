@@ -113,7 +113,7 @@ func checkBashCompletion(t *testing.T, script, bashCompletion string) {
 			names = append(names, f[0])
 		}
 	}
-	for _, c := range []string{"daemon", "deploy", "rollback", "ensure-daemon", "status", "stop", "restart", "shutdown", "validate", "doctor", "logs", "events", "predeploy-cleanup", "recover", "completion"} {
+	for _, c := range []string{"daemon", "deploy", "rollback", "ensure-daemon", "status", "stop", "restart", "shutdown", "validate", "doctor", "logs", "events", "predeploy-cleanup", "recover", "completion", "pause", "resume", "maintenance"} {
 		if !slices.Contains(names, c) {
 			t.Errorf("command %s is not completed: %q", c, all)
 		}
@@ -126,6 +126,9 @@ func checkBashCompletion(t *testing.T, script, bashCompletion string) {
 		"recover":           {"--config", "--force"},
 		"doctor":            {"--config", "--release-path", "--release-id", "--revision", "--json"},
 		"predeploy-cleanup": {"--config", "--release-path"},
+		"pause":             {"--config", "--socket", "--max-pause", "--drain-timeout", "--json"},
+		"resume":            {"--config", "--socket", "--json"},
+		"maintenance":       {"--config", "--socket", "--message", "--retry-after", "--json"},
 	} {
 		got := strings.Join(complete("rollbridge", cmd, "--"), "\n")
 		for _, o := range opts {
@@ -144,6 +147,9 @@ func checkBashCompletion(t *testing.T, script, bashCompletion string) {
 	}
 	if got := strings.Join(complete("rollbridge", "completion", ""), " "); !strings.Contains(got, "bash") || !strings.Contains(got, "zsh") {
 		t.Errorf("shell completion: %q", got)
+	}
+	if got := complete("rollbridge", "maintenance", ""); !slices.Equal(got, []string{"on", "off"}) {
+		t.Errorf("maintenance on|off: %q", got)
 	}
 	// File names after an option that takes one: bash's default completion,
 	// which the script keeps on when the program offers nothing.

@@ -95,12 +95,17 @@ func newDeployCommand() *cobra.Command {
 	var configPath, releasePath, releaseID, revision string
 	var ensure, asJSON bool
 	var daemon daemonStartFlags
+	var hold holdFlags
 	cmd := &cobra.Command{
 		Use:   "deploy",
 		Short: "Deploy a release: start it, health-check its web process, switch traffic to it, drain the previous one.",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if !cmd.Flags().Changed("release-path") {
 				return &usageError{cmd: cmd, text: "required option '--release-path <path>' not specified"}
+			}
+			holdFields, err := hold.fields(cmd)
+			if err != nil {
+				return err
 			}
 			plan, err := loadPlan(cmd, configPath)
 			if err != nil {
@@ -111,7 +116,12 @@ func newDeployCommand() *cobra.Command {
 					return err
 				}
 			}
-			fields := []jsconfig.Field{}
+			if hold.on {
+				if err := probeTraffic(plan); err != nil {
+					return err
+				}
+			}
+			fields := holdFields
 			if cmd.Flags().Changed("release-id") {
 				fields = append(fields, jsconfig.Field{Key: "releaseId", Value: releaseID})
 			}
@@ -127,6 +137,7 @@ func newDeployCommand() *cobra.Command {
 	cmd.Flags().StringVar(&releaseID, "release-id", "", "Release id")
 	cmd.Flags().StringVar(&revision, "revision", "", "Revision")
 	cmd.Flags().BoolVar(&ensure, "ensure-daemon", false, "Start the Rollbridge daemon if it is not already running")
+	hold.register(cmd)
 	addJSONFlag(cmd, &asJSON)
 	setPlaceholder(cmd, "release-path", "<path>")
 	setPlaceholder(cmd, "release-id", "<id>")

@@ -41,7 +41,49 @@ func failureDetail(err error) string {
 	if !errors.As(err, &de) {
 		return ""
 	}
-	return reloadChanges(de) + processDetail(de)
+	return reloadChanges(de) + processDetail(de) + beforeSwitchDetail(de)
+}
+
+// beforeSwitchDetail is a failed --before-switch command's lines: how it
+// ended and its last output lines, indented (docs/cli.md#deploy---hold-traffic).
+func beforeSwitchDetail(de *control.DaemonError) string {
+	var run struct {
+		ExitCode   *int    `json:"exitCode"`
+		Signal     *string `json:"signal"`
+		DurationMs int64   `json:"durationMs"`
+		TimedOut   bool    `json:"timedOut"`
+		Output     []string
+	}
+	if de.Fields["beforeSwitch"] == nil || json.Unmarshal(de.Fields["beforeSwitch"], &run) != nil {
+		return ""
+	}
+	var b strings.Builder
+	b.WriteString("before-switch command: ")
+	switch {
+	case run.Signal != nil:
+		b.WriteString("killed by signal " + safeText(*run.Signal))
+	case run.ExitCode != nil:
+		fmt.Fprintf(&b, "exit status %d", *run.ExitCode)
+	default:
+		b.WriteString("did not run to its end")
+	}
+	if run.DurationMs < 1000 {
+		fmt.Fprintf(&b, " after %d ms", run.DurationMs)
+	} else {
+		fmt.Fprintf(&b, " after %.1f s", float64(run.DurationMs)/1000)
+	}
+	if run.TimedOut {
+		b.WriteString(" (stopped at --max-pause)")
+	}
+	if len(run.Output) == 0 {
+		b.WriteString("; no output\n")
+		return b.String()
+	}
+	fmt.Fprintf(&b, "; last %s of output:\n", counted(len(run.Output), "line", "lines"))
+	for _, l := range run.Output {
+		b.WriteString("    " + safeText(l) + "\n")
+	}
+	return b.String()
 }
 
 // reloadChanges are a refused reload's changes, one indented line each.

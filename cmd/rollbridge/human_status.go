@@ -34,6 +34,7 @@ type statusView struct {
 	Releases   []releaseRow   `json:"releases"`
 	Services   []namedProcess `json:"services"`
 	Singletons []namedProcess `json:"singletons"`
+	Traffic    *trafficView   `json:"traffic"` // only while not serving normally
 }
 
 type releaseRow struct {
@@ -122,6 +123,13 @@ func statusScreen(raw []byte, facts daemonFacts, plan *jsconfig.Plan, events []e
 			active = "→ " + termText(*s.ActiveReleaseID)
 		}
 		fmt.Fprintf(&b, "  proxy   %s %s\n", addr, active)
+	}
+	for i, line := range trafficLines(s.Traffic, now, pal) {
+		label := "traffic"
+		if i > 0 {
+			label = "       "
+		}
+		fmt.Fprintf(&b, "  %s %s\n", label, line)
 	}
 	if facts.config != "" {
 		// The daemon does not report the config it loaded: this is the
@@ -368,4 +376,50 @@ func notableEvents(events []eventEntry, n int) []eventEntry {
 		out = out[len(out)-n:]
 	}
 	return out
+}
+
+// trafficLines say what the proxy does with requests when that is not
+// forwarding them (docs/cli.md#status): maintenance, a pause (held or
+// expired), a deploy's hold. None while traffic flows normally.
+func trafficLines(t *trafficView, now time.Time, pal palette) []string {
+	if t == nil || t.State == "serving" || t.State == "" {
+		return nil
+	}
+	var lines []string
+	held := counted(int(t.HeldRequests), "held request", "held requests")
+	since := func(iso string) string {
+		if at, ok := parseISO(iso); ok {
+			return " since " + clock(at, now) + " (" + ago(now.Sub(at)) + ")"
+		}
+		return ""
+	}
+	if m := t.Maintenance; m != nil {
+		msg := termText(m.Message) // quoted already when it is not printable
+		if msg == m.Message {
+			msg = `"` + msg + `"`
+		}
+		lines = append(lines, fmt.Sprintf("%s%s: 503 with Retry-After %s and %s",
+			pal.red("maintenance"), since(m.EnabledAt), strconv.FormatFloat(m.RetryAfterSeconds, 'f', -1, 64), msg))
+	}
+	if p := t.Paused; p != nil {
+		at, ok := parseISO(p.ExpiresAt)
+		switch {
+		case p.Expired && ok:
+			lines = append(lines, fmt.Sprintf("%s at %s: requests get 503 until \"rollbridge resume\"", pal.red("pause expired"), clock(at, now)))
+		case p.Expired:
+			lines = append(lines, pal.red("pause expired")+": requests get 503 until \"rollbridge resume\"")
+		case ok:
+			lines = append(lines, fmt.Sprintf("%s%s, %s; expires at %s (in %s)", pal.yellow("paused"), since(p.PausedAt), held, clock(at, now), ago(at.Sub(now))))
+		default:
+			lines = append(lines, fmt.Sprintf("%s%s, %s", pal.yellow("paused"), since(p.PausedAt), held))
+		}
+	}
+	if h := t.DeployHold; h != nil {
+		line := fmt.Sprintf("%s by the deploy of release %s%s, %s", pal.yellow("held"), termText(h.ReleaseID), since(h.HeldAt), held)
+		if at, ok := parseISO(h.ExpiresAt); ok {
+			line += "; at most until " + clock(at, now)
+		}
+		lines = append(lines, line)
+	}
+	return lines
 }

@@ -73,8 +73,11 @@ func TestMetrics(t *testing.T) {
 	dir := t.TempDir()
 	d := &testDaemon{t: t, dir: dir, config: filepath.Join(dir, "rollbridge.js"), sock: filepath.Join(dir, "rb.sock"), pids: map[int]bool{},
 		args: []string{"--metrics-address", addr}}
-	d.writeConfig(`releaseRetention: {keep: 1}, processes: [{id: "worker", command: "exec FIXTURE", restartDelayMs: 20},
-    {id: "web", policy: "proxied", command: "test ! -e {{releasePath}}/broken && exec FIXTURE -listen", port: {from: 20000, to: 20999}, health: {intervalMs: 20, timeoutMs: 500}}]`)
+	// Private ports: the broken release's web never listens, and another
+	// test's web on its port would pass its health check.
+	from, to := privatePorts()
+	d.writeConfig(fmt.Sprintf(`releaseRetention: {keep: 1}, processes: [{id: "worker", command: "exec FIXTURE", restartDelayMs: 20},
+    {id: "web", policy: "proxied", command: "test ! -e {{releasePath}}/broken && exec FIXTURE -listen", port: {from: %d, to: %d}, health: {intervalMs: 20, timeoutMs: 500}}]`, from, to))
 	d.start()
 	t.Cleanup(d.cleanup)
 	if code, _ := d.get("/"); code != 503 {
@@ -120,6 +123,14 @@ func TestMetrics(t *testing.T) {
 		{"rollbridge_release_state", map[string]string{"release": "v1", "state": "active"}, 1},
 		{"rollbridge_proxy_open_connections", map[string]string{"release": "v1", "kind": "websocket"}, 0},
 		{"rollbridge_info", map[string]string{"application": "itest"}, 1},
+		// The traffic gate, unused: every series there, at 0.
+		{"rollbridge_traffic_paused", nil, 0},
+		{"rollbridge_traffic_maintenance", nil, 0},
+		{"rollbridge_held_requests", nil, 0},
+		{"rollbridge_held_requests_total", nil, 0},
+		{"rollbridge_gate_refused_total", map[string]string{"reason": "limit"}, 0},
+		{"rollbridge_gate_refused_total", map[string]string{"reason": "expired"}, 0},
+		{"rollbridge_gate_refused_total", map[string]string{"reason": "maintenance"}, 0},
 	} {
 		got, ok := value(t, m, c.name, c.labels)
 		if !ok || got != c.want {
@@ -129,6 +140,12 @@ func TestMetrics(t *testing.T) {
 	for _, name := range []string{"rollbridge_process_resident_memory_bytes", "process_resident_memory_bytes", "process_open_fds", "go_goroutines"} {
 		if v, ok := value(t, m, name, nil); !ok || v <= 0 {
 			t.Errorf("%s = %v (found %v)", name, v, ok)
+		}
+	}
+	for name, kind := range map[string]dto.MetricType{"rollbridge_traffic_paused": dto.MetricType_GAUGE, "rollbridge_held_requests": dto.MetricType_GAUGE,
+		"rollbridge_held_requests_total": dto.MetricType_COUNTER, "rollbridge_gate_refused_total": dto.MetricType_COUNTER} {
+		if f := m[name]; f == nil || f.GetType() != kind {
+			t.Errorf("%s is not a %v", name, kind)
 		}
 	}
 	if t.Failed() {

@@ -193,6 +193,19 @@ func (p *progress) eventLocked(e streamEntry, d map[string]any) {
 			p.sayLocked("  health check passed after %.1f s", took.Seconds())
 		}
 		p.sayLocked("✓ traffic switched to %s", str("releaseId"))
+	case "traffic paused":
+		if str("by") == "deploy" { // deploy --hold-traffic
+			if took := endWait(); took > 0 {
+				p.sayLocked("  health check passed after %.1f s", took.Seconds())
+			}
+			ms, _ := d["maxPauseMs"].(float64)
+			p.sayLocked("  holding new requests (at most %s) while requests in flight finish", (time.Duration(ms) * time.Millisecond).String())
+		}
+	case "before-switch command started":
+		p.sayLocked("  running the before-switch command…")
+	case "before-switch command finished":
+		ms, _ := d["durationMs"].(float64)
+		p.sayLocked("  before-switch command finished after %.1f s", ms/1000)
 	case "deploy failed":
 		endWait()
 		p.sayLocked("✗ deploy failed: %s", str("error"))

@@ -71,6 +71,9 @@ func writeRecovery(stdout, stderr io.Writer, rec *engine.Recovery, force bool) e
 			return exitCode(1)
 		}
 	}
+	if force && rec.KeptTraffic != "" {
+		fmt.Fprintf(&b, "The state file keeps the recorded traffic state (%s) for the next daemon; run \"rollbridge resume\" (or \"rollbridge maintenance off\") on it when the application may serve.\n", rec.KeptTraffic)
+	}
 	_, err := io.WriteString(stdout, b.String())
 	return err
 }
