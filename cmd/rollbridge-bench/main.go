@@ -1,11 +1,12 @@
 // Command rollbridge-bench measures rollbridge against the physical limit
 // and its peers, on loopback, in one run (docs/benchmarks.md):
 //
-//	rollbridge-bench [flags] all        proxy, deploys, footprint, takeover
+//	rollbridge-bench [flags] all        proxy, deploys, footprint, takeover, hold
 //	rollbridge-bench [flags] proxy      direct vs rollbridge vs nginx vs httputil
 //	rollbridge-bench [flags] deploys    failed requests across consecutive deploys
 //	rollbridge-bench [flags] footprint  daemon RSS, CPU per 100k requests, CLI latency
 //	rollbridge-bench [flags] takeover   failed requests and stalls across consecutive owner takeovers
+//	rollbridge-bench [flags] hold       failed requests and added latency across deploys that hold traffic
 //
 // "app" and "httputil" are the helper processes it starts itself.
 package main
@@ -31,6 +32,7 @@ var (
 	deploys       = flag.Int("deploys", 50, "deploys under load")
 	wsTrips       = flag.Int("ws", 2000, "WebSocket round trips per target")
 	takeovers     = flag.Int("takeovers", 20, "consecutive owner takeovers under load")
+	holds         = flag.Int("holds", 5, "deploys with --hold-traffic --before-switch 'sleep 2' under load")
 )
 
 // The takeover load: what nginx's keep-alive pool does to a busy daemon,
@@ -47,7 +49,7 @@ func fatalf(format string, args ...any) {
 
 func main() {
 	flag.Usage = func() {
-		fmt.Fprintln(os.Stderr, "usage: rollbridge-bench [flags] all|proxy|deploys|footprint|takeover")
+		fmt.Fprintln(os.Stderr, "usage: rollbridge-bench [flags] all|proxy|deploys|footprint|takeover|hold")
 		flag.PrintDefaults()
 	}
 	flag.Parse()
@@ -81,6 +83,7 @@ func main() {
 		benchDeploys(&rep)
 		benchFootprint(&rep)
 		benchTakeover(&rep)
+		benchHold(&rep)
 	case "proxy":
 		benchProxy(&rep)
 	case "deploys":
@@ -89,6 +92,8 @@ func main() {
 		benchFootprint(&rep)
 	case "takeover":
 		benchTakeover(&rep)
+	case "hold":
+		benchHold(&rep)
 	default:
 		flag.Usage()
 		os.Exit(2)

@@ -187,14 +187,15 @@ func (d *daemon) cli(args ...string) ([]byte, error) {
 	return out.Bytes(), nil
 }
 
-// deploy deploys release id and returns the CLI's wall time.
-func (d *daemon) deploy(id string) (time.Duration, error) {
+// deploy deploys release id, with extra options for the deploy command,
+// and returns the CLI's wall time.
+func (d *daemon) deploy(id string, extra ...string) (time.Duration, error) {
 	rel := filepath.Join(d.dir, "releases", id)
 	if err := os.MkdirAll(rel, 0o755); err != nil {
 		return 0, err
 	}
 	t0 := time.Now()
-	_, err := d.cli("deploy", "--release-path", rel, "--release-id", id)
+	_, err := d.cli(append([]string{"deploy", "--release-path", rel, "--release-id", id}, extra...)...)
 	return time.Since(t0), err
 }
 
