@@ -48,6 +48,12 @@ type maintenanceState struct {
 	retryAfter time.Duration
 }
 
+// holdEnd is the latest a deploy's hold can last: its --max-pause, then
+// the stop of a command still running at that point.
+func (t *trafficState) holdEnd() time.Time {
+	return t.holdSince.Add(t.holdMax + beforeSwitchKillAfter + beforeSwitchReadGrace)
+}
+
 // serving reports whether requests flow normally.
 func (t *trafficState) serving() bool {
 	return t.pause == nil && t.deployHold == "" && t.maintenance == nil
@@ -162,8 +168,7 @@ func (e *Engine) resumeTraffic() (out resumeOutcome, err error) {
 	if e.active != nil {
 		out.activeID = e.active.ID
 	}
-	// The latest a hold can last: --max-pause, then the command's stop.
-	hold, until := e.traffic.deployHold, e.traffic.holdSince.Add(e.traffic.holdMax+beforeSwitchKillAfter+beforeSwitchReadGrace)
+	hold, until := e.traffic.deployHold, e.traffic.holdEnd()
 	e.mu.Unlock()
 	if p != nil {
 		e.persist.request()
@@ -261,7 +266,7 @@ func (e *Engine) trafficObject(forState bool) jsconfig.Object {
 	}
 	if t.deployHold != "" {
 		hold = jsconfig.Object{
-			{Key: "expiresAt", Value: runtime.ISOTime(t.holdSince.Add(t.holdMax))},
+			{Key: "expiresAt", Value: runtime.ISOTime(t.holdEnd())},
 			{Key: "heldAt", Value: runtime.ISOTime(t.holdSince)},
 			{Key: "maxPauseMs", Value: t.holdMax.Milliseconds()},
 			{Key: "releaseId", Value: t.deployHold},
