@@ -330,7 +330,11 @@ func (e *Engine) holdBeforeSwitch(plan *jsconfig.Plan, r *Release, req DeployReq
 	}
 	max := req.MaxPause
 	deadline := time.Now().Add(max)
-	lift = onceLift(e.holdForDeploy(r.ID, max))
+	hold, err := e.holdForDeploy(r.ID, max)
+	if err != nil {
+		return nil, err
+	}
+	lift = onceLift(hold)
 	// A panic below must not leave traffic held.
 	defer func() {
 		if p := recover(); p != nil {

@@ -171,3 +171,20 @@ func TestRunBeforeSwitchRunsNothingBeforeItIsRecorded(t *testing.T) {
 		t.Fatalf("the command ran: %v", err)
 	}
 }
+
+// Once the daemon is stopping, a deploy's hold does not begin: no
+// request is held and no "traffic paused" is logged.
+func TestHoldForDeployRefusedOnceStopping(t *testing.T) {
+	e, plan, r := holdEngine(t)
+	e.stopping.Store(true)
+	lift, err := e.holdBeforeSwitch(plan, r, DeployRequest{HoldTraffic: true, MaxPause: 10 * time.Second, BeforeSwitch: "true"})
+	if lift != nil || !errors.Is(err, ErrShuttingDown) {
+		t.Fatalf("lift %v err %v", lift != nil, err)
+	}
+	if heldByDeploy(e) != "" {
+		t.Fatal("a hold began during a shutdown")
+	}
+	if names := eventNames(e); strings.Contains(names, "traffic paused") {
+		t.Fatalf("events %s", names)
+	}
+}
