@@ -365,6 +365,9 @@ func (e *Engine) holdBeforeSwitch(plan *jsconfig.Plan, r *Release, req DeployReq
 	if cmd != nil {
 		run = runBeforeSwitch(e.ctx, cmd.command, cmd.dir, cmd.env, deadline, e.recordBeforeSwitch(r, cmd))
 		e.forgetBeforeSwitch(r)
+		if errors.Is(run.Unrecorded, ErrShuttingDown) {
+			return abort("the daemon is shutting down", ErrShuttingDown)
+		}
 		if run.Unrecorded != nil {
 			msg := fmt.Sprintf("%s The --before-switch command did not run and the deploy was called off: %s Make sure the directory of the state file exists and the daemon can write it (rollbridge doctor checks it), then deploy again.", run.Unrecorded.Error(), e.calledOff(r))
 			return abort("the before-switch command could not be recorded", &HoldError{msg: msg})
@@ -420,6 +423,12 @@ func (e *Engine) holdBeforeSwitch(plan *jsconfig.Plan, r *Release, req DeployReq
 func (e *Engine) recordBeforeSwitch(r *Release, cmd *beforeSwitchCommand) func(pid int, startTime uint64) error {
 	return func(pid int, startTime uint64) error {
 		e.mu.Lock()
+		if e.stopping.Load() {
+			// A shutdown or retirement began since the hold: its last
+			// state file write may be done, so the command must not run.
+			e.mu.Unlock()
+			return ErrShuttingDown
+		}
 		r.beforeSwitch = &runtime.Hook{Label: beforeSwitchLabel, PID: pid, StartTime: startTime}
 		e.mu.Unlock()
 		if err := e.persist.sync(); err != nil {

@@ -188,3 +188,25 @@ func TestHoldForDeployRefusedOnceStopping(t *testing.T) {
 		t.Fatalf("events %s", names)
 	}
 }
+
+// A shutdown that began after the hold but before the command was
+// recorded keeps the command from running.
+func TestBeforeSwitchCommandDoesNotStartOnceStopping(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.json")
+	e, r, _ := recordedHoldEngine(t, path)
+	marker := filepath.Join(r.Path, "ran")
+	e.stopping.Store(true)
+	run := runBeforeSwitch(t.Context(), "touch "+marker, r.Path, nil, time.Now().Add(10*time.Second), e.recordBeforeSwitch(r, &beforeSwitchCommand{command: "touch " + marker}))
+	if !errors.Is(run.Unrecorded, ErrShuttingDown) {
+		t.Fatalf("run %+v", run)
+	}
+	if _, err := os.Stat(marker); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the command ran during a shutdown: %v", err)
+	}
+	e.mu.Lock()
+	recorded := r.beforeSwitch
+	e.mu.Unlock()
+	if recorded != nil {
+		t.Fatalf("recorded %+v", recorded)
+	}
+}
