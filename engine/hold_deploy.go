@@ -15,6 +15,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/rollbridge/rollbridge/jsconfig"
+	"github.com/rollbridge/rollbridge/runtime"
 	"golang.org/x/sys/unix"
 )
 
@@ -65,11 +66,14 @@ type beforeSwitchRun struct {
 	Duration time.Duration
 	Output   []string // its last lines, oldest first
 	StartErr error    // it could not be started
+	// Unrecorded is set when it could not be recorded in the state file:
+	// it was not run.
+	Unrecorded error
 }
 
 // ok reports whether the command succeeded.
 func (b *beforeSwitchRun) ok() bool {
-	return b.StartErr == nil && !b.TimedOut && !b.Aborted && b.Signal == "" && b.ExitCode != nil && *b.ExitCode == 0
+	return b.StartErr == nil && b.Unrecorded == nil && !b.TimedOut && !b.Aborted && b.Signal == "" && b.ExitCode != nil && *b.ExitCode == 0
 }
 
 // status is how it ended in words: "exit status 3", "killed by signal
@@ -150,12 +154,14 @@ func (t *tailBuffer) lines(n int) []string {
 }
 
 // runBeforeSwitch runs command with /bin/sh -c in dir with env, in its own
-// process group, stdin from /dev/null, stdout and stderr captured. When
+// process group, stdin from /dev/null, stdout and stderr captured. The
+// shell is spawned behind a gate and record is called with its pid (also
+// the group id) and start time before the command may run: when record
+// fails, the command never runs and the run reports it in Unrecorded. When
 // deadline passes or ctx ends, the group gets SIGTERM, then SIGKILL after
 // beforeSwitchKillAfter. Whatever the command leaves in its group when it
 // ends is killed: nothing it started outlives the step that waited for it.
-// started is called with the pid (also the group id) once it runs.
-func runBeforeSwitch(ctx context.Context, command, dir string, env []string, deadline time.Time, started func(pid int)) *beforeSwitchRun {
+func runBeforeSwitch(ctx context.Context, command, dir string, env []string, deadline time.Time, record func(pid int, startTime uint64) error) *beforeSwitchRun {
 	res := &beforeSwitchRun{}
 	began := time.Now()
 	defer func() { res.Duration = time.Since(began) }()
@@ -170,7 +176,13 @@ func runBeforeSwitch(ctx context.Context, command, dir string, env []string, dea
 		res.StartErr = err
 		return res
 	}
-	cmd := exec.Command("/bin/sh", "-c", command)
+	cmd, gate, err := runtime.GatedCommand(command)
+	if err != nil {
+		r.Close()
+		w.Close()
+		res.StartErr = err
+		return res
+	}
 	cmd.Dir = dir
 	cmd.Env = env
 	cmd.Stdin = devNull
@@ -180,14 +192,24 @@ func runBeforeSwitch(ctx context.Context, command, dir string, env []string, dea
 	err = cmd.Start()
 	w.Close()
 	if err != nil {
+		gate.Drop()
 		r.Close()
 		res.StartErr = err
 		return res
 	}
 	pgid := cmd.Process.Pid
-	if started != nil {
-		started(pgid)
+	if record != nil {
+		ticks, _ := runtime.StartTime(pgid)
+		if err := record(pgid, ticks); err != nil {
+			// The gated shell exits at once without running anything.
+			gate.Drop()
+			_ = cmd.Wait()
+			r.Close()
+			res.Unrecorded = err
+			return res
+		}
 	}
+	gate.Open()
 	tail := &tailBuffer{max: beforeSwitchOutputBytes}
 	read := make(chan struct{})
 	go func() {
@@ -308,7 +330,11 @@ func (e *Engine) holdBeforeSwitch(plan *jsconfig.Plan, r *Release, req DeployReq
 	}
 	max := req.MaxPause
 	deadline := time.Now().Add(max)
-	lift = onceLift(e.holdForDeploy(r.ID, max))
+	hold, err := e.holdForDeploy(r.ID, max)
+	if err != nil {
+		return nil, err
+	}
+	lift = onceLift(hold)
 	// A panic below must not leave traffic held.
 	defer func() {
 		if p := recover(); p != nil {
@@ -337,8 +363,15 @@ func (e *Engine) holdBeforeSwitch(plan *jsconfig.Plan, r *Release, req DeployReq
 	}
 	var run *beforeSwitchRun
 	if cmd != nil {
-		e.events.log("before-switch command started", jsconfig.Field{Key: "command", Value: cmd.shown}, jsconfig.Field{Key: "releaseId", Value: r.ID})
-		run = runBeforeSwitch(e.ctx, cmd.command, cmd.dir, cmd.env, deadline, nil)
+		run = runBeforeSwitch(e.ctx, cmd.command, cmd.dir, cmd.env, deadline, e.recordBeforeSwitch(r, cmd))
+		e.forgetBeforeSwitch(r)
+		if errors.Is(run.Unrecorded, ErrShuttingDown) {
+			return abort("the daemon is shutting down", ErrShuttingDown)
+		}
+		if run.Unrecorded != nil {
+			msg := fmt.Sprintf("%s The --before-switch command did not run and the deploy was called off: %s Make sure the directory of the state file exists and the daemon can write it (rollbridge doctor checks it), then deploy again.", run.Unrecorded.Error(), e.calledOff(r))
+			return abort("the before-switch command could not be recorded", &HoldError{msg: msg})
+		}
 		if run.ok() {
 			e.events.log("before-switch command finished", jsconfig.Field{Key: "durationMs", Value: run.Duration.Milliseconds()}, jsconfig.Field{Key: "exitCode", Value: 0}, jsconfig.Field{Key: "releaseId", Value: r.ID})
 		} else {
@@ -380,6 +413,39 @@ func (e *Engine) holdBeforeSwitch(plan *jsconfig.Plan, r *Release, req DeployReq
 		return abort("the web process exited", &HoldError{msg: msg, Run: run})
 	}
 	return lift, nil
+}
+
+// recordBeforeSwitch is runBeforeSwitch's record for a deploy of r: the
+// command's pid, process group and start time are written to the state
+// file, as an entry of r, before it may run. A daemon killed while it
+// runs thus leaves it on record: the next daemon reports it among the
+// orphans and recover --force stops its group.
+func (e *Engine) recordBeforeSwitch(r *Release, cmd *beforeSwitchCommand) func(pid int, startTime uint64) error {
+	return func(pid int, startTime uint64) error {
+		e.mu.Lock()
+		if e.stopping.Load() {
+			// A shutdown or retirement began since the hold: its last
+			// state file write may be done, so the command must not run.
+			e.mu.Unlock()
+			return ErrShuttingDown
+		}
+		r.beforeSwitch = &runtime.Hook{Label: beforeSwitchLabel, PID: pid, StartTime: startTime}
+		e.mu.Unlock()
+		if err := e.persist.sync(); err != nil {
+			return &unrecordedError{what: "the --before-switch command of release " + r.ID, path: e.persist.main, err: err}
+		}
+		e.events.log("before-switch command started", jsconfig.Field{Key: "command", Value: cmd.shown}, jsconfig.Field{Key: "releaseId", Value: r.ID})
+		return nil
+	}
+}
+
+// forgetBeforeSwitch takes the --before-switch command of r off the
+// record once its group is gone.
+func (e *Engine) forgetBeforeSwitch(r *Release) {
+	e.mu.Lock()
+	r.beforeSwitch = nil
+	e.mu.Unlock()
+	e.persist.request()
 }
 
 // onceLift makes a deploy hold's lift safe to call from every path.

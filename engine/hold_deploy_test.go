@@ -51,7 +51,7 @@ func TestRunBeforeSwitchStopsItsGroupAtTheDeadline(t *testing.T) {
 	var group int
 	run := runBeforeSwitch(context.Background(),
 		`trap '' TERM; sleep 60 & echo $! > `+pidFile+`; echo started; while :; do sleep 0.05; done`,
-		dir, nil, time.Now().Add(500*time.Millisecond), func(pid int) { group = pid })
+		dir, nil, time.Now().Add(500*time.Millisecond), func(pid int, _ uint64) error { group = pid; return nil })
 	if !run.TimedOut || run.Signal != "SIGKILL" || run.ExitCode != nil {
 		t.Fatalf("run: %+v", run)
 	}

@@ -44,6 +44,10 @@ type Release struct {
 	procs          []*instance      // start order
 	target         *proxy.Target
 	drained        chan struct{} // closed when its drain (or stop) finished
+	// beforeSwitch is the deploy's --before-switch command while it runs
+	// (its Label is beforeSwitchLabel), recorded in the state file as
+	// one more entry of the release.
+	beforeSwitch *runtime.Hook
 }
 
 func newRelease(id, path, revision string) *Release {

@@ -37,6 +37,7 @@ func (e *Engine) statusObject(forState bool) jsconfig.Object {
 		activatedAt, drainStartedAt, stoppedAt string
 		ports                                  []PortAssignment
 		procs                                  []*instance
+		beforeSwitch                           *runtime.Hook
 	}
 	e.mu.Lock()
 	plan := e.plan
@@ -55,7 +56,7 @@ func (e *Engine) statusObject(forState bool) jsconfig.Object {
 	}
 	views := make([]releaseView, 0, len(listed))
 	for _, r := range listed {
-		v := releaseView{r: r, state: r.getState(), ports: append([]PortAssignment(nil), r.ports...), procs: append([]*instance(nil), r.procs...)}
+		v := releaseView{r: r, state: r.getState(), ports: append([]PortAssignment(nil), r.ports...), procs: append([]*instance(nil), r.procs...), beforeSwitch: r.beforeSwitch}
 		if !r.activatedAt.IsZero() {
 			v.activatedAt = runtime.ISOTime(r.activatedAt)
 		}
@@ -100,6 +101,9 @@ func (e *Engine) statusObject(forState bool) jsconfig.Object {
 					procs = append(procs, hookEntry(in, h))
 				}
 			}
+		}
+		if forState && v.beforeSwitch != nil {
+			procs = append(procs, hookRecord(beforeSwitchID(v.r), *v.beforeSwitch))
 		}
 		o = append(o,
 			jsconfig.Field{Key: "ports", Value: ports},
@@ -171,10 +175,22 @@ func hookID(in *instance, h runtime.Hook) string { return in.id + " " + h.Label 
 
 // hookEntry is a running lifecycle hook as the state file records it:
 // {hook, id: "<instance id> <hook>", pgid, pid, startTime, state}.
-func hookEntry(in *instance, h runtime.Hook) jsconfig.Object {
+func hookEntry(in *instance, h runtime.Hook) jsconfig.Object { return hookRecord(hookID(in, h), h) }
+
+// beforeSwitchLabel is the "hook" of a running --before-switch command's
+// entry in the state file.
+const beforeSwitchLabel = "before-switch command"
+
+// beforeSwitchID names the running --before-switch command of a deploy
+// of r: "<release id> before-switch command".
+func beforeSwitchID(r *Release) string { return r.ID + " " + beforeSwitchLabel }
+
+// hookRecord is a running hook command, called id, as the state file
+// records it.
+func hookRecord(id string, h runtime.Hook) jsconfig.Object {
 	o := jsconfig.Object{
 		{Key: "hook", Value: h.Label},
-		{Key: "id", Value: hookID(in, h)},
+		{Key: "id", Value: id},
 		{Key: "pgid", Value: h.PID}, // a hook leads its own group
 		{Key: "pid", Value: h.PID},
 	}

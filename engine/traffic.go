@@ -183,9 +183,16 @@ func (e *Engine) resumeTraffic() (out resumeOutcome, err error) {
 // holdForDeploy holds new requests for a deploy of releaseID that may take
 // up to max to switch (deploy --hold-traffic). lift ends the hold: held
 // requests go to whatever release is active then, unless an operator
-// pause or maintenance keeps them.
-func (e *Engine) holdForDeploy(releaseID string, max time.Duration) (lift func() (released int)) {
+// pause or maintenance keeps them. Once the daemon is stopping it holds
+// nothing and returns ErrShuttingDown: a shutdown or a retirement sets
+// the flag under the same lock, so a hold either began before it (and
+// the deploy lifts it at its next check) or never begins.
+func (e *Engine) holdForDeploy(releaseID string, max time.Duration) (lift func() (released int), err error) {
 	e.mu.Lock()
+	if e.stopping.Load() {
+		e.mu.Unlock()
+		return nil, ErrShuttingDown
+	}
 	e.traffic.deployHold = releaseID
 	e.traffic.holdSince = time.Now()
 	e.traffic.holdMax = max
@@ -200,7 +207,7 @@ func (e *Engine) holdForDeploy(releaseID string, max time.Duration) (lift func()
 		e.mu.Unlock()
 		e.events.log("traffic resumed", jsconfig.Field{Key: "by", Value: "deploy"}, jsconfig.Field{Key: "releaseId", Value: releaseID}, jsconfig.Field{Key: "releasedRequests", Value: released}, jsconfig.Field{Key: "pausedMs", Value: time.Since(since).Milliseconds()})
 		return released
-	}
+	}, nil
 }
 
 // setMaintenance turns maintenance mode on (m) or off (nil). wasOn tells

@@ -69,7 +69,9 @@ func waitHeld(t *testing.T, e *Engine, n int) {
 // here), and an unspecified listening address is reached on loopback.
 func TestRetiredOwnerPassesADeploysHeldRequestsOn(t *testing.T) {
 	e, addr, successor := retiringEngine(t)
-	e.holdForDeploy("v2", time.Minute)
+	if _, err := e.holdForDeploy("v2", time.Minute); err != nil {
+		t.Fatal(err)
+	}
 	got := getAsync(addr)
 	waitHeld(t, e, 1)
 	wait := e.passHeldOn(&net.TCPAddr{IP: net.IPv4zero, Port: successor.Port})
