@@ -161,7 +161,11 @@ func (t *tailBuffer) lines(n int) []string {
 // deadline passes or ctx ends, the group gets SIGTERM, then SIGKILL after
 // beforeSwitchKillAfter. Whatever the command leaves in its group when it
 // ends is killed: nothing it started outlives the step that waited for it.
-func runBeforeSwitch(ctx context.Context, command, dir string, env []string, deadline time.Time, record func(pid int, startTime uint64) error) *beforeSwitchRun {
+//
+// atDeadline, when not nil, is called the moment deadline passes, before
+// the group is signalled: the deploy lifts its hold then, so the hold
+// never outlasts --max-pause while the command is being stopped.
+func runBeforeSwitch(ctx context.Context, command, dir string, env []string, deadline time.Time, record func(pid int, startTime uint64) error, atDeadline func()) *beforeSwitchRun {
 	res := &beforeSwitchRun{}
 	began := time.Now()
 	defer func() { res.Duration = time.Since(began) }()
@@ -226,6 +230,9 @@ func runBeforeSwitch(ctx context.Context, command, dir string, env []string, dea
 	case waitErr = <-done:
 	case <-timer.C:
 		res.TimedOut = true
+		if atDeadline != nil {
+			atDeadline()
+		}
 	case <-ctx.Done():
 		res.Aborted = true
 	}
@@ -363,7 +370,9 @@ func (e *Engine) holdBeforeSwitch(plan *jsconfig.Plan, r *Release, req DeployReq
 	}
 	var run *beforeSwitchRun
 	if cmd != nil {
-		run = runBeforeSwitch(e.ctx, cmd.command, cmd.dir, cmd.env, deadline, e.recordBeforeSwitch(r, cmd))
+		// At --max-pause the hold ends at once, the previous release still
+		// active: held requests go to it while the command is stopped.
+		run = runBeforeSwitch(e.ctx, cmd.command, cmd.dir, cmd.env, deadline, e.recordBeforeSwitch(r, cmd), lift)
 		e.forgetBeforeSwitch(r)
 		if errors.Is(run.Unrecorded, ErrShuttingDown) {
 			return abort("the daemon is shutting down", ErrShuttingDown)

@@ -20,7 +20,7 @@ func TestRunBeforeSwitchReportsExitAndLastLines(t *testing.T) {
 	dir := t.TempDir()
 	run := runBeforeSwitch(context.Background(),
 		`pwd; echo "x=$X"; i=0; while [ $i -lt 50 ]; do echo "line $i"; i=$((i+1)); done; echo oops >&2; exit 3`,
-		dir, []string{"X=from-env", "PATH=" + os.Getenv("PATH")}, time.Now().Add(10*time.Second), nil)
+		dir, []string{"X=from-env", "PATH=" + os.Getenv("PATH")}, time.Now().Add(10*time.Second), nil, nil)
 	if run.ok() || run.ExitCode == nil || *run.ExitCode != 3 || run.Signal != "" || run.TimedOut {
 		t.Fatalf("run: %+v", run)
 	}
@@ -30,7 +30,7 @@ func TestRunBeforeSwitchReportsExitAndLastLines(t *testing.T) {
 	if len(run.Output) != BeforeSwitchOutputLines || run.Output[len(run.Output)-1] != "oops" || run.Output[0] != "line 11" {
 		t.Fatalf("output: %d lines, %q … %q", len(run.Output), run.Output[0], run.Output[len(run.Output)-1])
 	}
-	all := runBeforeSwitch(context.Background(), `pwd; echo "x=$X"`, dir, []string{"X=from-env"}, time.Now().Add(10*time.Second), nil)
+	all := runBeforeSwitch(context.Background(), `pwd; echo "x=$X"`, dir, []string{"X=from-env"}, time.Now().Add(10*time.Second), nil, nil)
 	if !all.ok() || strings.Join(all.Output, "|") != dir+"|x=from-env" {
 		t.Fatalf("cwd and env: %+v", all)
 	}
@@ -49,11 +49,20 @@ func TestRunBeforeSwitchStopsItsGroupAtTheDeadline(t *testing.T) {
 	// The shell ignores SIGTERM (so SIGKILL must follow) and leaves a
 	// child in its group that would outlive it.
 	var group int
+	var deadlineAt time.Duration
+	groupAliveAtDeadline := false
+	began := time.Now()
 	run := runBeforeSwitch(context.Background(),
 		`trap '' TERM; sleep 60 & echo $! > `+pidFile+`; echo started; while :; do sleep 0.05; done`,
-		dir, nil, time.Now().Add(500*time.Millisecond), func(pid int, _ uint64) error { group = pid; return nil })
+		dir, nil, time.Now().Add(500*time.Millisecond), func(pid int, _ uint64) error { group = pid; return nil },
+		func() { deadlineAt, groupAliveAtDeadline = time.Since(began), !exited(group) })
 	if !run.TimedOut || run.Signal != "SIGKILL" || run.ExitCode != nil {
 		t.Fatalf("run: %+v", run)
+	}
+	// The deploy's hold is lifted at the deadline, not once the command
+	// is finally gone (SIGKILL comes beforeSwitchKillAfter later).
+	if deadlineAt < 500*time.Millisecond || !groupAliveAtDeadline || time.Since(began)-deadlineAt < beforeSwitchKillAfter {
+		t.Fatalf("atDeadline ran %v after the start (group alive then: %v); the run took %v", deadlineAt, groupAliveAtDeadline, time.Since(began))
 	}
 	if run.Duration < 800*time.Millisecond {
 		t.Fatalf("SIGKILL came %s after the start, before the grace", run.Duration)
@@ -76,7 +85,7 @@ func TestRunBeforeSwitchKillsWhatItLeavesBehind(t *testing.T) {
 	pidFile := filepath.Join(dir, "child")
 	// The shell exits at once; its background child keeps the output
 	// pipe open and must neither hold the step nor outlive it.
-	run := runBeforeSwitch(context.Background(), `sleep 60 & echo $! > `+pidFile+`; exit 0`, dir, nil, time.Now().Add(20*time.Second), nil)
+	run := runBeforeSwitch(context.Background(), `sleep 60 & echo $! > `+pidFile+`; exit 0`, dir, nil, time.Now().Add(20*time.Second), nil, nil)
 	if !run.ok() || run.Duration > 5*time.Second {
 		t.Fatalf("run: %+v", run)
 	}
@@ -222,7 +231,13 @@ func TestHoldBeforeSwitchFailuresLiftTheHold(t *testing.T) {
 				}
 				return
 			}
-			if !strings.Contains(names, "before-switch command failed,traffic resumed,hold aborted") {
+			order := "before-switch command failed,traffic resumed,hold aborted"
+			if tc.name == "over max-pause" {
+				// At --max-pause the hold ends first; the command is
+				// stopped while the previous release serves.
+				order = "before-switch command started,traffic resumed,before-switch command failed,hold aborted"
+			}
+			if !strings.Contains(names, order) {
 				t.Fatalf("events %s", names)
 			}
 		})

@@ -163,7 +163,7 @@ func TestRunBeforeSwitchRunsNothingBeforeItIsRecorded(t *testing.T) {
 			t.Errorf("the shell runs ungated: %q", line)
 		}
 		return refused
-	})
+	}, nil)
 	if run.ok() || !errors.Is(run.Unrecorded, refused) || run.ExitCode != nil {
 		t.Fatalf("run %+v", run)
 	}
@@ -196,7 +196,7 @@ func TestBeforeSwitchCommandDoesNotStartOnceStopping(t *testing.T) {
 	e, r, _ := recordedHoldEngine(t, path)
 	marker := filepath.Join(r.Path, "ran")
 	e.stopping.Store(true)
-	run := runBeforeSwitch(t.Context(), "touch "+marker, r.Path, nil, time.Now().Add(10*time.Second), e.recordBeforeSwitch(r, &beforeSwitchCommand{command: "touch " + marker}))
+	run := runBeforeSwitch(t.Context(), "touch "+marker, r.Path, nil, time.Now().Add(10*time.Second), e.recordBeforeSwitch(r, &beforeSwitchCommand{command: "touch " + marker}), nil)
 	if !errors.Is(run.Unrecorded, ErrShuttingDown) {
 		t.Fatalf("run %+v", run)
 	}

@@ -48,11 +48,9 @@ type maintenanceState struct {
 	retryAfter time.Duration
 }
 
-// holdEnd is the latest a deploy's hold can last: its --max-pause, then
-// the stop of a command still running at that point.
-func (t *trafficState) holdEnd() time.Time {
-	return t.holdSince.Add(t.holdMax + beforeSwitchKillAfter + beforeSwitchReadGrace)
-}
+// holdEnd is the latest a deploy's hold can last: its --max-pause (a
+// command still running then is stopped after the hold ended).
+func (t *trafficState) holdEnd() time.Time { return t.holdSince.Add(t.holdMax) }
 
 // serving reports whether requests flow normally.
 func (t *trafficState) serving() bool {
