@@ -38,6 +38,11 @@ func TestTrafficTexts(t *testing.T) {
 	if got := maintenanceText(false, offPaused); got != "Maintenance is off.\nTraffic is still paused: new requests are held until \"rollbridge resume\".\n" {
 		t.Errorf("maintenance off during a pause: %q", got)
 	}
+	// A deploy's hold is state "paused" too, but resume cannot end it.
+	offHeld := parse(`{"wasEnabled":true,"traffic":{"state":"paused","paused":null,"deployHold":{"releaseId":"v3"}}}`)
+	if got := maintenanceText(false, offHeld); got != "Maintenance is off.\nTraffic is held by the deploy of release v3 (deploy --hold-traffic): new requests go on when that deploy switches or is called off.\n" {
+		t.Errorf("maintenance off during a deploy's hold: %q", got)
+	}
 	var tv trafficView
 	json.Unmarshal([]byte(`{"state":"maintenance","heldRequests":3,
 		"maintenance":{"enabledAt":"2026-12-06T11:58:00Z","message":"evil\u001b[2Jtext","retryAfterSeconds":30},

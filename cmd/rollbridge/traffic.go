@@ -333,7 +333,14 @@ func maintenanceText(on bool, r trafficReply) string {
 			b.WriteString("Requests go to the active release again.\n")
 		}
 	case "paused":
-		b.WriteString("Traffic is still paused: new requests are held until \"rollbridge resume\".\n")
+		// "paused" also names a deploy's hold alone, which resume
+		// cannot end: say which one holds the requests.
+		if t.Paused != nil {
+			b.WriteString("Traffic is still paused: new requests are held until \"rollbridge resume\".\n")
+		}
+		if h := t.DeployHold; h != nil {
+			fmt.Fprintf(&b, "Traffic is held by the deploy of release %s (deploy --hold-traffic): new requests go on when that deploy switches or is called off.\n", termText(h.ReleaseID))
+		}
 	case "pause-expired":
 		b.WriteString("A pause reached its --max-pause: requests get 503 until \"rollbridge resume\".\n")
 	}
