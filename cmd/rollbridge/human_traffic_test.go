@@ -49,7 +49,7 @@ func TestTrafficTexts(t *testing.T) {
 		"deployHold":{"releaseId":"v3","heldAt":"2026-12-06T11:59:50Z","expiresAt":"2026-12-06T12:00:20Z"}}`), &tv)
 	got := strings.Join(trafficLines(&tv, now, palette{}), "\n")
 	want := `maintenance since 11:58:00 (2m 0s): 503 with Retry-After 30 and "evil\x1b[2Jtext"` + "\n" +
-		`held by the deploy of release v3 since 11:59:50 (10s), 3 held requests; at most until 12:00:20`
+		`held by the deploy of release v3 since 11:59:50 (10s), 3 held requests; --max-pause runs out at 12:00:20`
 	if got != want {
 		t.Errorf("traffic lines:\n%s\nwant:\n%s", got, want)
 	}
