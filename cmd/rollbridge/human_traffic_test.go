@@ -57,3 +57,15 @@ func TestTrafficTexts(t *testing.T) {
 		t.Errorf("serving: %q", lines)
 	}
 }
+
+// A deploy's hold on the progress names its limit as --max-pause, not as
+// a promise ("at most"): a command running then takes up to 6 s to stop.
+func TestHoldProgressNamesMaxPause(t *testing.T) {
+	var out strings.Builder
+	p := &progress{w: &out, web: "web"}
+	p.eventLocked(streamEntry{Message: "traffic paused"}, map[string]any{"by": "deploy", "maxPauseMs": 20000.0, "releaseId": "v2"})
+	p.eventLocked(streamEntry{Message: "traffic paused"}, map[string]any{"by": "operator", "maxPauseMs": 20000.0})
+	if got := out.String(); got != "  holding new requests (--max-pause 20s) while requests in flight finish\n" {
+		t.Errorf("progress: %q", got)
+	}
+}
