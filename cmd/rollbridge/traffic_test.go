@@ -559,7 +559,7 @@ func TestTrafficCommandsOnATerminal(t *testing.T) {
 	d := startTrafficApp(t)
 	out, code := d.cliOnTerminal(nil, "pause", "--max-pause", "45")
 	if code != 0 || !regexp.MustCompile(`^Traffic paused: new requests are held \(not forwarded, not refused\)\. No request is in flight any more\.
-The pause ends by itself at \d\d:\d\d:\d\d \(in 4[45]s\): then held and new requests get 503 until you run "rollbridge resume"\.
+The pause expires at \d\d:\d\d:\d\d \(in 4[45]s\): then held and new requests get 503 until you run "rollbridge resume"\.
 Resume with: rollbridge resume
 $`).MatchString(out) {
 		t.Fatalf("pause: %d %q", code, out)
