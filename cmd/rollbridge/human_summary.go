@@ -6,6 +6,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // The one-to-five-line summaries of the commands on a terminal
@@ -84,6 +85,13 @@ func switchSummary(verb string, reply, status []byte, pal palette) string {
 			text += ", " + counted(int(prev.ConnectionCount), "open connection", "open connections")
 		}
 		lines = append(lines, text)
+	}
+	// "active" alone would read as "clients reach it": say so when a
+	// pause or maintenance keeps them from it (a deploy ends neither).
+	if s != nil {
+		for _, l := range trafficLines(s.Traffic, time.Now(), pal) {
+			lines = append(lines, "  traffic "+l)
+		}
 	}
 	return strings.Join(lines, "\n") + "\n"
 }

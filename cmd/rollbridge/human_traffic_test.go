@@ -38,17 +38,34 @@ func TestTrafficTexts(t *testing.T) {
 	if got := maintenanceText(false, offPaused); got != "Maintenance is off.\nTraffic is still paused: new requests are held until \"rollbridge resume\".\n" {
 		t.Errorf("maintenance off during a pause: %q", got)
 	}
+	// A deploy's hold is state "paused" too, but resume cannot end it.
+	offHeld := parse(`{"wasEnabled":true,"traffic":{"state":"paused","paused":null,"deployHold":{"releaseId":"v3"}}}`)
+	if got := maintenanceText(false, offHeld); got != "Maintenance is off.\nTraffic is held by the deploy of release v3 (deploy --hold-traffic): new requests go on when that deploy switches or is called off.\n" {
+		t.Errorf("maintenance off during a deploy's hold: %q", got)
+	}
 	var tv trafficView
 	json.Unmarshal([]byte(`{"state":"maintenance","heldRequests":3,
 		"maintenance":{"enabledAt":"2026-12-06T11:58:00Z","message":"evil\u001b[2Jtext","retryAfterSeconds":30},
 		"deployHold":{"releaseId":"v3","heldAt":"2026-12-06T11:59:50Z","expiresAt":"2026-12-06T12:00:20Z"}}`), &tv)
 	got := strings.Join(trafficLines(&tv, now, palette{}), "\n")
 	want := `maintenance since 11:58:00 (2m 0s): 503 with Retry-After 30 and "evil\x1b[2Jtext"` + "\n" +
-		`held by the deploy of release v3 since 11:59:50 (10s), 3 held requests; at most until 12:00:20`
+		`held by the deploy of release v3 since 11:59:50 (10s), 3 held requests; --max-pause runs out at 12:00:20`
 	if got != want {
 		t.Errorf("traffic lines:\n%s\nwant:\n%s", got, want)
 	}
 	if lines := trafficLines(&trafficView{State: "serving"}, now, palette{}); lines != nil {
 		t.Errorf("serving: %q", lines)
+	}
+}
+
+// A deploy's hold on the progress names its limit as --max-pause, not as
+// a promise ("at most"): a command running then takes up to 6 s to stop.
+func TestHoldProgressNamesMaxPause(t *testing.T) {
+	var out strings.Builder
+	p := &progress{w: &out, web: "web"}
+	p.eventLocked(streamEntry{Message: "traffic paused"}, map[string]any{"by": "deploy", "maxPauseMs": 20000.0, "releaseId": "v2"})
+	p.eventLocked(streamEntry{Message: "traffic paused"}, map[string]any{"by": "operator", "maxPauseMs": 20000.0})
+	if got := out.String(); got != "  holding new requests (--max-pause 20s) while requests in flight finish\n" {
+		t.Errorf("progress: %q", got)
 	}
 }

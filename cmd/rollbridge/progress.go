@@ -199,7 +199,9 @@ func (p *progress) eventLocked(e streamEntry, d map[string]any) {
 				p.sayLocked("  health check passed after %.1f s", took.Seconds())
 			}
 			ms, _ := d["maxPauseMs"].(float64)
-			p.sayLocked("  holding new requests (at most %s) while requests in flight finish", (time.Duration(ms) * time.Millisecond).String())
+			// Not "at most": a --before-switch command still running at
+			// --max-pause is stopped first, which takes up to 6 s more.
+			p.sayLocked("  holding new requests (--max-pause %s) while requests in flight finish", (time.Duration(ms) * time.Millisecond).String())
 		}
 	case "before-switch command started":
 		p.sayLocked("  running the before-switch command…")

@@ -155,7 +155,7 @@ func newPauseCommand(stderr io.Writer) *cobra.Command {
 	}
 	addConfigFlag(cmd, &configPath)
 	addSocketFlag(cmd, &socket)
-	cmd.Flags().StringVar(&maxPause, "max-pause", "", "End the pause by itself after this long: then held and new requests get 503 until resume (default 30s, at most 1h)")
+	cmd.Flags().StringVar(&maxPause, "max-pause", "", "After this long without resume the pause expires: held and new requests then get 503 until resume (default 30s, at most 1h)")
 	setPlaceholder(cmd, "max-pause", "<duration>")
 	cmd.Flags().StringVar(&drain, "drain-timeout", "", "Wait at most this long for the requests in flight to finish before answering (default 30s)")
 	setPlaceholder(cmd, "drain-timeout", "<duration>")
@@ -179,7 +179,7 @@ func pauseText(r trafficReply, now time.Time) string {
 		b.WriteString("The pause already reached its --max-pause: held and new requests get 503 until you run \"rollbridge resume\".\n")
 	} else if t.Paused != nil {
 		if at, ok := parseISO(t.Paused.ExpiresAt); ok {
-			fmt.Fprintf(&b, "The pause ends by itself at %s (in %s): then held and new requests get 503 until you run \"rollbridge resume\".\n",
+			fmt.Fprintf(&b, "The pause expires at %s (in %s): then held and new requests get 503 until you run \"rollbridge resume\".\n",
 				clock(at, now), ago(at.Sub(now).Round(time.Second)))
 		}
 	}
@@ -333,7 +333,14 @@ func maintenanceText(on bool, r trafficReply) string {
 			b.WriteString("Requests go to the active release again.\n")
 		}
 	case "paused":
-		b.WriteString("Traffic is still paused: new requests are held until \"rollbridge resume\".\n")
+		// "paused" also names a deploy's hold alone, which resume
+		// cannot end: say which one holds the requests.
+		if t.Paused != nil {
+			b.WriteString("Traffic is still paused: new requests are held until \"rollbridge resume\".\n")
+		}
+		if h := t.DeployHold; h != nil {
+			fmt.Fprintf(&b, "Traffic is held by the deploy of release %s (deploy --hold-traffic): new requests go on when that deploy switches or is called off.\n", termText(h.ReleaseID))
+		}
 	case "pause-expired":
 		b.WriteString("A pause reached its --max-pause: requests get 503 until \"rollbridge resume\".\n")
 	}

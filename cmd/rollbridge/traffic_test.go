@@ -197,6 +197,56 @@ func TestPauseHoldsRequestsUntilResume(t *testing.T) {
 	}
 }
 
+// A WebSocket handshake that arrives during a pause is held (no answer,
+// counted in status), and on resume it reaches the release active then:
+// here v2, deployed during the pause. The tunnel then works both ways.
+func TestPausedWebSocketIsServedAfterResume(t *testing.T) {
+	d := startTrafficApp(t)
+	if r := d.cli("pause", "--max-pause", "2m"); r.code != 0 {
+		t.Fatalf("pause: %+v", r)
+	}
+	c, err := net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(d.port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	io.WriteString(c, "GET /ws HTTP/1.1\r\nHost: app\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+	waitUntil(t, "the handshake to be held", 10*time.Second, func() bool { return d.heldRequests() == 1 })
+	if r := d.deploy("v2"); r.code != 0 {
+		t.Fatalf("deploy during the pause: %+v", r)
+	}
+	// Still held after the deploy: nothing has been answered.
+	c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+	if n, err := c.Read(make([]byte, 1)); n != 0 || err == nil {
+		t.Fatalf("the held handshake was answered before resume: %d %v", n, err)
+	}
+	if r := d.cli("resume", "--json"); r.code != 0 || jsonReply(t, r)["released"] != 1.0 {
+		t.Fatalf("resume: %+v", r)
+	}
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(c)
+	status, err := br.ReadString('\n')
+	if err != nil || !strings.HasPrefix(status, "HTTP/1.1 101 ") {
+		t.Fatalf("handshake after resume: %q %v", status, err)
+	}
+	for {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			t.Fatal(err)
+		}
+		if line == "\r\n" {
+			break
+		}
+	}
+	if hello, err := br.ReadString('\n'); err != nil || hello != "hello v2\n" {
+		t.Fatalf("greeting %q %v: the handshake did not reach the release active at resume", hello, err)
+	}
+	io.WriteString(c, "ping\n")
+	if echo, err := br.ReadString('\n'); err != nil || echo != "ping\n" {
+		t.Fatalf("echo %q %v", echo, err)
+	}
+}
+
 // pause waits for the requests in flight, up to --drain-timeout; the ones
 // still in flight after it are counted in the reply and on stderr, and
 // the pause is on all the same (exit 0). They finish normally.
@@ -509,7 +559,7 @@ func TestTrafficCommandsOnATerminal(t *testing.T) {
 	d := startTrafficApp(t)
 	out, code := d.cliOnTerminal(nil, "pause", "--max-pause", "45")
 	if code != 0 || !regexp.MustCompile(`^Traffic paused: new requests are held \(not forwarded, not refused\)\. No request is in flight any more\.
-The pause ends by itself at \d\d:\d\d:\d\d \(in 4[45]s\): then held and new requests get 503 until you run "rollbridge resume"\.
+The pause expires at \d\d:\d\d:\d\d \(in 4[45]s\): then held and new requests get 503 until you run "rollbridge resume"\.
 Resume with: rollbridge resume
 $`).MatchString(out) {
 		t.Fatalf("pause: %d %q", code, out)
