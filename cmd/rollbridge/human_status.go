@@ -417,8 +417,7 @@ func trafficLines(t *trafficView, now time.Time, pal palette) []string {
 	if h := t.DeployHold; h != nil {
 		line := fmt.Sprintf("%s by the deploy of release %s%s, %s", pal.yellow("held"), termText(h.ReleaseID), since(h.HeldAt), held)
 		if at, ok := parseISO(h.ExpiresAt); ok {
-			// Not "at most until": a command still running then gets
-			// SIGTERM and up to 6 s more before the hold ends.
+			// The hold ends then at the latest, switched or called off.
 			line += "; --max-pause runs out at " + clock(at, now)
 		}
 		lines = append(lines, line)
