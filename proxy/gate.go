@@ -408,6 +408,7 @@ func (p *Proxy) writeRefusal(w http.ResponseWriter, r *http.Request, retryAfter,
 	h := w.Header()
 	h.Set("Retry-After", retryAfter)
 	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff") // the page is what it says: no script sniffed from a message
 	h.Set("Content-Type", "text/plain; charset=utf-8")
 	h.Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(http.StatusServiceUnavailable)
@@ -446,6 +447,7 @@ func writeMaintenance(w http.ResponseWriter, r *http.Request, g *gate) {
 	h := w.Header()
 	h.Set("Retry-After", g.retryAfter)
 	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff") // the page is what it says: no script sniffed from a message
 	h.Set("Content-Type", ctype)
 	h.Set("Content-Length", strconv.Itoa(len(body)))
 	h.Add("Vary", "Accept")

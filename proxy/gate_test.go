@@ -427,7 +427,7 @@ func TestRefuseAnswersHeldAndNewRequests(t *testing.T) {
 	const body = "Traffic is paused; try again later.\n"
 	check := func(what string, resp *http.Response, got, want string) {
 		t.Helper()
-		if resp.StatusCode != 503 || resp.Header.Get("Retry-After") != "90" || resp.Header.Get("Cache-Control") != "no-store" || got != want {
+		if resp.StatusCode != 503 || resp.Header.Get("Retry-After") != "90" || resp.Header.Get("Cache-Control") != "no-store" || resp.Header.Get("X-Content-Type-Options") != "nosniff" || got != want {
 			t.Fatalf("%s: %d %v %q", what, resp.StatusCode, resp.Header, got)
 		}
 	}
@@ -516,7 +516,7 @@ func TestMaintenanceAnswers(t *testing.T) {
 		_, br := dialHeld(t, addr, req+"\r\n")
 		resp, body := readAnswer(t, br, false)
 		h := resp.Header
-		if resp.StatusCode != 503 || h.Get("Retry-After") != "120" || h.Get("Cache-Control") != "no-store" || h.Get("Vary") != "Accept" ||
+		if resp.StatusCode != 503 || h.Get("Retry-After") != "120" || h.Get("Cache-Control") != "no-store" || h.Get("X-Content-Type-Options") != "nosniff" || h.Get("Vary") != "Accept" ||
 			h.Get("Content-Type") != c.ctype+"; charset=utf-8" || body != c.body {
 			t.Errorf("Accept %.60q: %d %v\n%q\nwant %s %q", c.accept, resp.StatusCode, h, body, c.ctype, c.body)
 		}
