@@ -77,8 +77,17 @@ func (e *Engine) applyGateLocked() (released int) {
 
 // pauseTraffic starts an operator pause that expires after max. A pause
 // already on keeps its start and gets the new limit from now.
-func (e *Engine) pauseTraffic(max time.Duration) {
+//
+// The traffic commands refuse once the daemon is stopping (ErrShuttingDown),
+// checked under e.mu, which a retirement also holds when it begins: a
+// change is either in the state a successor receives or refused, never
+// lost between the two.
+func (e *Engine) pauseTraffic(max time.Duration) error {
 	e.mu.Lock()
+	if e.stopping.Load() {
+		e.mu.Unlock()
+		return ErrShuttingDown
+	}
 	now := time.Now()
 	if p := e.traffic.pause; p != nil && p.timer != nil {
 		p.timer.Stop()
@@ -93,6 +102,7 @@ func (e *Engine) pauseTraffic(max time.Duration) {
 	e.mu.Unlock()
 	e.persist.request()
 	e.events.log("traffic paused", jsconfig.Field{Key: "by", Value: "operator"}, jsconfig.Field{Key: "maxPauseMs", Value: max.Milliseconds()})
+	return nil
 }
 
 // armPauseLocked installs p with its expiry timer (none when expired).
@@ -153,6 +163,10 @@ type resumeOutcome struct {
 // maintenance is on. wasPaused is false when no operator pause was on.
 func (e *Engine) resumeTraffic() (out resumeOutcome, err error) {
 	e.mu.Lock()
+	if e.stopping.Load() {
+		e.mu.Unlock()
+		return out, ErrShuttingDown
+	}
 	p := e.traffic.pause
 	if p != nil {
 		if p.timer != nil {
@@ -210,8 +224,12 @@ func (e *Engine) holdForDeploy(releaseID string, max time.Duration) (lift func()
 
 // setMaintenance turns maintenance mode on (m) or off (nil). wasOn tells
 // whether it was on before.
-func (e *Engine) setMaintenance(m *maintenanceState) (wasOn bool) {
+func (e *Engine) setMaintenance(m *maintenanceState) (wasOn bool, err error) {
 	e.mu.Lock()
+	if e.stopping.Load() {
+		e.mu.Unlock()
+		return false, ErrShuttingDown
+	}
 	was := e.traffic.maintenance
 	e.traffic.maintenance = m
 	e.applyGateLocked()
@@ -222,7 +240,7 @@ func (e *Engine) setMaintenance(m *maintenanceState) (wasOn bool) {
 	} else if was != nil {
 		e.events.log("maintenance disabled")
 	}
-	return was != nil
+	return was != nil, nil
 }
 
 // Bounds of the traffic commands' values (docs/cli.md#pause).
@@ -343,10 +361,9 @@ func (e *Engine) handlePause(req *control.Request) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if e.stopping.Load() {
-		return nil, ErrShuttingDown
+	if err := e.pauseTraffic(max); err != nil {
+		return nil, err
 	}
-	e.pauseTraffic(max)
 	e.persist.sync()
 	began := time.Now()
 	ctx, cancel := context.WithTimeout(e.ctx, drain)
@@ -362,6 +379,9 @@ func (e *Engine) handlePause(req *control.Request) ([]byte, error) {
 // what happened without a second request that could see a later state.
 func (e *Engine) handleResume() ([]byte, error) {
 	out, err := e.resumeTraffic()
+	if errors.Is(err, ErrShuttingDown) {
+		return nil, err
+	}
 	e.persist.sync() // also when a deploy's hold remains: the pause ended
 	if err != nil {
 		return nil, err
@@ -383,7 +403,10 @@ func (e *Engine) handleMaintenance(req *control.Request) ([]byte, error) {
 	raw, _ := req.Raw("enabled")
 	switch string(raw) {
 	case "false":
-		was := e.setMaintenance(nil)
+		was, err := e.setMaintenance(nil)
+		if err != nil {
+			return nil, err
+		}
 		e.persist.sync()
 		return e.trafficReply(jsconfig.Field{Key: "wasEnabled", Value: was})
 	case "true":
@@ -409,7 +432,10 @@ func (e *Engine) handleMaintenance(req *control.Request) ([]byte, error) {
 		// Status and the events show what clients read.
 		msg = proxy.DefaultMaintenanceMessage
 	}
-	was := e.setMaintenance(&maintenanceState{since: time.Now(), message: msg, retryAfter: retry})
+	was, err := e.setMaintenance(&maintenanceState{since: time.Now(), message: msg, retryAfter: retry})
+	if err != nil {
+		return nil, err
+	}
 	e.persist.sync()
 	return e.trafficReply(jsconfig.Field{Key: "wasEnabled", Value: was})
 }

@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -315,5 +316,30 @@ func TestTrafficCommandsWriteTheStateFileBeforeReplying(t *testing.T) {
 		if got := recorded(); got != step.want {
 			t.Fatalf("after %s the state file records %q, want %q", step.request, got, step.want)
 		}
+	}
+}
+
+// Once the daemon is stopping (a shutdown, or a retirement that is about
+// to hand its traffic state to a successor), the traffic commands change
+// nothing and say so: a change after the snapshot would be lost.
+func TestTrafficCommandsRefuseOnceStopping(t *testing.T) {
+	e := New(Options{Plan: &jsconfig.Plan{}})
+	e.stopping.Store(true)
+	for _, line := range []string{
+		`{"command":"pause","drainTimeoutMs":0}`,
+		`{"command":"resume"}`,
+		`{"command":"maintenance","enabled":true}`,
+		`{"command":"maintenance","enabled":false}`,
+	} {
+		req, err := control.ParseRequest([]byte(line))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.HandleControl(context.Background(), req, nil); !errors.Is(err, ErrShuttingDown) {
+			t.Errorf("%s while stopping: %v, want ErrShuttingDown", line, err)
+		}
+	}
+	if o := e.trafficObject(false); o != nil {
+		t.Fatalf("the traffic state changed while stopping: %v", o)
 	}
 }
