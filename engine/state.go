@@ -49,6 +49,7 @@ type persister struct {
 	ended   uint64 // the number of the last write that ended
 	lastErr error  // its outcome
 	closed  bool   // finished or handed over: nothing more is written
+	waiting int    // sync callers waiting for a write (tests wait on it)
 	// adopted are sibling files whose entries became this daemon's
 	// orphans; they go once a write of the main file covers them.
 	adopted []string
@@ -136,7 +137,9 @@ func (p *persister) sync() error {
 			p.cond.Broadcast()
 			continue
 		}
+		p.waiting++
 		p.cond.Wait()
+		p.waiting--
 	}
 }
 

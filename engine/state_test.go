@@ -259,6 +259,10 @@ func TestPersisterSyncSharesWrites(t *testing.T) {
 			errs <- p.sync()
 		}()
 	}
+	// Every caller must be waiting behind the write in flight before it
+	// ends: a caller that arrived after the next write began would need a
+	// write of its own, and the count below would measure the scheduler.
+	waitFor(t, "the callers to wait", func() bool { p.mu.Lock(); defer p.mu.Unlock(); return p.waiting == callers })
 	close(release)
 	wg.Wait()
 	close(errs)
