@@ -241,6 +241,7 @@ func (p *Proxy) dispatch() {
 			if p.paceTimer != nil {
 				p.paceTimer.Stop()
 				p.paceTimer = nil
+				p.paceGen++ // a callback already under way does nothing
 			}
 			if g := p.gate.Load(); g != nil && g.mode == gateRelease {
 				p.gate.Store(nil)
@@ -251,7 +252,9 @@ func (p *Proxy) dispatch() {
 		if !w.upgrade {
 			if p.slots >= p.releaseConcurrency && !p.unbounded {
 				if p.paceTimer == nil {
-					p.paceTimer = time.AfterFunc(p.releaseWindow, p.endPacing)
+					p.paceGen++
+					gen := p.paceGen
+					p.paceTimer = time.AfterFunc(p.releaseWindow, func() { p.endPacing(gen) })
 				}
 				return
 			}
@@ -273,10 +276,15 @@ func (p *Proxy) dispatch() {
 // an application that is slow but serves many requests at once.
 const ReleaseWindow = time.Second
 
-// endPacing lets the whole release queue go.
-func (p *Proxy) endPacing() {
+// endPacing lets the whole release queue go, unless the timer gen was
+// stopped meanwhile (a callback may already wait for heldMu when Stop is
+// called, and must not end the pacing of a later release).
+func (p *Proxy) endPacing(gen int) {
 	p.heldMu.Lock()
 	defer p.heldMu.Unlock()
+	if gen != p.paceGen {
+		return
+	}
 	p.paceTimer = nil
 	if p.releasing.Len() > 0 {
 		p.unbounded = true

@@ -71,6 +71,7 @@ type Proxy struct {
 	// paceTimer ends the pacing releaseWindow after the queue first
 	// waited for a slot: unbounded lets the rest go at once.
 	paceTimer          *time.Timer
+	paceGen            int // which timer paceTimer is: a stopped one's callback does nothing
 	releaseWindow      time.Duration
 	unbounded          bool
 	inFlight           atomic.Int64

@@ -334,3 +334,35 @@ func TestReleasePacingEndsAfterItsWindow(t *testing.T) {
 		t.Fatalf("after the queue emptied: unbounded %v, timer %v; want the next release paced again", unbounded, timer)
 	}
 }
+
+// The callback of a pacing timer that was stopped (its queue emptied)
+// while it already waited to run does not end the pacing of a later
+// release.
+func TestStoppedPacingTimerDoesNotEndALaterRelease(t *testing.T) {
+	app := newBlockingApp(t)
+	p, addr, _ := startProxy(t)
+	p.releaseConcurrency = 1
+	p.releaseWindow = time.Hour
+	p.SetActive(app.target(p, "v1"))
+	p.Hold()
+	readers := holdPaths(t, p, addr, "/0", "/1", "/2")
+	p.Release()
+	waitUntil(t, func() bool { return app.hits.Load() == 1 && queuedForRelease(p) == 2 })
+	p.heldMu.Lock()
+	stale := p.paceGen - 1 // the generation of a timer stopped before this one
+	p.heldMu.Unlock()
+	p.endPacing(stale)
+	p.heldMu.Lock()
+	unbounded := p.unbounded
+	p.heldMu.Unlock()
+	if unbounded || queuedForRelease(p) != 2 || app.hits.Load() != 1 {
+		t.Fatalf("a stale timer ended the pacing: unbounded %v, %d queued, app hits %d", unbounded, queuedForRelease(p), app.hits.Load())
+	}
+	for i, br := range readers {
+		path := fmt.Sprintf("/%d", i)
+		app.proceed(path)
+		if resp, body := readAnswer(t, br, false); resp.StatusCode != 200 || body != path {
+			t.Fatalf("request %d: %d %q", i, resp.StatusCode, body)
+		}
+	}
+}
