@@ -32,6 +32,9 @@ const (
 	gateHold        gateMode = iota + 1 // wait for a verdict
 	gateRefuse                          // 503 + Retry-After (a pause that expired)
 	gateMaintenance                     // the maintenance response
+	// gateRelease: released requests are still waiting for their turn
+	// to be forwarded (see dispatch); a new request queues behind them.
+	gateRelease
 )
 
 // gate is the proxy's traffic control. nil (the usual case) lets every
@@ -58,21 +61,21 @@ const DefaultMaintenanceMessage = "The site is down for maintenance. Please try 
 type waiter struct {
 	verdict chan *gate
 	bytes   int64
-	elem    *list.Element // nil once the request left the queue
-	upgrade bool          // not counted in flight
-	// next is the request released after this one: it is woken once this
-	// one has chosen its target, so released requests go on in arrival
-	// order.
-	next *waiter
+	elem    *list.Element // nil once the request left its queue
+	upgrade bool          // not counted in flight, takes no release slot
+	// released: the request is in the release queue (p.releasing), not
+	// the hold queue; it is counted in flight.
+	released bool
+	// slot: the request was let go from the release queue and holds one
+	// of the ReleaseConcurrency slots until its exchange ends.
+	slot bool
 }
 
-// passOn wakes the request released after w.
-func (w *waiter) passOn() {
-	if w.next != nil {
-		w.next.verdict <- nil
-		w.next = nil
-	}
-}
+// ReleaseConcurrency bounds the released requests being forwarded at
+// once (docs/migrations.md#2-what-clients-see): the next one in arrival
+// order goes when one is answered, so a release of thousands reuses the
+// pooled upstream connections instead of opening one each at once.
+const ReleaseConcurrency = 64
 
 // holdQueue is the held requests in arrival order.
 type holdQueue struct {
@@ -95,11 +98,14 @@ type GateCounters struct {
 // SetMaintenance decides. Requests in flight go on.
 func (p *Proxy) Hold() { p.setGate(&gate{mode: gateHold}) }
 
-// Release lets held requests go on, in arrival order, to the target
-// active at that moment, and later requests flow as usual. It returns
-// how many held requests it let through. They count in flight from
-// here on, and a gate change right after (Hold, Refuse, maintenance)
-// does not take them back.
+// Release lets held requests go on, in arrival order, at most
+// ReleaseConcurrency of them forwarded at a time, each to the target
+// active when its turn comes (what still waits after ReleaseWindow goes
+// at once). Requests that arrive while released ones still wait for
+// their turn queue behind them; once none waits, requests flow as
+// usual. It returns how many held requests it let through. They count in flight from here on, and a Hold right after
+// does not take them back; Refuse or maintenance answers those still
+// waiting for their turn (the application never saw them).
 func (p *Proxy) Release() (released int) {
 	return p.setGate(nil)
 }
@@ -171,12 +177,11 @@ func (p *Proxy) WaitInFlight(ctx context.Context) (open int64, err error) {
 // setGate installs g and gives every held request its verdict when g no
 // longer holds. It returns how many held requests got one.
 //
-// Released requests are counted in flight here, under heldMu and before
-// the gate opens: a release is a decision, so a Hold that follows at once
-// does not hold them again (they were released), and WaitInFlight after
-// that Hold waits for them like for any request already forwarded. Only
-// the first is woken; each wakes the next once it has chosen its target
-// (passOn), so they reach the target in arrival order.
+// Released requests move to the release queue and are counted in flight
+// here, under heldMu and before the gate opens: a release is a decision,
+// so a Hold that follows at once does not hold them again, and
+// WaitInFlight after that Hold waits for them like for any request
+// already forwarded. dispatch lets them go in arrival order.
 func (p *Proxy) setGate(g *gate) int {
 	p.heldMu.Lock()
 	defer p.heldMu.Unlock()
@@ -185,7 +190,19 @@ func (p *Proxy) setGate(g *gate) int {
 		return 0
 	}
 	n := p.held.list.Len()
-	var first, prev *waiter
+	if g != nil {
+		// Those still waiting for their turn were never forwarded: the
+		// new gate answers them, and every held request.
+		for e := p.releasing.Front(); e != nil; e = p.releasing.Front() {
+			w := p.releasing.Remove(e).(*waiter)
+			w.elem = nil
+			if !w.upgrade {
+				p.inFlight.Add(-1)
+			}
+			p.answering.Add(1)
+			w.verdict <- g
+		}
+	}
 	for e := p.held.list.Front(); e != nil; e = p.held.list.Front() {
 		w := p.held.list.Remove(e).(*waiter)
 		w.elem = nil
@@ -197,20 +214,103 @@ func (p *Proxy) setGate(g *gate) int {
 		if !w.upgrade {
 			p.inFlight.Add(1)
 		}
-		if prev == nil {
-			first = w
-		} else {
-			prev.next = w
-		}
-		prev = w
+		w.released = true
+		w.elem = p.releasing.PushBack(w)
 	}
 	p.held.bytes = 0
-	p.gate.Store(g)
-	if first != nil {
+	if g == nil && p.releasing.Len() > 0 {
+		g = &gate{mode: gateRelease}
 		p.releasedTotal.Add(int64(n))
-		first.verdict <- nil
 	}
+	p.gate.Store(g)
+	p.dispatch()
 	return n
+}
+
+// dispatch lets the next request of the release queue go when no woken
+// one is still choosing its target and a slot is free (upgrades need
+// none: a tunnel would keep it for hours). Only one is woken at a time,
+// and it calls chosen once its target is chosen, so released requests
+// reach the target in arrival order. When the queue is empty, a release
+// gate opens. heldMu is held.
+func (p *Proxy) dispatch() {
+	for !p.choosing {
+		e := p.releasing.Front()
+		if e == nil {
+			p.unbounded = false
+			if p.paceTimer != nil {
+				p.paceTimer.Stop()
+				p.paceTimer = nil
+				p.paceGen++ // a callback already under way does nothing
+			}
+			if g := p.gate.Load(); g != nil && g.mode == gateRelease {
+				p.gate.Store(nil)
+			}
+			return
+		}
+		w := e.Value.(*waiter)
+		if !w.upgrade {
+			if p.slots >= p.releaseConcurrency && !p.unbounded {
+				if p.paceTimer == nil {
+					p.paceGen++
+					gen := p.paceGen
+					p.paceTimer = time.AfterFunc(p.releaseWindow, func() { p.endPacing(gen) })
+				}
+				return
+			}
+			p.slots++
+			w.slot = true
+		}
+		p.releasing.Remove(e)
+		w.elem = nil
+		p.choosing = true
+		w.verdict <- nil
+	}
+}
+
+// ReleaseWindow bounds how long a release paces requests: what still
+// waits in the release queue that long after it first had to wait for a
+// slot goes on at once. The bound spares an application that answers
+// quickly a burst; it must not stall the site behind slow requests (long
+// polls, streams, a stuck application) that keep every slot, nor limit
+// an application that is slow but serves many requests at once.
+const ReleaseWindow = time.Second
+
+// endPacing lets the whole release queue go, unless the timer gen was
+// stopped meanwhile (a callback may already wait for heldMu when Stop is
+// called, and must not end the pacing of a later release).
+func (p *Proxy) endPacing(gen int) {
+	p.heldMu.Lock()
+	defer p.heldMu.Unlock()
+	if gen != p.paceGen {
+		return
+	}
+	p.paceTimer = nil
+	if p.releasing.Len() > 0 {
+		p.unbounded = true
+		p.dispatch()
+	}
+}
+
+// chosen: the released request woken last has chosen its target (or
+// left), so the next may go.
+func (p *Proxy) chosen() {
+	p.heldMu.Lock()
+	p.choosing = false
+	p.dispatch()
+	p.heldMu.Unlock()
+}
+
+// slotDone frees the slot of a released request whose exchange ended.
+func (p *Proxy) slotDone(w *waiter) {
+	if !w.slot {
+		return
+	}
+	w.slot = false
+	p.heldMu.Lock()
+	p.slots--
+	p.dispatch()
+	p.heldMu.Unlock()
 }
 
 // Outcomes of a request's stay in the hold queue.
@@ -226,8 +326,9 @@ const (
 // admit is the request path while a gate is set (g, as read after the
 // request was counted in flight). A request that is not an upgrade comes
 // in counted; when admit returns ok it is still (or again) counted and
-// may be forwarded, and released is the waiter to passOn once its target
-// is chosen (nil when it was never held). When ok is false the request
+// may be forwarded, and released is its waiter, for chosen once its
+// target is chosen and slotDone once its exchange ended (nil when it
+// never waited). When ok is false the request
 // was answered, or its client left and its connection was closed, and it
 // is no longer counted.
 func (p *Proxy) admit(w http.ResponseWriter, r *http.Request, g *gate, upgrade bool, start time.Time) (released *waiter, ok bool) {
@@ -249,7 +350,7 @@ func (p *Proxy) admit(w http.ResponseWriter, r *http.Request, g *gate, upgrade b
 			}
 			continue
 		}
-		if g.mode != gateHold {
+		if g.mode != gateHold && g.mode != gateRelease {
 			p.answer(w, r, g, upgrade, start)
 			return nil, false
 		}
@@ -269,7 +370,9 @@ func (p *Proxy) admit(w http.ResponseWriter, r *http.Request, g *gate, upgrade b
 }
 
 // hold queues the request while g is the gate and waits for its verdict,
-// or for its client to leave.
+// or for its client to leave. Behind a release (gateRelease) it joins
+// the release queue, already decided: requests that arrive after a
+// release do not overtake the released ones.
 func (p *Proxy) hold(w http.ResponseWriter, r *http.Request, g *gate, upgrade bool, start time.Time) (*waiter, *gate, holdOutcome) {
 	size := headerBytes(r)
 	wt := &waiter{verdict: make(chan *gate, 1), bytes: size, upgrade: upgrade}
@@ -278,17 +381,26 @@ func (p *Proxy) hold(w http.ResponseWriter, r *http.Request, g *gate, upgrade bo
 		p.heldMu.Unlock()
 		return nil, nil, holdRetry
 	}
-	if p.held.list.Len() >= p.maxHeld || p.held.bytes+size > p.maxHeldBytes {
+	if g.mode == gateRelease {
+		if !upgrade {
+			p.inFlight.Add(1)
+		}
+		wt.released = true
+		wt.elem = p.releasing.PushBack(wt)
 		p.heldMu.Unlock()
-		p.refusedLimit.Add(1)
-		p.observeRefusal(start)
-		p.writeRefusal(w, r, seconds(limitRetryAfter), "Too many requests are waiting; try again shortly.\n", upgrade)
-		return nil, nil, holdDone
+	} else {
+		if p.held.list.Len() >= p.maxHeld || p.held.bytes+size > p.maxHeldBytes {
+			p.heldMu.Unlock()
+			p.refusedLimit.Add(1)
+			p.observeRefusal(start)
+			p.writeRefusal(w, r, seconds(limitRetryAfter), "Too many requests are waiting; try again shortly.\n", upgrade)
+			return nil, nil, holdDone
+		}
+		wt.elem = p.held.list.PushBack(wt)
+		p.held.bytes += size
+		p.heldMu.Unlock()
+		p.heldTotal.Add(1)
 	}
-	wt.elem = p.held.list.PushBack(wt)
-	p.held.bytes += size
-	p.heldMu.Unlock()
-	p.heldTotal.Add(1)
 
 	// net/http notices a client that leaves (r.Context ends) only while
 	// nothing of the request is left to read, and only some time after
@@ -330,29 +442,37 @@ func (p *Proxy) hold(w http.ResponseWriter, r *http.Request, g *gate, upgrade bo
 // a second.
 const heldPollInterval = time.Second
 
-// leave takes a held request whose client went away out of the queue and
-// closes its connection without an answer: net/http would otherwise
+// leave takes a held request whose client went away out of its queue
+// and closes its connection without an answer: net/http would otherwise
 // answer 200 for a handler that wrote nothing, to a client that may still
 // read (one that only shut down its sending side). A request that got
-// its verdict meanwhile takes it: a released one passes the turn on and
-// is no longer counted in flight; a refused one needs no answer.
+// its verdict meanwhile takes it: a released one passes the turn and its
+// slot on and is no longer counted in flight; a refused one needs no
+// answer.
 func (p *Proxy) leave(w http.ResponseWriter, wt *waiter) {
 	p.heldMu.Lock()
 	queued := wt.elem != nil
 	if queued {
-		p.held.list.Remove(wt.elem)
-		p.held.bytes -= wt.bytes
+		if wt.released {
+			p.releasing.Remove(wt.elem)
+			if !wt.upgrade {
+				p.inFlight.Add(-1)
+			}
+		} else {
+			p.held.list.Remove(wt.elem)
+			p.held.bytes -= wt.bytes
+		}
 		wt.elem = nil
 	}
 	p.heldMu.Unlock()
 	if !queued {
-		// Out of the queue: its verdict was given, or will be by the
-		// request released before it, which never waits.
+		// Out of the queue: its verdict was given under heldMu already.
 		if v := <-wt.verdict; v == nil {
 			if !wt.upgrade {
 				p.inFlight.Add(-1)
 			}
-			wt.passOn()
+			p.chosen()
+			p.slotDone(wt)
 		} else {
 			p.answering.Add(-1)
 		}

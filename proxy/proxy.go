@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"cmp"
+	"container/list"
 	"context"
 	"errors"
 	"io"
@@ -56,9 +57,23 @@ type Proxy struct {
 	conns map[*trackedConn]struct{}
 
 	// The gate (docs/migrations.md): nil lets requests through.
-	gate               atomic.Pointer[gate]
-	heldMu             sync.Mutex // guards held; gate changes under it
-	held               holdQueue
+	gate   atomic.Pointer[gate]
+	heldMu sync.Mutex // guards held and the release queue; gate changes under it
+	held   holdQueue
+	// releasing is the release queue: released requests (and those that
+	// arrived behind them) waiting for their turn, in arrival order;
+	// slots counts those let go whose exchange has not ended, choosing
+	// whether the one let go last is still choosing its target.
+	releasing          list.List
+	slots              int
+	choosing           bool
+	releaseConcurrency int
+	// paceTimer ends the pacing releaseWindow after the queue first
+	// waited for a slot: unbounded lets the rest go at once.
+	paceTimer          *time.Timer
+	paceGen            int // which timer paceTimer is: a stopped one's callback does nothing
+	releaseWindow      time.Duration
+	unbounded          bool
 	inFlight           atomic.Int64
 	heldTotal          atomic.Int64
 	releasedTotal      atomic.Int64
@@ -95,7 +110,7 @@ type Options struct {
 // New returns a proxy with no active target: every request gets 503.
 func New(opts Options) *Proxy {
 	p := &Proxy{onError: opts.OnError, idleObserver: opts.Idle, errorLog: log.New(io.Discard, "", 0), conns: map[*trackedConn]struct{}{},
-		maxHeld: MaxHeldRequests, maxHeldBytes: MaxHeldBytes}
+		maxHeld: MaxHeldRequests, maxHeldBytes: MaxHeldBytes, releaseConcurrency: ReleaseConcurrency, releaseWindow: ReleaseWindow}
 	p.server = &http.Server{
 		Handler:           p,
 		ReadHeaderTimeout: cmp.Or(opts.ReadHeaderTimeout, DefaultReadHeaderTimeout),
@@ -277,7 +292,8 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if p.released != nil {
 			p.released(r)
 		}
-		released.passOn()
+		defer p.slotDone(released)
+		p.chosen()
 	}
 	if upgrade == "" && p.draining.Load() {
 		// net/http closes after the answer; the client's next request
