@@ -61,6 +61,7 @@ func (e *Engine) Serve() error {
 	signals := make(chan os.Signal, 4)
 	signal.Notify(signals, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	signal.Ignore(syscall.SIGPIPE) // a closed stdout must not end the daemon
+	lowerOOMScore()                // before the first process starts
 	defer signal.Stop(signals)
 
 	launched := make(chan error, 1)

@@ -3,6 +3,8 @@ package runtime
 import (
 	"os"
 	"os/exec"
+	"strconv"
+	"sync/atomic"
 )
 
 // gateScript holds a new child until its owner has recorded it: the
@@ -12,7 +14,13 @@ import (
 // before it opened the gate, the read meets end of file and the child
 // exits without running anything: a crash between a spawn and its record
 // leaves nothing behind that nobody knows about.
-const gateScript = `read -r rollbridge_gate <&3 || exit 111; exec 3<&-; exec /bin/sh -c "$1"`
+//
+// The gate's line may carry an oom_score_adj for the command (see
+// SetChildOOMScoreAdj): the shell writes it to /proc/self/oom_score_adj
+// before the exec, so no command starts with the daemon's own, lowered
+// value. Raising one's own value needs no privilege, also after a switch
+// to another user.
+const gateScript = `read -r rollbridge_gate rollbridge_oom <&3 || exit 111; exec 3<&-; [ -z "$rollbridge_oom" ] || { echo "$rollbridge_oom" > /proc/self/oom_score_adj; } 2>/dev/null; exec /bin/sh -c "$1"`
 
 // gateExitCode is how a gated child ends whose owner never opened it.
 const gateExitCode = 111
@@ -33,11 +41,27 @@ func gatedCommand(command string) (cmd *exec.Cmd, readEnd *os.File, g *gate, err
 	return cmd, r, &gate{w: w}, nil
 }
 
-// open lets the child run its command.
+// open lets the child run its command, with the oom_score_adj set by
+// SetChildOOMScoreAdj.
 func (g *gate) open() {
-	_, _ = g.w.Write([]byte("go\n"))
+	line := "go\n"
+	if v := childOOMScoreAdj.Load(); v != nil {
+		line = "go " + strconv.Itoa(*v) + "\n"
+	}
+	_, _ = g.w.Write([]byte(line))
 	g.w.Close()
 }
+
+// childOOMScoreAdj is the oom_score_adj every gated child sets for itself
+// before its command runs; nil: it keeps the one it inherited.
+var childOOMScoreAdj atomic.Pointer[int]
+
+// SetChildOOMScoreAdj makes every child started from now on (processes,
+// lifecycle hooks, gated commands) run with oom_score_adj v instead of the
+// value it inherits from the daemon: a daemon that lowered its own, so
+// the kernel's OOM killer spares it, does not pass that on to the apps
+// (docs/processes.md#61-the-daemon-and-the-oom-killer).
+func SetChildOOMScoreAdj(v int) { childOOMScoreAdj.Store(&v) }
 
 // drop closes the gate's pipe without opening it: the child exits with
 // gateExitCode. It is used when the start failed.
