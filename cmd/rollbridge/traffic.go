@@ -85,11 +85,16 @@ func durationFlag(cmd *cobra.Command, name, value string, lo, hi, unit time.Dura
 	return d, nil
 }
 
-// callTraffic sends a traffic command and reads its reply. A daemon
-// without the command (the Node.js rollbridge, an older Go build) is told
-// apart from other errors: it needs replacing, not retrying.
-func callTraffic(ep control.Endpoint, command string, timeout time.Duration, fields ...jsconfig.Field) ([]byte, trafficReply, error) {
+// callTraffic sends a traffic command to the daemon that --config or
+// --socket names and reads its reply. A daemon without the command (the
+// Node.js rollbridge, an older Go build) is told apart from other errors:
+// it needs replacing, not retrying.
+func callTraffic(cmd *cobra.Command, configPath, socket, command string, timeout time.Duration, fields ...jsconfig.Field) ([]byte, trafficReply, error) {
 	var reply trafficReply
+	ep, _, err := daemonTarget(cmd, configPath, socket)
+	if err != nil {
+		return nil, reply, err
+	}
 	raw, err := control.Call(ep, control.SortedRequest(command, fields...), timeout)
 	if err != nil {
 		return nil, reply, unsupportedCommand(err, command)
@@ -98,6 +103,16 @@ func callTraffic(ep control.Endpoint, command string, timeout time.Duration, fie
 		return nil, reply, fmt.Errorf("cannot read the daemon's reply to %s (%v); run with --json to see it as it came", command, err)
 	}
 	return raw, reply, nil
+}
+
+// printTraffic writes a traffic command's reply: as the daemon sent it for
+// scripts and --json, text for a person.
+func printTraffic(cmd *cobra.Command, asJSON bool, raw []byte, text string) error {
+	if !forPerson(cmd, asJSON) {
+		return printPretty(cmd.OutOrStdout(), raw)
+	}
+	_, err := io.WriteString(cmd.OutOrStdout(), text)
+	return err
 }
 
 // unsupportedCommand turns the "Unknown command: <command>" reply of a
@@ -130,11 +145,7 @@ func newPauseCommand(stderr io.Writer) *cobra.Command {
 					return err
 				}
 			}
-			ep, _, err := daemonTarget(cmd, configPath, socket)
-			if err != nil {
-				return err
-			}
-			raw, reply, err := callTraffic(ep, "pause", drainTimeout+pauseReplyMargin,
+			raw, reply, err := callTraffic(cmd, configPath, socket, "pause", drainTimeout+pauseReplyMargin,
 				jsconfig.Field{Key: "drainTimeoutMs", Value: jsconfig.Number(float64(drainTimeout.Milliseconds()))},
 				jsconfig.Field{Key: "maxPauseMs", Value: jsconfig.Number(float64(max.Milliseconds()))})
 			if err != nil {
@@ -146,11 +157,7 @@ func newPauseCommand(stderr io.Writer) *cobra.Command {
 				fmt.Fprintf(stderr, "Warning: %s still in flight after the drain timeout (%s); they go on to the release that serves them. The pause stays on.\n",
 					counted(int(reply.InFlight), "request was", "requests were"), drainTimeout)
 			}
-			if !forPerson(cmd, asJSON) {
-				return printPretty(cmd.OutOrStdout(), raw)
-			}
-			_, err = io.WriteString(cmd.OutOrStdout(), pauseText(reply, time.Now()))
-			return err
+			return printTraffic(cmd, asJSON, raw, pauseText(reply, time.Now()))
 		},
 	}
 	addConfigFlag(cmd, &configPath)
@@ -197,19 +204,11 @@ func newResumeCommand() *cobra.Command {
 		Use:   "resume",
 		Short: "End a pause: held requests go on, in arrival order, to the active release.",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ep, _, err := daemonTarget(cmd, configPath, socket)
+			raw, reply, err := callTraffic(cmd, configPath, socket, "resume", control.ReadTimeout)
 			if err != nil {
 				return err
 			}
-			raw, reply, err := callTraffic(ep, "resume", control.ReadTimeout)
-			if err != nil {
-				return err
-			}
-			if !forPerson(cmd, asJSON) {
-				return printPretty(cmd.OutOrStdout(), raw)
-			}
-			_, err = io.WriteString(cmd.OutOrStdout(), resumeText(reply))
-			return err
+			return printTraffic(cmd, asJSON, raw, resumeText(reply))
 		},
 	}
 	addConfigFlag(cmd, &configPath)
@@ -281,19 +280,11 @@ func newMaintenanceCommand() *cobra.Command {
 					fields = append(fields, jsconfig.Field{Key: "retryAfterSeconds", Value: jsconfig.Number(d.Seconds())})
 				}
 			}
-			ep, _, err := daemonTarget(cmd, configPath, socket)
+			raw, reply, err := callTraffic(cmd, configPath, socket, "maintenance", control.ReadTimeout, fields...)
 			if err != nil {
 				return err
 			}
-			raw, reply, err := callTraffic(ep, "maintenance", control.ReadTimeout, fields...)
-			if err != nil {
-				return err
-			}
-			if !forPerson(cmd, asJSON) {
-				return printPretty(cmd.OutOrStdout(), raw)
-			}
-			_, err = io.WriteString(cmd.OutOrStdout(), maintenanceText(on, reply))
-			return err
+			return printTraffic(cmd, asJSON, raw, maintenanceText(on, reply))
 		},
 	}
 	addConfigFlag(cmd, &configPath)
