@@ -62,11 +62,10 @@ func (h *holdFlags) fields(cmd *cobra.Command) ([]jsconfig.Field, error) {
 // that does not answer is left to the deploy request to report.
 func probeTraffic(plan *jsconfig.Plan) error {
 	_, err := control.Call(engine.ControlEndpoint(plan.Control), control.SortedRequest("traffic"), control.ReadTimeout)
-	var de *control.DaemonError
-	if errors.As(err, &de) {
-		if strings.HasPrefix(de.Message, "Unknown command") {
-			return errors.New("The running daemon does not support --hold-traffic (it is the Node.js rollbridge or an older rollbridge); nothing was deployed. Replace it with this version to use it: rollbridge daemon --takeover-owner … (docs/cli.md#takeover-replacing-the-running-daemon).")
-		}
+	switch {
+	case daemonLacks(err, "traffic"):
+		return errors.New("The running daemon does not support --hold-traffic (it is the Node.js rollbridge or an older rollbridge); nothing was deployed. Replace it with this version to use it: rollbridge daemon --takeover-owner … (docs/cli.md#takeover-replacing-the-running-daemon).")
+	case errors.As(err, new(*control.DaemonError)):
 		return err
 	}
 	return nil

@@ -115,11 +115,17 @@ func printTraffic(cmd *cobra.Command, asJSON bool, raw []byte, text string) erro
 	return err
 }
 
-// unsupportedCommand turns the "Unknown command: <command>" reply of a
-// daemon that predates the traffic commands into what to do about it.
-func unsupportedCommand(err error, command string) error {
+// daemonLacks reports the "Unknown command: <command>" reply of a
+// daemon that predates command.
+func daemonLacks(err error, command string) bool {
 	var de *control.DaemonError
-	if !errors.As(err, &de) || de.Message != "Unknown command: "+command {
+	return errors.As(err, &de) && de.Message == "Unknown command: "+command
+}
+
+// unsupportedCommand turns the reply of a daemon that predates the
+// traffic commands into what to do about it.
+func unsupportedCommand(err error, command string) error {
+	if !daemonLacks(err, command) {
 		return err
 	}
 	return withHint(fmt.Errorf("The running daemon does not support %s: it is the Node.js rollbridge or an older rollbridge.", command),
