@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"time"
 
 	"github.com/rollbridge/rollbridge/engine"
 	"github.com/rollbridge/rollbridge/engine/control"
@@ -47,7 +46,7 @@ func (h *holdFlags) fields(cmd *cobra.Command) ([]jsconfig.Field, error) {
 		fields = append(fields, jsconfig.Field{Key: "beforeSwitch", Value: h.beforeSwitch})
 	}
 	if cmd.Flags().Changed("max-pause") {
-		d, err := durationFlag(cmd, "max-pause", h.maxPause, time.Millisecond, engine.MaxPauseLimit, time.Millisecond)
+		d, err := maxPauseFlag(cmd, h.maxPause)
 		if err != nil {
 			return nil, err
 		}

@@ -85,6 +85,12 @@ func durationFlag(cmd *cobra.Command, name, value string, lo, hi, unit time.Dura
 	return d, nil
 }
 
+// maxPauseFlag reads --max-pause, which pause and deploy --hold-traffic
+// bound alike: whole milliseconds from 1 ms to engine.MaxPauseLimit.
+func maxPauseFlag(cmd *cobra.Command, value string) (time.Duration, error) {
+	return durationFlag(cmd, "max-pause", value, time.Millisecond, engine.MaxPauseLimit, time.Millisecond)
+}
+
 // callTraffic sends a traffic command to the daemon that --config or
 // --socket names and reads its reply. A daemon without the command (the
 // Node.js rollbridge, an older Go build) is told apart from other errors:
@@ -142,7 +148,7 @@ func newPauseCommand(stderr io.Writer) *cobra.Command {
 			max, drainTimeout := engine.DefaultMaxPause, engine.DefaultPauseDrain
 			var err error
 			if cmd.Flags().Changed("max-pause") {
-				if max, err = durationFlag(cmd, "max-pause", maxPause, time.Millisecond, engine.MaxPauseLimit, time.Millisecond); err != nil {
+				if max, err = maxPauseFlag(cmd, maxPause); err != nil {
 					return err
 				}
 			}
