@@ -22,7 +22,7 @@ type holdFlags struct {
 func (h *holdFlags) register(cmd *cobra.Command) {
 	cmd.Flags().BoolVar(&h.on, "hold-traffic", false, "Hold new requests from the health check to the switch, while requests in flight finish (and --before-switch runs)")
 	cmd.Flags().StringVar(&h.beforeSwitch, "before-switch", "", "Shell command to run in the release directory while traffic is held, before the switch (needs --hold-traffic)")
-	cmd.Flags().StringVar(&h.maxPause, "max-pause", "30s", "Longest traffic may be held, 30s by default: a duration (2m, 1500ms) or seconds (needs --hold-traffic)")
+	cmd.Flags().StringVar(&h.maxPause, "max-pause", "30s", "Longest traffic may be held: a duration (2m, 1500ms) or seconds (needs --hold-traffic; default 30s, at most 1h)")
 	setPlaceholder(cmd, "before-switch", "<command>")
 	setPlaceholder(cmd, "max-pause", "<duration>")
 }
