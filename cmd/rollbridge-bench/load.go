@@ -196,15 +196,7 @@ func clientLoop(addr, path string, keepAlive, retry bool, first time.Time, inter
 				conn, br = c, bufio.NewReaderSize(c, 4096)
 			}
 			conn.SetDeadline(time.Now().Add(10 * time.Second))
-			if _, err := io.WriteString(conn, req); err != nil {
-				return err
-			}
-			resp, err := http.ReadResponse(br, nil)
-			if err != nil {
-				return err
-			}
-			_, err = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
+			resp, err := exchange(conn, br, req)
 			if err != nil {
 				return err
 			}
@@ -238,6 +230,20 @@ func clientLoop(addr, path string, keepAlive, retry bool, first time.Time, inter
 		conn.Close()
 	}
 	return samples
+}
+
+// exchange writes req on c and reads the whole answer from br, c's reader.
+func exchange(c net.Conn, br *bufio.Reader, req string) (*http.Response, error) {
+	if _, err := io.WriteString(c, req); err != nil {
+		return nil, err
+	}
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		return nil, err
+	}
+	_, err = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp, err
 }
 
 // isClosedIdle reports an error of a request on a reused connection that

@@ -3,9 +3,7 @@ package main
 import (
 	"bufio"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
 	"sync"
 	"time"
 )
@@ -125,18 +123,7 @@ func openRequest(pool *connPool, addr, req string, timeout time.Duration) error 
 		c = &pooledConn{c: nc, br: bufio.NewReaderSize(nc, 4096)}
 	}
 	c.c.SetDeadline(time.Now().Add(timeout))
-	resp, err := func() (*http.Response, error) {
-		if _, err := io.WriteString(c.c, req); err != nil {
-			return nil, err
-		}
-		resp, err := http.ReadResponse(c.br, nil)
-		if err != nil {
-			return nil, err
-		}
-		_, err = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		return resp, err
-	}()
+	resp, err := exchange(c.c, c.br, req)
 	if err != nil {
 		c.c.Close()
 		return err

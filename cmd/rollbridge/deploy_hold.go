@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"time"
 
 	"github.com/rollbridge/rollbridge/engine"
 	"github.com/rollbridge/rollbridge/engine/control"
@@ -23,7 +22,7 @@ type holdFlags struct {
 func (h *holdFlags) register(cmd *cobra.Command) {
 	cmd.Flags().BoolVar(&h.on, "hold-traffic", false, "Hold new requests from the health check to the switch, while requests in flight finish (and --before-switch runs)")
 	cmd.Flags().StringVar(&h.beforeSwitch, "before-switch", "", "Shell command to run in the release directory while traffic is held, before the switch (needs --hold-traffic)")
-	cmd.Flags().StringVar(&h.maxPause, "max-pause", "30s", "Longest traffic may be held, 30s by default: a duration (2m, 1500ms) or seconds (needs --hold-traffic)")
+	cmd.Flags().StringVar(&h.maxPause, "max-pause", "30s", "Longest traffic may be held: a duration (2m, 1500ms) or seconds (needs --hold-traffic; default 30s, at most 1h)")
 	setPlaceholder(cmd, "before-switch", "<command>")
 	setPlaceholder(cmd, "max-pause", "<duration>")
 }
@@ -47,7 +46,7 @@ func (h *holdFlags) fields(cmd *cobra.Command) ([]jsconfig.Field, error) {
 		fields = append(fields, jsconfig.Field{Key: "beforeSwitch", Value: h.beforeSwitch})
 	}
 	if cmd.Flags().Changed("max-pause") {
-		d, err := durationFlag(cmd, "max-pause", h.maxPause, time.Millisecond, engine.MaxPauseLimit, time.Millisecond)
+		d, err := maxPauseFlag(cmd, h.maxPause)
 		if err != nil {
 			return nil, err
 		}
@@ -62,11 +61,10 @@ func (h *holdFlags) fields(cmd *cobra.Command) ([]jsconfig.Field, error) {
 // that does not answer is left to the deploy request to report.
 func probeTraffic(plan *jsconfig.Plan) error {
 	_, err := control.Call(engine.ControlEndpoint(plan.Control), control.SortedRequest("traffic"), control.ReadTimeout)
-	var de *control.DaemonError
-	if errors.As(err, &de) {
-		if strings.HasPrefix(de.Message, "Unknown command") {
-			return errors.New("The running daemon does not support --hold-traffic (it is the Node.js rollbridge or an older rollbridge); nothing was deployed. Replace it with this version to use it: rollbridge daemon --takeover-owner … (docs/cli.md#takeover-replacing-the-running-daemon).")
-		}
+	switch {
+	case daemonLacks(err, "traffic"):
+		return errors.New("The running daemon does not support --hold-traffic (it is the Node.js rollbridge or an older rollbridge); nothing was deployed. Replace it with this version to use it: rollbridge daemon --takeover-owner … (docs/cli.md#takeover-replacing-the-running-daemon).")
+	case errors.As(err, new(*control.DaemonError)):
 		return err
 	}
 	return nil

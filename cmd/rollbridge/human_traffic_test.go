@@ -68,4 +68,10 @@ func TestHoldProgressNamesMaxPause(t *testing.T) {
 	if got := out.String(); got != "  holding new requests (--max-pause 20s) while requests in flight finish\n" {
 		t.Errorf("progress: %q", got)
 	}
+	// As the operator writes it: "2m", not Go's "2m0s".
+	out.Reset()
+	p.eventLocked(streamEntry{Message: "traffic paused"}, map[string]any{"by": "deploy", "maxPauseMs": 120000.0, "releaseId": "v3"})
+	if got := out.String(); got != "  holding new requests (--max-pause 2m) while requests in flight finish\n" {
+		t.Errorf("progress: %q", got)
+	}
 }

@@ -201,7 +201,7 @@ func (p *progress) eventLocked(e streamEntry, d map[string]any) {
 			ms, _ := d["maxPauseMs"].(float64)
 			// Not "at most": a --before-switch command still running at
 			// --max-pause is stopped first, which takes up to 6 s more.
-			p.sayLocked("  holding new requests (--max-pause %s) while requests in flight finish", (time.Duration(ms) * time.Millisecond).String())
+			p.sayLocked("  holding new requests (--max-pause %s) while requests in flight finish", shortDuration(time.Duration(ms)*time.Millisecond))
 		}
 	case "before-switch command started":
 		p.sayLocked("  running the before-switch command…")

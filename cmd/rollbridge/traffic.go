@@ -85,11 +85,22 @@ func durationFlag(cmd *cobra.Command, name, value string, lo, hi, unit time.Dura
 	return d, nil
 }
 
-// callTraffic sends a traffic command and reads its reply. A daemon
-// without the command (the Node.js rollbridge, an older Go build) is told
-// apart from other errors: it needs replacing, not retrying.
-func callTraffic(ep control.Endpoint, command string, timeout time.Duration, fields ...jsconfig.Field) ([]byte, trafficReply, error) {
+// maxPauseFlag reads --max-pause, which pause and deploy --hold-traffic
+// bound alike: whole milliseconds from 1 ms to engine.MaxPauseLimit.
+func maxPauseFlag(cmd *cobra.Command, value string) (time.Duration, error) {
+	return durationFlag(cmd, "max-pause", value, time.Millisecond, engine.MaxPauseLimit, time.Millisecond)
+}
+
+// callTraffic sends a traffic command to the daemon that --config or
+// --socket names and reads its reply. A daemon without the command (the
+// Node.js rollbridge, an older Go build) is told apart from other errors:
+// it needs replacing, not retrying.
+func callTraffic(cmd *cobra.Command, configPath, socket, command string, timeout time.Duration, fields ...jsconfig.Field) ([]byte, trafficReply, error) {
 	var reply trafficReply
+	ep, _, err := daemonTarget(cmd, configPath, socket)
+	if err != nil {
+		return nil, reply, err
+	}
 	raw, err := control.Call(ep, control.SortedRequest(command, fields...), timeout)
 	if err != nil {
 		return nil, reply, unsupportedCommand(err, command)
@@ -100,11 +111,27 @@ func callTraffic(ep control.Endpoint, command string, timeout time.Duration, fie
 	return raw, reply, nil
 }
 
-// unsupportedCommand turns the "Unknown command: <command>" reply of a
-// daemon that predates the traffic commands into what to do about it.
-func unsupportedCommand(err error, command string) error {
+// printTraffic writes a traffic command's reply: as the daemon sent it for
+// scripts and --json, text for a person.
+func printTraffic(cmd *cobra.Command, asJSON bool, raw []byte, text string) error {
+	if !forPerson(cmd, asJSON) {
+		return printPretty(cmd.OutOrStdout(), raw)
+	}
+	_, err := io.WriteString(cmd.OutOrStdout(), text)
+	return err
+}
+
+// daemonLacks reports the "Unknown command: <command>" reply of a
+// daemon that predates command.
+func daemonLacks(err error, command string) bool {
 	var de *control.DaemonError
-	if !errors.As(err, &de) || de.Message != "Unknown command: "+command {
+	return errors.As(err, &de) && de.Message == "Unknown command: "+command
+}
+
+// unsupportedCommand turns the reply of a daemon that predates the
+// traffic commands into what to do about it.
+func unsupportedCommand(err error, command string) error {
+	if !daemonLacks(err, command) {
 		return err
 	}
 	return withHint(fmt.Errorf("The running daemon does not support %s: it is the Node.js rollbridge or an older rollbridge.", command),
@@ -121,7 +148,7 @@ func newPauseCommand(stderr io.Writer) *cobra.Command {
 			max, drainTimeout := engine.DefaultMaxPause, engine.DefaultPauseDrain
 			var err error
 			if cmd.Flags().Changed("max-pause") {
-				if max, err = durationFlag(cmd, "max-pause", maxPause, time.Millisecond, engine.MaxPauseLimit, time.Millisecond); err != nil {
+				if max, err = maxPauseFlag(cmd, maxPause); err != nil {
 					return err
 				}
 			}
@@ -130,11 +157,7 @@ func newPauseCommand(stderr io.Writer) *cobra.Command {
 					return err
 				}
 			}
-			ep, _, err := daemonTarget(cmd, configPath, socket)
-			if err != nil {
-				return err
-			}
-			raw, reply, err := callTraffic(ep, "pause", drainTimeout+pauseReplyMargin,
+			raw, reply, err := callTraffic(cmd, configPath, socket, "pause", drainTimeout+pauseReplyMargin,
 				jsconfig.Field{Key: "drainTimeoutMs", Value: jsconfig.Number(float64(drainTimeout.Milliseconds()))},
 				jsconfig.Field{Key: "maxPauseMs", Value: jsconfig.Number(float64(max.Milliseconds()))})
 			if err != nil {
@@ -146,11 +169,7 @@ func newPauseCommand(stderr io.Writer) *cobra.Command {
 				fmt.Fprintf(stderr, "Warning: %s still in flight after the drain timeout (%s); they go on to the release that serves them. The pause stays on.\n",
 					counted(int(reply.InFlight), "request was", "requests were"), drainTimeout)
 			}
-			if !forPerson(cmd, asJSON) {
-				return printPretty(cmd.OutOrStdout(), raw)
-			}
-			_, err = io.WriteString(cmd.OutOrStdout(), pauseText(reply, time.Now()))
-			return err
+			return printTraffic(cmd, asJSON, raw, pauseText(reply, time.Now()))
 		},
 	}
 	addConfigFlag(cmd, &configPath)
@@ -197,19 +216,11 @@ func newResumeCommand() *cobra.Command {
 		Use:   "resume",
 		Short: "End a pause: held requests go on, in arrival order, to the active release.",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ep, _, err := daemonTarget(cmd, configPath, socket)
+			raw, reply, err := callTraffic(cmd, configPath, socket, "resume", control.ReadTimeout)
 			if err != nil {
 				return err
 			}
-			raw, reply, err := callTraffic(ep, "resume", control.ReadTimeout)
-			if err != nil {
-				return err
-			}
-			if !forPerson(cmd, asJSON) {
-				return printPretty(cmd.OutOrStdout(), raw)
-			}
-			_, err = io.WriteString(cmd.OutOrStdout(), resumeText(reply))
-			return err
+			return printTraffic(cmd, asJSON, raw, resumeText(reply))
 		},
 	}
 	addConfigFlag(cmd, &configPath)
@@ -281,19 +292,11 @@ func newMaintenanceCommand() *cobra.Command {
 					fields = append(fields, jsconfig.Field{Key: "retryAfterSeconds", Value: jsconfig.Number(d.Seconds())})
 				}
 			}
-			ep, _, err := daemonTarget(cmd, configPath, socket)
+			raw, reply, err := callTraffic(cmd, configPath, socket, "maintenance", control.ReadTimeout, fields...)
 			if err != nil {
 				return err
 			}
-			raw, reply, err := callTraffic(ep, "maintenance", control.ReadTimeout, fields...)
-			if err != nil {
-				return err
-			}
-			if !forPerson(cmd, asJSON) {
-				return printPretty(cmd.OutOrStdout(), raw)
-			}
-			_, err = io.WriteString(cmd.OutOrStdout(), maintenanceText(on, reply))
-			return err
+			return printTraffic(cmd, asJSON, raw, maintenanceText(on, reply))
 		},
 	}
 	addConfigFlag(cmd, &configPath)
