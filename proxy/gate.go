@@ -21,9 +21,9 @@ const (
 	MaxHeldBytes    = 64 << 20
 )
 
-// limitRetryAfter is the Retry-After of a request refused because the
-// hold is full: it is worth retrying soon.
-const limitRetryAfter = time.Second
+// limitRetryAfter is the Retry-After, in seconds, of a request refused
+// because the hold is full: it is worth retrying soon.
+const limitRetryAfter = "1"
 
 // gateMode is what the gate does with a request.
 type gateMode int
@@ -393,7 +393,11 @@ func (p *Proxy) hold(w http.ResponseWriter, r *http.Request, g *gate, upgrade bo
 			p.heldMu.Unlock()
 			p.refusedLimit.Add(1)
 			p.observeRefusal(start)
-			p.writeRefusal(w, r, seconds(limitRetryAfter), "Too many requests are waiting; try again shortly.\n", upgrade)
+			if upgrade {
+				writeRawRefusal(w, limitRetryAfter)
+			} else {
+				write503(w, r, limitRetryAfter, textPlain, "Too many requests are waiting; try again shortly.\n")
+			}
 			return nil, nil, holdDone
 		}
 		wt.elem = p.held.list.PushBack(wt)
@@ -486,20 +490,21 @@ func (p *Proxy) answer(w http.ResponseWriter, r *http.Request, g *gate, upgrade 
 	p.observeRefusal(start) // before the answer can reach the client
 	if g.mode == gateMaintenance {
 		p.refusedMaintenance.Add(1)
-		if upgrade {
-			writeRawRefusal(w, g.retryAfter)
-		} else {
-			writeMaintenance(w, r, g)
-		}
 	} else {
 		p.refusedExpired.Add(1)
-		p.writeRefusal(w, r, g.retryAfter, "Traffic is paused; try again later.\n", upgrade)
 	}
-	if !upgrade {
-		// Into the socket now, not when the handler returns: Shutdown
-		// closes the connection once every held request has answered.
-		http.NewResponseController(w).Flush()
+	switch {
+	case upgrade:
+		writeRawRefusal(w, g.retryAfter)
+		return
+	case g.mode == gateMaintenance:
+		writeMaintenance(w, r, g)
+	default:
+		write503(w, r, g.retryAfter, textPlain, "Traffic is paused; try again later.\n")
 	}
+	// Into the socket now, not when the handler returns: Shutdown closes
+	// the connection once every held request has answered.
+	http.NewResponseController(w).Flush()
 }
 
 // observeRefusal tells the metrics of a 503 the proxy answered itself,
@@ -517,19 +522,18 @@ func (p *Proxy) observeRefusal(start time.Time) {
 	p.idleObserver.ObserveRequest(http.StatusServiceUnavailable, elapsed)
 }
 
-// writeRefusal answers 503 with Retry-After and a plain-text body; an
-// upgrade gets the status line and headers only, then the connection
-// closes.
-func (p *Proxy) writeRefusal(w http.ResponseWriter, r *http.Request, retryAfter, body string, upgrade bool) {
-	if upgrade {
-		writeRawRefusal(w, retryAfter)
-		return
-	}
+// textPlain is the Content-Type of the gate's plain-text answers.
+const textPlain = "text/plain; charset=utf-8"
+
+// write503 answers 503 with Retry-After and body as ctype, never cached
+// and never sniffed as another type (the page is what it says: no script
+// sniffed from a message). HEAD gets the headers only.
+func write503(w http.ResponseWriter, r *http.Request, retryAfter, ctype, body string) {
 	h := w.Header()
 	h.Set("Retry-After", retryAfter)
 	h.Set("Cache-Control", "no-store")
-	h.Set("X-Content-Type-Options", "nosniff") // the page is what it says: no script sniffed from a message
-	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Content-Type", ctype)
 	h.Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(http.StatusServiceUnavailable)
 	if r.Method != http.MethodHead {
@@ -537,6 +541,8 @@ func (p *Proxy) writeRefusal(w http.ResponseWriter, r *http.Request, retryAfter,
 	}
 }
 
+// writeRawRefusal answers an upgrade: the status line and headers only,
+// then the connection closes.
 func writeRawRefusal(w http.ResponseWriter, retryAfter string) {
 	hijackAndWrite(w, "HTTP/1.1 503 Service Unavailable\r\nRetry-After: "+retryAfter+"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
 }
@@ -561,20 +567,11 @@ func writeMaintenance(w http.ResponseWriter, r *http.Request, g *gate) {
 		}{"maintenance", msg})
 		body = string(b) + "\n"
 	default:
-		ctype = "text/plain; charset=utf-8"
+		ctype = textPlain
 		body = msg + "\n"
 	}
-	h := w.Header()
-	h.Set("Retry-After", g.retryAfter)
-	h.Set("Cache-Control", "no-store")
-	h.Set("X-Content-Type-Options", "nosniff") // the page is what it says: no script sniffed from a message
-	h.Set("Content-Type", ctype)
-	h.Set("Content-Length", strconv.Itoa(len(body)))
-	h.Add("Vary", "Accept")
-	w.WriteHeader(http.StatusServiceUnavailable)
-	if r.Method != http.MethodHead {
-		io.WriteString(w, body)
-	}
+	w.Header().Add("Vary", "Accept")
+	write503(w, r, g.retryAfter, ctype, body)
 }
 
 // maintenanceFormats are the formats of the maintenance response; on a
