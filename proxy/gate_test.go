@@ -704,14 +704,7 @@ func TestNothingIsForwardedAfterHoldAndWaitInFlight(t *testing.T) {
 // them, even with no grace at all.
 func TestShutdownAnswersHeldRequests(t *testing.T) {
 	u := echoPath(t)
-	p := New(Options{})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go p.Serve(ln)
-	t.Cleanup(func() { p.Shutdown(0) })
-	p.SetActive(u.target(p, "v1"))
+	p, ln := servingProxy(t, u)
 	p.Hold()
 	const n = 20
 	readers := make([]*bufio.Reader, n)
