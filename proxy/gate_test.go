@@ -109,13 +109,21 @@ func echoPath(t *testing.T) *upstream {
 	return newUpstream(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, r.URL.Path) })
 }
 
+// echoProxy serves a proxy on a loopback port with an echoPath upstream
+// active.
+func echoProxy(t *testing.T) (*upstream, *Proxy, string) {
+	t.Helper()
+	u := echoPath(t)
+	p, addr, _ := startProxy(t)
+	p.SetActive(u.target(p, "v1"))
+	return u, p, addr
+}
+
 // On one connection, requests are answered in the order sent, held or
 // not: pipelined ones (net/http reads the next only after answering the
 // previous, so one is held) and keep-alive ones sent one after another.
 func TestHeldRequestsKeepTheirOrderOnAConnection(t *testing.T) {
-	u := echoPath(t)
-	p, addr, _ := startProxy(t)
-	p.SetActive(u.target(p, "v1"))
+	u, p, addr := echoProxy(t)
 
 	p.Hold()
 	c, br := dialHeld(t, addr, "GET /p1 HTTP/1.1\r\nHost: x\r\n\r\nGET /p2 HTTP/1.1\r\nHost: x\r\n\r\nGET /p3 HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -146,9 +154,7 @@ func TestHeldRequestsKeepTheirOrderOnAConnection(t *testing.T) {
 // arrived, none lost.
 func TestReleaseInArrivalOrder(t *testing.T) {
 	const n = 40
-	u := echoPath(t)
-	p, addr, _ := startProxy(t)
-	p.SetActive(u.target(p, "v1"))
+	u, p, addr := echoProxy(t)
 	var mu sync.Mutex
 	var order []string
 	p.released = func(r *http.Request) { mu.Lock(); order = append(order, r.URL.Path); mu.Unlock() }
@@ -241,9 +247,7 @@ func TestHeldClientThatLeavesLeavesTheQueue(t *testing.T) {
 		{"POST half-closed", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello", true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			u := echoPath(t)
-			p, addr, _ := startProxy(t)
-			p.SetActive(u.target(p, "v1"))
+			u, p, addr := echoProxy(t)
 			p.Hold()
 			conn, br := dialHeld(t, addr, c.req)
 			waitUntil(t, func() bool { return heldCount(p) == 1 })
@@ -359,9 +363,7 @@ func setBounds(p *Proxy, requests int, bytes int64) {
 // Beyond either bound a new request is answered 503 + Retry-After: 1 at
 // once, never held; the requests already held are not disturbed.
 func TestHoldBounds(t *testing.T) {
-	u := echoPath(t)
-	p, addr, _ := startProxy(t)
-	p.SetActive(u.target(p, "v1"))
+	u, p, addr := echoProxy(t)
 	small := "GET /small HTTP/1.1\r\nHost: x\r\n\r\n"
 	setBounds(p, 2, 2048)
 	p.Hold()
@@ -412,9 +414,7 @@ func TestHoldBounds(t *testing.T) {
 // seconds, rounded up; an upgrade gets a raw 503 and its connection
 // closes. Nothing reaches the app.
 func TestRefuseAnswersHeldAndNewRequests(t *testing.T) {
-	u := echoPath(t)
-	p, addr, _ := startProxy(t)
-	p.SetActive(u.target(p, "v1"))
+	u, p, addr := echoProxy(t)
 	p.Hold()
 	_, brGet := dialHeld(t, addr, "GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
 	_, brHead := dialHeld(t, addr, "HEAD /a HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -473,9 +473,7 @@ func TestRetryAfterSeconds(t *testing.T) {
 // The maintenance response picks its format by Accept, honouring q and
 // the most specific range, and escapes the message for the format.
 func TestMaintenanceAnswers(t *testing.T) {
-	u := echoPath(t)
-	p, addr, _ := startProxy(t)
-	p.SetActive(u.target(p, "v1"))
+	u, p, addr := echoProxy(t)
 	msg := `Back at 10:00 <script>alert("x")</script> & co`
 	p.SetMaintenance(&Maintenance{Message: msg, RetryAfter: 2 * time.Minute})
 
@@ -553,9 +551,7 @@ func TestMaintenanceAnswers(t *testing.T) {
 // Maintenance wins over a hold: held requests and upgrades get the
 // maintenance answer, and none reaches the app.
 func TestMaintenanceAnswersHeldRequests(t *testing.T) {
-	u := echoPath(t)
-	p, addr, _ := startProxy(t)
-	p.SetActive(u.target(p, "v1"))
+	u, p, addr := echoProxy(t)
 	p.Hold()
 	_, brJSON := dialHeld(t, addr, "GET / HTTP/1.1\r\nHost: x\r\nAccept: application/json\r\n\r\n")
 	_, brPost := dialHeld(t, addr, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi")
