@@ -374,8 +374,10 @@ func (p *Proxy) admit(w http.ResponseWriter, r *http.Request, g *gate, upgrade b
 // the release queue, already decided: requests that arrive after a
 // release do not overtake the released ones.
 func (p *Proxy) hold(w http.ResponseWriter, r *http.Request, g *gate, upgrade bool, start time.Time) (*waiter, *gate, holdOutcome) {
-	size := headerBytes(r)
-	wt := &waiter{verdict: make(chan *gate, 1), bytes: size, upgrade: upgrade}
+	wt := &waiter{verdict: make(chan *gate, 1), upgrade: upgrade}
+	if g.mode == gateHold {
+		wt.bytes = headerBytes(r) // counted against MaxHeldBytes in the hold queue only
+	}
 	p.heldMu.Lock()
 	if p.gate.Load() != g {
 		p.heldMu.Unlock()
@@ -389,7 +391,7 @@ func (p *Proxy) hold(w http.ResponseWriter, r *http.Request, g *gate, upgrade bo
 		wt.elem = p.releasing.PushBack(wt)
 		p.heldMu.Unlock()
 	} else {
-		if p.held.list.Len() >= p.maxHeld || p.held.bytes+size > p.maxHeldBytes {
+		if p.held.list.Len() >= p.maxHeld || p.held.bytes+wt.bytes > p.maxHeldBytes {
 			p.heldMu.Unlock()
 			p.refusedLimit.Add(1)
 			p.observeRefusal(start)
@@ -401,7 +403,7 @@ func (p *Proxy) hold(w http.ResponseWriter, r *http.Request, g *gate, upgrade bo
 			return nil, nil, holdDone
 		}
 		wt.elem = p.held.list.PushBack(wt)
-		p.held.bytes += size
+		p.held.bytes += wt.bytes
 		p.heldMu.Unlock()
 		p.heldTotal.Add(1)
 	}
