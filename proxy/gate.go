@@ -103,9 +103,10 @@ func (p *Proxy) Hold() { p.setGate(&gate{mode: gateHold}) }
 // active when its turn comes (what still waits after ReleaseWindow goes
 // at once). Requests that arrive while released ones still wait for
 // their turn queue behind them; once none waits, requests flow as
-// usual. It returns how many held requests it let through. They count in flight from here on, and a Hold right after
-// does not take them back; Refuse or maintenance answers those still
-// waiting for their turn (the application never saw them).
+// usual. It returns how many held requests it let through. They count
+// in flight from here on, and a Hold right after does not take them
+// back; Refuse or maintenance answers those still waiting for their turn
+// (the application never saw them).
 func (p *Proxy) Release() (released int) {
 	return p.setGate(nil)
 }
@@ -328,9 +329,9 @@ const (
 // in counted; when admit returns ok it is still (or again) counted and
 // may be forwarded, and released is its waiter, for chosen once its
 // target is chosen and slotDone once its exchange ended (nil when it
-// never waited). When ok is false the request
-// was answered, or its client left and its connection was closed, and it
-// is no longer counted.
+// never waited). When ok is false the request was answered, or its
+// client left and its connection was closed, and it is no longer
+// counted.
 func (p *Proxy) admit(w http.ResponseWriter, r *http.Request, g *gate, upgrade bool, start time.Time) (released *waiter, ok bool) {
 	if !upgrade {
 		p.inFlight.Add(-1) // held or answered, it is not in flight
@@ -585,9 +586,9 @@ var maintenanceFormats = [...]string{"text/plain", "application/json", "text/htm
 // highest q first, then the most specific range that matched (type/sub
 // over type/* over */*), then the range the client listed first
 // ("application/json, text/plain, */*" is JSON). No usable Accept:
-// text/plain. The header comes
-// from the client, so this is one pass that allocates nothing, however
-// many ranges and parameters it holds (net/http bounds its size).
+// text/plain. The header comes from the client, so this is one pass that
+// allocates nothing, however many ranges and parameters it holds
+// (net/http bounds its size).
 func preferredFormat(accept []string) string {
 	var q [len(maintenanceFormats)]float64
 	var spec, pos [len(maintenanceFormats)]int // pos: the range's place in the header
