@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"cmp"
 	"container/list"
 	"context"
 	"encoding/json"
@@ -40,9 +41,9 @@ const (
 // gate is the proxy's traffic control. nil (the usual case) lets every
 // request through; the request path reads it with one atomic load.
 type gate struct {
-	mode        gateMode
-	retryAfter  string // whole seconds, for gateRefuse and gateMaintenance
-	maintenance Maintenance
+	mode       gateMode
+	retryAfter string // whole seconds, for gateRefuse and gateMaintenance
+	message    string // the maintenance message, the default one when none was given
 }
 
 // Maintenance is the answer every request gets in maintenance mode.
@@ -126,7 +127,7 @@ func (p *Proxy) SetMaintenance(m *Maintenance) {
 		p.setGate(nil)
 		return
 	}
-	p.setGate(&gate{mode: gateMaintenance, retryAfter: seconds(m.RetryAfter), maintenance: *m})
+	p.setGate(&gate{mode: gateMaintenance, retryAfter: seconds(m.RetryAfter), message: cmp.Or(m.Message, DefaultMaintenanceMessage)})
 }
 
 // Held returns the number of held requests and their header bytes.
@@ -553,10 +554,7 @@ func writeRawRefusal(w http.ResponseWriter, retryAfter string) {
 // writeMaintenance answers with the maintenance page in the format the
 // client prefers by Accept: HTML, JSON or plain text.
 func writeMaintenance(w http.ResponseWriter, r *http.Request, g *gate) {
-	msg := g.maintenance.Message
-	if msg == "" {
-		msg = DefaultMaintenanceMessage
-	}
+	msg := g.message
 	var body, ctype string
 	switch preferredFormat(r.Header.Values("Accept")) {
 	case "text/html":
