@@ -22,9 +22,9 @@ const (
 	MaxHeldBytes    = 64 << 20
 )
 
-// limitRetryAfter is the Retry-After, in seconds, of a request refused
-// because the hold is full: it is worth retrying soon.
-const limitRetryAfter = "1"
+// holdFull answers a request that finds the hold full: Retry-After 1,
+// since it is worth retrying soon. It is never installed as the gate.
+var holdFull = &gate{mode: gateFull, retryAfter: "1"}
 
 // gateMode is what the gate does with a request.
 type gateMode int
@@ -36,6 +36,7 @@ const (
 	// gateRelease: released requests are still waiting for their turn
 	// to be forwarded (see dispatch); a new request queues behind them.
 	gateRelease
+	gateFull // the hold is full: the answer of holdFull, never a gate
 )
 
 // gate is the proxy's traffic control. nil (the usual case) lets every
@@ -395,13 +396,7 @@ func (p *Proxy) hold(w http.ResponseWriter, r *http.Request, g *gate, upgrade bo
 	} else {
 		if p.held.list.Len() >= p.maxHeld || p.held.bytes+wt.bytes > p.maxHeldBytes {
 			p.heldMu.Unlock()
-			p.refusedLimit.Add(1)
-			p.observeRefusal(start)
-			if upgrade {
-				writeRawRefusal(w, limitRetryAfter)
-			} else {
-				write503(w, r, limitRetryAfter, textPlain, "Too many requests are waiting; try again shortly.\n")
-			}
+			p.answer(w, r, holdFull, upgrade, start)
 			return nil, nil, holdDone
 		}
 		wt.elem = p.held.list.PushBack(wt)
@@ -488,13 +483,17 @@ func (p *Proxy) leave(w http.ResponseWriter, wt *waiter) {
 	hijackAndWrite(w, "")
 }
 
-// answer responds for the gate g: the maintenance response, or the 503
-// of an expired pause. start is when the request arrived.
+// answer responds for the gate g: the maintenance response, the 503 of
+// an expired pause, or that of a full hold. start is when the request
+// arrived.
 func (p *Proxy) answer(w http.ResponseWriter, r *http.Request, g *gate, upgrade bool, start time.Time) {
 	p.observeRefusal(start) // before the answer can reach the client
-	if g.mode == gateMaintenance {
+	switch g.mode {
+	case gateMaintenance:
 		p.refusedMaintenance.Add(1)
-	} else {
+	case gateFull:
+		p.refusedLimit.Add(1)
+	default:
 		p.refusedExpired.Add(1)
 	}
 	switch {
@@ -503,6 +502,8 @@ func (p *Proxy) answer(w http.ResponseWriter, r *http.Request, g *gate, upgrade 
 		return
 	case g.mode == gateMaintenance:
 		writeMaintenance(w, r, g)
+	case g.mode == gateFull:
+		write503(w, r, g.retryAfter, textPlain, "Too many requests are waiting; try again shortly.\n")
 	default:
 		write503(w, r, g.retryAfter, textPlain, "Traffic is paused; try again later.\n")
 	}
