@@ -56,16 +56,23 @@ func (w *nullWriter) Header() http.Header         { return w.h }
 func (w *nullWriter) Write(p []byte) (int, error) { return len(p), nil }
 func (w *nullWriter) WriteHeader(int)             {}
 
-// BenchmarkServeHTTP measures the proxy's request path in process: route,
-// count, rewrite, pooled upstream round trip, copy back. allocs/op is the
-// number to watch.
-func BenchmarkServeHTTP(b *testing.B) {
+// benchProxy is an in-process proxy in front of cannedUpstream, and the
+// request the in-process benchmarks send through it.
+func benchProxy(b *testing.B) (*Proxy, *http.Request) {
 	host, port := cannedUpstream(b)
 	p := New(Options{})
 	p.SetActive(NewTarget("v1", host, port, p))
 	req, _ := http.NewRequest("GET", "http://shop.example.com/products?page=2", nil)
 	req.RemoteAddr = "127.0.0.1:40000"
 	req.Header.Set("User-Agent", "bench")
+	return p, req
+}
+
+// BenchmarkServeHTTP measures the proxy's request path in process: route,
+// count, rewrite, pooled upstream round trip, copy back. allocs/op is the
+// number to watch.
+func BenchmarkServeHTTP(b *testing.B) {
+	p, req := benchProxy(b)
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		w := &nullWriter{h: http.Header{}}
@@ -126,12 +133,7 @@ func BenchmarkOverTCP(b *testing.B) {
 // released, in batches of 100: the hold queue, the verdict and the
 // hand-off in arrival order, on top of BenchmarkServeHTTP's path.
 func BenchmarkHeldThenReleased(b *testing.B) {
-	host, port := cannedUpstream(b)
-	p := New(Options{})
-	p.SetActive(NewTarget("v1", host, port, p))
-	req, _ := http.NewRequest("GET", "http://shop.example.com/products?page=2", nil)
-	req.RemoteAddr = "127.0.0.1:40000"
-	req.Header.Set("User-Agent", "bench")
+	p, req := benchProxy(b)
 	const batch = 100
 	b.ReportAllocs()
 	for i := 0; i < b.N; i += batch {

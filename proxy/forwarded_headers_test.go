@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -161,5 +162,68 @@ func TestHeadersNamedInConnectionAreDropped(t *testing.T) {
 				t.Errorf("websocket=%v: %s = %q, want %q (present: %v)", ws, name, got, w, expected)
 			}
 		}
+	}
+}
+
+// A relay target passes the client's X-Forwarded-* headers on unchanged
+// to a second proxy, which adds its own: the application sees what it
+// would have seen had the request gone to the second proxy directly. This
+// is how a retiring daemon hands its held requests to its successor,
+// which holds them in turn.
+func TestRelayTargetPassesForwardedHeadersThrough(t *testing.T) {
+	a := newRecordingApp(t)
+	successor, succAddr, _ := startProxy(t)
+	successor.SetActive(a.target(successor, "v1"))
+	retiring, retAddr, _ := startProxy(t)
+	_, port, _ := net.SplitHostPort(succAddr)
+	portN, _ := strconv.Atoi(port)
+	relay := NewRelayTarget("127.0.0.1", portN, retiring)
+	if relay.ID() != "relay" {
+		t.Fatalf("relay target id %q", relay.ID())
+	}
+	retiring.SetActive(relay)
+
+	fwd := []string{"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Port", "X-Forwarded-Proto", "Host"}
+	for _, c := range []struct {
+		name      string
+		websocket bool
+		lines     string
+	}{
+		{"from nginx", false, "Host: shop.example.com\r\nX-Forwarded-For: 203.0.113.9\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: shop.example.com\r\nX-Forwarded-Port: 443\r\n"},
+		{"bare", false, "Host: shop.example.com:8080\r\n"},
+		{"WebSocket from nginx", true, "Host: shop.example.com\r\nX-Forwarded-For: 203.0.113.9, 10.0.0.1\r\nX-Forwarded-Proto: https\r\n"},
+		{"named in Connection", false, "Host: x\r\nConnection: X-Forwarded-For\r\nX-Forwarded-For: 6.6.6.6\r\n"},
+	} {
+		direct := a.exchange(t, succAddr, c.websocket, c.lines)
+		relayed := a.exchange(t, retAddr, c.websocket, c.lines)
+		for _, name := range fwd {
+			if d, r := strings.Join(direct[name], "|"), strings.Join(relayed[name], "|"); d != r {
+				t.Errorf("%s: %s relayed %q, direct %q", c.name, name, r, d)
+			}
+		}
+		if c.name == "from nginx" && relayed.Get("X-Forwarded-For") != "203.0.113.9,127.0.0.1" {
+			t.Errorf("X-Forwarded-For %q", relayed.Get("X-Forwarded-For"))
+		}
+	}
+
+	// The hand-over: requests held by the retiring proxy are released to
+	// the relay while the successor holds; they reach the app when the
+	// successor releases them.
+	retiring.SetActive(nil)
+	retiring.Hold()
+	_, br := dialHeld(t, retAddr, "GET /handed HTTP/1.1\r\nHost: shop.example.com\r\nX-Forwarded-For: 203.0.113.9\r\n\r\n")
+	waitUntil(t, func() bool { return heldCount(retiring) == 1 })
+	successor.Hold()
+	retiring.SetActive(relay)
+	if n := retiring.Release(); n != 1 {
+		t.Fatalf("retiring proxy released %d", n)
+	}
+	waitUntil(t, func() bool { return heldCount(successor) == 1 })
+	successor.Release()
+	if resp, _ := readAnswer(t, br, false); resp.StatusCode != 200 {
+		t.Fatalf("handed-over request: %d", resp.StatusCode)
+	}
+	if h := <-a.last; h.Get("X-Forwarded-For") != "203.0.113.9,127.0.0.1" {
+		t.Fatalf("handed-over request seen with X-Forwarded-For %q", h.Get("X-Forwarded-For"))
 	}
 }

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"cmp"
 	"container/list"
 	"context"
 	"encoding/json"
@@ -21,9 +22,9 @@ const (
 	MaxHeldBytes    = 64 << 20
 )
 
-// limitRetryAfter is the Retry-After of a request refused because the
-// hold is full: it is worth retrying soon.
-const limitRetryAfter = time.Second
+// holdFull answers a request that finds the hold full: Retry-After 1,
+// since it is worth retrying soon. It is never installed as the gate.
+var holdFull = &gate{mode: gateFull, retryAfter: "1"}
 
 // gateMode is what the gate does with a request.
 type gateMode int
@@ -35,14 +36,15 @@ const (
 	// gateRelease: released requests are still waiting for their turn
 	// to be forwarded (see dispatch); a new request queues behind them.
 	gateRelease
+	gateFull // the hold is full: the answer of holdFull, never a gate
 )
 
 // gate is the proxy's traffic control. nil (the usual case) lets every
 // request through; the request path reads it with one atomic load.
 type gate struct {
-	mode        gateMode
-	retryAfter  string // whole seconds, for gateRefuse and gateMaintenance
-	maintenance Maintenance
+	mode       gateMode
+	retryAfter string // whole seconds, for gateRefuse and gateMaintenance
+	message    string // the maintenance message, the default one when none was given
 }
 
 // Maintenance is the answer every request gets in maintenance mode.
@@ -103,9 +105,10 @@ func (p *Proxy) Hold() { p.setGate(&gate{mode: gateHold}) }
 // active when its turn comes (what still waits after ReleaseWindow goes
 // at once). Requests that arrive while released ones still wait for
 // their turn queue behind them; once none waits, requests flow as
-// usual. It returns how many held requests it let through. They count in flight from here on, and a Hold right after
-// does not take them back; Refuse or maintenance answers those still
-// waiting for their turn (the application never saw them).
+// usual. It returns how many held requests it let through. They count
+// in flight from here on, and a Hold right after does not take them
+// back; Refuse or maintenance answers those still waiting for their turn
+// (the application never saw them).
 func (p *Proxy) Release() (released int) {
 	return p.setGate(nil)
 }
@@ -125,7 +128,7 @@ func (p *Proxy) SetMaintenance(m *Maintenance) {
 		p.setGate(nil)
 		return
 	}
-	p.setGate(&gate{mode: gateMaintenance, retryAfter: seconds(m.RetryAfter), maintenance: *m})
+	p.setGate(&gate{mode: gateMaintenance, retryAfter: seconds(m.RetryAfter), message: cmp.Or(m.Message, DefaultMaintenanceMessage)})
 }
 
 // Held returns the number of held requests and their header bytes.
@@ -328,9 +331,9 @@ const (
 // in counted; when admit returns ok it is still (or again) counted and
 // may be forwarded, and released is its waiter, for chosen once its
 // target is chosen and slotDone once its exchange ended (nil when it
-// never waited). When ok is false the request
-// was answered, or its client left and its connection was closed, and it
-// is no longer counted.
+// never waited). When ok is false the request was answered, or its
+// client left and its connection was closed, and it is no longer
+// counted.
 func (p *Proxy) admit(w http.ResponseWriter, r *http.Request, g *gate, upgrade bool, start time.Time) (released *waiter, ok bool) {
 	if !upgrade {
 		p.inFlight.Add(-1) // held or answered, it is not in flight
@@ -374,8 +377,10 @@ func (p *Proxy) admit(w http.ResponseWriter, r *http.Request, g *gate, upgrade b
 // the release queue, already decided: requests that arrive after a
 // release do not overtake the released ones.
 func (p *Proxy) hold(w http.ResponseWriter, r *http.Request, g *gate, upgrade bool, start time.Time) (*waiter, *gate, holdOutcome) {
-	size := headerBytes(r)
-	wt := &waiter{verdict: make(chan *gate, 1), bytes: size, upgrade: upgrade}
+	wt := &waiter{verdict: make(chan *gate, 1), upgrade: upgrade}
+	if g.mode == gateHold {
+		wt.bytes = headerBytes(r) // counted against MaxHeldBytes in the hold queue only
+	}
 	p.heldMu.Lock()
 	if p.gate.Load() != g {
 		p.heldMu.Unlock()
@@ -389,15 +394,13 @@ func (p *Proxy) hold(w http.ResponseWriter, r *http.Request, g *gate, upgrade bo
 		wt.elem = p.releasing.PushBack(wt)
 		p.heldMu.Unlock()
 	} else {
-		if p.held.list.Len() >= p.maxHeld || p.held.bytes+size > p.maxHeldBytes {
+		if p.held.list.Len() >= p.maxHeld || p.held.bytes+wt.bytes > p.maxHeldBytes {
 			p.heldMu.Unlock()
-			p.refusedLimit.Add(1)
-			p.observeRefusal(start)
-			p.writeRefusal(w, r, seconds(limitRetryAfter), "Too many requests are waiting; try again shortly.\n", upgrade)
+			p.answer(w, r, holdFull, upgrade, start)
 			return nil, nil, holdDone
 		}
 		wt.elem = p.held.list.PushBack(wt)
-		p.held.bytes += size
+		p.held.bytes += wt.bytes
 		p.heldMu.Unlock()
 		p.heldTotal.Add(1)
 	}
@@ -480,26 +483,33 @@ func (p *Proxy) leave(w http.ResponseWriter, wt *waiter) {
 	hijackAndWrite(w, "")
 }
 
-// answer responds for the gate g: the maintenance response, or the 503
-// of an expired pause. start is when the request arrived.
+// answer responds for the gate g: the maintenance response, the 503 of
+// an expired pause, or that of a full hold. start is when the request
+// arrived.
 func (p *Proxy) answer(w http.ResponseWriter, r *http.Request, g *gate, upgrade bool, start time.Time) {
 	p.observeRefusal(start) // before the answer can reach the client
-	if g.mode == gateMaintenance {
+	switch g.mode {
+	case gateMaintenance:
 		p.refusedMaintenance.Add(1)
-		if upgrade {
-			writeRawRefusal(w, g.retryAfter)
-		} else {
-			writeMaintenance(w, r, g)
-		}
-	} else {
+	case gateFull:
+		p.refusedLimit.Add(1)
+	default:
 		p.refusedExpired.Add(1)
-		p.writeRefusal(w, r, g.retryAfter, "Traffic is paused; try again later.\n", upgrade)
 	}
-	if !upgrade {
-		// Into the socket now, not when the handler returns: Shutdown
-		// closes the connection once every held request has answered.
-		http.NewResponseController(w).Flush()
+	switch {
+	case upgrade:
+		writeRawRefusal(w, g.retryAfter)
+		return
+	case g.mode == gateMaintenance:
+		writeMaintenance(w, r, g)
+	case g.mode == gateFull:
+		write503(w, r, g.retryAfter, textPlain, "Too many requests are waiting; try again shortly.\n")
+	default:
+		write503(w, r, g.retryAfter, textPlain, "Traffic is paused; try again later.\n")
 	}
+	// Into the socket now, not when the handler returns: Shutdown closes
+	// the connection once every held request has answered.
+	http.NewResponseController(w).Flush()
 }
 
 // observeRefusal tells the metrics of a 503 the proxy answered itself,
@@ -517,19 +527,18 @@ func (p *Proxy) observeRefusal(start time.Time) {
 	p.idleObserver.ObserveRequest(http.StatusServiceUnavailable, elapsed)
 }
 
-// writeRefusal answers 503 with Retry-After and a plain-text body; an
-// upgrade gets the status line and headers only, then the connection
-// closes.
-func (p *Proxy) writeRefusal(w http.ResponseWriter, r *http.Request, retryAfter, body string, upgrade bool) {
-	if upgrade {
-		writeRawRefusal(w, retryAfter)
-		return
-	}
+// textPlain is the Content-Type of the gate's plain-text answers.
+const textPlain = "text/plain; charset=utf-8"
+
+// write503 answers 503 with Retry-After and body as ctype, never cached
+// and never sniffed as another type (the page is what it says: no script
+// sniffed from a message). HEAD gets the headers only.
+func write503(w http.ResponseWriter, r *http.Request, retryAfter, ctype, body string) {
 	h := w.Header()
 	h.Set("Retry-After", retryAfter)
 	h.Set("Cache-Control", "no-store")
-	h.Set("X-Content-Type-Options", "nosniff") // the page is what it says: no script sniffed from a message
-	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Content-Type", ctype)
 	h.Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(http.StatusServiceUnavailable)
 	if r.Method != http.MethodHead {
@@ -537,6 +546,8 @@ func (p *Proxy) writeRefusal(w http.ResponseWriter, r *http.Request, retryAfter,
 	}
 }
 
+// writeRawRefusal answers an upgrade: the status line and headers only,
+// then the connection closes.
 func writeRawRefusal(w http.ResponseWriter, retryAfter string) {
 	hijackAndWrite(w, "HTTP/1.1 503 Service Unavailable\r\nRetry-After: "+retryAfter+"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
 }
@@ -544,10 +555,7 @@ func writeRawRefusal(w http.ResponseWriter, retryAfter string) {
 // writeMaintenance answers with the maintenance page in the format the
 // client prefers by Accept: HTML, JSON or plain text.
 func writeMaintenance(w http.ResponseWriter, r *http.Request, g *gate) {
-	msg := g.maintenance.Message
-	if msg == "" {
-		msg = DefaultMaintenanceMessage
-	}
+	msg := g.message
 	var body, ctype string
 	switch preferredFormat(r.Header.Values("Accept")) {
 	case "text/html":
@@ -561,20 +569,11 @@ func writeMaintenance(w http.ResponseWriter, r *http.Request, g *gate) {
 		}{"maintenance", msg})
 		body = string(b) + "\n"
 	default:
-		ctype = "text/plain; charset=utf-8"
+		ctype = textPlain
 		body = msg + "\n"
 	}
-	h := w.Header()
-	h.Set("Retry-After", g.retryAfter)
-	h.Set("Cache-Control", "no-store")
-	h.Set("X-Content-Type-Options", "nosniff") // the page is what it says: no script sniffed from a message
-	h.Set("Content-Type", ctype)
-	h.Set("Content-Length", strconv.Itoa(len(body)))
-	h.Add("Vary", "Accept")
-	w.WriteHeader(http.StatusServiceUnavailable)
-	if r.Method != http.MethodHead {
-		io.WriteString(w, body)
-	}
+	w.Header().Add("Vary", "Accept")
+	write503(w, r, g.retryAfter, ctype, body)
 }
 
 // maintenanceFormats are the formats of the maintenance response; on a
@@ -586,9 +585,9 @@ var maintenanceFormats = [...]string{"text/plain", "application/json", "text/htm
 // highest q first, then the most specific range that matched (type/sub
 // over type/* over */*), then the range the client listed first
 // ("application/json, text/plain, */*" is JSON). No usable Accept:
-// text/plain. The header comes
-// from the client, so this is one pass that allocates nothing, however
-// many ranges and parameters it holds (net/http bounds its size).
+// text/plain. The header comes from the client, so this is one pass that
+// allocates nothing, however many ranges and parameters it holds
+// (net/http bounds its size).
 func preferredFormat(accept []string) string {
 	var q [len(maintenanceFormats)]float64
 	var spec, pos [len(maintenanceFormats)]int // pos: the range's place in the header

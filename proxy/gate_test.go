@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"runtime"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -109,13 +108,21 @@ func echoPath(t *testing.T) *upstream {
 	return newUpstream(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, r.URL.Path) })
 }
 
+// echoProxy serves a proxy on a loopback port with an echoPath upstream
+// active.
+func echoProxy(t *testing.T) (*upstream, *Proxy, string) {
+	t.Helper()
+	u := echoPath(t)
+	p, addr, _ := startProxy(t)
+	p.SetActive(u.target(p, "v1"))
+	return u, p, addr
+}
+
 // On one connection, requests are answered in the order sent, held or
 // not: pipelined ones (net/http reads the next only after answering the
 // previous, so one is held) and keep-alive ones sent one after another.
 func TestHeldRequestsKeepTheirOrderOnAConnection(t *testing.T) {
-	u := echoPath(t)
-	p, addr, _ := startProxy(t)
-	p.SetActive(u.target(p, "v1"))
+	u, p, addr := echoProxy(t)
 
 	p.Hold()
 	c, br := dialHeld(t, addr, "GET /p1 HTTP/1.1\r\nHost: x\r\n\r\nGET /p2 HTTP/1.1\r\nHost: x\r\n\r\nGET /p3 HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -146,9 +153,7 @@ func TestHeldRequestsKeepTheirOrderOnAConnection(t *testing.T) {
 // arrived, none lost.
 func TestReleaseInArrivalOrder(t *testing.T) {
 	const n = 40
-	u := echoPath(t)
-	p, addr, _ := startProxy(t)
-	p.SetActive(u.target(p, "v1"))
+	u, p, addr := echoProxy(t)
 	var mu sync.Mutex
 	var order []string
 	p.released = func(r *http.Request) { mu.Lock(); order = append(order, r.URL.Path); mu.Unlock() }
@@ -241,9 +246,7 @@ func TestHeldClientThatLeavesLeavesTheQueue(t *testing.T) {
 		{"POST half-closed", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello", true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			u := echoPath(t)
-			p, addr, _ := startProxy(t)
-			p.SetActive(u.target(p, "v1"))
+			u, p, addr := echoProxy(t)
 			p.Hold()
 			conn, br := dialHeld(t, addr, c.req)
 			waitUntil(t, func() bool { return heldCount(p) == 1 })
@@ -359,9 +362,7 @@ func setBounds(p *Proxy, requests int, bytes int64) {
 // Beyond either bound a new request is answered 503 + Retry-After: 1 at
 // once, never held; the requests already held are not disturbed.
 func TestHoldBounds(t *testing.T) {
-	u := echoPath(t)
-	p, addr, _ := startProxy(t)
-	p.SetActive(u.target(p, "v1"))
+	u, p, addr := echoProxy(t)
 	small := "GET /small HTTP/1.1\r\nHost: x\r\n\r\n"
 	setBounds(p, 2, 2048)
 	p.Hold()
@@ -412,9 +413,7 @@ func TestHoldBounds(t *testing.T) {
 // seconds, rounded up; an upgrade gets a raw 503 and its connection
 // closes. Nothing reaches the app.
 func TestRefuseAnswersHeldAndNewRequests(t *testing.T) {
-	u := echoPath(t)
-	p, addr, _ := startProxy(t)
-	p.SetActive(u.target(p, "v1"))
+	u, p, addr := echoProxy(t)
 	p.Hold()
 	_, brGet := dialHeld(t, addr, "GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
 	_, brHead := dialHeld(t, addr, "HEAD /a HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -473,9 +472,7 @@ func TestRetryAfterSeconds(t *testing.T) {
 // The maintenance response picks its format by Accept, honouring q and
 // the most specific range, and escapes the message for the format.
 func TestMaintenanceAnswers(t *testing.T) {
-	u := echoPath(t)
-	p, addr, _ := startProxy(t)
-	p.SetActive(u.target(p, "v1"))
+	u, p, addr := echoProxy(t)
 	msg := `Back at 10:00 <script>alert("x")</script> & co`
 	p.SetMaintenance(&Maintenance{Message: msg, RetryAfter: 2 * time.Minute})
 
@@ -553,9 +550,7 @@ func TestMaintenanceAnswers(t *testing.T) {
 // Maintenance wins over a hold: held requests and upgrades get the
 // maintenance answer, and none reaches the app.
 func TestMaintenanceAnswersHeldRequests(t *testing.T) {
-	u := echoPath(t)
-	p, addr, _ := startProxy(t)
-	p.SetActive(u.target(p, "v1"))
+	u, p, addr := echoProxy(t)
 	p.Hold()
 	_, brJSON := dialHeld(t, addr, "GET / HTTP/1.1\r\nHost: x\r\nAccept: application/json\r\n\r\n")
 	_, brPost := dialHeld(t, addr, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi")
@@ -704,14 +699,7 @@ func TestNothingIsForwardedAfterHoldAndWaitInFlight(t *testing.T) {
 // them, even with no grace at all.
 func TestShutdownAnswersHeldRequests(t *testing.T) {
 	u := echoPath(t)
-	p := New(Options{})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go p.Serve(ln)
-	t.Cleanup(func() { p.Shutdown(0) })
-	p.SetActive(u.target(p, "v1"))
+	p, ln := servingProxy(t, u)
 	p.Hold()
 	const n = 20
 	readers := make([]*bufio.Reader, n)
@@ -738,69 +726,6 @@ func TestShutdownAnswersHeldRequests(t *testing.T) {
 	}
 	if u.hits.Load() != 0 {
 		t.Fatal("held requests reached the app at shutdown")
-	}
-}
-
-// A relay target passes the client's X-Forwarded-* headers on unchanged
-// to a second proxy, which adds its own: the application sees what it
-// would have seen had the request gone to the second proxy directly. This
-// is how a retiring daemon hands its held requests to its successor,
-// which holds them in turn.
-func TestRelayTargetPassesForwardedHeadersThrough(t *testing.T) {
-	a := newRecordingApp(t)
-	successor, succAddr, _ := startProxy(t)
-	successor.SetActive(a.target(successor, "v1"))
-	retiring, retAddr, _ := startProxy(t)
-	_, port, _ := net.SplitHostPort(succAddr)
-	portN, _ := strconv.Atoi(port)
-	relay := NewRelayTarget("127.0.0.1", portN, retiring)
-	if relay.ID() != "relay" {
-		t.Fatalf("relay target id %q", relay.ID())
-	}
-	retiring.SetActive(relay)
-
-	fwd := []string{"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Port", "X-Forwarded-Proto", "Host"}
-	for _, c := range []struct {
-		name      string
-		websocket bool
-		lines     string
-	}{
-		{"from nginx", false, "Host: shop.example.com\r\nX-Forwarded-For: 203.0.113.9\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: shop.example.com\r\nX-Forwarded-Port: 443\r\n"},
-		{"bare", false, "Host: shop.example.com:8080\r\n"},
-		{"WebSocket from nginx", true, "Host: shop.example.com\r\nX-Forwarded-For: 203.0.113.9, 10.0.0.1\r\nX-Forwarded-Proto: https\r\n"},
-		{"named in Connection", false, "Host: x\r\nConnection: X-Forwarded-For\r\nX-Forwarded-For: 6.6.6.6\r\n"},
-	} {
-		direct := a.exchange(t, succAddr, c.websocket, c.lines)
-		relayed := a.exchange(t, retAddr, c.websocket, c.lines)
-		for _, name := range fwd {
-			if d, r := strings.Join(direct[name], "|"), strings.Join(relayed[name], "|"); d != r {
-				t.Errorf("%s: %s relayed %q, direct %q", c.name, name, r, d)
-			}
-		}
-		if c.name == "from nginx" && relayed.Get("X-Forwarded-For") != "203.0.113.9,127.0.0.1" {
-			t.Errorf("X-Forwarded-For %q", relayed.Get("X-Forwarded-For"))
-		}
-	}
-
-	// The hand-over: requests held by the retiring proxy are released to
-	// the relay while the successor holds; they reach the app when the
-	// successor releases them.
-	retiring.SetActive(nil)
-	retiring.Hold()
-	_, br := dialHeld(t, retAddr, "GET /handed HTTP/1.1\r\nHost: shop.example.com\r\nX-Forwarded-For: 203.0.113.9\r\n\r\n")
-	waitUntil(t, func() bool { return heldCount(retiring) == 1 })
-	successor.Hold()
-	retiring.SetActive(relay)
-	if n := retiring.Release(); n != 1 {
-		t.Fatalf("retiring proxy released %d", n)
-	}
-	waitUntil(t, func() bool { return heldCount(successor) == 1 })
-	successor.Release()
-	if resp, _ := readAnswer(t, br, false); resp.StatusCode != 200 {
-		t.Fatalf("handed-over request: %d", resp.StatusCode)
-	}
-	if h := <-a.last; h.Get("X-Forwarded-For") != "203.0.113.9,127.0.0.1" {
-		t.Fatalf("handed-over request seen with X-Forwarded-For %q", h.Get("X-Forwarded-For"))
 	}
 }
 

@@ -87,6 +87,28 @@ func holdPaths(t *testing.T, p *Proxy, addr string, paths ...string) []*bufio.Re
 	return readers
 }
 
+// holdingOneSlot is a proxy in front of a blocking app that holds new
+// requests and whose releases forward one request at a time.
+func holdingOneSlot(t *testing.T) (*blockingApp, *Proxy, string) {
+	t.Helper()
+	app := newBlockingApp(t)
+	p, addr, _ := startProxy(t)
+	p.releaseConcurrency = 1
+	p.SetActive(app.target(p, "v1"))
+	p.Hold()
+	return app, p, addr
+}
+
+// releaseOneOfThree holds /0, /1 and /2, releases them and waits until
+// /0 is at the app and the other two wait for their turn.
+func releaseOneOfThree(t *testing.T, app *blockingApp, p *Proxy, addr string) []*bufio.Reader {
+	t.Helper()
+	readers := holdPaths(t, p, addr, "/0", "/1", "/2")
+	p.Release()
+	waitUntil(t, func() bool { return app.hits.Load() == 1 && queuedForRelease(p) == 2 })
+	return readers
+}
+
 // A release forwards at most releaseConcurrency requests at a time, the
 // next one when one is answered, in arrival order.
 func TestReleaseForwardsAtMostTheBoundAtOnce(t *testing.T) {
@@ -152,14 +174,8 @@ func TestReleaseForwardsAtMostTheBoundAtOnce(t *testing.T) {
 // queues behind them instead of overtaking them; once the queue is
 // empty, requests go straight through again.
 func TestRequestsAfterAReleaseQueueBehindIt(t *testing.T) {
-	app := newBlockingApp(t)
-	p, addr, _ := startProxy(t)
-	p.releaseConcurrency = 1
-	p.SetActive(app.target(p, "v1"))
-	p.Hold()
-	readers := holdPaths(t, p, addr, "/0", "/1", "/2")
-	p.Release()
-	waitUntil(t, func() bool { return app.hits.Load() == 1 && queuedForRelease(p) == 2 })
+	app, p, addr := holdingOneSlot(t)
+	readers := releaseOneOfThree(t, app, p, addr)
 	_, late := dialHeld(t, addr, "GET /late HTTP/1.1\r\nHost: x\r\n\r\n")
 	waitUntil(t, func() bool { return queuedForRelease(p) == 3 })
 	if held := heldCount(p); held != 0 {
@@ -191,14 +207,8 @@ func TestRequestsAfterAReleaseQueueBehindIt(t *testing.T) {
 // turn answers them (the app never saw them); the one already forwarded
 // finishes.
 func TestMaintenanceDuringAReleaseAnswersTheWaiting(t *testing.T) {
-	app := newBlockingApp(t)
-	p, addr, _ := startProxy(t)
-	p.releaseConcurrency = 1
-	p.SetActive(app.target(p, "v1"))
-	p.Hold()
-	readers := holdPaths(t, p, addr, "/0", "/1", "/2")
-	p.Release()
-	waitUntil(t, func() bool { return app.hits.Load() == 1 && queuedForRelease(p) == 2 })
+	app, p, addr := holdingOneSlot(t)
+	readers := releaseOneOfThree(t, app, p, addr)
 	p.SetMaintenance(&Maintenance{Message: "m", RetryAfter: 30 * time.Second})
 	for i, br := range readers[1:] {
 		if resp, body := readAnswer(t, br, false); resp.StatusCode != 503 || body != "m\n" {
@@ -227,14 +237,8 @@ func TestMaintenanceDuringAReleaseAnswersTheWaiting(t *testing.T) {
 // back: they go on, one slot at a time, and WaitInFlight waits for them;
 // a request that arrives after the Hold is held.
 func TestHoldDuringAReleaseKeepsTheReleasedGoing(t *testing.T) {
-	app := newBlockingApp(t)
-	p, addr, _ := startProxy(t)
-	p.releaseConcurrency = 1
-	p.SetActive(app.target(p, "v1"))
-	p.Hold()
-	readers := holdPaths(t, p, addr, "/0", "/1", "/2")
-	p.Release()
-	waitUntil(t, func() bool { return app.hits.Load() == 1 && queuedForRelease(p) == 2 })
+	app, p, addr := holdingOneSlot(t)
+	readers := releaseOneOfThree(t, app, p, addr)
 	p.Hold()
 	_, brHeld := dialHeld(t, addr, "GET /held HTTP/1.1\r\nHost: x\r\n\r\n")
 	waitUntil(t, func() bool { return heldCount(p) == 1 })
@@ -267,11 +271,7 @@ func TestHoldDuringAReleaseKeepsTheReleasedGoing(t *testing.T) {
 // leaves the release queue, is not forwarded and is no longer counted in
 // flight; the ones behind it go on.
 func TestReleasedClientThatLeavesWhileWaitingForItsTurn(t *testing.T) {
-	app := newBlockingApp(t)
-	p, addr, _ := startProxy(t)
-	p.releaseConcurrency = 1
-	p.SetActive(app.target(p, "v1"))
-	p.Hold()
+	app, p, addr := holdingOneSlot(t)
 	_, br0 := dialHeld(t, addr, "GET /0 HTTP/1.1\r\nHost: x\r\n\r\n")
 	waitUntil(t, func() bool { return heldCount(p) == 1 })
 	c1, _ := dialHeld(t, addr, "GET /1 HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -303,12 +303,8 @@ func TestReleasedClientThatLeavesWhileWaitingForItsTurn(t *testing.T) {
 // keep every slot without an answer (long polls, a stuck app), or an app
 // slower than the bound allows for, do not stall the queue behind them.
 func TestReleasePacingEndsAfterItsWindow(t *testing.T) {
-	app := newBlockingApp(t)
-	p, addr, _ := startProxy(t)
-	p.releaseConcurrency = 1
+	app, p, addr := holdingOneSlot(t)
 	p.releaseWindow = 100 * time.Millisecond
-	p.SetActive(app.target(p, "v1"))
-	p.Hold()
 	readers := holdPaths(t, p, addr, "/0", "/1", "/2")
 	start := time.Now()
 	p.Release()
@@ -339,15 +335,9 @@ func TestReleasePacingEndsAfterItsWindow(t *testing.T) {
 // while it already waited to run does not end the pacing of a later
 // release.
 func TestStoppedPacingTimerDoesNotEndALaterRelease(t *testing.T) {
-	app := newBlockingApp(t)
-	p, addr, _ := startProxy(t)
-	p.releaseConcurrency = 1
+	app, p, addr := holdingOneSlot(t)
 	p.releaseWindow = time.Hour
-	p.SetActive(app.target(p, "v1"))
-	p.Hold()
-	readers := holdPaths(t, p, addr, "/0", "/1", "/2")
-	p.Release()
-	waitUntil(t, func() bool { return app.hits.Load() == 1 && queuedForRelease(p) == 2 })
+	readers := releaseOneOfThree(t, app, p, addr)
 	p.heldMu.Lock()
 	stale := p.paceGen - 1 // the generation of a timer stopped before this one
 	p.heldMu.Unlock()
