@@ -271,13 +271,7 @@ func (e *Engine) trafficObject(forState bool) jsconfig.Object {
 	if t.serving() {
 		return nil
 	}
-	state := "paused"
-	switch {
-	case t.maintenance != nil:
-		state = "maintenance"
-	case t.pause != nil && pause.expired:
-		state = "pause-expired"
-	}
+	state := trafficStateName(t.maintenance != nil, t.pause != nil && pause.expired)
 	var paused, hold, maintenance any
 	if t.pause != nil {
 		paused = jsconfig.Object{
@@ -312,6 +306,19 @@ func (e *Engine) trafficObject(forState bool) jsconfig.Object {
 		jsconfig.Field{Key: "paused", Value: paused},
 		jsconfig.Field{Key: "state", Value: state},
 	)
+}
+
+// trafficStateName is the "state" of traffic that does not flow
+// normally: maintenance wins over a pause, as at the gate
+// (applyGateLocked).
+func trafficStateName(maintenance, pauseExpired bool) string {
+	switch {
+	case maintenance:
+		return "maintenance"
+	case pauseExpired:
+		return "pause-expired"
+	}
+	return "paused"
 }
 
 // servingObject is trafficObject's answer while requests flow normally.
@@ -472,6 +479,11 @@ type savedTraffic struct {
 	maintenance *maintenanceState
 }
 
+// state is the "state" the saved traffic restores.
+func (s *savedTraffic) state() string {
+	return trafficStateName(s.maintenance != nil, s.pause != nil && s.pause.expired)
+}
+
 // maxSavedPause bounds the maxPauseMs read back: a year, far beyond any
 // pause renewed within MaxPauseLimit each time, and exact as a JSON number.
 const maxSavedPause = 365 * 24 * time.Hour
@@ -602,14 +614,7 @@ func (e *Engine) restoreTraffic(v any, source string) {
 	e.applyGateLocked()
 	e.mu.Unlock()
 	e.persist.request()
-	state := "paused"
-	switch {
-	case s.maintenance != nil:
-		state = "maintenance"
-	case s.pause.expired:
-		state = "pause-expired"
-	}
-	fields := []jsconfig.Field{{Key: "source", Value: source}, {Key: "state", Value: state}}
+	fields := []jsconfig.Field{{Key: "source", Value: source}, {Key: "state", Value: s.state()}}
 	if s.pause != nil {
 		fields = append(fields, jsconfig.Field{Key: "pauseExpiresAt", Value: runtime.ISOTime(s.pause.deadline())})
 	}
@@ -642,13 +647,6 @@ func trafficOnlyState(path string) (doc []byte, state string) {
 	if err != nil || s == nil {
 		return nil, ""
 	}
-	state = "paused"
-	switch {
-	case s.maintenance != nil:
-		state = "maintenance"
-	case s.pause.expired:
-		state = "pause-expired"
-	}
 	raw, err := jsconfig.Object{
 		{Key: "activeReleaseId", Value: nil},
 		{Key: "orphans", Value: []any{}},
@@ -660,5 +658,5 @@ func trafficOnlyState(path string) (doc []byte, state string) {
 	if err != nil {
 		return nil, ""
 	}
-	return indentJSON(raw), state
+	return indentJSON(raw), s.state()
 }
