@@ -343,14 +343,21 @@ func (e *Engine) trafficReply(fields ...jsconfig.Field) ([]byte, error) {
 
 // millisField reads an optional whole number of milliseconds in [lo, hi].
 func millisField(req *control.Request, name string, def, lo, hi time.Duration) (time.Duration, error) {
+	return durationField(req, name, time.Millisecond, "milliseconds", def, lo, hi)
+}
+
+// durationField reads an optional whole number of units (unitName) in
+// [lo, hi]; def when the field is absent.
+func durationField(req *control.Request, name string, unit time.Duration, unitName string, def, lo, hi time.Duration) (time.Duration, error) {
 	if _, present := req.Raw(name); !present {
 		return def, nil
 	}
 	v, ok := req.Number(name)
-	if !ok || v != float64(int64(v)) || v < float64(lo.Milliseconds()) || v > float64(hi.Milliseconds()) {
-		return 0, fmt.Errorf("%s must be a whole number of milliseconds from %d to %d", name, lo.Milliseconds(), hi.Milliseconds())
+	n, whole := wholeIn(v, int64(lo/unit), int64(hi/unit))
+	if !ok || !whole {
+		return 0, fmt.Errorf("%s must be a whole number of %s from %d to %d", name, unitName, lo/unit, hi/unit)
 	}
-	return time.Duration(v) * time.Millisecond, nil
+	return time.Duration(n) * unit, nil
 }
 
 // handlePause is the pause command: hold new requests, then wait (no lock
@@ -427,13 +434,9 @@ func (e *Engine) handleMaintenance(req *control.Request) ([]byte, error) {
 	if err := CheckMaintenanceMessage(msg); err != nil {
 		return nil, err
 	}
-	retry := DefaultMaintenanceRetry
-	if _, present := req.Raw("retryAfterSeconds"); present {
-		v, ok := req.Number("retryAfterSeconds")
-		if !ok || v != float64(int64(v)) || v < 1 || v > MaxRetryAfter.Seconds() {
-			return nil, fmt.Errorf("retryAfterSeconds must be a whole number of seconds from 1 to %d", int64(MaxRetryAfter.Seconds()))
-		}
-		retry = time.Duration(v) * time.Second
+	retry, err := durationField(req, "retryAfterSeconds", time.Second, "seconds", DefaultMaintenanceRetry, time.Second, MaxRetryAfter)
+	if err != nil {
+		return nil, err
 	}
 	if msg == "" {
 		// Status and the events show what clients read.
@@ -517,7 +520,7 @@ func parseSavedTraffic(v any, now time.Time) (*savedTraffic, error) {
 		// A pause renewed while on keeps its start, so its limit counts
 		// from then and may exceed MaxPauseLimit; the deadline is what is
 		// bounded, below.
-		ms, ok := savedWhole(m["maxPauseMs"], 1, maxSavedPause.Milliseconds())
+		ms, ok := wholeIn(m["maxPauseMs"], 1, maxSavedPause.Milliseconds())
 		if !ok {
 			return nil, fmt.Errorf("traffic.paused.maxPauseMs is not a whole number from 1 to %d", maxSavedPause.Milliseconds())
 		}
@@ -553,7 +556,7 @@ func parseSavedTraffic(v any, now time.Time) (*savedTraffic, error) {
 		if err := CheckMaintenanceMessage(msg); err != nil {
 			return nil, fmt.Errorf("traffic.maintenance.message: %w", err)
 		}
-		secs, ok := savedWhole(m["retryAfterSeconds"], 1, int64(MaxRetryAfter/time.Second))
+		secs, ok := wholeIn(m["retryAfterSeconds"], 1, int64(MaxRetryAfter/time.Second))
 		if !ok {
 			return nil, fmt.Errorf("traffic.maintenance.retryAfterSeconds is not a whole number from 1 to %d", int64(MaxRetryAfter/time.Second))
 		}
@@ -578,8 +581,8 @@ func savedTime(m map[string]any, key string) (time.Time, error) {
 	return t, nil
 }
 
-// savedWhole reads a JSON number that is a whole number in [lo, hi].
-func savedWhole(v any, lo, hi int64) (int64, bool) {
+// wholeIn reads a JSON number that is a whole number in [lo, hi].
+func wholeIn(v any, lo, hi int64) (int64, bool) {
 	f, ok := v.(float64)
 	if !ok || f != float64(int64(f)) || f < float64(lo) || f > float64(hi) {
 		return 0, false
