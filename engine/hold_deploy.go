@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"strings"
 	"sync"
 	"syscall"
@@ -16,7 +15,6 @@ import (
 
 	"github.com/rollbridge/rollbridge/jsconfig"
 	"github.com/rollbridge/rollbridge/runtime"
-	"golang.org/x/sys/unix"
 )
 
 // Bounds of deploy --hold-traffic (docs/cli.md#deploy).
@@ -258,18 +256,11 @@ func runBeforeSwitch(ctx context.Context, command, dir string, env []string, dea
 	r.Close()
 	<-read
 
-	var exitErr *exec.ExitError
-	switch {
-	case waitErr == nil:
-		code := 0
-		res.ExitCode = &code
-	case errors.As(waitErr, &exitErr):
-		if ws, ok := exitErr.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			res.Signal = unix.SignalName(ws.Signal())
-		} else {
-			code := exitErr.ExitCode()
-			res.ExitCode = &code
-		}
+	switch code, signal := runtime.ExitStatus(waitErr); {
+	case signal != nil:
+		res.Signal = *signal
+	case code != nil:
+		res.ExitCode = code
 	default:
 		res.StartErr = waitErr
 	}
