@@ -636,17 +636,13 @@ func handedOverTraffic(raw []byte) any {
 	return reply.Traffic
 }
 
-// trafficOnlyState is what recover leaves of the state file at path when
-// it records a pause or maintenance this version can restore: a file of
-// no processes with that "traffic" member as it was, and its state. It
-// returns nil when there is nothing to keep (no such member, or one the
-// next daemon would ignore anyway).
-func trafficOnlyState(path string) (doc []byte, state string) {
-	d, err := readStateDoc(path)
-	if err != nil || d == nil {
-		return nil, ""
-	}
-	s, err := parseSavedTraffic(d.traffic, time.Now())
+// trafficOnlyState is what recover leaves of a state file whose "traffic"
+// member (as decoded) records a pause or maintenance this version can
+// restore: a file of no processes with that member as it was, and its
+// state. It returns nil when there is nothing to keep (no such member,
+// or one the next daemon would ignore anyway).
+func trafficOnlyState(traffic any) (doc []byte, state string) {
+	s, err := parseSavedTraffic(traffic, time.Now())
 	if err != nil || s == nil {
 		return nil, ""
 	}
@@ -656,7 +652,7 @@ func trafficOnlyState(path string) (doc []byte, state string) {
 		{Key: "releases", Value: []any{}},
 		{Key: "services", Value: []any{}},
 		{Key: "singletons", Value: []any{}},
-		{Key: "traffic", Value: d.traffic},
+		{Key: "traffic", Value: traffic},
 	}.MarshalJSON()
 	if err != nil {
 		return nil, ""
