@@ -144,7 +144,10 @@ func holdEngine(t *testing.T) (*Engine, *jsconfig.Plan, *Release) {
 func heldByDeploy(e *Engine) string {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return e.traffic.deployHold
+	if h := e.traffic.deployHold; h != nil {
+		return h.releaseID
+	}
+	return ""
 }
 
 func eventNames(e *Engine) string {

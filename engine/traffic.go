@@ -24,11 +24,20 @@ const expiredRetryAfter = 10 * time.Second
 // Guarded by Engine.mu; the proxy's gate follows it (applyGateLocked).
 type trafficState struct {
 	pause       *operatorPause
-	deployHold  string // id of the release whose deploy holds traffic, or ""
-	holdSince   time.Time
-	holdMax     time.Duration
+	deployHold  *deployHold // nil when no deploy holds traffic
 	maintenance *maintenanceState
 }
+
+// deployHold is the hold of a deploy --hold-traffic.
+type deployHold struct {
+	releaseID string
+	since     time.Time
+	max       time.Duration
+}
+
+// end is the latest the hold can last: its --max-pause (a command still
+// running then is stopped after the hold ended).
+func (h *deployHold) end() time.Time { return h.since.Add(h.max) }
 
 // operatorPause is a pause started by `rollbridge pause`.
 type operatorPause struct {
@@ -48,13 +57,9 @@ type maintenanceState struct {
 	retryAfter time.Duration
 }
 
-// holdEnd is the latest a deploy's hold can last: its --max-pause (a
-// command still running then is stopped after the hold ended).
-func (t *trafficState) holdEnd() time.Time { return t.holdSince.Add(t.holdMax) }
-
 // serving reports whether requests flow normally.
 func (t *trafficState) serving() bool {
-	return t.pause == nil && t.deployHold == "" && t.maintenance == nil
+	return t.pause == nil && t.deployHold == nil && t.maintenance == nil
 }
 
 // applyGateLocked points the proxy's gate at the state: maintenance wins,
@@ -67,7 +72,7 @@ func (e *Engine) applyGateLocked() (released int) {
 		e.proxy.SetMaintenance(&proxy.Maintenance{Message: t.maintenance.message, RetryAfter: t.maintenance.retryAfter})
 	case t.pause != nil && t.pause.expired:
 		e.proxy.Refuse(expiredRetryAfter)
-	case t.pause != nil || t.deployHold != "":
+	case t.pause != nil || t.deployHold != nil:
 		e.proxy.Hold()
 	default:
 		return e.proxy.Release()
@@ -180,14 +185,14 @@ func (e *Engine) resumeTraffic() (out resumeOutcome, err error) {
 	if e.active != nil {
 		out.activeID = e.active.ID
 	}
-	hold, until := e.traffic.deployHold, e.traffic.holdEnd()
+	hold := e.traffic.deployHold
 	e.mu.Unlock()
 	if p != nil {
 		e.persist.request()
 		e.events.log("traffic resumed", jsconfig.Field{Key: "by", Value: "operator"}, jsconfig.Field{Key: "releasedRequests", Value: out.released}, jsconfig.Field{Key: "pausedMs", Value: out.pausedFor.Milliseconds()})
 	}
-	if hold != "" {
-		return out, &HoldByDeployError{ReleaseID: hold, Until: until, EndedPause: p != nil}
+	if hold != nil {
+		return out, &HoldByDeployError{ReleaseID: hold.releaseID, Until: hold.end(), EndedPause: p != nil}
 	}
 	return out, nil
 }
@@ -205,19 +210,17 @@ func (e *Engine) holdForDeploy(releaseID string, max time.Duration) (lift func()
 		e.mu.Unlock()
 		return nil, ErrShuttingDown
 	}
-	e.traffic.deployHold = releaseID
-	e.traffic.holdSince = time.Now()
-	e.traffic.holdMax = max
+	h := &deployHold{releaseID: releaseID, since: time.Now(), max: max}
+	e.traffic.deployHold = h
 	e.applyGateLocked()
 	e.mu.Unlock()
 	e.events.log("traffic paused", jsconfig.Field{Key: "by", Value: "deploy"}, jsconfig.Field{Key: "maxPauseMs", Value: max.Milliseconds()}, jsconfig.Field{Key: "releaseId", Value: releaseID})
 	return func() int {
 		e.mu.Lock()
-		since := e.traffic.holdSince
-		e.traffic.deployHold = ""
+		e.traffic.deployHold = nil
 		released := e.applyGateLocked()
 		e.mu.Unlock()
-		e.events.log("traffic resumed", jsconfig.Field{Key: "by", Value: "deploy"}, jsconfig.Field{Key: "releaseId", Value: releaseID}, jsconfig.Field{Key: "releasedRequests", Value: released}, jsconfig.Field{Key: "pausedMs", Value: time.Since(since).Milliseconds()})
+		e.events.log("traffic resumed", jsconfig.Field{Key: "by", Value: "deploy"}, jsconfig.Field{Key: "releaseId", Value: releaseID}, jsconfig.Field{Key: "releasedRequests", Value: released}, jsconfig.Field{Key: "pausedMs", Value: time.Since(h.since).Milliseconds()})
 		return released
 	}, nil
 }
@@ -266,7 +269,7 @@ func (e *Engine) trafficObject(forState bool) jsconfig.Object {
 	}
 	e.mu.Unlock()
 	if forState {
-		t.deployHold = ""
+		t.deployHold = nil
 	}
 	if t.serving() {
 		return nil
@@ -281,12 +284,12 @@ func (e *Engine) trafficObject(forState bool) jsconfig.Object {
 			{Key: "pausedAt", Value: runtime.ISOTime(pause.since)},
 		}
 	}
-	if t.deployHold != "" {
+	if h := t.deployHold; h != nil {
 		hold = jsconfig.Object{
-			{Key: "expiresAt", Value: runtime.ISOTime(t.holdEnd())},
-			{Key: "heldAt", Value: runtime.ISOTime(t.holdSince)},
-			{Key: "maxPauseMs", Value: t.holdMax.Milliseconds()},
-			{Key: "releaseId", Value: t.deployHold},
+			{Key: "expiresAt", Value: runtime.ISOTime(h.end())},
+			{Key: "heldAt", Value: runtime.ISOTime(h.since)},
+			{Key: "maxPauseMs", Value: h.max.Milliseconds()},
+			{Key: "releaseId", Value: h.releaseID},
 		}
 	}
 	if m := t.maintenance; m != nil {
