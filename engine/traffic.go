@@ -94,11 +94,8 @@ func (e *Engine) pauseTraffic(max time.Duration) error {
 		return ErrShuttingDown
 	}
 	now := time.Now()
-	if p := e.traffic.pause; p != nil && p.timer != nil {
-		p.timer.Stop()
-	}
 	p := &operatorPause{since: now, max: max}
-	if old := e.traffic.pause; old != nil && !old.expired {
+	if old := e.clearPauseLocked(); old != nil && !old.expired {
 		p.since = old.since
 		p.max = now.Sub(old.since) + max
 	}
@@ -108,6 +105,17 @@ func (e *Engine) pauseTraffic(max time.Duration) error {
 	e.persist.request()
 	e.events.log("traffic paused", jsconfig.Field{Key: "by", Value: "operator"}, jsconfig.Field{Key: "maxPauseMs", Value: max.Milliseconds()})
 	return nil
+}
+
+// clearPauseLocked removes the operator pause and stops its expiry
+// timer. It returns the pause that was on, nil for none.
+func (e *Engine) clearPauseLocked() *operatorPause {
+	p := e.traffic.pause
+	if p != nil && p.timer != nil {
+		p.timer.Stop()
+	}
+	e.traffic.pause = nil
+	return p
 }
 
 // armPauseLocked installs p with its expiry timer (none when expired).
@@ -172,12 +180,8 @@ func (e *Engine) resumeTraffic() (out resumeOutcome, err error) {
 		e.mu.Unlock()
 		return out, ErrShuttingDown
 	}
-	p := e.traffic.pause
+	p := e.clearPauseLocked()
 	if p != nil {
-		if p.timer != nil {
-			p.timer.Stop()
-		}
-		e.traffic.pause = nil
 		out.pausedFor = time.Since(p.since)
 	}
 	out.wasPaused = p != nil
@@ -609,10 +613,7 @@ func (e *Engine) restoreTraffic(v any, source string) {
 		return
 	}
 	e.mu.Lock()
-	if old := e.traffic.pause; old != nil && old.timer != nil {
-		old.timer.Stop()
-	}
-	e.traffic.pause = nil
+	e.clearPauseLocked()
 	if s.pause != nil {
 		e.armPauseLocked(s.pause)
 	}
