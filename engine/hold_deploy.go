@@ -88,12 +88,9 @@ func (b *beforeSwitchRun) status() string {
 	return "unknown end"
 }
 
-// MarshalJSON is the failure reply's "beforeSwitch" field.
-func (b *beforeSwitchRun) MarshalJSON() ([]byte, error) {
-	out := b.Output
-	if out == nil {
-		out = []string{}
-	}
+// endFields are how long it ran and how it ended (signal or exitCode),
+// as the failure reply and the before-switch events carry them.
+func (b *beforeSwitchRun) endFields() jsconfig.Object {
 	o := jsconfig.Object{{Key: "durationMs", Value: b.Duration.Milliseconds()}}
 	switch {
 	case b.Signal != "":
@@ -101,7 +98,16 @@ func (b *beforeSwitchRun) MarshalJSON() ([]byte, error) {
 	case b.ExitCode != nil:
 		o = append(o, jsconfig.Field{Key: "exitCode", Value: *b.ExitCode})
 	}
-	return append(o, jsconfig.Field{Key: "output", Value: out}, jsconfig.Field{Key: "timedOut", Value: b.TimedOut}).MarshalJSON()
+	return o
+}
+
+// MarshalJSON is the failure reply's "beforeSwitch" field.
+func (b *beforeSwitchRun) MarshalJSON() ([]byte, error) {
+	out := b.Output
+	if out == nil {
+		out = []string{}
+	}
+	return append(b.endFields(), jsconfig.Field{Key: "output", Value: out}, jsconfig.Field{Key: "timedOut", Value: b.TimedOut}).MarshalJSON()
 }
 
 // tailBuffer keeps the last max bytes written to it.
@@ -373,14 +379,8 @@ func (e *Engine) holdBeforeSwitch(plan *jsconfig.Plan, r *Release, req DeployReq
 			return abort("the before-switch command could not be recorded", &HoldError{msg: msg})
 		}
 		if run.ok() {
-			e.events.log("before-switch command finished", jsconfig.Field{Key: "durationMs", Value: run.Duration.Milliseconds()}, jsconfig.Field{Key: "exitCode", Value: 0}, jsconfig.Field{Key: "releaseId", Value: r.ID})
+			e.events.log("before-switch command finished", append(run.endFields(), jsconfig.Field{Key: "releaseId", Value: r.ID})...)
 		} else {
-			failed := []jsconfig.Field{{Key: "durationMs", Value: run.Duration.Milliseconds()}}
-			if run.Signal != "" {
-				failed = append(failed, jsconfig.Field{Key: "signal", Value: run.Signal})
-			} else if run.ExitCode != nil {
-				failed = append(failed, jsconfig.Field{Key: "exitCode", Value: *run.ExitCode})
-			}
 			var what string
 			switch {
 			case run.Aborted:
@@ -394,7 +394,7 @@ func (e *Engine) holdBeforeSwitch(plan *jsconfig.Plan, r *Release, req DeployReq
 			default:
 				what = fmt.Sprintf("it ended with %s after %s", run.status(), run.Duration.Round(time.Millisecond))
 			}
-			e.events.log("before-switch command failed", append(failed, jsconfig.Field{Key: "error", Value: what}, jsconfig.Field{Key: "releaseId", Value: r.ID}, jsconfig.Field{Key: "timedOut", Value: run.TimedOut})...)
+			e.events.log("before-switch command failed", append(run.endFields(), jsconfig.Field{Key: "error", Value: what}, jsconfig.Field{Key: "releaseId", Value: r.ID}, jsconfig.Field{Key: "timedOut", Value: run.TimedOut})...)
 			if run.Aborted {
 				return abort("the daemon is shutting down", ErrShuttingDown)
 			}
