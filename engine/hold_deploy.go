@@ -5,11 +5,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 	"unicode/utf8"
 
@@ -158,119 +156,29 @@ func (t *tailBuffer) lines(n int) []string {
 }
 
 // runBeforeSwitch runs command with /bin/sh -c in dir with env, in its own
-// process group, stdin from /dev/null, stdout and stderr captured. The
-// shell is spawned behind a gate and record is called with its pid (also
-// the group id) and start time before the command may run: when record
-// fails, the command never runs and the run reports it in Unrecorded. When
-// deadline passes or ctx ends, the group gets SIGTERM, then SIGKILL after
-// beforeSwitchKillAfter. Whatever the command leaves in its group when it
-// ends is killed: nothing it started outlives the step that waited for it.
+// process group, stdin from /dev/null, stdout and stderr captured
+// (runtime.RunCommand). The shell is spawned behind a gate and record is
+// called with its pid (also the group id) and start time before the
+// command may run: when record fails, the command never runs and the run
+// reports it in Unrecorded. When deadline passes or ctx ends, the group
+// gets SIGTERM, then SIGKILL after beforeSwitchKillAfter. Whatever the
+// command leaves in its group when it ends is killed: nothing it started
+// outlives the step that waited for it.
 //
 // atDeadline, when not nil, is called the moment deadline passes, before
 // the group is signalled: the deploy lifts its hold then, so the hold
 // never outlasts --max-pause while the command is being stopped.
 func runBeforeSwitch(ctx context.Context, command, dir string, env []string, deadline time.Time, record func(pid int, startTime uint64) error, atDeadline func()) *beforeSwitchRun {
-	res := &beforeSwitchRun{}
-	began := time.Now()
-	defer func() { res.Duration = time.Since(began) }()
-	devNull, err := os.Open(os.DevNull)
-	if err != nil {
-		res.StartErr = err
-		return res
-	}
-	defer devNull.Close()
-	r, w, err := os.Pipe()
-	if err != nil {
-		res.StartErr = err
-		return res
-	}
-	cmd, gate, err := runtime.GatedCommand(command)
-	if err != nil {
-		r.Close()
-		w.Close()
-		res.StartErr = err
-		return res
-	}
-	cmd.Dir = dir
-	cmd.Env = env
-	cmd.Stdin = devNull
-	cmd.Stdout = w // one descriptor for both: the lines keep their order
-	cmd.Stderr = w
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	err = cmd.Start()
-	w.Close()
-	if err != nil {
-		gate.Drop()
-		r.Close()
-		res.StartErr = err
-		return res
-	}
-	pgid := cmd.Process.Pid
-	if record != nil {
-		ticks, _ := runtime.StartTime(pgid)
-		if err := record(pgid, ticks); err != nil {
-			// The gated shell exits at once without running anything.
-			gate.Drop()
-			_ = cmd.Wait()
-			r.Close()
-			res.Unrecorded = err
-			return res
-		}
-	}
-	gate.Open()
 	tail := &tailBuffer{max: beforeSwitchOutputBytes}
-	read := make(chan struct{})
-	go func() {
-		defer close(read)
-		_, _ = io.Copy(tail, r)
-	}()
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-
-	timer := time.NewTimer(time.Until(deadline))
-	defer timer.Stop()
-	var waitErr error
-	select {
-	case waitErr = <-done:
-	case <-timer.C:
-		res.TimedOut = true
-		if atDeadline != nil {
-			atDeadline()
-		}
-	case <-ctx.Done():
-		res.Aborted = true
+	r := runtime.RunCommand(ctx, runtime.Command{
+		Command: command, Dir: dir, Env: env, Output: tail, Record: record,
+		Deadline: deadline, AtDeadline: atDeadline, KillAfter: beforeSwitchKillAfter, ReadGrace: beforeSwitchReadGrace,
+	})
+	res := &beforeSwitchRun{ExitCode: r.ExitCode, TimedOut: r.TimedOut, Aborted: r.Aborted, Duration: r.Duration, StartErr: r.StartErr, Unrecorded: r.Unrecorded}
+	if r.Signal != nil {
+		res.Signal = *r.Signal
 	}
-	if res.TimedOut || res.Aborted {
-		_ = syscall.Kill(-pgid, syscall.SIGTERM)
-		kill := time.NewTimer(beforeSwitchKillAfter)
-		select {
-		case waitErr = <-done:
-			kill.Stop()
-		case <-kill.C:
-			_ = syscall.Kill(-pgid, syscall.SIGKILL)
-			waitErr = <-done
-		}
-	}
-	// The shell is reaped; what it left in its group goes too. The group
-	// id cannot name another process yet: a pid is not reused while a
-	// group of that id has members.
-	_ = syscall.Kill(-pgid, syscall.SIGKILL)
-	select {
-	case <-read:
-	case <-time.After(beforeSwitchReadGrace):
-	}
-	r.Close()
-	<-read
-
-	switch code, signal := runtime.ExitStatus(waitErr); {
-	case signal != nil:
-		res.Signal = *signal
-	case code != nil:
-		res.ExitCode = code
-	default:
-		res.StartErr = waitErr
-	}
-	res.Output = tail.lines(BeforeSwitchOutputLines)
+	res.Output = tail.lines(BeforeSwitchOutputLines) // nil when it never ran
 	return res
 }
 
