@@ -5,18 +5,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
-	"os/exec"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 	"unicode/utf8"
 
 	"github.com/rollbridge/rollbridge/jsconfig"
 	"github.com/rollbridge/rollbridge/runtime"
-	"golang.org/x/sys/unix"
 )
 
 // Bounds of deploy --hold-traffic (docs/cli.md#deploy).
@@ -90,12 +86,9 @@ func (b *beforeSwitchRun) status() string {
 	return "unknown end"
 }
 
-// MarshalJSON is the failure reply's "beforeSwitch" field.
-func (b *beforeSwitchRun) MarshalJSON() ([]byte, error) {
-	out := b.Output
-	if out == nil {
-		out = []string{}
-	}
+// endFields are how long it ran and how it ended (signal or exitCode),
+// as the failure reply and the before-switch events carry them.
+func (b *beforeSwitchRun) endFields() jsconfig.Object {
 	o := jsconfig.Object{{Key: "durationMs", Value: b.Duration.Milliseconds()}}
 	switch {
 	case b.Signal != "":
@@ -103,7 +96,16 @@ func (b *beforeSwitchRun) MarshalJSON() ([]byte, error) {
 	case b.ExitCode != nil:
 		o = append(o, jsconfig.Field{Key: "exitCode", Value: *b.ExitCode})
 	}
-	return append(o, jsconfig.Field{Key: "output", Value: out}, jsconfig.Field{Key: "timedOut", Value: b.TimedOut}).MarshalJSON()
+	return o
+}
+
+// MarshalJSON is the failure reply's "beforeSwitch" field.
+func (b *beforeSwitchRun) MarshalJSON() ([]byte, error) {
+	out := b.Output
+	if out == nil {
+		out = []string{}
+	}
+	return append(b.endFields(), jsconfig.Field{Key: "output", Value: out}, jsconfig.Field{Key: "timedOut", Value: b.TimedOut}).MarshalJSON()
 }
 
 // tailBuffer keeps the last max bytes written to it.
@@ -154,126 +156,29 @@ func (t *tailBuffer) lines(n int) []string {
 }
 
 // runBeforeSwitch runs command with /bin/sh -c in dir with env, in its own
-// process group, stdin from /dev/null, stdout and stderr captured. The
-// shell is spawned behind a gate and record is called with its pid (also
-// the group id) and start time before the command may run: when record
-// fails, the command never runs and the run reports it in Unrecorded. When
-// deadline passes or ctx ends, the group gets SIGTERM, then SIGKILL after
-// beforeSwitchKillAfter. Whatever the command leaves in its group when it
-// ends is killed: nothing it started outlives the step that waited for it.
+// process group, stdin from /dev/null, stdout and stderr captured
+// (runtime.RunCommand). The shell is spawned behind a gate and record is
+// called with its pid (also the group id) and start time before the
+// command may run: when record fails, the command never runs and the run
+// reports it in Unrecorded. When deadline passes or ctx ends, the group
+// gets SIGTERM, then SIGKILL after beforeSwitchKillAfter. Whatever the
+// command leaves in its group when it ends is killed: nothing it started
+// outlives the step that waited for it.
 //
 // atDeadline, when not nil, is called the moment deadline passes, before
 // the group is signalled: the deploy lifts its hold then, so the hold
 // never outlasts --max-pause while the command is being stopped.
 func runBeforeSwitch(ctx context.Context, command, dir string, env []string, deadline time.Time, record func(pid int, startTime uint64) error, atDeadline func()) *beforeSwitchRun {
-	res := &beforeSwitchRun{}
-	began := time.Now()
-	defer func() { res.Duration = time.Since(began) }()
-	devNull, err := os.Open(os.DevNull)
-	if err != nil {
-		res.StartErr = err
-		return res
-	}
-	defer devNull.Close()
-	r, w, err := os.Pipe()
-	if err != nil {
-		res.StartErr = err
-		return res
-	}
-	cmd, gate, err := runtime.GatedCommand(command)
-	if err != nil {
-		r.Close()
-		w.Close()
-		res.StartErr = err
-		return res
-	}
-	cmd.Dir = dir
-	cmd.Env = env
-	cmd.Stdin = devNull
-	cmd.Stdout = w // one descriptor for both: the lines keep their order
-	cmd.Stderr = w
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	err = cmd.Start()
-	w.Close()
-	if err != nil {
-		gate.Drop()
-		r.Close()
-		res.StartErr = err
-		return res
-	}
-	pgid := cmd.Process.Pid
-	if record != nil {
-		ticks, _ := runtime.StartTime(pgid)
-		if err := record(pgid, ticks); err != nil {
-			// The gated shell exits at once without running anything.
-			gate.Drop()
-			_ = cmd.Wait()
-			r.Close()
-			res.Unrecorded = err
-			return res
-		}
-	}
-	gate.Open()
 	tail := &tailBuffer{max: beforeSwitchOutputBytes}
-	read := make(chan struct{})
-	go func() {
-		defer close(read)
-		_, _ = io.Copy(tail, r)
-	}()
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-
-	timer := time.NewTimer(time.Until(deadline))
-	defer timer.Stop()
-	var waitErr error
-	select {
-	case waitErr = <-done:
-	case <-timer.C:
-		res.TimedOut = true
-		if atDeadline != nil {
-			atDeadline()
-		}
-	case <-ctx.Done():
-		res.Aborted = true
+	r := runtime.RunCommand(ctx, runtime.Command{
+		Command: command, Dir: dir, Env: env, Output: tail, Record: record,
+		Deadline: deadline, AtDeadline: atDeadline, KillAfter: beforeSwitchKillAfter, ReadGrace: beforeSwitchReadGrace,
+	})
+	res := &beforeSwitchRun{ExitCode: r.ExitCode, TimedOut: r.TimedOut, Aborted: r.Aborted, Duration: r.Duration, StartErr: r.StartErr, Unrecorded: r.Unrecorded}
+	if r.Signal != nil {
+		res.Signal = *r.Signal
 	}
-	if res.TimedOut || res.Aborted {
-		_ = syscall.Kill(-pgid, syscall.SIGTERM)
-		kill := time.NewTimer(beforeSwitchKillAfter)
-		select {
-		case waitErr = <-done:
-			kill.Stop()
-		case <-kill.C:
-			_ = syscall.Kill(-pgid, syscall.SIGKILL)
-			waitErr = <-done
-		}
-	}
-	// The shell is reaped; what it left in its group goes too. The group
-	// id cannot name another process yet: a pid is not reused while a
-	// group of that id has members.
-	_ = syscall.Kill(-pgid, syscall.SIGKILL)
-	select {
-	case <-read:
-	case <-time.After(beforeSwitchReadGrace):
-	}
-	r.Close()
-	<-read
-
-	var exitErr *exec.ExitError
-	switch {
-	case waitErr == nil:
-		code := 0
-		res.ExitCode = &code
-	case errors.As(waitErr, &exitErr):
-		if ws, ok := exitErr.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			res.Signal = unix.SignalName(ws.Signal())
-		} else {
-			code := exitErr.ExitCode()
-			res.ExitCode = &code
-		}
-	default:
-		res.StartErr = waitErr
-	}
-	res.Output = tail.lines(BeforeSwitchOutputLines)
+	res.Output = tail.lines(BeforeSwitchOutputLines) // nil when it never ran
 	return res
 }
 
@@ -382,14 +287,8 @@ func (e *Engine) holdBeforeSwitch(plan *jsconfig.Plan, r *Release, req DeployReq
 			return abort("the before-switch command could not be recorded", &HoldError{msg: msg})
 		}
 		if run.ok() {
-			e.events.log("before-switch command finished", jsconfig.Field{Key: "durationMs", Value: run.Duration.Milliseconds()}, jsconfig.Field{Key: "exitCode", Value: 0}, jsconfig.Field{Key: "releaseId", Value: r.ID})
+			e.events.log("before-switch command finished", append(run.endFields(), jsconfig.Field{Key: "releaseId", Value: r.ID})...)
 		} else {
-			failed := []jsconfig.Field{{Key: "durationMs", Value: run.Duration.Milliseconds()}}
-			if run.Signal != "" {
-				failed = append(failed, jsconfig.Field{Key: "signal", Value: run.Signal})
-			} else if run.ExitCode != nil {
-				failed = append(failed, jsconfig.Field{Key: "exitCode", Value: *run.ExitCode})
-			}
 			var what string
 			switch {
 			case run.Aborted:
@@ -403,7 +302,7 @@ func (e *Engine) holdBeforeSwitch(plan *jsconfig.Plan, r *Release, req DeployReq
 			default:
 				what = fmt.Sprintf("it ended with %s after %s", run.status(), run.Duration.Round(time.Millisecond))
 			}
-			e.events.log("before-switch command failed", append(failed, jsconfig.Field{Key: "error", Value: what}, jsconfig.Field{Key: "releaseId", Value: r.ID}, jsconfig.Field{Key: "timedOut", Value: run.TimedOut})...)
+			e.events.log("before-switch command failed", append(run.endFields(), jsconfig.Field{Key: "error", Value: what}, jsconfig.Field{Key: "releaseId", Value: r.ID}, jsconfig.Field{Key: "timedOut", Value: run.TimedOut})...)
 			if run.Aborted {
 				return abort("the daemon is shutting down", ErrShuttingDown)
 			}

@@ -3,17 +3,16 @@ package engine
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/rollbridge/rollbridge/engine/control"
 	"github.com/rollbridge/rollbridge/jsconfig"
+	"github.com/rollbridge/rollbridge/runtime"
 )
 
 func TestRunBeforeSwitchReportsExitAndLastLines(t *testing.T) {
@@ -98,17 +97,10 @@ func TestRunBeforeSwitchKillsWhatItLeavesBehind(t *testing.T) {
 }
 
 // exited reports whether pid has ended: gone, or a zombie that init has
-// not reaped yet.
+// not reaped yet (runtime.StartTime sees neither as a process).
 func exited(pid int) bool {
-	if errors.Is(syscall.Kill(pid, 0), syscall.ESRCH) {
-		return true
-	}
-	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return true
-	}
-	_, rest, _ := strings.Cut(string(stat), ") ")
-	return strings.HasPrefix(rest, "Z")
+	_, running := runtime.StartTime(pid)
+	return !running
 }
 
 func TestTailBufferKeepsWholeLastLines(t *testing.T) {
@@ -144,7 +136,10 @@ func holdEngine(t *testing.T) (*Engine, *jsconfig.Plan, *Release) {
 func heldByDeploy(e *Engine) string {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return e.traffic.deployHold
+	if h := e.traffic.deployHold; h != nil {
+		return h.releaseID
+	}
+	return ""
 }
 
 func eventNames(e *Engine) string {

@@ -176,7 +176,7 @@ func (m *metrics) exposition() []byte {
 	}
 	// The traffic gate (docs/migrations.md).
 	e.mu.Lock()
-	paused := e.traffic.pause != nil || e.traffic.deployHold != ""
+	paused := e.traffic.pause != nil || e.traffic.deployHold != nil
 	maintenance := e.traffic.maintenance != nil
 	e.mu.Unlock()
 	heldNow, _ := e.proxy.Held()

@@ -65,7 +65,7 @@ func Recover(plan *jsconfig.Plan, force bool) (*Recovery, error) {
 	if err != nil || probe.Alive {
 		return nil, BusySocketError(plan.Control.Path)
 	}
-	list, files, err := ReadState(plan.StatePath)
+	list, files, traffic, err := readState(plan.StatePath)
 	if err != nil {
 		return nil, err
 	}
@@ -104,15 +104,15 @@ func Recover(plan *jsconfig.Plan, force bool) (*Recovery, error) {
 	if len(rec.Survivors) == 0 && len(rec.Unconfirmed) == 0 {
 		// An operator's pause or maintenance is no leftover of the crash:
 		// the file keeps it (and nothing else) for the next daemon.
-		kept, state := trafficOnlyState(plan.StatePath)
+		kept, state := trafficOnlyState(traffic)
+		if kept != nil {
+			if err := replaceFile(plan.StatePath, kept); err != nil {
+				return rec, err
+			}
+			rec.KeptTraffic = state
+		}
 		for _, path := range append(files, plan.StatePath) {
 			if path == plan.StatePath && kept != nil {
-				if rec.KeptTraffic == "" { // the list names it twice
-					if err := replaceFile(path, kept); err != nil {
-						return rec, err
-					}
-					rec.KeptTraffic = state
-				}
 				continue
 			}
 			if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {

@@ -270,17 +270,14 @@ func (e *Engine) passHeldOn(addr net.Addr) (wait time.Duration) {
 	e.mu.Lock()
 	t := &e.traffic
 	expired := t.pause != nil && t.pause.expired
-	if t.maintenance != nil || expired || (t.pause == nil && t.deployHold == "") {
+	if t.maintenance != nil || expired || (t.pause == nil && t.deployHold == nil) {
 		e.mu.Unlock()
 		return 0
 	}
-	if p := t.pause; p != nil {
-		if p.timer != nil {
-			p.timer.Stop()
-		}
+	if p := e.clearPauseLocked(); p != nil {
 		wait = time.Until(p.deadline()) + relayGrace
 	}
-	t.pause, t.deployHold = nil, ""
+	t.deployHold = nil
 	e.proxy.SetActive(proxy.NewRelayTarget(host.String(), a.Port, e.proxy))
 	released := e.applyGateLocked()
 	e.mu.Unlock()

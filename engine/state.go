@@ -169,7 +169,7 @@ func (p *persister) writeTo(path string) error {
 	p.mu.Unlock()
 	data, err := p.e.renderState(&p.events, p.writer)
 	if err == nil {
-		err = p.replace(path, data)
+		err = replaceFile(path, data)
 	}
 	if err != nil {
 		p.e.events.log("state persist failed", jsconfig.Field{Key: "error", Value: err.Error()})
@@ -190,9 +190,6 @@ func (p *persister) writeTo(path string) error {
 	}
 	return nil
 }
-
-// replace writes data to path with replaceFile.
-func (p *persister) replace(path string, data []byte) error { return replaceFile(path, data) }
 
 // replaceFile writes data to a new temporary file (mode 0600, an
 // unpredictable name) next to path, syncs it and renames it over path,
@@ -305,7 +302,7 @@ func (p *persister) finishLocked() error {
 	if err != nil {
 		return err
 	}
-	if err := p.replace(p.path, indentJSON(raw)); err != nil {
+	if err := replaceFile(p.path, indentJSON(raw)); err != nil {
 		return err
 	}
 	p.removeAdopted()

@@ -377,17 +377,25 @@ func readStatePaths(paths []string, statePath string) []stateFile {
 // is not trusted fails the whole read: nothing of any file is used. One
 // that cannot be parsed counts as empty.
 func ReadState(statePath string) ([]Orphan, []string, error) {
-	var list []Orphan
-	var files []string
+	list, files, _, err := readState(statePath)
+	return list, files, err
+}
+
+// readState is ReadState that also returns the main file's "traffic"
+// member (see stateDoc), read in the same pass.
+func readState(statePath string) (list []Orphan, files []string, traffic any, err error) {
 	for _, f := range readStateFiles(statePath) {
 		var untrusted *UntrustedStateError
 		if errors.As(f.err, &untrusted) {
-			return nil, nil, f.err
+			return nil, nil, nil, f.err
 		}
 		list = appendNew(list, f.entries)
 		files = append(files, f.path)
+		if !f.sibling {
+			traffic = f.traffic
+		}
 	}
-	return list, files, nil
+	return list, files, traffic, nil
 }
 
 // appendNew appends the entries of another file, leaving out processes

@@ -24,11 +24,20 @@ const expiredRetryAfter = 10 * time.Second
 // Guarded by Engine.mu; the proxy's gate follows it (applyGateLocked).
 type trafficState struct {
 	pause       *operatorPause
-	deployHold  string // id of the release whose deploy holds traffic, or ""
-	holdSince   time.Time
-	holdMax     time.Duration
+	deployHold  *deployHold // nil when no deploy holds traffic
 	maintenance *maintenanceState
 }
+
+// deployHold is the hold of a deploy --hold-traffic.
+type deployHold struct {
+	releaseID string
+	since     time.Time
+	max       time.Duration
+}
+
+// end is the latest the hold can last: its --max-pause (a command still
+// running then is stopped after the hold ended).
+func (h *deployHold) end() time.Time { return h.since.Add(h.max) }
 
 // operatorPause is a pause started by `rollbridge pause`.
 type operatorPause struct {
@@ -48,13 +57,9 @@ type maintenanceState struct {
 	retryAfter time.Duration
 }
 
-// holdEnd is the latest a deploy's hold can last: its --max-pause (a
-// command still running then is stopped after the hold ended).
-func (t *trafficState) holdEnd() time.Time { return t.holdSince.Add(t.holdMax) }
-
 // serving reports whether requests flow normally.
 func (t *trafficState) serving() bool {
-	return t.pause == nil && t.deployHold == "" && t.maintenance == nil
+	return t.pause == nil && t.deployHold == nil && t.maintenance == nil
 }
 
 // applyGateLocked points the proxy's gate at the state: maintenance wins,
@@ -67,7 +72,7 @@ func (e *Engine) applyGateLocked() (released int) {
 		e.proxy.SetMaintenance(&proxy.Maintenance{Message: t.maintenance.message, RetryAfter: t.maintenance.retryAfter})
 	case t.pause != nil && t.pause.expired:
 		e.proxy.Refuse(expiredRetryAfter)
-	case t.pause != nil || t.deployHold != "":
+	case t.pause != nil || t.deployHold != nil:
 		e.proxy.Hold()
 	default:
 		return e.proxy.Release()
@@ -89,11 +94,8 @@ func (e *Engine) pauseTraffic(max time.Duration) error {
 		return ErrShuttingDown
 	}
 	now := time.Now()
-	if p := e.traffic.pause; p != nil && p.timer != nil {
-		p.timer.Stop()
-	}
 	p := &operatorPause{since: now, max: max}
-	if old := e.traffic.pause; old != nil && !old.expired {
+	if old := e.clearPauseLocked(); old != nil && !old.expired {
 		p.since = old.since
 		p.max = now.Sub(old.since) + max
 	}
@@ -103,6 +105,17 @@ func (e *Engine) pauseTraffic(max time.Duration) error {
 	e.persist.request()
 	e.events.log("traffic paused", jsconfig.Field{Key: "by", Value: "operator"}, jsconfig.Field{Key: "maxPauseMs", Value: max.Milliseconds()})
 	return nil
+}
+
+// clearPauseLocked removes the operator pause and stops its expiry
+// timer. It returns the pause that was on, nil for none.
+func (e *Engine) clearPauseLocked() *operatorPause {
+	p := e.traffic.pause
+	if p != nil && p.timer != nil {
+		p.timer.Stop()
+	}
+	e.traffic.pause = nil
+	return p
 }
 
 // armPauseLocked installs p with its expiry timer (none when expired).
@@ -167,12 +180,8 @@ func (e *Engine) resumeTraffic() (out resumeOutcome, err error) {
 		e.mu.Unlock()
 		return out, ErrShuttingDown
 	}
-	p := e.traffic.pause
+	p := e.clearPauseLocked()
 	if p != nil {
-		if p.timer != nil {
-			p.timer.Stop()
-		}
-		e.traffic.pause = nil
 		out.pausedFor = time.Since(p.since)
 	}
 	out.wasPaused = p != nil
@@ -180,14 +189,14 @@ func (e *Engine) resumeTraffic() (out resumeOutcome, err error) {
 	if e.active != nil {
 		out.activeID = e.active.ID
 	}
-	hold, until := e.traffic.deployHold, e.traffic.holdEnd()
+	hold := e.traffic.deployHold
 	e.mu.Unlock()
 	if p != nil {
 		e.persist.request()
 		e.events.log("traffic resumed", jsconfig.Field{Key: "by", Value: "operator"}, jsconfig.Field{Key: "releasedRequests", Value: out.released}, jsconfig.Field{Key: "pausedMs", Value: out.pausedFor.Milliseconds()})
 	}
-	if hold != "" {
-		return out, &HoldByDeployError{ReleaseID: hold, Until: until, EndedPause: p != nil}
+	if hold != nil {
+		return out, &HoldByDeployError{ReleaseID: hold.releaseID, Until: hold.end(), EndedPause: p != nil}
 	}
 	return out, nil
 }
@@ -205,19 +214,17 @@ func (e *Engine) holdForDeploy(releaseID string, max time.Duration) (lift func()
 		e.mu.Unlock()
 		return nil, ErrShuttingDown
 	}
-	e.traffic.deployHold = releaseID
-	e.traffic.holdSince = time.Now()
-	e.traffic.holdMax = max
+	h := &deployHold{releaseID: releaseID, since: time.Now(), max: max}
+	e.traffic.deployHold = h
 	e.applyGateLocked()
 	e.mu.Unlock()
 	e.events.log("traffic paused", jsconfig.Field{Key: "by", Value: "deploy"}, jsconfig.Field{Key: "maxPauseMs", Value: max.Milliseconds()}, jsconfig.Field{Key: "releaseId", Value: releaseID})
 	return func() int {
 		e.mu.Lock()
-		since := e.traffic.holdSince
-		e.traffic.deployHold = ""
+		e.traffic.deployHold = nil
 		released := e.applyGateLocked()
 		e.mu.Unlock()
-		e.events.log("traffic resumed", jsconfig.Field{Key: "by", Value: "deploy"}, jsconfig.Field{Key: "releaseId", Value: releaseID}, jsconfig.Field{Key: "releasedRequests", Value: released}, jsconfig.Field{Key: "pausedMs", Value: time.Since(since).Milliseconds()})
+		e.events.log("traffic resumed", jsconfig.Field{Key: "by", Value: "deploy"}, jsconfig.Field{Key: "releaseId", Value: releaseID}, jsconfig.Field{Key: "releasedRequests", Value: released}, jsconfig.Field{Key: "pausedMs", Value: time.Since(h.since).Milliseconds()})
 		return released
 	}, nil
 }
@@ -266,18 +273,12 @@ func (e *Engine) trafficObject(forState bool) jsconfig.Object {
 	}
 	e.mu.Unlock()
 	if forState {
-		t.deployHold = ""
+		t.deployHold = nil
 	}
 	if t.serving() {
 		return nil
 	}
-	state := "paused"
-	switch {
-	case t.maintenance != nil:
-		state = "maintenance"
-	case t.pause != nil && pause.expired:
-		state = "pause-expired"
-	}
+	state := trafficStateName(t.maintenance != nil, t.pause != nil && pause.expired)
 	var paused, hold, maintenance any
 	if t.pause != nil {
 		paused = jsconfig.Object{
@@ -287,12 +288,12 @@ func (e *Engine) trafficObject(forState bool) jsconfig.Object {
 			{Key: "pausedAt", Value: runtime.ISOTime(pause.since)},
 		}
 	}
-	if t.deployHold != "" {
+	if h := t.deployHold; h != nil {
 		hold = jsconfig.Object{
-			{Key: "expiresAt", Value: runtime.ISOTime(t.holdEnd())},
-			{Key: "heldAt", Value: runtime.ISOTime(t.holdSince)},
-			{Key: "maxPauseMs", Value: t.holdMax.Milliseconds()},
-			{Key: "releaseId", Value: t.deployHold},
+			{Key: "expiresAt", Value: runtime.ISOTime(h.end())},
+			{Key: "heldAt", Value: runtime.ISOTime(h.since)},
+			{Key: "maxPauseMs", Value: h.max.Milliseconds()},
+			{Key: "releaseId", Value: h.releaseID},
 		}
 	}
 	if m := t.maintenance; m != nil {
@@ -312,6 +313,19 @@ func (e *Engine) trafficObject(forState bool) jsconfig.Object {
 		jsconfig.Field{Key: "paused", Value: paused},
 		jsconfig.Field{Key: "state", Value: state},
 	)
+}
+
+// trafficStateName is the "state" of traffic that does not flow
+// normally: maintenance wins over a pause, as at the gate
+// (applyGateLocked).
+func trafficStateName(maintenance, pauseExpired bool) string {
+	switch {
+	case maintenance:
+		return "maintenance"
+	case pauseExpired:
+		return "pause-expired"
+	}
+	return "paused"
 }
 
 // servingObject is trafficObject's answer while requests flow normally.
@@ -336,14 +350,21 @@ func (e *Engine) trafficReply(fields ...jsconfig.Field) ([]byte, error) {
 
 // millisField reads an optional whole number of milliseconds in [lo, hi].
 func millisField(req *control.Request, name string, def, lo, hi time.Duration) (time.Duration, error) {
+	return durationField(req, name, time.Millisecond, "milliseconds", def, lo, hi)
+}
+
+// durationField reads an optional whole number of units (unitName) in
+// [lo, hi]; def when the field is absent.
+func durationField(req *control.Request, name string, unit time.Duration, unitName string, def, lo, hi time.Duration) (time.Duration, error) {
 	if _, present := req.Raw(name); !present {
 		return def, nil
 	}
 	v, ok := req.Number(name)
-	if !ok || v != float64(int64(v)) || v < float64(lo.Milliseconds()) || v > float64(hi.Milliseconds()) {
-		return 0, fmt.Errorf("%s must be a whole number of milliseconds from %d to %d", name, lo.Milliseconds(), hi.Milliseconds())
+	n, whole := wholeIn(v, int64(lo/unit), int64(hi/unit))
+	if !ok || !whole {
+		return 0, fmt.Errorf("%s must be a whole number of %s from %d to %d", name, unitName, lo/unit, hi/unit)
 	}
-	return time.Duration(v) * time.Millisecond, nil
+	return time.Duration(n) * unit, nil
 }
 
 // handlePause is the pause command: hold new requests, then wait (no lock
@@ -420,13 +441,9 @@ func (e *Engine) handleMaintenance(req *control.Request) ([]byte, error) {
 	if err := CheckMaintenanceMessage(msg); err != nil {
 		return nil, err
 	}
-	retry := DefaultMaintenanceRetry
-	if _, present := req.Raw("retryAfterSeconds"); present {
-		v, ok := req.Number("retryAfterSeconds")
-		if !ok || v != float64(int64(v)) || v < 1 || v > MaxRetryAfter.Seconds() {
-			return nil, fmt.Errorf("retryAfterSeconds must be a whole number of seconds from 1 to %d", int64(MaxRetryAfter.Seconds()))
-		}
-		retry = time.Duration(v) * time.Second
+	retry, err := durationField(req, "retryAfterSeconds", time.Second, "seconds", DefaultMaintenanceRetry, time.Second, MaxRetryAfter)
+	if err != nil {
+		return nil, err
 	}
 	if msg == "" {
 		// Status and the events show what clients read.
@@ -472,6 +489,11 @@ type savedTraffic struct {
 	maintenance *maintenanceState
 }
 
+// state is the "state" the saved traffic restores.
+func (s *savedTraffic) state() string {
+	return trafficStateName(s.maintenance != nil, s.pause != nil && s.pause.expired)
+}
+
 // maxSavedPause bounds the maxPauseMs read back: a year, far beyond any
 // pause renewed within MaxPauseLimit each time, and exact as a JSON number.
 const maxSavedPause = 365 * 24 * time.Hour
@@ -505,7 +527,7 @@ func parseSavedTraffic(v any, now time.Time) (*savedTraffic, error) {
 		// A pause renewed while on keeps its start, so its limit counts
 		// from then and may exceed MaxPauseLimit; the deadline is what is
 		// bounded, below.
-		ms, ok := savedWhole(m["maxPauseMs"], 1, maxSavedPause.Milliseconds())
+		ms, ok := wholeIn(m["maxPauseMs"], 1, maxSavedPause.Milliseconds())
 		if !ok {
 			return nil, fmt.Errorf("traffic.paused.maxPauseMs is not a whole number from 1 to %d", maxSavedPause.Milliseconds())
 		}
@@ -541,7 +563,7 @@ func parseSavedTraffic(v any, now time.Time) (*savedTraffic, error) {
 		if err := CheckMaintenanceMessage(msg); err != nil {
 			return nil, fmt.Errorf("traffic.maintenance.message: %w", err)
 		}
-		secs, ok := savedWhole(m["retryAfterSeconds"], 1, int64(MaxRetryAfter/time.Second))
+		secs, ok := wholeIn(m["retryAfterSeconds"], 1, int64(MaxRetryAfter/time.Second))
 		if !ok {
 			return nil, fmt.Errorf("traffic.maintenance.retryAfterSeconds is not a whole number from 1 to %d", int64(MaxRetryAfter/time.Second))
 		}
@@ -566,8 +588,8 @@ func savedTime(m map[string]any, key string) (time.Time, error) {
 	return t, nil
 }
 
-// savedWhole reads a JSON number that is a whole number in [lo, hi].
-func savedWhole(v any, lo, hi int64) (int64, bool) {
+// wholeIn reads a JSON number that is a whole number in [lo, hi].
+func wholeIn(v any, lo, hi int64) (int64, bool) {
 	f, ok := v.(float64)
 	if !ok || f != float64(int64(f)) || f < float64(lo) || f > float64(hi) {
 		return 0, false
@@ -591,10 +613,7 @@ func (e *Engine) restoreTraffic(v any, source string) {
 		return
 	}
 	e.mu.Lock()
-	if old := e.traffic.pause; old != nil && old.timer != nil {
-		old.timer.Stop()
-	}
-	e.traffic.pause = nil
+	e.clearPauseLocked()
 	if s.pause != nil {
 		e.armPauseLocked(s.pause)
 	}
@@ -602,14 +621,7 @@ func (e *Engine) restoreTraffic(v any, source string) {
 	e.applyGateLocked()
 	e.mu.Unlock()
 	e.persist.request()
-	state := "paused"
-	switch {
-	case s.maintenance != nil:
-		state = "maintenance"
-	case s.pause.expired:
-		state = "pause-expired"
-	}
-	fields := []jsconfig.Field{{Key: "source", Value: source}, {Key: "state", Value: state}}
+	fields := []jsconfig.Field{{Key: "source", Value: source}, {Key: "state", Value: s.state()}}
 	if s.pause != nil {
 		fields = append(fields, jsconfig.Field{Key: "pauseExpiresAt", Value: runtime.ISOTime(s.pause.deadline())})
 	}
@@ -628,26 +640,15 @@ func handedOverTraffic(raw []byte) any {
 	return reply.Traffic
 }
 
-// trafficOnlyState is what recover leaves of the state file at path when
-// it records a pause or maintenance this version can restore: a file of
-// no processes with that "traffic" member as it was, and its state. It
-// returns nil when there is nothing to keep (no such member, or one the
-// next daemon would ignore anyway).
-func trafficOnlyState(path string) (doc []byte, state string) {
-	d, err := readStateDoc(path)
-	if err != nil || d == nil {
-		return nil, ""
-	}
-	s, err := parseSavedTraffic(d.traffic, time.Now())
+// trafficOnlyState is what recover leaves of a state file whose "traffic"
+// member (as decoded) records a pause or maintenance this version can
+// restore: a file of no processes with that member as it was, and its
+// state. It returns nil when there is nothing to keep (no such member,
+// or one the next daemon would ignore anyway).
+func trafficOnlyState(traffic any) (doc []byte, state string) {
+	s, err := parseSavedTraffic(traffic, time.Now())
 	if err != nil || s == nil {
 		return nil, ""
-	}
-	state = "paused"
-	switch {
-	case s.maintenance != nil:
-		state = "maintenance"
-	case s.pause.expired:
-		state = "pause-expired"
 	}
 	raw, err := jsconfig.Object{
 		{Key: "activeReleaseId", Value: nil},
@@ -655,10 +656,10 @@ func trafficOnlyState(path string) (doc []byte, state string) {
 		{Key: "releases", Value: []any{}},
 		{Key: "services", Value: []any{}},
 		{Key: "singletons", Value: []any{}},
-		{Key: "traffic", Value: d.traffic},
+		{Key: "traffic", Value: traffic},
 	}.MarshalJSON()
 	if err != nil {
 		return nil, ""
 	}
-	return indentJSON(raw), state
+	return indentJSON(raw), s.state()
 }

@@ -89,8 +89,8 @@ func TestRetiredOwnerPassesADeploysHeldRequestsOn(t *testing.T) {
 	e.mu.Lock()
 	hold := e.traffic.deployHold
 	e.mu.Unlock()
-	if hold != "" {
-		t.Fatalf("the deploy's hold of %s is still on", hold)
+	if hold != nil {
+		t.Fatalf("the deploy's hold of %s is still on", hold.releaseID)
 	}
 	if body := <-getAsync(addr); body != "successor" {
 		t.Fatalf("a later request on the retired owner got %q", body)

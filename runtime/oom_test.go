@@ -29,17 +29,19 @@ func TestGatedChildRunsWithTheChildOOMScoreAdj(t *testing.T) {
 	}
 	run := func() string {
 		t.Helper()
-		cmd, gate, err := GatedCommand("cat /proc/self/oom_score_adj")
+		cmd, readEnd, gate, err := gatedCommand("cat /proc/self/oom_score_adj")
 		if err != nil {
 			t.Fatal(err)
 		}
 		var out bytes.Buffer
 		cmd.Stdout = &out
-		if err := cmd.Start(); err != nil {
-			gate.Drop()
+		err = cmd.Start()
+		readEnd.Close() // the child has its own copy
+		if err != nil {
+			gate.drop()
 			t.Fatal(err)
 		}
-		gate.Open()
+		gate.open()
 		if err := cmd.Wait(); err != nil {
 			t.Fatal(err)
 		}

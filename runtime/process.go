@@ -427,26 +427,30 @@ func spawn(spec Spec) (cmd *exec.Cmd, stdout, stderr *os.File, g *gate, err erro
 	return cmd, outR, errR, g, nil
 }
 
-// wait observes the child's exit, records it and applies the restart
-// policy when the exit was not asked for.
-func (p *Process) wait(cmd *exec.Cmd, gen int, exitCh chan struct{}, outputDone <-chan struct{}) {
-	err := cmd.Wait()
-	var code *int
-	var signal *string
+// ExitStatus is how a child ended, from the error of its cmd.Wait: its
+// exit code, or the name of the signal that killed it ("SIGKILL"). Both
+// are nil when err is no exit (the wait itself failed).
+func ExitStatus(err error) (code *int, signal *string) {
 	var exitErr *exec.ExitError
 	switch {
 	case err == nil:
 		zero := 0
-		code = &zero
+		return &zero, nil
 	case errors.As(err, &exitErr):
 		if ws, ok := exitErr.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 			name := unix.SignalName(ws.Signal())
-			signal = &name
-		} else {
-			c := exitErr.ExitCode()
-			code = &c
+			return nil, &name
 		}
+		c := exitErr.ExitCode()
+		return &c, nil
 	}
+	return nil, nil
+}
+
+// wait observes the child's exit, records it and applies the restart
+// policy when the exit was not asked for.
+func (p *Process) wait(cmd *exec.Cmd, gen int, exitCh chan struct{}, outputDone <-chan struct{}) {
+	code, signal := ExitStatus(cmd.Wait())
 	p.mu.Lock()
 	p.pid = 0
 	p.rssBytes, p.children = nil, nil

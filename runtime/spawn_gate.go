@@ -67,43 +67,6 @@ func SetChildOOMScoreAdj(v int) { childOOMScoreAdj.Store(&v) }
 // gateExitCode. It is used when the start failed.
 func (g *gate) drop() { g.w.Close() }
 
-// Gate holds a child that its owner spawns itself (the engine's
-// --before-switch command) until the owner has recorded it, as the
-// runtime does for its own children: see gateScript.
-type Gate struct {
-	readEnd *os.File
-	g       *gate
-}
-
-// GatedCommand returns the command that runs `/bin/sh -c command` behind
-// a gate. The caller sets Dir, Env, the standard streams and SysProcAttr
-// (descriptor 3 is the gate's: ExtraFiles must stay as they are), starts
-// it, records its pid and then calls Open, or Drop when the start or the
-// record failed: the child then exits with GateExitCode without running
-// anything, as it does when the owner dies first.
-func GatedCommand(command string) (*exec.Cmd, *Gate, error) {
-	cmd, r, g, err := gatedCommand(command)
-	if err != nil {
-		return nil, nil, err
-	}
-	return cmd, &Gate{readEnd: r, g: g}, nil
-}
-
-// GateExitCode is how a gated child ends whose gate was dropped.
-const GateExitCode = gateExitCode
-
-// Open lets the child run its command.
-func (g *Gate) Open() {
-	g.readEnd.Close() // the child has its own copy
-	g.g.open()
-}
-
-// Drop makes the child exit without running its command.
-func (g *Gate) Drop() {
-	g.readEnd.Close()
-	g.g.drop()
-}
-
 // Spawn describes a child the runtime has just started: the main command
 // (Hook "") or a lifecycle hook ("quiet command", "drain command", "stop
 // command"). Its pid leads its own process group.

@@ -1,12 +1,8 @@
 package runtime
 
 import (
-	"errors"
-	"os/exec"
 	"syscall"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // indefiniteHookTimeout bounds quiet and stop hooks when gracefulStopMs is
@@ -203,13 +199,11 @@ func (p *Process) runHook(label, command string, timeout time.Duration, spec Spe
 	defer timer.Stop()
 	select {
 	case err := <-done:
-		var exitErr *exec.ExitError
-		if errors.As(err, &exitErr) {
-			if ws, ok := exitErr.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-				p.emit(label+" exited on signal", Field{"id", spec.ID}, Field{"signal", unix.SignalName(ws.Signal())})
-			} else {
-				p.emit(label+" exited non-zero", Field{"code", exitErr.ExitCode()}, Field{"id", spec.ID})
-			}
+		switch code, signal := ExitStatus(err); {
+		case signal != nil:
+			p.emit(label+" exited on signal", Field{"id", spec.ID}, Field{"signal", *signal})
+		case code != nil && *code != 0:
+			p.emit(label+" exited non-zero", Field{"code", *code}, Field{"id", spec.ID})
 		}
 	case <-timer.C:
 		p.emit(label+" timed out", Field{"id", spec.ID}, Field{"timeoutMs", millis(timeout)})
