@@ -337,7 +337,8 @@ func stateWriter() jsconfig.Object {
 // renderState renders the state file: the status object without
 // "status" (plus the releases still starting or superseded, and the
 // running hooks), every stored event, persistedAt and writer (see
-// stateWriter); events already in cache are not rendered again. The
+// stateWriter), and the restart settings of the config in force
+// (jsconfig.RestartSettings, read back by re-adoption); events already in cache are not rendered again. The
 // result is byte for byte what indentJSON(stripKeys(…)) of the whole
 // document gives.
 func (e *Engine) renderState(cache *eventCache, writer jsconfig.Object) ([]byte, error) {
@@ -351,12 +352,20 @@ func (e *Engine) renderState(cache *eventCache, writer jsconfig.Object) ([]byte,
 	if err != nil {
 		return nil, err
 	}
+	settings, err := json.Marshal(jsconfig.SettingsOf(e.currentPlan()))
+	if err != nil {
+		return nil, err
+	}
 	var b bytes.Buffer
 	b.Grow(len(head) + cache.size + 256)
 	b.Write(head)
 	b.WriteString(",\n  \"events\": ")
 	cache.render(&b, e.events.recent(0, false))
-	b.WriteString(",\n  \"persistedAt\": \"" + runtime.ISOTime(time.Now()) + "\",\n  \"writer\": ")
+	b.WriteString(",\n  \"persistedAt\": \"" + runtime.ISOTime(time.Now()) + "\",\n  \"restartSettings\": ")
+	if err := json.Indent(&b, settings, "  ", "  "); err != nil {
+		return nil, err
+	}
+	b.WriteString(",\n  \"writer\": ")
 	if err := json.Indent(&b, w, "  ", "  "); err != nil {
 		return nil, err
 	}

@@ -402,8 +402,9 @@ func TestRenderStateMatchesTheWholeDocument(t *testing.T) {
 			t.Fatal(err)
 		}
 		raw, _ := e.statusObject(true).MarshalJSON()
+		settings, _ := json.Marshal(jsconfig.SettingsOf(e.plan))
 		obj := strings.TrimSuffix(string(raw), "}") + `,"events":` + string(joinEvents(e.events.recent(0, false))) +
-			`,"persistedAt":` + string(doc["persistedAt"]) + `,"writer":` + strings.Join(strings.Fields(string(doc["writer"])), "") + "}"
+			`,"persistedAt":` + string(doc["persistedAt"]) + `,"restartSettings":` + string(settings) + `,"writer":` + strings.Join(strings.Fields(string(doc["writer"])), "") + "}"
 		return indentJSON(stripKeys([]byte(obj), secretKeys))
 	}
 	cache := &eventCache{}

@@ -36,6 +36,61 @@ func (e *ReloadError) ReplyFields() Object {
 // runs, and what changed in it (docs/config.md#91-changes-that-need-a-daemon-restart),
 // or nil when next can be adopted live.
 func CheckReload(current, next *Plan) error {
+	return CompareRestartSettings(SettingsOf(current), SettingsOf(next))
+}
+
+// RestartSettings are the settings of a plan that cannot change while the
+// daemon runs, each as the text a refusal shows. The state file records
+// them, so that a daemon restarted after a crash can tell whether it may
+// take over what the previous one ran (docs/troubleshooting.md#when-the-daemon-crashes).
+type RestartSettings struct {
+	Application       string            `json:"application"`
+	ControlPath       string            `json:"control.path"`
+	ControlMode       string            `json:"control.mode"`
+	ControlOwner      string            `json:"control.owner"`
+	ControlGroup      string            `json:"control.group"`
+	StatePath         string            `json:"statePath"`
+	ProxyHost         string            `json:"proxy.host"`
+	ProxyPort         string            `json:"proxy.port"`
+	ProxyUpstreamHost string            `json:"proxy.upstreamHost"`
+	Processes         []ProcessSettings `json:"processes"`
+}
+
+// ProcessSettings are the settings of one process that a reload compares.
+type ProcessSettings struct {
+	ID             string `json:"id"`
+	Policy         string `json:"policy"`
+	DeployStrategy string `json:"deployStrategy"`
+	Replicas       string `json:"replicas"`
+	Port           string `json:"port"`
+}
+
+// SettingsOf extracts the restart settings of p.
+func SettingsOf(p *Plan) RestartSettings {
+	s := RestartSettings{
+		Application:       quote(p.Application),
+		ControlPath:       quote(p.Control.Path),
+		ControlMode:       modeText(p.Control.Mode),
+		ControlOwner:      idOrNameText(p.Control.Owner),
+		ControlGroup:      idOrNameText(p.Control.Group),
+		StatePath:         optionalString(p.StatePath),
+		ProxyHost:         quote(p.Proxy.Host),
+		ProxyPort:         strconv.Itoa(p.Proxy.Port),
+		ProxyUpstreamHost: quote(p.Proxy.UpstreamHost),
+		Processes:         make([]ProcessSettings, 0, len(p.Processes)),
+	}
+	for i := range p.Processes {
+		d := &p.Processes[i]
+		s.Processes = append(s.Processes, ProcessSettings{
+			ID: d.ID, Policy: quote(string(d.Policy)), DeployStrategy: quote(string(d.DeployStrategy)),
+			Replicas: strconv.Itoa(d.Replicas), Port: portText(d.Port),
+		})
+	}
+	return s
+}
+
+// CompareRestartSettings is CheckReload on extracted settings.
+func CompareRestartSettings(current, next RestartSettings) error {
 	var changed, details []string
 	diff := func(setting string, lines ...string) {
 		if len(lines) > 0 {
@@ -43,12 +98,17 @@ func CheckReload(current, next *Plan) error {
 			details = append(details, lines...)
 		}
 	}
-	diff("application", changedValue("application", quote(current.Application), quote(next.Application))...)
-	diff("control", controlChanges(current.Control, next.Control)...)
-	diff("statePath", changedValue("statePath", optionalString(current.StatePath), optionalString(next.StatePath))...)
-	diff("proxy.host", changedValue("proxy.host", quote(current.Proxy.Host), quote(next.Proxy.Host))...)
-	diff("proxy.port", changedValue("proxy.port", strconv.Itoa(current.Proxy.Port), strconv.Itoa(next.Proxy.Port))...)
-	diff("proxy.upstreamHost", changedValue("proxy.upstreamHost", quote(current.Proxy.UpstreamHost), quote(next.Proxy.UpstreamHost))...)
+	diff("application", changedValue("application", current.Application, next.Application)...)
+	var control []string
+	control = append(control, changedValue("control.path", current.ControlPath, next.ControlPath)...)
+	control = append(control, changedValue("control.mode", current.ControlMode, next.ControlMode)...)
+	control = append(control, changedValue("control.owner", current.ControlOwner, next.ControlOwner)...)
+	control = append(control, changedValue("control.group", current.ControlGroup, next.ControlGroup)...)
+	diff("control", control...)
+	diff("statePath", changedValue("statePath", current.StatePath, next.StatePath)...)
+	diff("proxy.host", changedValue("proxy.host", current.ProxyHost, next.ProxyHost)...)
+	diff("proxy.port", changedValue("proxy.port", current.ProxyPort, next.ProxyPort)...)
+	diff("proxy.upstreamHost", changedValue("proxy.upstreamHost", current.ProxyUpstreamHost, next.ProxyUpstreamHost)...)
 	diff("processes", processChanges(current.Processes, next.Processes)...)
 	if len(changed) == 0 {
 		return nil
@@ -76,15 +136,6 @@ func optionalString(s string) string {
 		return "unset"
 	}
 	return quote(s)
-}
-
-func controlChanges(a, b Control) []string {
-	var out []string
-	out = append(out, changedValue("control.path", quote(a.Path), quote(b.Path))...)
-	out = append(out, changedValue("control.mode", modeText(a.Mode), modeText(b.Mode))...)
-	out = append(out, changedValue("control.owner", idOrNameText(a.Owner), idOrNameText(b.Owner))...)
-	out = append(out, changedValue("control.group", idOrNameText(a.Group), idOrNameText(b.Group))...)
-	return out
 }
 
 func modeText(m *int) string {
@@ -122,8 +173,8 @@ func portText(r *PortRange) string {
 // the same id every change of policy, deployStrategy, replicas or port;
 // order does not matter. Indexes are those of the new config, the file the
 // operator edits.
-func processChanges(cur, next []Process) []string {
-	byID := make(map[string]*Process, len(cur))
+func processChanges(cur, next []ProcessSettings) []string {
+	byID := make(map[string]*ProcessSettings, len(cur))
 	for i := range cur {
 		byID[cur[i].ID] = &cur[i]
 	}
@@ -139,10 +190,10 @@ func processChanges(cur, next []Process) []string {
 			continue
 		}
 		var fields []string
-		fields = append(fields, changedField("policy", quote(string(c.Policy)), quote(string(n.Policy)))...)
-		fields = append(fields, changedField("deployStrategy", quote(string(c.DeployStrategy)), quote(string(n.DeployStrategy)))...)
-		fields = append(fields, changedField("replicas", strconv.Itoa(c.Replicas), strconv.Itoa(n.Replicas))...)
-		fields = append(fields, changedField("port", portText(c.Port), portText(n.Port))...)
+		fields = append(fields, changedField("policy", c.Policy, n.Policy)...)
+		fields = append(fields, changedField("deployStrategy", c.DeployStrategy, n.DeployStrategy)...)
+		fields = append(fields, changedField("replicas", c.Replicas, n.Replicas)...)
+		fields = append(fields, changedField("port", c.Port, n.Port)...)
 		if len(fields) > 0 {
 			out = append(out, name+strings.Join(fields, ", "))
 		}
