@@ -447,10 +447,27 @@ func ExitStatus(err error) (code *int, signal *string) {
 	return nil, nil
 }
 
-// wait observes the child's exit, records it and applies the restart
-// policy when the exit was not asked for.
+// wait observes the exit of a spawned child, which is ours to reap, so
+// its exit status is known.
 func (p *Process) wait(cmd *exec.Cmd, gen int, exitCh chan struct{}, outputDone <-chan struct{}) {
 	code, signal := ExitStatus(cmd.Wait())
+	p.ended(exitInfo{gen: gen, pgid: cmd.Process.Pid, exitCh: exitCh, outputDone: outputDone, code: code, signal: signal})
+}
+
+// exitInfo is one exit of the leader of spawn gen, however it was seen.
+type exitInfo struct {
+	gen        int
+	pgid       int
+	exitCh     chan struct{} // closed once the exit is recorded
+	outputDone <-chan struct{}
+	code       *int
+	signal     *string
+	unknown    bool // not our child: the exit status could not be read
+}
+
+// ended records an exit of the command, spawned or adopted, and applies
+// the restart policy when the exit was not asked for.
+func (p *Process) ended(e exitInfo) {
 	p.mu.Lock()
 	p.pid = 0
 	p.rssBytes, p.children = nil, nil
@@ -463,15 +480,15 @@ func (p *Process) wait(cmd *exec.Cmd, gen int, exitCh chan struct{}, outputDone 
 		p.dropped = false
 		p.state = StateStopped
 		p.mu.Unlock()
-		close(exitCh)
+		close(e.exitCh)
 		return
 	}
-	p.exited, p.exitCode, p.exitSignal = true, code, signal
+	p.exited, p.exitCode, p.exitSignal = true, e.code, e.signal
 	intentional := p.stopRun != nil
 	var leftovers chan struct{}
 	if !intentional {
 		p.state = StateFailed
-		p.recordCrashLocked(code, signal)
+		p.recordCrashLocked(e.code, e.signal)
 		// Processes the command left in its group belong to a dead instance:
 		// stop them now, while the group is known to be ours, so nothing
 		// leaks and a restart never runs beside an old copy.
@@ -479,17 +496,20 @@ func (p *Process) wait(cmd *exec.Cmd, gen int, exitCh chan struct{}, outputDone 
 		p.leftovers = leftovers
 	} // an intentional stop sets "stopped" once the whole group is gone
 	spec := p.spec
-	pgid := cmd.Process.Pid
 	p.mu.Unlock()
-	close(exitCh)
-	p.emit("process exited", Field{"code", nullableInt(code)}, Field{"id", spec.ID}, Field{"signal", nullableString(signal)})
+	close(e.exitCh)
+	data := []Field{{"code", nullableInt(e.code)}, {"id", spec.ID}, {"signal", nullableString(e.signal)}}
+	if e.unknown {
+		data = append(data, Field{"status", "unknown"})
+	}
+	p.emit("process exited", data...)
 	if !intentional {
-		if groupAlive(pgid) {
-			terminateGroup(spec, pgid, p.emit)
+		if groupAlive(e.pgid) {
+			terminateGroup(spec, e.pgid, p.emit)
 		}
 		close(leftovers)
-		p.scheduleRestart(gen)
-		p.announceCrash(outputDone, true)
+		p.scheduleRestart(e.gen)
+		p.announceCrash(e.outputDone, true)
 	}
 }
 
