@@ -128,6 +128,23 @@ type Options struct {
 	// children are held behind a gate until it returns, and exit by
 	// themselves if this process dies first. May be nil.
 	OnSpawn func(Spawn)
+	// OnPipes is called at every spawn of the command, before the child
+	// runs and before OnSpawn, with duplicates of the read ends of its
+	// output pipes (the callee owns and closes them; the daemon keeps them
+	// in systemd's fd store so that a restarted daemon can read on), and
+	// once more with Closed set and no files when the capture of that
+	// spawn's output has ended. May be nil.
+	OnPipes func(OutputPipes)
+}
+
+// OutputPipes are the output pipes of one spawn of the command, which
+// its pid and start time name.
+type OutputPipes struct {
+	PID       int
+	StartTime uint64 // clock ticks after boot, 0 when unknown
+	Stdout    *os.File
+	Stderr    *os.File
+	Closed    bool // the capture ended; Stdout and Stderr are nil
 }
 
 // Process is one managed OS process and its supervision. All methods are
@@ -137,6 +154,7 @@ type Process struct {
 	onEvent  func(Event)
 	onOutput func(OutputEntry)
 	onSpawn  func(Spawn)
+	onPipes  func(OutputPipes)
 	output   outputRing
 
 	mu              sync.Mutex
@@ -184,7 +202,7 @@ func (r *stopRun) markQuiesced() { r.quiesceOnce.Do(func() { close(r.quiesced) }
 
 // New returns a process in state stopped; nothing runs until Start.
 func New(spec Spec, opts Options) *Process {
-	p := &Process{clock: opts.Clock, onEvent: opts.OnEvent, onOutput: opts.OnOutput, onSpawn: opts.OnSpawn, spec: spec, state: StateStopped}
+	p := &Process{clock: opts.Clock, onEvent: opts.OnEvent, onOutput: opts.OnOutput, onSpawn: opts.OnSpawn, onPipes: opts.OnPipes, spec: spec, state: StateStopped}
 	if p.clock == nil {
 		p.clock = SystemClock
 	}
@@ -332,6 +350,8 @@ func (p *Process) spawnHeld(reason string, abort func() bool, batch bool) (relea
 	}
 	p.mu.Unlock()
 
+	pipes := OutputPipes{PID: cmd.Process.Pid, StartTime: ticks}
+	shared := p.sharePipes(pipes, stdout, stderr)
 	if !batch {
 		p.spawned(Spawn{ID: spec.ID, PID: cmd.Process.Pid, StartTime: ticks})
 	}
@@ -347,20 +367,7 @@ func (p *Process) spawnHeld(reason string, abort func() bool, batch bool) (relea
 			p.mu.Unlock()
 			g.drop()
 		}
-		var captured sync.WaitGroup
-		for _, s := range []struct {
-			f    *os.File
-			name string
-		}{{stdout, "stdout"}, {stderr, "stderr"}} {
-			captured.Add(1)
-			go func() {
-				defer captured.Done()
-				defer s.f.Close()
-				captureLines(s.f, s.name, time.Now, p.addOutput)
-			}()
-		}
-		outputDone := make(chan struct{})
-		go func() { captured.Wait(); close(outputDone) }()
+		outputDone := p.capture(stdout, stderr, pipes, shared)
 		go p.wait(cmd, gen, exitCh, outputDone)
 		if !run {
 			// The child exits as soon as it reads the closed gate.
@@ -372,6 +379,76 @@ func (p *Process) spawnHeld(reason string, abort func() bool, batch bool) (relea
 			}
 		}
 	}, nil
+}
+
+// sharePipes hands duplicates of a new spawn's output pipes to OnPipes.
+// It reports whether it did; when a duplicate cannot be made (no
+// descriptors left) the spawn runs all the same, its pipes just not
+// shared.
+func (p *Process) sharePipes(pipes OutputPipes, stdout, stderr *os.File) bool {
+	if p.onPipes == nil {
+		return false
+	}
+	out, err := dupFile(stdout)
+	if err != nil {
+		return false
+	}
+	errf, err := dupFile(stderr)
+	if err != nil {
+		out.Close()
+		return false
+	}
+	pipes.Stdout, pipes.Stderr = out, errf
+	p.onPipes(pipes)
+	return true
+}
+
+// dupFile duplicates f's descriptor (close-on-exec).
+func dupFile(f *os.File) (*os.File, error) {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	nfd := -1
+	var dupErr error
+	if err := rc.Control(func(fd uintptr) { nfd, dupErr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0) }); err != nil {
+		return nil, err
+	}
+	if dupErr != nil {
+		return nil, dupErr
+	}
+	return os.NewFile(uintptr(nfd), f.Name()), nil
+}
+
+// capture reads the command's stdout and stderr (either may be nil) into
+// the output ring, closing each at its end. The returned channel is
+// closed once both ended; OnPipes then hears that they are closed, when
+// shared.
+func (p *Process) capture(stdout, stderr *os.File, pipes OutputPipes, shared bool) <-chan struct{} {
+	var captured sync.WaitGroup
+	for _, s := range []struct {
+		f    *os.File
+		name string
+	}{{stdout, "stdout"}, {stderr, "stderr"}} {
+		if s.f == nil {
+			continue
+		}
+		captured.Add(1)
+		go func() {
+			defer captured.Done()
+			defer s.f.Close()
+			captureLines(s.f, s.name, time.Now, p.addOutput)
+		}()
+	}
+	outputDone := make(chan struct{})
+	go func() {
+		captured.Wait()
+		if shared && p.onPipes != nil {
+			p.onPipes(OutputPipes{PID: pipes.PID, StartTime: pipes.StartTime, Closed: true})
+		}
+		close(outputDone)
+	}()
+	return outputDone
 }
 
 func (p *Process) addOutput(e OutputEntry) {
