@@ -133,7 +133,8 @@ type Options struct {
 	// output pipes (the callee owns and closes them; the daemon keeps them
 	// in systemd's fd store so that a restarted daemon can read on), and
 	// once more with Closed set and no files when the capture of that
-	// spawn's output has ended. May be nil.
+	// spawn's output has ended. An adopted process gets only the Closed
+	// call, for the pipes it was adopted with. May be nil.
 	OnPipes func(OutputPipes)
 }
 
@@ -190,6 +191,8 @@ type Process struct {
 	crashes         CrashReport   // since the last deploy or manual start
 	crashCh         chan struct{} // closed at the next crash (Crashed)
 	settling        int           // exits counted whose output may still arrive
+	adoptedAt       time.Time     // when the running command was adopted; zero when spawned
+	outputLost      bool          // the adopted command's output pipes were lost
 }
 
 type stopRun struct {
@@ -343,6 +346,7 @@ func (p *Process) spawnHeld(reason string, abort func() bool, batch bool) (relea
 	p.state = StateRunning
 	p.memWarned = false
 	p.children, p.rssBytes = nil, nil
+	p.adoptedAt, p.outputLost = time.Time{}, false
 	exitCh := make(chan struct{})
 	p.exitCh = exitCh
 	if spec.Memory != nil {
