@@ -293,6 +293,33 @@ func TestAdoptCapturesOutputAndReportsUnknownExit(t *testing.T) {
 	}
 }
 
+// When an adopted command dies by itself, what it left in its group is
+// stopped before the restart, as after a spawned command's crash.
+func TestAdoptedCrashStopsItsLeftovers(t *testing.T) {
+	clock := NewFakeClock(epoch)
+	pidFile := filepath.Join(t.TempDir(), "pids")
+	o, a := startOutside(t, "exec "+fixture+" -grandchildren 1 -pid-file "+pidFile, false, true)
+	waitForFile(t, pidFile)
+	pids := readPids(t, pidFile)
+	a.StartedAt = epoch
+	spec := baseSpec(t, "exec "+fixture+" -sleep")
+	p, rec := adoptForTest(t, spec, Options{Clock: clock}, a)
+	if err := syscall.Kill(o.pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the restart to be scheduled", 5*time.Second, func() bool {
+		return reflect.DeepEqual(clock.Pending(), []time.Duration{time.Second})
+	})
+	if alive(pids[1]) {
+		t.Fatalf("grandchild %d outlived the adopted command that crashed", pids[1])
+	}
+	clock.Advance(time.Second)
+	waitFor(t, "the restart", 5*time.Second, func() bool {
+		return rec.count("process started") == 1 && p.State() == StateRunning
+	})
+	p.Stop()
+}
+
 // Stop runs the whole stop sequence on an adopted process: hooks with
 // ROLLBRIDGE_PID, the stop signal, SIGKILL of the group after
 // gracefulStop, and returns once the group is gone.
