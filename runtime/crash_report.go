@@ -5,8 +5,8 @@ import "time"
 // ExitCause is one way a process ended by itself: an exit code or a
 // signal, and how often it ended that way.
 type ExitCause struct {
-	Code   *int    // nil when the process was killed by a signal
-	Signal *string // "SIGKILL", …; nil for an exit code
+	Code   *int    // nil when the process was killed by a signal, or unknown
+	Signal *string // "SIGKILL", …; nil for an exit code, or unknown
 	Count  int
 }
 

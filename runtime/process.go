@@ -128,6 +128,24 @@ type Options struct {
 	// children are held behind a gate until it returns, and exit by
 	// themselves if this process dies first. May be nil.
 	OnSpawn func(Spawn)
+	// OnPipes is called at every spawn of the command, before the child
+	// runs and before OnSpawn, with duplicates of the read ends of its
+	// output pipes (the callee owns and closes them; the daemon keeps them
+	// in systemd's fd store so that a restarted daemon can read on), and
+	// once more with Closed set and no files when the capture of that
+	// spawn's output has ended. An adopted process gets only the Closed
+	// call, for the pipes it was adopted with. May be nil.
+	OnPipes func(OutputPipes)
+}
+
+// OutputPipes are the output pipes of one spawn of the command, which
+// its pid and start time name.
+type OutputPipes struct {
+	PID       int
+	StartTime uint64 // clock ticks after boot, 0 when unknown
+	Stdout    *os.File
+	Stderr    *os.File
+	Closed    bool // the capture ended; Stdout and Stderr are nil
 }
 
 // Process is one managed OS process and its supervision. All methods are
@@ -137,6 +155,7 @@ type Process struct {
 	onEvent  func(Event)
 	onOutput func(OutputEntry)
 	onSpawn  func(Spawn)
+	onPipes  func(OutputPipes)
 	output   outputRing
 
 	mu              sync.Mutex
@@ -172,6 +191,8 @@ type Process struct {
 	crashes         CrashReport   // since the last deploy or manual start
 	crashCh         chan struct{} // closed at the next crash (Crashed)
 	settling        int           // exits counted whose output may still arrive
+	adoptedAt       time.Time     // when the running command was adopted; zero when spawned
+	outputLost      bool          // the adopted command's output pipes were lost
 }
 
 type stopRun struct {
@@ -184,7 +205,7 @@ func (r *stopRun) markQuiesced() { r.quiesceOnce.Do(func() { close(r.quiesced) }
 
 // New returns a process in state stopped; nothing runs until Start.
 func New(spec Spec, opts Options) *Process {
-	p := &Process{clock: opts.Clock, onEvent: opts.OnEvent, onOutput: opts.OnOutput, onSpawn: opts.OnSpawn, spec: spec, state: StateStopped}
+	p := &Process{clock: opts.Clock, onEvent: opts.OnEvent, onOutput: opts.OnOutput, onSpawn: opts.OnSpawn, onPipes: opts.OnPipes, spec: spec, state: StateStopped}
 	if p.clock == nil {
 		p.clock = SystemClock
 	}
@@ -325,6 +346,7 @@ func (p *Process) spawnHeld(reason string, abort func() bool, batch bool) (relea
 	p.state = StateRunning
 	p.memWarned = false
 	p.children, p.rssBytes = nil, nil
+	p.adoptedAt, p.outputLost = time.Time{}, false
 	exitCh := make(chan struct{})
 	p.exitCh = exitCh
 	if spec.Memory != nil {
@@ -332,6 +354,8 @@ func (p *Process) spawnHeld(reason string, abort func() bool, batch bool) (relea
 	}
 	p.mu.Unlock()
 
+	pipes := OutputPipes{PID: cmd.Process.Pid, StartTime: ticks}
+	shared := p.sharePipes(pipes, stdout, stderr)
 	if !batch {
 		p.spawned(Spawn{ID: spec.ID, PID: cmd.Process.Pid, StartTime: ticks})
 	}
@@ -347,20 +371,7 @@ func (p *Process) spawnHeld(reason string, abort func() bool, batch bool) (relea
 			p.mu.Unlock()
 			g.drop()
 		}
-		var captured sync.WaitGroup
-		for _, s := range []struct {
-			f    *os.File
-			name string
-		}{{stdout, "stdout"}, {stderr, "stderr"}} {
-			captured.Add(1)
-			go func() {
-				defer captured.Done()
-				defer s.f.Close()
-				captureLines(s.f, s.name, time.Now, p.addOutput)
-			}()
-		}
-		outputDone := make(chan struct{})
-		go func() { captured.Wait(); close(outputDone) }()
+		outputDone := p.capture(stdout, stderr, pipes, shared)
 		go p.wait(cmd, gen, exitCh, outputDone)
 		if !run {
 			// The child exits as soon as it reads the closed gate.
@@ -372,6 +383,76 @@ func (p *Process) spawnHeld(reason string, abort func() bool, batch bool) (relea
 			}
 		}
 	}, nil
+}
+
+// sharePipes hands duplicates of a new spawn's output pipes to OnPipes.
+// It reports whether it did; when a duplicate cannot be made (no
+// descriptors left) the spawn runs all the same, its pipes just not
+// shared.
+func (p *Process) sharePipes(pipes OutputPipes, stdout, stderr *os.File) bool {
+	if p.onPipes == nil {
+		return false
+	}
+	out, err := dupFile(stdout)
+	if err != nil {
+		return false
+	}
+	errf, err := dupFile(stderr)
+	if err != nil {
+		out.Close()
+		return false
+	}
+	pipes.Stdout, pipes.Stderr = out, errf
+	p.onPipes(pipes)
+	return true
+}
+
+// dupFile duplicates f's descriptor (close-on-exec).
+func dupFile(f *os.File) (*os.File, error) {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	nfd := -1
+	var dupErr error
+	if err := rc.Control(func(fd uintptr) { nfd, dupErr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0) }); err != nil {
+		return nil, err
+	}
+	if dupErr != nil {
+		return nil, dupErr
+	}
+	return os.NewFile(uintptr(nfd), f.Name()), nil
+}
+
+// capture reads the command's stdout and stderr (either may be nil) into
+// the output ring, closing each at its end. The returned channel is
+// closed once both ended; OnPipes then hears that they are closed, when
+// shared.
+func (p *Process) capture(stdout, stderr *os.File, pipes OutputPipes, shared bool) <-chan struct{} {
+	var captured sync.WaitGroup
+	for _, s := range []struct {
+		f    *os.File
+		name string
+	}{{stdout, "stdout"}, {stderr, "stderr"}} {
+		if s.f == nil {
+			continue
+		}
+		captured.Add(1)
+		go func() {
+			defer captured.Done()
+			defer s.f.Close()
+			captureLines(s.f, s.name, time.Now, p.addOutput)
+		}()
+	}
+	outputDone := make(chan struct{})
+	go func() {
+		captured.Wait()
+		if shared && p.onPipes != nil {
+			p.onPipes(OutputPipes{PID: pipes.PID, StartTime: pipes.StartTime, Closed: true})
+		}
+		close(outputDone)
+	}()
+	return outputDone
 }
 
 func (p *Process) addOutput(e OutputEntry) {
@@ -447,10 +528,27 @@ func ExitStatus(err error) (code *int, signal *string) {
 	return nil, nil
 }
 
-// wait observes the child's exit, records it and applies the restart
-// policy when the exit was not asked for.
+// wait observes the exit of a spawned child, which is ours to reap, so
+// its exit status is known.
 func (p *Process) wait(cmd *exec.Cmd, gen int, exitCh chan struct{}, outputDone <-chan struct{}) {
 	code, signal := ExitStatus(cmd.Wait())
+	p.ended(exitInfo{gen: gen, pgid: cmd.Process.Pid, exitCh: exitCh, outputDone: outputDone, code: code, signal: signal})
+}
+
+// exitInfo is one exit of the leader of spawn gen, however it was seen.
+type exitInfo struct {
+	gen        int
+	pgid       int
+	exitCh     chan struct{} // closed once the exit is recorded
+	outputDone <-chan struct{}
+	code       *int
+	signal     *string
+	unknown    bool // not our child: the exit status could not be read
+}
+
+// ended records an exit of the command, spawned or adopted, and applies
+// the restart policy when the exit was not asked for.
+func (p *Process) ended(e exitInfo) {
 	p.mu.Lock()
 	p.pid = 0
 	p.rssBytes, p.children = nil, nil
@@ -463,15 +561,15 @@ func (p *Process) wait(cmd *exec.Cmd, gen int, exitCh chan struct{}, outputDone 
 		p.dropped = false
 		p.state = StateStopped
 		p.mu.Unlock()
-		close(exitCh)
+		close(e.exitCh)
 		return
 	}
-	p.exited, p.exitCode, p.exitSignal = true, code, signal
+	p.exited, p.exitCode, p.exitSignal = true, e.code, e.signal
 	intentional := p.stopRun != nil
 	var leftovers chan struct{}
 	if !intentional {
 		p.state = StateFailed
-		p.recordCrashLocked(code, signal)
+		p.recordCrashLocked(e.code, e.signal)
 		// Processes the command left in its group belong to a dead instance:
 		// stop them now, while the group is known to be ours, so nothing
 		// leaks and a restart never runs beside an old copy.
@@ -479,17 +577,20 @@ func (p *Process) wait(cmd *exec.Cmd, gen int, exitCh chan struct{}, outputDone 
 		p.leftovers = leftovers
 	} // an intentional stop sets "stopped" once the whole group is gone
 	spec := p.spec
-	pgid := cmd.Process.Pid
 	p.mu.Unlock()
-	close(exitCh)
-	p.emit("process exited", Field{"code", nullableInt(code)}, Field{"id", spec.ID}, Field{"signal", nullableString(signal)})
+	close(e.exitCh)
+	data := []Field{{"code", nullableInt(e.code)}, {"id", spec.ID}, {"signal", nullableString(e.signal)}}
+	if e.unknown {
+		data = append(data, Field{"status", "unknown"})
+	}
+	p.emit("process exited", data...)
 	if !intentional {
-		if groupAlive(pgid) {
-			terminateGroup(spec, pgid, p.emit)
+		if groupAlive(e.pgid) {
+			terminateGroup(spec, e.pgid, p.emit)
 		}
 		close(leftovers)
-		p.scheduleRestart(gen)
-		p.announceCrash(outputDone, true)
+		p.scheduleRestart(e.gen)
+		p.announceCrash(e.outputDone, true)
 	}
 }
 

@@ -13,6 +13,7 @@ func ISOTime(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.00
 // (docs/processes.md#9-what-status-shows). Optional keys are omitted, as the
 // Node.js rollbridge omits undefined ones.
 type Status struct {
+	AdoptedAt           *time.Time // when this daemon adopted the command an earlier one spawned; status only
 	Children            []Child
 	Command             string
 	Cwd                 string
@@ -24,7 +25,8 @@ type Status struct {
 	LastStartReason     string
 	Logs                []OutputEntry
 	MemoryRestarts      int
-	PID                 int // 0: omitted
+	OutputCaptured      *bool // false: adopted without (one of) its output pipes; nil otherwise; status only
+	PID                 int   // 0: omitted
 	Restarts            int
 	RSSBytes            *int64
 	StartedAt           *time.Time
@@ -53,6 +55,14 @@ func (p *Process) Status() Status {
 		State:           p.state,
 	}
 	limit := p.spec.OutputLines
+	if !p.adoptedAt.IsZero() {
+		t := p.adoptedAt
+		s.AdoptedAt = &t
+	}
+	if p.outputLost {
+		captured := false
+		s.OutputCaptured = &captured
+	}
 	if !p.lastMemRestart.IsZero() {
 		t := p.lastMemRestart
 		s.LastMemoryRestartAt = &t
@@ -87,6 +97,9 @@ func (s Status) marshal(state bool) ([]byte, error) {
 	var b bytes.Buffer
 	w := jsonWriter{buf: &b}
 	b.WriteByte('{')
+	if !state && s.AdoptedAt != nil {
+		w.field("adoptedAt", ISOTime(*s.AdoptedAt))
+	}
 	if !state {
 		children := s.Children
 		if children == nil {
@@ -115,6 +128,9 @@ func (s Status) marshal(state bool) ([]byte, error) {
 		w.field("logs", logs)
 	}
 	w.field("memoryRestarts", s.MemoryRestarts)
+	if !state && s.OutputCaptured != nil {
+		w.field("outputCaptured", *s.OutputCaptured)
+	}
 	if s.PID != 0 {
 		if state {
 			w.field("pgid", s.PID) // every process leads its own group
