@@ -22,6 +22,12 @@ import (
 // running tests: it plays the daemon (or an app the daemon started).
 const childEnv = "SDNOTIFY_TEST_CHILD"
 
+// childVars selects mode in a re-executed test binary; without the race
+// detector's one-second pause at exit, which would slow every child.
+func childVars(mode string) []string {
+	return []string{childEnv + "=" + mode, "GORACE=atexit_sleep_ms=0"}
+}
+
 func TestMain(m *testing.M) {
 	switch mode := os.Getenv(childEnv); mode {
 	case "":
@@ -68,7 +74,7 @@ func childFirst() {
 	}
 	exe, _ := os.Executable()
 	app := exec.Command(exe)
-	app.Env = append(os.Environ(), childEnv+"=app")
+	app.Env = append(os.Environ(), childVars("app")...)
 	app.Stdout = w
 	app.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := app.Start(); err != nil {

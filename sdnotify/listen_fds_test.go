@@ -74,7 +74,7 @@ func runReport(t *testing.T, edit func(env []string) []string) listenReport {
 		t.Fatal(err)
 	}
 	cmd := m.Command(exe)
-	cmd.Env = edit(append(cmd.Env, childEnv+"=report"))
+	cmd.Env = edit(append(cmd.Env, childVars("report")...))
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()

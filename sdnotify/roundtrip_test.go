@@ -66,7 +66,7 @@ func TestStoreListenRoundTripAcrossRestart(t *testing.T) {
 	defer cancel()
 
 	var stderr1 bytes.Buffer
-	first, err := m.Start(exe, nil, append(os.Environ(), childEnv+"=first"), io.Discard, &stderr1)
+	first, err := m.Start(exe, nil, append(os.Environ(), childVars("first")...), io.Discard, &stderr1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,7 +112,7 @@ func TestStoreListenRoundTripAcrossRestart(t *testing.T) {
 	}
 
 	second := m.Command(exe)
-	second.Env = append(second.Env, childEnv+"=second")
+	second.Env = append(second.Env, childVars("second")...)
 	var stderr2 bytes.Buffer
 	second.Stderr = &stderr2
 	if err := second.Start(); err != nil {
