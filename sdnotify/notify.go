@@ -41,12 +41,22 @@ func Enabled() bool {
 	return os.Getenv("NOTIFY_SOCKET") != ""
 }
 
+// maxMessage is the largest datagram systemd reads (NOTIFY_BUFFER_MAX,
+// PIPE_BUF); it ignores a longer one as truncated.
+const maxMessage = 4096
+
 // Notify sends state (for example "READY=1" or "STOPPING=1", see
-// sd_notify(3)) to the service manager. It does nothing without
+// sd_notify(3); several newline-separated assignments may share one
+// message) to the service manager. It does nothing without
 // $NOTIFY_SOCKET.
 func Notify(state string) error {
-	if state == "" {
+	switch {
+	case state == "":
 		return errors.New("sdnotify: empty notification")
+	case strings.IndexByte(state, 0) >= 0:
+		return errors.New("sdnotify: notification contains a NUL byte, which systemd rejects")
+	case len(state) > maxMessage:
+		return fmt.Errorf("sdnotify: notification of %d bytes; systemd reads at most %d", len(state), maxMessage)
 	}
 	return send(state, nil)
 }

@@ -133,8 +133,14 @@ func TestNotifyReachesManager(t *testing.T) {
 	if got := strings.Join(m.Notifications(), ","); got != "READY=1,STOPPING=1" {
 		t.Fatalf("manager saw %q", got)
 	}
-	if err := sdnotify.Notify(""); err == nil {
-		t.Fatal("empty notification accepted")
+	for _, bad := range []string{"", "READY=1\x00", "STATUS=" + strings.Repeat("x", 4090)} {
+		if err := sdnotify.Notify(bad); err == nil {
+			t.Errorf("notification %.20q... accepted", bad)
+		}
+	}
+	syncManager(t, m)
+	if st := m.Stats(); st.Messages != 4 || st.Malformed != 0 { // 2 notifications, 2 barriers
+		t.Fatalf("manager stats %+v; the refused notifications must not be sent", st)
 	}
 }
 

@@ -19,7 +19,6 @@ package sdtest
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -44,8 +43,9 @@ const maxNotifications = 1000
 // scmMaxFD is the kernel's limit of descriptors in one message.
 const scmMaxFD = 253
 
-// Entry is one stored descriptor. The File belongs to the Manager: read it,
-// do not close it.
+// Entry is one stored descriptor. The File belongs to the Manager: inspect
+// it (Stat, SyscallConn), do not close it; what a test reads from a stored
+// pipe, the next start no longer gets.
 type Entry struct {
 	Name string
 	File *os.File
@@ -250,10 +250,7 @@ func (m *Manager) read() {
 	for {
 		n, oobn, flags, _, err := m.conn.ReadMsgUnix(buf, oob)
 		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			continue
+			return // closed by Close; net retries EINTR and EAGAIN itself
 		}
 		fds := rights(oob[:oobn])
 		m.handle(buf[:n], fds, flags&(unix.MSG_TRUNC|unix.MSG_CTRUNC) != 0)
