@@ -218,6 +218,18 @@ func (m *Manager) Sync(ctx context.Context) error {
 	return nil
 }
 
+// Reset closes and forgets every stored descriptor, as systemd does when
+// the unit stops instead of restarting (systemctl stop, or a clean exit
+// under Restart=on-failure) unless FileDescriptorStorePreserve= is set.
+func (m *Manager) Reset() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, e := range m.store {
+		e.file.Close()
+	}
+	m.store = nil
+}
+
 // Close stops listening, closes every stored descriptor and removes the
 // socket file.
 func (m *Manager) Close() error {
