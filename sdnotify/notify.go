@@ -33,7 +33,7 @@ const maxFiles = 253
 // sendTimeout bounds one sendmsg: a datagram socket blocks when the
 // manager's receive queue is full, and a daemon must not hang forever on a
 // stuck manager (sd_notify(3) has no timeout; we prefer an error).
-const sendTimeout = 5 * time.Second
+var sendTimeout = 5 * time.Second
 
 // Enabled reports whether $NOTIFY_SOCKET is set, that is whether a service
 // manager listens for notifications.

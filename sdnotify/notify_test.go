@@ -232,6 +232,11 @@ func TestStoreAndRemove(t *testing.T) {
 	if got := strings.Join(m.Names(), ","); got != "out-1-1,err-1-1,err-1-1" {
 		t.Fatalf("store %s", got)
 	}
+	closed, _ := pipe(t)
+	closed.Close()
+	if err := sdnotify.Store("closed", closed); err == nil || !strings.Contains(err.Error(), "closed file") {
+		t.Fatalf("Store of a closed file: %v", err)
+	}
 	if err := sdnotify.Remove("err-1-1"); err != nil {
 		t.Fatal(err)
 	}

@@ -13,7 +13,7 @@
 // that poll POLLHUP or POLLERR are dropped (systemd drops them as soon as it
 // sees the event; the harness looks before a start, which is when it
 // matters). Unlike systemd it accepts messages from any sender
-// (NotifyAccess=all) and keeps the store until Close.
+// (NotifyAccess=all) and keeps the store until Reset or Close.
 package sdtest
 
 import (
@@ -53,7 +53,7 @@ type Entry struct {
 
 // Stats counts what the Manager did with the messages it received.
 type Stats struct {
-	Messages       int // datagrams received
+	Messages       int // datagrams received, Sync's barriers included
 	Malformed      int // ignored whole: truncated, embedded NUL, or no KEY=VALUE line
 	Stored         int // descriptors added to the store
 	Refused        int // descriptors closed because the store was full
@@ -216,6 +216,18 @@ func (m *Manager) Sync(ctx context.Context) error {
 		return fmt.Errorf("sdtest: sync: the barrier was not processed: %v", err)
 	}
 	return nil
+}
+
+// Reset closes and forgets every stored descriptor, as systemd does when
+// the unit stops instead of restarting (systemctl stop, or a clean exit
+// under Restart=on-failure) unless FileDescriptorStorePreserve= is set.
+func (m *Manager) Reset() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, e := range m.store {
+		e.file.Close()
+	}
+	m.store = nil
 }
 
 // Close stops listening, closes every stored descriptor and removes the

@@ -377,3 +377,22 @@ func TestCloseReleasesTheStore(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestResetEmptiesTheStore(t *testing.T) {
+	m := newTestManager(t, 8)
+	r, w := testPipe(t)
+	send(t, m, "FDSTORE=1\nFDNAME=x", r)
+	syncManager(t, m)
+	m.Reset()
+	if names := m.Names(); len(names) != 0 {
+		t.Fatalf("store after Reset %v", names)
+	}
+	r.Close()
+	if !readerGone(w) {
+		t.Fatal("a stored descriptor outlived Reset")
+	}
+	_, _, fds, _, _, _ := startedEnv(t, m)
+	if fds != "" {
+		t.Fatalf("start after Reset got LISTEN_FDS=%s", fds)
+	}
+}
