@@ -13,6 +13,7 @@ import (
 
 	"github.com/rollbridge/rollbridge/engine/control"
 	"github.com/rollbridge/rollbridge/jsconfig"
+	"github.com/rollbridge/rollbridge/sdnotify"
 	"golang.org/x/sys/unix"
 )
 
@@ -169,7 +170,6 @@ func (e *Engine) failLaunch(cause error) error {
 // then the release through the normal deploy flow, and only then the control
 // socket, so nothing else can deploy meanwhile.
 func (e *Engine) bootstrap() error {
-	plan := e.opts.Plan
 	if err := e.prepare(); err != nil {
 		return err
 	}
@@ -179,10 +179,17 @@ func (e *Engine) bootstrap() error {
 	if e.persist != nil {
 		e.persist.start()
 	}
-	if err := e.deployBootstrap(false); err != nil {
+	e.mu.Lock()
+	readopted := e.active
+	e.mu.Unlock()
+	if readopted != nil {
+		// The release that was live when the daemon died serves again:
+		// it is newer than the one the unit names, or the same.
+		e.events.log("bootstrap skipped", jsconfig.Field{Key: "activeReleaseId", Value: readopted.ID}, jsconfig.Field{Key: "releaseId", Value: e.opts.Bootstrap.ReleaseID})
+	} else if err := e.deployBootstrap(false); err != nil {
 		return err
 	}
-	sock, err := listenControl(plan.Control)
+	sock, err := e.controlListener()
 	if err != nil {
 		return err
 	}
@@ -196,6 +203,8 @@ func (e *Engine) bootstrap() error {
 // never stop accepting. Singletons start only once the owner's have stopped.
 func (e *Engine) takeover() error {
 	plan := e.opts.Plan
+	e.fds = openFDStore(e)
+	defer e.fds.closeUnused()
 	if plan.StatePath != "" {
 		// No orphan report: the owner's processes are not orphans. The
 		// owner still writes the state file, so this daemon records its
@@ -346,6 +355,10 @@ func (e *Engine) deployBootstrap(deferSingletons bool) error {
 // bindProxy binds the stable listener and serves it.
 func (e *Engine) bindProxy() error {
 	plan := e.opts.Plan
+	if ln := e.fds.storedProxy(plan.Proxy); ln != nil {
+		e.serveProxy(ln) // connections queued while no daemon ran are served now
+		return nil
+	}
 	addr := net.JoinHostPort(plan.Proxy.Host, strconv.Itoa(plan.Proxy.Port))
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -363,8 +376,9 @@ func (e *Engine) serveProxy(ln net.Listener) {
 	}
 	port := e.proxyPort
 	e.mu.Unlock()
+	e.fds.storeListener(fdProxy, ln)
 	accepting := keepAccepting(ln, "proxy", e.events.log)
-	e.serveListener(func() error { return e.proxy.Serve(accepting) }, func(err error) { e.fail("proxy", err) })
+	e.serveListener(func() error { return e.proxy.Serve(accepting) }, func(err error) { e.fail(fdProxy, err) })
 	e.events.log("proxy listening", jsconfig.Field{Key: "host", Value: e.opts.Plan.Proxy.Host}, jsconfig.Field{Key: "port", Value: port})
 }
 
@@ -381,8 +395,9 @@ func (e *Engine) exposeControl(sock *controlSocket) error {
 	}
 	e.socket = sock
 	e.mu.Unlock()
+	e.fds.storeListener(fdControl, sock.listener)
 	accepting := keepAccepting(sock.listener, "control", e.events.log)
-	e.serveListener(func() error { return e.server.Serve(accepting) }, func(err error) { e.fail("control", err) })
+	e.serveListener(func() error { return e.server.Serve(accepting) }, func(err error) { e.fail(fdControl, err) })
 	e.events.log("control socket listening", jsconfig.Field{Key: "path", Value: sock.path})
 	if e.persist != nil && !e.persist.started {
 		e.persist.start()
@@ -393,18 +408,4 @@ func (e *Engine) exposeControl(sock *controlSocket) error {
 // notify sends a systemd notification (sd_notify) when $NOTIFY_SOCKET is
 // set: "READY=1" once the daemon serves, "STOPPING=1" when it stops.
 // Failures are ignored, as nothing waits for them.
-func (e *Engine) notify(state string) {
-	addr := os.Getenv("NOTIFY_SOCKET")
-	if addr == "" {
-		return
-	}
-	if addr[0] == '@' {
-		addr = "\x00" + addr[1:] // the abstract namespace
-	}
-	conn, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: addr, Net: "unixgram"})
-	if err != nil {
-		return
-	}
-	defer conn.Close()
-	_, _ = conn.Write([]byte(state))
-}
+func (e *Engine) notify(state string) { _ = sdnotify.Notify(state) }

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/rollbridge/rollbridge/jsconfig"
-	"github.com/rollbridge/rollbridge/proxy"
 	"github.com/rollbridge/rollbridge/runtime"
 	"golang.org/x/sys/unix"
 )
@@ -187,6 +186,34 @@ func (e *Engine) startReleaseProcesses(plan *jsconfig.Plan, r *Release) error {
 // spawnReleaseProcesses spawns the release's processes held, in start
 // order, adding each release function to held.
 func (e *Engine) spawnReleaseProcesses(plan *jsconfig.Plan, r *Release, held *[]func(run bool)) error {
+	for _, def := range releaseStartOrder(plan) {
+		for replica := 0; replica < def.Replicas; replica++ {
+			in, err := e.buildInstance(plan, r, def, replica, e.releaseGate(r))
+			if err != nil {
+				return err
+			}
+			e.mu.Lock()
+			if e.stopping.Load() {
+				e.mu.Unlock()
+				return ErrShuttingDown
+			}
+			r.procs = append(r.procs, in)
+			e.mu.Unlock()
+			release, err := in.proc.StartHeld(runtime.ReasonDeploy, e.stopping.Load)
+			if err != nil {
+				return err
+			}
+			if release != nil {
+				*held = append(*held, release)
+			}
+		}
+	}
+	return nil
+}
+
+// releaseStartOrder lists the processes of a release in start order:
+// handoff services, companions, then the proxied process.
+func releaseStartOrder(plan *jsconfig.Plan) []*jsconfig.Process {
 	order := []func(*jsconfig.Process) bool{
 		func(p *jsconfig.Process) bool {
 			return p.Policy == jsconfig.PolicyService && p.DeployStrategy == jsconfig.StrategyHandoff
@@ -194,35 +221,15 @@ func (e *Engine) spawnReleaseProcesses(plan *jsconfig.Plan, r *Release, held *[]
 		func(p *jsconfig.Process) bool { return p.Policy == jsconfig.PolicyCompanion },
 		func(p *jsconfig.Process) bool { return p.Policy == jsconfig.PolicyProxied },
 	}
+	var out []*jsconfig.Process
 	for _, matches := range order {
 		for i := range plan.Processes {
-			def := &plan.Processes[i]
-			if !matches(def) {
-				continue
-			}
-			for replica := 0; replica < def.Replicas; replica++ {
-				in, err := e.buildInstance(plan, r, def, replica, e.releaseGate(r))
-				if err != nil {
-					return err
-				}
-				e.mu.Lock()
-				if e.stopping.Load() {
-					e.mu.Unlock()
-					return ErrShuttingDown
-				}
-				r.procs = append(r.procs, in)
-				e.mu.Unlock()
-				release, err := in.proc.StartHeld(runtime.ReasonDeploy, e.stopping.Load)
-				if err != nil {
-					return err
-				}
-				if release != nil {
-					*held = append(*held, release)
-				}
+			if def := &plan.Processes[i]; matches(def) {
+				out = append(out, def)
 			}
 		}
 	}
-	return nil
+	return out
 }
 
 // checkReleaseHealth health-checks the release's proxied process.
@@ -306,11 +313,7 @@ func (e *Engine) webInstance(r *Release, web *jsconfig.Process) *instance {
 // activate switches traffic to r and makes the reloaded config the one in
 // force. It returns the previous active release, now draining.
 func (e *Engine) activate(plan *jsconfig.Plan, r *Release) (*Release, error) {
-	web := plan.ProxiedProcess()
-	target := proxy.NewTarget(r.ID, plan.Proxy.UpstreamHost, portOf(r.ports, web.ID), e.proxy)
-	if e.metrics != nil {
-		target.SetObserver(e.metrics.observer(r.ID))
-	}
+	target := e.newTarget(plan, r, portOf(r.ports, plan.ProxiedProcess().ID))
 	e.mu.Lock()
 	if e.stopping.Load() {
 		e.mu.Unlock()
@@ -425,22 +428,39 @@ func (e *Engine) startupDiagnostics(r *Release, procs []*instance, msg, phase st
 // buildInstance renders one instance of def for release r and creates
 // its managed process (not started).
 func (e *Engine) buildInstance(plan *jsconfig.Plan, r *Release, def *jsconfig.Process, replica int, gate func() bool) (*instance, error) {
+	in, spec, err := e.renderInstance(plan, r, def, replica, gate)
+	if err != nil {
+		return nil, err
+	}
+	in.proc = runtime.New(spec, e.instanceOptions(in))
+	return in, nil
+}
+
+// renderInstance renders one instance of def for release r, without its
+// process.
+func (e *Engine) renderInstance(plan *jsconfig.Plan, r *Release, def *jsconfig.Process, replica int, gate func() bool) (*instance, runtime.Spec, error) {
 	id := def.ID
 	if def.Replicas > 1 {
 		id = fmt.Sprintf("%s#%d", def.ID, replica)
 	}
 	spec, err := e.renderSpec(plan, r, def, replica, id, gate)
 	if err != nil {
-		return nil, err
+		return nil, runtime.Spec{}, err
 	}
 	in := &instance{id: id, def: def, replica: replica}
 	in.setTag(r.ID)
-	in.proc = runtime.New(spec, runtime.Options{
+	return in, spec, nil
+}
+
+// instanceOptions connect in's process to the daemon: events, output,
+// the state file and systemd's file descriptor store.
+func (e *Engine) instanceOptions(in *instance) runtime.Options {
+	return runtime.Options{
 		OnEvent:  e.processEvent(in),
 		OnOutput: func(entry runtime.OutputEntry) { e.publishOutput(in, entry) },
 		OnSpawn:  e.recordSpawn(in),
-	})
-	return in, nil
+		OnPipes:  e.fds.pipes,
+	}
 }
 
 // recordSpawn writes the state file before a new child of in runs (its
@@ -514,7 +534,7 @@ func (e *Engine) checkSingletonTemplates(plan *jsconfig.Plan, r *Release) error 
 
 // renderSpec renders def for release r into a process definition.
 func (e *Engine) renderSpec(plan *jsconfig.Plan, r *Release, def *jsconfig.Process, replica int, id string, gate func() bool) (runtime.Spec, error) {
-	rendered, err := RenderProcess(def, e.templateContext(plan, r, def, replica), os.Environ())
+	rendered, err := RenderProcess(def, e.templateContext(plan, r, def, replica), processEnviron())
 	if err != nil {
 		return runtime.Spec{}, err
 	}

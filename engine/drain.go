@@ -61,7 +61,12 @@ func (e *Engine) drain(r *Release, plan *jsconfig.Plan) {
 		}
 	}
 	if r.target != nil {
-		ctx, cancel := context.WithTimeout(e.ctx, plan.Proxy.DrainTimeoutMs.Duration())
+		// From when the drain began: a release re-adopted after a crash
+		// has only what is left of its drain time.
+		e.mu.Lock()
+		deadline := r.drainStartedAt.Add(plan.Proxy.DrainTimeoutMs.Duration())
+		e.mu.Unlock()
+		ctx, cancel := context.WithDeadline(e.ctx, deadline)
 		r.target.WaitIdle(ctx)
 		cancel()
 	}

@@ -78,7 +78,12 @@ type Engine struct {
 	proxyPort    int
 	orphans      []Orphan // live processes of a previous daemon (docs/cli.md#orphans)
 	traffic      trafficState
-	persist      *persister // nil without statePath
+	persist      *persister  // nil without statePath
+	readoption   *readoption // what this daemon re-adopted at start-up, or nil
+	fds          *fdStore    // systemd's file descriptor store (empty without systemd)
+	// storedControl is the control listener systemd passed back, checked
+	// to still be the socket at control.path; nil when there is none.
+	storedControl *controlSocket
 
 	server       *control.Server
 	socket       *controlSocket
@@ -114,6 +119,7 @@ func New(opts Options) *Engine {
 		proxyPort:    opts.Plan.Proxy.Port,
 	}
 	e.shutdown.done = make(chan struct{})
+	e.fds = &fdStore{e: e}
 	e.retirement.done = make(chan struct{})
 	e.logHub.followers = map[*follower]struct{}{}
 	popts := proxy.Options{OnError: newErrorSummary("proxy error", e.events.log).add}
@@ -150,7 +156,7 @@ func (e *Engine) Start() error {
 	if err := e.prepare(); err != nil {
 		return err
 	}
-	sock, err := listenControl(e.opts.Plan.Control)
+	sock, err := e.controlListener()
 	if err != nil {
 		e.proxy.Shutdown(0)
 		e.metrics.close()
@@ -159,28 +165,57 @@ func (e *Engine) Start() error {
 	return e.exposeControl(sock)
 }
 
-// prepare is the common start of a plain and a bootstrap daemon: refuse
-// to run next to a live daemon, bind the metrics listener, report the
-// orphans of the previous state file, bind the proxy. A plain daemon
-// starts persisting once the control socket is up, a bootstrap before it
-// starts its release.
+// prepare is the common start of a plain and a bootstrap daemon: take
+// what systemd kept in its file descriptor store, refuse to run next to
+// a live daemon, bind the metrics listener, read the previous state file,
+// bind the proxy (holding requests while a re-adoption checks the active
+// release), then re-adopt what the previous daemon left running and
+// report the rest as orphans. A plain daemon starts persisting once the
+// control socket is up, a bootstrap before it starts its release.
 func (e *Engine) prepare() error {
 	plan := e.opts.Plan
-	if err := CheckControlSocket(plan.Control); err != nil {
+	e.fds = openFDStore(e)
+	defer e.fds.closeUnused()
+	// A control socket systemd kept is this unit's own: the daemon that
+	// bound it is gone (systemd restarts a unit only after its main
+	// process ended), so there is nobody to ask.
+	if e.storedControl = e.fds.storedControl(plan.Control.Path); e.storedControl == nil {
+		if err := CheckControlSocket(plan.Control); err != nil {
+			return err
+		}
+	}
+	fail := func(err error) error {
+		if e.storedControl != nil {
+			e.storedControl.listener.Close()
+		}
 		return err
 	}
 	if err := e.serveMetrics(); err != nil {
-		return err
+		return fail(err)
 	}
+	var saved *savedState
+	var entries []Orphan
 	if plan.StatePath != "" {
 		e.persist = newPersister(e, plan.StatePath)
-		e.loadOrphans(plan.StatePath)
+		saved, entries = e.loadState(plan.StatePath)
+		e.holdForReadoption(saved)
 	}
 	if err := e.bindProxy(); err != nil {
 		e.metrics.close()
-		return err
+		return fail(err)
 	}
+	e.addOrphans(e.readopt(saved, entries))
 	return nil
+}
+
+// controlListener is the control socket: the one systemd kept, or a new
+// one.
+func (e *Engine) controlListener() (*controlSocket, error) {
+	if s := e.storedControl; s != nil {
+		e.storedControl = nil
+		return s, nil
+	}
+	return listenControl(e.opts.Plan.Control)
 }
 
 // Shutdown stops everything the daemon owns (docs/cli.md#shutdown) and
@@ -333,6 +368,8 @@ func (e *Engine) fail(listener string, cause error) {
 		err := fmt.Errorf("The %s listener stopped accepting connections (%s); the daemon stopped its processes and exits so that its supervisor can start it again.", listener, text)
 		e.failed.Store(&err)
 		e.events.log("listener failed", jsconfig.Field{Key: "error", Value: text}, jsconfig.Field{Key: "listener", Value: listener})
+		// The next start must bind it anew, not get the broken one back.
+		e.fds.remove(listener)
 		go e.Shutdown(nil)
 	})
 }

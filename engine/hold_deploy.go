@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 	"sync"
 	"time"
@@ -212,7 +211,7 @@ type beforeSwitchCommand struct {
 func (e *Engine) renderBeforeSwitch(plan *jsconfig.Plan, r *Release, command string) (*beforeSwitchCommand, error) {
 	web := plan.ProxiedProcess()
 	c := e.templateContext(plan, r, web, 0)
-	rendered, err := RenderProcess(web, c, os.Environ())
+	rendered, err := RenderProcess(web, c, processEnviron())
 	if err != nil {
 		return nil, err
 	}

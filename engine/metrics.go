@@ -92,10 +92,14 @@ func result(err error) string {
 
 // serve starts the /metrics listener.
 func (m *metrics) serve(addr string) error {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return listenError(err, addr)
+	ln := m.e.fds.storedMetrics(addr)
+	if ln == nil {
+		var err error
+		if ln, err = net.Listen("tcp", addr); err != nil {
+			return listenError(err, addr)
+		}
 	}
+	m.e.fds.storeListener(fdMetrics, ln)
 	mux := http.NewServeMux()
 	mux.HandleFunc("/metrics", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")

@@ -560,7 +560,14 @@ func (s *stripper) array(keep bool) {
 // processes of them that still run (docs/cli.md#orphans). They are never
 // signalled. A file that is not trusted is moved aside, unused.
 func (e *Engine) loadOrphans(path string) {
-	var list []Orphan
+	_, list := e.loadState(path)
+	e.addOrphans(list)
+}
+
+// loadState reads the state at start-up as loadOrphans does and returns
+// the recorded processes, without reporting them yet, and the main
+// file's content for re-adoption (nil when it has none).
+func (e *Engine) loadState(path string) (saved *savedState, list []Orphan) {
 	var adopted []string
 	for _, f := range readStateFiles(path) {
 		var untrusted *UntrustedStateError
@@ -578,15 +585,21 @@ func (e *Engine) loadOrphans(path string) {
 				// is a retired owner's or a candidate's, whose successor
 				// (or owner) may have resumed since.
 				e.restoreTraffic(f.traffic, trafficFromStateFile)
+				if len(f.entries) > 0 {
+					var err error
+					if saved, err = parseSavedState(f.raw); err != nil {
+						e.events.log("re-adoption refused", jsconfig.Field{Key: "reason", Value: err.Error()})
+					}
+				}
 			}
 		}
 	}
-	e.addOrphans(list)
 	if e.persist != nil {
 		e.persist.mu.Lock()
 		e.persist.adopted = append(e.persist.adopted, adopted...)
 		e.persist.mu.Unlock()
 	}
+	return saved, list
 }
 
 // addOrphans records the live processes of list as orphans, once each,

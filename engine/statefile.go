@@ -237,6 +237,8 @@ type stateDoc struct {
 	// or null: requests flowed normally, or the Node.js rollbridge wrote
 	// it); restoreTraffic reads it.
 	traffic any
+	// raw is the file as read, for re-adoption (parseSavedState).
+	raw []byte
 }
 
 // readStateDoc reads and parses one state file. A missing file is no
@@ -256,7 +258,7 @@ func readStateDoc(path string) (*stateDoc, error) {
 		}
 		return nil, &ErrStateUnreadable{err}
 	}
-	out := &stateDoc{}
+	out := &stateDoc{raw: data}
 	list, ok := stateCandidates(doc)
 	if ok {
 		for i := range list {
@@ -339,7 +341,8 @@ type stateFile struct {
 	path    string
 	sibling bool
 	entries []Orphan
-	traffic any   // the "traffic" member, see stateDoc
+	traffic any // the "traffic" member, see stateDoc
+	raw     []byte
 	err     error // *ErrStateUnreadable or *UntrustedStateError
 }
 
@@ -365,6 +368,7 @@ func readStatePaths(paths []string, statePath string) []stateFile {
 			}
 			f.entries = doc.entries
 			f.traffic = doc.traffic
+			f.raw = doc.raw
 		}
 		out = append(out, f)
 	}

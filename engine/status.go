@@ -46,6 +46,7 @@ func (e *Engine) statusObject(forState bool) jsconfig.Object {
 		activeID = e.active.ID
 	}
 	proxyPort := e.proxyPort
+	readopted := e.readoption
 	listed := e.releases
 	if forState {
 		// The state file also records what status does not show: a
@@ -158,6 +159,13 @@ func (e *Engine) statusObject(forState bool) jsconfig.Object {
 			{Key: "port", Value: proxyPort},
 			{Key: "upstreamHost", Value: plan.Proxy.UpstreamHost},
 		}},
+	}...)
+	// Only after a start that re-adopted (or tried to): the usual status
+	// is unchanged for the scripts that parse it.
+	if readopted != nil && !forState {
+		status = append(status, jsconfig.Field{Key: "readoption", Value: readopted.object()})
+	}
+	status = append(status, jsconfig.Object{
 		{Key: "releases", Value: releases},
 		{Key: "services", Value: serviceList},
 		{Key: "singletons", Value: singletonList},

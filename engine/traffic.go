@@ -26,6 +26,10 @@ type trafficState struct {
 	pause       *operatorPause
 	deployHold  *deployHold // nil when no deploy holds traffic
 	maintenance *maintenanceState
+	// readopting holds requests while a daemon that restarted checks the
+	// release it re-adopts (docs/troubleshooting.md#when-the-daemon-crashes);
+	// only before the control socket exists, so never in status.
+	readopting bool
 }
 
 // deployHold is the hold of a deploy --hold-traffic.
@@ -72,7 +76,7 @@ func (e *Engine) applyGateLocked() (released int) {
 		e.proxy.SetMaintenance(&proxy.Maintenance{Message: t.maintenance.message, RetryAfter: t.maintenance.retryAfter})
 	case t.pause != nil && t.pause.expired:
 		e.proxy.Refuse(expiredRetryAfter)
-	case t.pause != nil || t.deployHold != nil:
+	case t.pause != nil || t.deployHold != nil || t.readopting:
 		e.proxy.Hold()
 	default:
 		return e.proxy.Release()

@@ -206,8 +206,9 @@ func TestChaos(t *testing.T) {
 
 // crashMidDeploy SIGKILLs the daemon after a deploy of id has run for
 // after, then checks the recovery path an operator takes: a new daemon
-// lists the leftovers as orphans, and once it is shut down recover --force
-// stops them, so no process of the test is left running. Finally a fresh
+// re-adopts the leftovers or lists them as orphans, and once it is shut
+// down (stopping what it re-adopted) recover --force stops the rest, so
+// no process of the test is left running. Finally a fresh
 // daemon is started for the next deploy.
 func crashMidDeploy(t *testing.T, d *testDaemon, id string, after time.Duration) {
 	t.Helper()

@@ -31,10 +31,21 @@ type statusView struct {
 		Host string   `json:"host"`
 		Port *float64 `json:"port"`
 	} `json:"proxy"`
-	Releases   []releaseRow   `json:"releases"`
-	Services   []namedProcess `json:"services"`
-	Singletons []namedProcess `json:"singletons"`
-	Traffic    *trafficView   `json:"traffic"` // only while not serving normally
+	Readoption *readoptionView `json:"readoption"` // only after a start that re-adopted
+	Releases   []releaseRow    `json:"releases"`
+	Services   []namedProcess  `json:"services"`
+	Singletons []namedProcess  `json:"singletons"`
+	Traffic    *trafficView    `json:"traffic"` // only while not serving normally
+}
+
+// readoptionView is what a daemon that restarted after a crash took over
+// (docs/troubleshooting.md#when-the-daemon-crashes).
+type readoptionView struct {
+	At           string            `json:"at"`
+	NotReadopted []json.RawMessage `json:"notReadopted"`
+	Processes    float64           `json:"processes"`
+	Refused      *string           `json:"refused"`
+	Releases     []string          `json:"releases"`
 }
 
 type releaseRow struct {
@@ -60,6 +71,7 @@ type processView struct {
 	ID              string   `json:"id"`
 	LastStartReason string   `json:"lastStartReason"`
 	MemoryRestarts  float64  `json:"memoryRestarts"`
+	OutputCaptured  *bool    `json:"outputCaptured"`
 	PID             *float64 `json:"pid"`
 	Restarts        float64  `json:"restarts"`
 	RSSBytes        *float64 `json:"rssBytes"`
@@ -126,6 +138,13 @@ func statusScreen(raw []byte, facts daemonFacts, plan *jsconfig.Plan, events []e
 	}
 	for i, line := range trafficLines(s.Traffic, now, pal) {
 		label := "traffic"
+		if i > 0 {
+			label = "       "
+		}
+		fmt.Fprintf(&b, "  %s %s\n", label, line)
+	}
+	for i, line := range s.readoptionLines(now, pal) {
+		label := "restart"
 		if i > 0 {
 			label = "       "
 		}
@@ -423,4 +442,51 @@ func trafficLines(t *trafficView, now time.Time, pal palette) []string {
 		lines = append(lines, line)
 	}
 	return lines
+}
+
+// readoptionLines say what a daemon that restarted after a crash took
+// over, and what it could not: none after an ordinary start.
+func (s *statusView) readoptionLines(now time.Time, pal palette) []string {
+	r := s.Readoption
+	if r == nil {
+		return nil
+	}
+	when := ""
+	if at, ok := parseISO(r.At); ok {
+		when = " " + ago(now.Sub(at)) + " ago"
+	}
+	if r.Refused != nil {
+		return []string{pal.red("nothing was re-adopted after the previous daemon ended" + when + ": " + termText(*r.Refused))}
+	}
+	releases := "no release"
+	if len(r.Releases) > 0 {
+		releases = termText(strings.Join(r.Releases, ", "))
+	}
+	lines := []string{fmt.Sprintf("re-adopted %s (%s)%s from the previous daemon", releases, counted(int(r.Processes), "process", "processes"), when)}
+	lost := 0
+	for _, p := range s.allProcesses() {
+		if p.OutputCaptured != nil && !*p.OutputCaptured {
+			lost++
+		}
+	}
+	if lost > 0 {
+		lines = append(lines, pal.yellow(fmt.Sprintf("output of %s not captured: its pipes were lost with the previous daemon", counted(lost, "process", "processes"))))
+	}
+	if n := len(r.NotReadopted); n > 0 {
+		lines = append(lines, pal.yellow(fmt.Sprintf("%s not re-adopted (listed as orphans)", counted(n, "process", "processes"))))
+	}
+	return lines
+}
+
+// allProcesses lists the processes of every release, service and
+// singleton.
+func (s *statusView) allProcesses() []processView {
+	var out []processView
+	for _, r := range s.Releases {
+		out = append(out, r.Processes...)
+	}
+	for _, n := range append(append([]namedProcess(nil), s.Services...), s.Singletons...) {
+		out = append(out, n.Process)
+	}
+	return out
 }

@@ -56,16 +56,21 @@ func readStateFile(t *testing.T, path string) map[string]any {
 	return m
 }
 
-// A SIGKILLed daemon leaves its processes running: the next daemon, doctor
-// and recover report them, and recover --force stops them.
+// A SIGKILLed daemon leaves its processes running. When the next daemon
+// cannot re-adopt them (here: its config changed in a way a deploy would
+// refuse), it, doctor and recover report them as orphans, and recover
+// --force stops them.
 func TestOrphansAfterADaemonCrash(t *testing.T) {
 	dir := t.TempDir()
 	state := filepath.Join(dir, "state", "rollbridge.json")
 	os.Mkdir(filepath.Dir(state), 0o755)
-	d := startDaemon(t, `statePath: `+strconv.Quote(state)+`, processes: [
+	config := func(workers int) string {
+		return `statePath: ` + strconv.Quote(state) + `, processes: [
     {id: "beacon", policy: "service", command: "exec FIXTURE -grandchildren 1", env: {API_SECRET: "hunter2"}},
-    {id: "worker", command: "exec FIXTURE", env: {API_SECRET: "hunter2"}},
-    `+webProcess+`]`)
+    {id: "worker", command: "exec FIXTURE", replicas: ` + strconv.Itoa(workers) + `, env: {API_SECRET: "hunter2"}},
+    ` + webProcess + `]`
+	}
+	d := startDaemon(t, config(1))
 	d.deploy("v1")
 	waitUntil(t, "the state file to record v1", 10*time.Second, func() bool {
 		data, _ := os.ReadFile(state)
@@ -85,8 +90,16 @@ func TestOrphansAfterADaemonCrash(t *testing.T) {
 	pids["beacon"] = int(service(s, "services", "beacon")["pid"].(float64))
 
 	d.crashDaemon()
+	d.writeConfig(config(2))
 	d.start()
 	s = d.status()
+	refused, _ := s["readoption"].(map[string]any)["refused"].(string)
+	if !strings.Contains(refused, "the config changed in a way a deploy would refuse: Config changes to processes cannot be applied live") {
+		t.Fatalf("readoption %v", s["readoption"])
+	}
+	if !sawEvent(d, "re-adoption refused", map[string]string{}) {
+		t.Fatalf("no re-adoption refused event:\n%s", d.stdout.String())
+	}
 	var orphans []string
 	for _, o := range s["orphans"].([]any) {
 		m := o.(map[string]any)

@@ -1,0 +1,122 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// readoptConfig is an app with every kind of process, its state in dir.
+func readoptConfig(state string) string {
+	return `statePath: ` + strconv.Quote(state) + `, processes: [
+    {id: "beacon", policy: "service", command: "exec FIXTURE -grandchildren 1"},
+    {id: "cron", policy: "singleton", command: "exec FIXTURE"},
+    {id: "worker", command: "exec FIXTURE", restartDelayMs: 10},
+    ` + webProcess + `]`
+}
+
+// pidsOf maps "<release or kind>/<id>" to the pid status shows.
+func pidsOf(s map[string]any) map[string]int {
+	out := map[string]int{}
+	for _, r := range s["releases"].([]any) {
+		rm := r.(map[string]any)
+		for _, p := range rm["processes"].([]any) {
+			pm := p.(map[string]any)
+			if pid, ok := pm["pid"].(float64); ok {
+				out[fmt.Sprintf("%v/%v", rm["releaseId"], pm["id"])] = int(pid)
+			}
+		}
+	}
+	for _, key := range []string{"services", "singletons"} {
+		for _, e := range s[key].([]any) {
+			em := e.(map[string]any)
+			if pid, ok := em["process"].(map[string]any)["pid"].(float64); ok {
+				out[fmt.Sprintf("%s/%v", key, em["id"])] = int(pid)
+			}
+		}
+	}
+	return out
+}
+
+// A SIGKILLed daemon's successor (without systemd's store) re-adopts the
+// release, the service and the singleton: the same pids serve, status
+// says what was re-adopted and that their output is no longer captured,
+// supervision resumes (a crash is restarted, a deploy drains and stops
+// the re-adopted release) and nothing is an orphan.
+func TestReadoptAfterACrash(t *testing.T) {
+	state := filepath.Join(t.TempDir(), "state.json")
+	d := startDaemon(t, readoptConfig(state))
+	if r := d.deploy("v1"); r.code != 0 {
+		t.Fatalf("deploy: %+v", r)
+	}
+	before := pidsOf(d.status())
+	if len(before) != 4 {
+		t.Fatalf("pids before the crash: %v", before)
+	}
+	d.crashDaemon()
+	d.start()
+	s := d.status()
+	after := pidsOf(s)
+	if fmt.Sprint(after) != fmt.Sprint(before) {
+		t.Fatalf("pids after the restart %v, before %v", after, before)
+	}
+	if s["activeReleaseId"] != "v1" || len(s["orphans"].([]any)) != 0 {
+		t.Fatalf("active %v, orphans %v", s["activeReleaseId"], s["orphans"])
+	}
+	ro, _ := s["readoption"].(map[string]any)
+	if ro == nil || ro["processes"] != 4.0 || fmt.Sprint(ro["releases"]) != "[v1]" || ro["refused"] != nil || ro["fdStore"] != false || len(ro["notReadopted"].([]any)) != 0 {
+		t.Fatalf("readoption %v", s["readoption"])
+	}
+	web := processEntry(release(s, "v1")["processes"], "web")
+	if web["adoptedAt"] == nil || web["outputCaptured"] != false || web["state"] != "running" {
+		t.Fatalf("web after re-adoption: %v", web)
+	}
+	for _, want := range []string{"release re-adopted", "process re-adopted"} {
+		if !sawEvent(d, want, map[string]string{"releaseId": "v1"}) {
+			t.Fatalf("no %q event:\n%s", want, d.stdout.String())
+		}
+	}
+	if code, body := d.get("/release"); code != 200 || !strings.Contains(body, "v1") {
+		t.Fatalf("the re-adopted release answers %d %q", code, body)
+	}
+
+	// A re-adopted process that crashes is restarted by its policy; its
+	// exit status is unknown (it is not the daemon's child).
+	worker := before["v1/worker"]
+	syscall.Kill(-worker, syscall.SIGKILL)
+	waitUntil(t, "the worker to be restarted", 10*time.Second, func() bool {
+		p := processEntry(release(d.status(), "v1")["processes"], "worker")
+		pid, _ := p["pid"].(float64)
+		return pid != 0 && int(pid) != worker && p["state"] == "running"
+	})
+	if !sawEvent(d, "process exited", map[string]string{"processId": "worker", "status": "unknown"}) {
+		t.Fatalf("no exit event with an unknown status:\n%s", d.stdout.String())
+	}
+	d.recordPids(d.status())
+
+	// The next deploy drains and stops the re-adopted release.
+	if r := d.deploy("v2"); r.code != 0 {
+		t.Fatalf("deploy v2: %+v", r)
+	}
+	waitUntil(t, "v1 to stop", 20*time.Second, func() bool {
+		return !alive(before["v1/web"]) && release(d.status(), "v1")["state"] == "stopped"
+	})
+	if code, body := d.get("/release"); code != 200 || !strings.Contains(body, "v2") {
+		t.Fatalf("after the deploy: %d %q", code, body)
+	}
+	d.recordPids(d.status())
+	d.shutdown()
+	for id, pid := range before {
+		if alive(pid) {
+			t.Errorf("%s (pid %d) outlived the shutdown", id, pid)
+		}
+	}
+	if _, err := os.Stat(state); err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,497 @@
+package engine
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/rollbridge/rollbridge/jsconfig"
+	"github.com/rollbridge/rollbridge/proxy"
+	"github.com/rollbridge/rollbridge/runtime"
+)
+
+// savedState is what re-adoption reads of the main state file: the
+// releases, services and singletons the previous daemon ran, and the
+// restart settings of its config.
+type savedState struct {
+	ActiveReleaseID *string                   `json:"activeReleaseId"`
+	Releases        []savedRelease            `json:"releases"`
+	Services        []savedNamed              `json:"services"`
+	Singletons      []savedNamed              `json:"singletons"`
+	RestartSettings *jsconfig.RestartSettings `json:"restartSettings"`
+}
+
+type savedRelease struct {
+	ActivatedAt    string         `json:"activatedAt"`
+	DrainStartedAt string         `json:"drainStartedAt"`
+	Ports          map[string]int `json:"ports"`
+	Processes      []savedProcess `json:"processes"`
+	ReleaseID      string         `json:"releaseId"`
+	ReleasePath    string         `json:"releasePath"`
+	Revision       string         `json:"revision"`
+	State          string         `json:"state"`
+}
+
+type savedProcess struct {
+	Hook            string `json:"hook"` // set on a running hook's entry
+	ID              string `json:"id"`
+	LastStartReason string `json:"lastStartReason"`
+	MemoryRestarts  int    `json:"memoryRestarts"`
+	Pgid            int    `json:"pgid"`
+	Pid             int    `json:"pid"`
+	Restarts        int    `json:"restarts"`
+	StartedAt       string `json:"startedAt"`
+	StartTime       uint64 `json:"startTime"`
+	State           string `json:"state"`
+}
+
+type savedNamed struct {
+	ID      string       `json:"id"`
+	Process savedProcess `json:"process"`
+}
+
+// parseSavedState decodes the main state file for re-adoption; a file
+// that does not decode cannot be re-adopted from (its processes are
+// still reported as orphans).
+func parseSavedState(raw []byte) (*savedState, error) {
+	var s savedState
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return nil, fmt.Errorf("the state file does not have the shape this rollbridge writes: %w", err)
+	}
+	return &s, nil
+}
+
+// orphan is the entry as the orphan list keeps it.
+func (p savedProcess) orphan(releaseID *string) Orphan {
+	return Orphan{ID: p.ID, Pid: p.Pid, ReleaseID: releaseID, Pgid: p.Pgid, StartTime: p.StartTime}
+}
+
+// confirmed reports whether the recorded process still runs, identified
+// by its process group and start time (entries without a start time,
+// as the Node.js rollbridge writes them, are never re-adopted).
+func (p savedProcess) confirmed() bool {
+	return p.Pid > 0 && p.StartTime != 0 && p.orphan(nil).identity() == identityConfirmed
+}
+
+// wasRunning reports whether the entry was a process meant to run: one
+// that died while no daemon watched it is started again.
+func (p savedProcess) wasRunning() bool {
+	switch runtime.State(p.State) {
+	case runtime.StateRunning, runtime.StateStarting, runtime.StateStopping:
+		return true
+	}
+	return false
+}
+
+// parseISO reads a time the state file wrote (runtime.ISOTime); zero when
+// absent or unreadable.
+func parseISO(s string) time.Time {
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return time.Time{}
+	}
+	return t
+}
+
+// readoption is what the daemon re-adopted at start-up, for status.
+type readoption struct {
+	at        time.Time
+	fdStore   bool // descriptors came back from systemd's store
+	releases  []string
+	processes int
+	missed    []missedProcess
+	refused   string // why nothing was re-adopted, or ""
+}
+
+// missedProcess is a live process of the previous daemon that was not
+// re-adopted: it is an orphan.
+type missedProcess struct {
+	o      Orphan
+	reason string
+}
+
+func (r *readoption) object() jsconfig.Object {
+	missed := make([]jsconfig.Object, 0, len(r.missed))
+	for _, m := range r.missed {
+		var release any
+		if m.o.ReleaseID != nil {
+			release = *m.o.ReleaseID
+		}
+		missed = append(missed, jsconfig.Object{
+			{Key: "id", Value: m.o.ID}, {Key: "pid", Value: m.o.Pid},
+			{Key: "reason", Value: m.reason}, {Key: "releaseId", Value: release},
+		})
+	}
+	releases := append([]string{}, r.releases...)
+	var refused any
+	if r.refused != "" {
+		refused = r.refused
+	}
+	return jsconfig.Object{
+		{Key: "at", Value: runtime.ISOTime(r.at)},
+		{Key: "fdStore", Value: r.fdStore},
+		{Key: "notReadopted", Value: missed},
+		{Key: "processes", Value: r.processes},
+		{Key: "refused", Value: refused},
+		{Key: "releases", Value: releases},
+	}
+}
+
+// adoptPlan is one re-adoption being put together: nothing of it is
+// visible to the rest of the daemon until commit.
+type adoptPlan struct {
+	e        *Engine
+	plan     *jsconfig.Plan
+	saved    *savedState
+	releases []*Release
+	active   *Release
+	web      *savedProcess // the active release's web process
+	webPort  int
+	// used marks the entries taken over (by pid and start time); the
+	// other live ones stay orphans.
+	used       map[Orphan]bool
+	services   []*serviceEntry
+	singletons []*singletonEntry
+	restart    []*instance // recorded as running but gone: started again
+	report     *readoption
+}
+
+// orphanKey identifies an entry in used.
+func orphanKey(pid int, start uint64) Orphan { return Orphan{Pid: pid, StartTime: start} }
+
+// readopt takes over the releases, services and singletons that the
+// previous daemon left running, when the state file says what they were
+// and the config still describes them
+// (docs/troubleshooting.md#when-the-daemon-crashes). The proxy's gate
+// holds requests until the active release's web process answered its
+// health check. It returns the live entries not taken over, which stay
+// orphans as before.
+func (e *Engine) readopt(saved *savedState, entries []Orphan) []Orphan {
+	live := LiveOrphans(entries)
+	if saved == nil || len(live) == 0 {
+		return entries
+	}
+	plan := e.opts.Plan
+	report := &readoption{at: time.Now(), fdStore: e.fds.passedAny()}
+	refuse := func(reason string, fields ...jsconfig.Field) []Orphan {
+		report.refused = reason
+		e.setReadoption(report)
+		e.events.log("re-adoption refused", append(fields, jsconfig.Field{Key: "reason", Value: reason})...)
+		return entries
+	}
+	if saved.RestartSettings == nil {
+		return refuse("the state file does not record the config the previous daemon ran (the Node.js rollbridge or an older rollbridge wrote it)")
+	}
+	if err := jsconfig.CompareRestartSettings(*saved.RestartSettings, jsconfig.SettingsOf(plan)); err != nil {
+		var reload *jsconfig.ReloadError
+		if errors.As(err, &reload) {
+			return refuse("the config changed in a way a deploy would refuse: "+err.Error(), reload.ReplyFields()...)
+		}
+		return refuse(err.Error())
+	}
+	a := &adoptPlan{e: e, plan: plan, saved: saved, used: map[Orphan]bool{}, report: report}
+	if err := a.releasesFromState(); err != nil {
+		return refuse(err.Error())
+	}
+	if a.active != nil {
+		if err := a.checkWeb(); err != nil {
+			e.events.log("re-adoption failed", jsconfig.Field{Key: "error", Value: err.Error()}, jsconfig.Field{Key: "releaseId", Value: a.active.ID})
+			return refuse("the active release " + a.active.ID + " failed its health check: " + err.Error())
+		}
+	}
+	if err := a.adopt(); err != nil {
+		return refuse(err.Error())
+	}
+	a.commit()
+	var left []Orphan
+	for _, o := range entries {
+		if !a.used[orphanKey(o.Pid, o.StartTime)] {
+			left = append(left, o)
+		}
+	}
+	for _, o := range LiveOrphans(left) {
+		report.missed = append(report.missed, missedProcess{o: o, reason: a.missReason(o)})
+	}
+	for _, m := range report.missed {
+		var release any
+		if m.o.ReleaseID != nil {
+			release = *m.o.ReleaseID
+		}
+		e.events.log("process not re-adopted", jsconfig.Field{Key: "pid", Value: m.o.Pid}, jsconfig.Field{Key: "processId", Value: m.o.ID},
+			jsconfig.Field{Key: "reason", Value: m.reason}, jsconfig.Field{Key: "releaseId", Value: release})
+	}
+	e.setReadoption(report)
+	return left
+}
+
+// setReadoption records the outcome for status and lets requests flow.
+func (e *Engine) setReadoption(r *readoption) {
+	e.mu.Lock()
+	e.readoption = r
+	e.traffic.readopting = false
+	e.applyGateLocked()
+	e.mu.Unlock()
+}
+
+// holdForReadoption holds requests at the proxy while a re-adoption
+// checks the active release, when there is one to check.
+func (e *Engine) holdForReadoption(saved *savedState) {
+	if saved == nil || saved.ActiveReleaseID == nil || saved.RestartSettings == nil {
+		return
+	}
+	e.mu.Lock()
+	e.traffic.readopting = true
+	e.applyGateLocked()
+	e.mu.Unlock()
+}
+
+// missReason says why a live entry was not re-adopted.
+func (a *adoptPlan) missReason(o Orphan) string {
+	for _, sr := range a.saved.Releases {
+		if o.ReleaseID == nil || *o.ReleaseID != sr.ReleaseID {
+			continue
+		}
+		for _, p := range sr.Processes {
+			if p.Pid == o.Pid && p.Hook != "" {
+				return "it is a lifecycle hook or --before-switch command, which is not resumed"
+			}
+		}
+		if sr.State == stateStarting.String() {
+			return "its release was still starting: the deploy it belonged to did not finish"
+		}
+	}
+	if o.ReleaseID != nil {
+		return "it does not belong to a live release of the config, or another entry of the same id was taken over"
+	}
+	return "it is not a service or singleton of the config, or another entry of the same id was taken over"
+}
+
+// releasesFromState builds the live releases the state file recorded.
+func (a *adoptPlan) releasesFromState() error {
+	seen := map[string]bool{}
+	for _, sr := range a.saved.Releases {
+		state := sr.State
+		if state != stateActive.String() && state != stateDraining.String() {
+			continue
+		}
+		if seen[sr.ReleaseID] || sr.ReleaseID == "" {
+			continue // a release superseded by a same-id deploy: its processes stay orphans
+		}
+		seen[sr.ReleaseID] = true
+		r := newRelease(sr.ReleaseID, sr.ReleasePath, sr.Revision)
+		for i := range a.plan.Processes {
+			def := &a.plan.Processes[i]
+			if def.Port == nil {
+				continue
+			}
+			port, ok := sr.Ports[def.ID]
+			if !ok || port < 1 || port > 65535 {
+				return fmt.Errorf("release %s has no recorded port for %s", sr.ReleaseID, def.ID)
+			}
+			r.ports = append(r.ports, PortAssignment{ID: def.ID, Port: port})
+		}
+		r.activatedAt = parseISO(sr.ActivatedAt)
+		if state == stateActive.String() {
+			if a.active != nil || a.saved.ActiveReleaseID == nil || *a.saved.ActiveReleaseID != sr.ReleaseID {
+				return fmt.Errorf("the state file's active release %q does not match its releases", sr.ReleaseID)
+			}
+			r.setState(stateActive)
+			a.active = r
+			web := a.plan.ProxiedProcess()
+			for i := range sr.Processes {
+				if p := &sr.Processes[i]; p.Hook == "" && web != nil && p.ID == web.ID {
+					a.web = p
+				}
+			}
+			if web != nil {
+				a.webPort = portOf(r.ports, web.ID)
+			}
+		} else {
+			r.setState(stateDraining)
+			r.drainStartedAt = parseISO(sr.DrainStartedAt)
+			if r.drainStartedAt.IsZero() {
+				r.drainStartedAt = time.Now()
+			}
+		}
+		a.releases = append(a.releases, r)
+	}
+	return nil
+}
+
+// checkWeb health-checks the active release's web process where it runs,
+// and makes sure the answer came from it.
+func (a *adoptPlan) checkWeb() error {
+	if a.web == nil || !a.web.confirmed() {
+		return errors.New("its web process is no longer running")
+	}
+	web := a.plan.ProxiedProcess()
+	check := runtime.HealthCheck{Host: a.plan.Proxy.UpstreamHost, Port: a.webPort}
+	if web.Health != nil {
+		check.Path = web.Health.Path
+		check.Timeout = web.Health.TimeoutMs.Duration()
+		check.Interval = web.Health.IntervalMs.Duration()
+		if err := check.Check(a.e.ctx); err != nil {
+			return err
+		}
+	}
+	if err := runtime.CheckPortOwner(a.web.Pid, a.webPort); err != nil {
+		return &runtime.HealthError{URL: check.URL(), Reason: "the answer did not come from " + web.ID + ": " + err.Error()}
+	}
+	return nil
+}
+
+// adoptProcess takes over the recorded entry p as in's process, or, when
+// it is gone, gives in a new process that is started once everything is
+// in place (restart) if the entry was meant to run.
+func (a *adoptPlan) adoptProcess(in *instance, spec runtime.Spec, p *savedProcess, restart bool) {
+	opts := a.e.instanceOptions(in)
+	if p != nil && p.confirmed() {
+		stdout, stderr := a.e.fds.outputPipes(p.Pid, p.StartTime)
+		proc, err := runtime.Adopt(spec, opts, runtime.Adopted{
+			PID: p.Pid, StartTime: p.StartTime, StartedAt: parseISO(p.StartedAt), LastStartReason: p.LastStartReason,
+			Restarts: p.Restarts, MemoryRestarts: p.MemoryRestarts, Stdout: stdout, Stderr: stderr,
+		})
+		if err == nil {
+			in.proc = proc
+			a.used[orphanKey(p.Pid, p.StartTime)] = true
+			a.report.processes++
+			output := "captured"
+			if stdout == nil || stderr == nil {
+				output = "lost"
+			}
+			a.e.processEvent(in)(runtime.Event{Message: "process re-adopted", Data: []runtime.Field{{Key: "output", Value: output}, {Key: "pid", Value: p.Pid}}})
+			return
+		}
+		if stdout != nil {
+			stdout.Close()
+		}
+		if stderr != nil {
+			stderr.Close()
+		}
+	}
+	in.proc = runtime.New(spec, opts)
+	if restart && p != nil && p.wasRunning() {
+		a.restart = append(a.restart, in)
+	}
+}
+
+// savedEntry finds the recorded process with instance id id.
+func savedEntry(list []savedProcess, id string) *savedProcess {
+	for i := range list {
+		if list[i].Hook == "" && list[i].ID == id {
+			return &list[i]
+		}
+	}
+	return nil
+}
+
+// adopt builds the instances of every re-adopted release, service and
+// singleton from the config, over the recorded processes.
+func (a *adoptPlan) adopt() error {
+	e, plan := a.e, a.plan
+	for _, r := range a.releases {
+		var sr *savedRelease
+		for i := range a.saved.Releases {
+			if a.saved.Releases[i].ReleaseID == r.ID {
+				sr = &a.saved.Releases[i]
+				break
+			}
+		}
+		for _, def := range releaseStartOrder(plan) {
+			for replica := 0; replica < def.Replicas; replica++ {
+				in, spec, err := e.renderInstance(plan, r, def, replica, e.releaseGate(r))
+				if err != nil {
+					return fmt.Errorf("release %s: %w", r.ID, err)
+				}
+				a.adoptProcess(in, spec, savedEntry(sr.Processes, in.id), r == a.active)
+				r.procs = append(r.procs, in)
+			}
+		}
+		a.report.releases = append(a.report.releases, r.ID)
+	}
+	for _, s := range a.saved.Services {
+		def := plan.Process(s.ID)
+		if def == nil || def.Policy != jsconfig.PolicyService || def.DeployStrategy != jsconfig.StrategyPersistent || a.active == nil {
+			continue
+		}
+		in, spec, err := e.renderInstance(plan, a.active, def, 0, func() bool { return !e.stopping.Load() })
+		if err != nil {
+			return fmt.Errorf("service %s: %w", def.ID, err)
+		}
+		a.adoptProcess(in, spec, &s.Process, true)
+		entry := &serviceEntry{inst: in, startedBy: a.active}
+		if def.Port != nil {
+			port := portOf(a.active.ports, def.ID)
+			entry.port = &port
+		}
+		a.services = append(a.services, entry)
+	}
+	for _, s := range a.saved.Singletons {
+		def := plan.Process(s.ID)
+		if def == nil || def.Policy != jsconfig.PolicySingleton || a.active == nil {
+			continue
+		}
+		in, spec, err := e.renderInstance(plan, a.active, def, 0, e.releaseGate(a.active))
+		if err != nil {
+			return fmt.Errorf("singleton %s: %w", def.ID, err)
+		}
+		a.adoptProcess(in, spec, &s.Process, true)
+		a.singletons = append(a.singletons, &singletonEntry{inst: in, release: a.active})
+	}
+	return nil
+}
+
+// commit makes the re-adopted model the daemon's: traffic goes to the
+// active release, draining ones finish their drain, and processes that
+// died while no daemon watched them start again.
+func (a *adoptPlan) commit() {
+	e, plan := a.e, a.plan
+	for _, r := range a.releases {
+		web := plan.ProxiedProcess()
+		if web != nil {
+			r.target = e.newTarget(plan, r, portOf(r.ports, web.ID))
+		}
+	}
+	e.mu.Lock()
+	e.releases = append(e.releases, a.releases...)
+	e.active = a.active
+	e.services = append(e.services, a.services...)
+	for _, s := range a.services {
+		if s.port != nil {
+			e.servicePorts[s.inst.def.ID] = *s.port
+		}
+	}
+	e.singletons = append(e.singletons, a.singletons...)
+	e.mu.Unlock()
+	if a.active != nil {
+		e.proxy.SetActive(a.active.target)
+	}
+	for _, r := range a.releases {
+		procs := 0
+		for _, in := range r.procs {
+			if in.proc.PID() != 0 {
+				procs++
+			}
+		}
+		e.events.log("release re-adopted", jsconfig.Field{Key: "processes", Value: procs}, jsconfig.Field{Key: "releaseId", Value: r.ID}, jsconfig.Field{Key: "state", Value: r.getState().String()})
+		if r.getState() == stateDraining {
+			go e.drain(r, plan)
+		}
+	}
+	for _, in := range a.restart {
+		if err := e.startInstance(in, runtime.ReasonCrash); err != nil {
+			e.events.log("process restart failed", jsconfig.Field{Key: "error", Value: err.Error()}, jsconfig.Field{Key: "processId", Value: in.id}, jsconfig.Field{Key: "releaseId", Value: in.releaseTag()})
+		}
+	}
+	e.persist.request()
+}
+
+// newTarget is the proxy target of release r's web process on port.
+func (e *Engine) newTarget(plan *jsconfig.Plan, r *Release, port int) *proxy.Target {
+	target := proxy.NewTarget(r.ID, plan.Proxy.UpstreamHost, port, e.proxy)
+	if e.metrics != nil {
+		target.SetObserver(e.metrics.observer(r.ID))
+	}
+	return target
+}
