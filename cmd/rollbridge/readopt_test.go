@@ -120,3 +120,87 @@ func TestReadoptAfterACrash(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// When the active release's web process is gone by the time the daemon
+// restarts, nothing is re-adopted: the daemon reports every process as an
+// orphan, as before re-adoption existed, says why, and serves no release.
+func TestReadoptRefusedWhenTheWebProcessIsGone(t *testing.T) {
+	state := filepath.Join(t.TempDir(), "state.json")
+	d := startDaemon(t, readoptConfig(state))
+	if r := d.deploy("v1"); r.code != 0 {
+		t.Fatalf("deploy: %+v", r)
+	}
+	before := pidsOf(d.status())
+	d.crashDaemon()
+	web := before["v1/web"]
+	syscall.Kill(-web, syscall.SIGKILL)
+	waitUntil(t, "the web process to die", 10*time.Second, func() bool { return !alive(web) })
+	d.start()
+	s := d.status()
+	ro, _ := s["readoption"].(map[string]any)
+	refused, _ := ro["refused"].(string)
+	if refused != "the active release v1 failed its health check: its web process is no longer running" || ro["processes"] != 0.0 {
+		t.Fatalf("readoption %v", s["readoption"])
+	}
+	if s["activeReleaseId"] != nil || len(s["releases"].([]any)) != 0 {
+		t.Fatalf("a release is active after a refused re-adoption: %v %v", s["activeReleaseId"], s["releases"])
+	}
+	orphans := map[int]bool{}
+	for _, o := range s["orphans"].([]any) {
+		orphans[int(o.(map[string]any)["pid"].(float64))] = true
+	}
+	for id, pid := range before {
+		if id != "v1/web" && !orphans[pid] {
+			t.Errorf("%s (pid %d) is not an orphan: %v", id, pid, s["orphans"])
+		}
+	}
+	if !sawEvent(d, "re-adoption failed", map[string]string{"releaseId": "v1", "error": "its web process is no longer running"}) {
+		t.Fatalf("no re-adoption failed event:\n%s", d.stdout.String())
+	}
+	if code, _ := d.get("/release"); code != 503 {
+		t.Fatalf("with no release re-adopted the proxy answered %d", code)
+	}
+	d.stopDaemon()
+	if r := d.cli("recover", "--force"); r.code != 0 || !strings.HasPrefix(r.stdout, "Stopped 3 orphaned processes:\n") {
+		t.Fatalf("recover --force: %+v", r)
+	}
+}
+
+// A release that was draining when the daemon died comes back draining
+// and finishes its drain: the connections it waited for died with the
+// daemon, so its processes stop at once, and the active one keeps
+// serving.
+func TestReadoptResumesADrain(t *testing.T) {
+	state := filepath.Join(t.TempDir(), "state.json")
+	d := startDaemon(t, readoptConfig(state))
+	if r := d.deploy("v1"); r.code != 0 {
+		t.Fatalf("deploy: %+v", r)
+	}
+	go holdRequest(d.url("/slow?ms=30000"))
+	waitUntil(t, "the slow request to reach v1", 10*time.Second, func() bool {
+		return release(d.status(), "v1")["connectionCount"] == float64(1)
+	})
+	if r := d.deploy("v2"); r.code != 0 {
+		t.Fatalf("deploy v2: %+v", r)
+	}
+	s := d.status()
+	if release(s, "v1")["state"] != "draining" {
+		t.Fatalf("v1 is %v", release(s, "v1")["state"])
+	}
+	v1 := pidsOf(s)
+	d.crashDaemon()
+	d.start()
+	if !sawEvent(d, "release re-adopted", map[string]string{"releaseId": "v1", "state": "draining"}) {
+		t.Fatalf("v1 was not re-adopted as draining:\n%s", d.stdout.String())
+	}
+	waitUntil(t, "v1's drain to finish", 20*time.Second, func() bool {
+		return release(d.status(), "v1")["state"] == "stopped" && !alive(v1["v1/web"]) && !alive(v1["v1/worker"])
+	})
+	s = d.status()
+	if s["activeReleaseId"] != "v2" || pidsOf(s)["v2/web"] != v1["v2/web"] {
+		t.Fatalf("after the drain: active %v, pids %v (were %v)", s["activeReleaseId"], pidsOf(s), v1)
+	}
+	if code, body := d.get("/release"); code != 200 || !strings.Contains(body, "v2") {
+		t.Fatalf("%d %q", code, body)
+	}
+}
