@@ -470,7 +470,7 @@ func (s *statusView) readoptionLines(now time.Time, pal palette) []string {
 		}
 	}
 	if lost > 0 {
-		lines = append(lines, pal.yellow(fmt.Sprintf("output of %s not captured: its pipes were lost with the previous daemon", counted(lost, "process", "processes"))))
+		lines = append(lines, pal.yellow(fmt.Sprintf("output of %s not captured: their pipes were lost with the previous daemon", counted(lost, "process", "processes"))))
 	}
 	if n := len(r.NotReadopted); n > 0 {
 		lines = append(lines, pal.yellow(fmt.Sprintf("%s not re-adopted (listed as orphans)", counted(n, "process", "processes"))))

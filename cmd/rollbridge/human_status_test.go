@@ -173,3 +173,47 @@ func TestReadableLog(t *testing.T) {
 		t.Errorf("got:\n%s\nwant:\n%s", out.String(), want)
 	}
 }
+
+// After a start that re-adopted, the screen says what came back and what
+// did not; after a refused one, why nothing did. An ordinary start says
+// nothing about it.
+func TestStatusScreenReadoption(t *testing.T) {
+	now := time.Date(2026, 12, 6, 8, 10, 0, 0, time.UTC)
+	base := `"activeReleaseId":"r3","application":"shop","proxy":{"host":"127.0.0.1","port":8080},
+"releases":[{"activatedAt":"2026-12-06T07:00:00.000Z","releaseId":"r3","state":"active",
+ "processes":[{"id":"web","pid":10,"state":"running","outputCaptured":false},{"id":"worker","pid":11,"state":"running","outputCaptured":false}]}],
+"services":[{"id":"cache","process":{"id":"cache","pid":12,"state":"running"}}],"singletons":[]`
+	cases := []struct{ name, readoption, want string }{
+		{"re-adopted", `,"readoption":{"at":"2026-12-06T08:07:00.000Z","fdStore":false,"notReadopted":[{"id":"web before-switch command","pid":9,"reason":"x","releaseId":"r3"}],"processes":3,"refused":null,"releases":["r3"]}`,
+			"  restart re-adopted r3 (3 processes) 3m 0s ago from the previous daemon\n" +
+				"          output of 2 processes not captured: their pipes were lost with the previous daemon\n" +
+				"          1 process not re-adopted (listed as orphans)\n"},
+		{"refused", `,"readoption":{"at":"2026-12-06T08:09:30.000Z","fdStore":true,"notReadopted":[],"processes":0,"refused":"the config changed","releases":[]}`,
+			"  restart nothing was re-adopted after the previous daemon ended 30s ago: the config changed\n"},
+		{"ordinary start", ``, ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			screen, err := statusScreen([]byte(`{`+base+c.readoption+`}`), daemonFacts{}, nil, nil, now, palette{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := ""
+			lines := strings.SplitAfter(screen, "\n")
+			for i, line := range lines {
+				if strings.HasPrefix(line, "  restart ") {
+					got = line
+					for _, more := range lines[i+1:] {
+						if !strings.HasPrefix(more, "          ") {
+							break
+						}
+						got += more
+					}
+				}
+			}
+			if got != c.want {
+				t.Fatalf("restart lines %q, want %q\n%s", got, c.want, screen)
+			}
+		})
+	}
+}
