@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -585,11 +586,17 @@ func (e *Engine) loadState(path string) (saved *savedState, list []Orphan) {
 				// is a retired owner's or a candidate's, whose successor
 				// (or owner) may have resumed since.
 				e.restoreTraffic(f.traffic, trafficFromStateFile)
-				if len(f.entries) > 0 {
-					var err error
-					if saved, err = parseSavedState(f.raw); err != nil {
-						e.events.log("re-adoption refused", jsconfig.Field{Key: "reason", Value: err.Error()})
-					}
+				var err error
+				switch {
+				case len(f.entries) == 0:
+				case f.writer != 0 && f.writer != os.Getpid():
+					// Its processes are that daemon's, not left behind.
+					err = fmt.Errorf("the daemon that wrote the state file (pid %d) still runs", f.writer)
+				default:
+					saved, err = parseSavedState(f.raw)
+				}
+				if err != nil {
+					e.events.log("re-adoption refused", jsconfig.Field{Key: "reason", Value: err.Error()})
 				}
 			}
 		}

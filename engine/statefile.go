@@ -343,7 +343,10 @@ type stateFile struct {
 	entries []Orphan
 	traffic any // the "traffic" member, see stateDoc
 	raw     []byte
-	err     error // *ErrStateUnreadable or *UntrustedStateError
+	// writer is the pid of the daemon that wrote the file when it still
+	// runs, else 0.
+	writer int
+	err    error // *ErrStateUnreadable or *UntrustedStateError
 }
 
 // readStateFiles reads the state file and its siblings whose writer no
@@ -369,6 +372,9 @@ func readStatePaths(paths []string, statePath string) []stateFile {
 			f.entries = doc.entries
 			f.traffic = doc.traffic
 			f.raw = doc.raw
+			if doc.writerRunning() {
+				f.writer = doc.writerPid
+			}
 		}
 		out = append(out, f)
 	}
