@@ -89,7 +89,8 @@ func TestExampleUnitsAreHardened(t *testing.T) {
 // The example units let the apps outlive a daemon crash and give the
 // restarted daemon back its sockets and output pipes
 // (docs/deploy-recipes.md §6): KillMode=process, a file descriptor store, a
-// quick restart without a start limit. Each setting is looked up in the
+// quick restart without a start limit, and an app killed by the OOM killer
+// left to the daemon's restart policy. Each setting is looked up in the
 // section systemd reads it from; StartLimitIntervalSec= under [Service] is
 // not the same thing.
 func TestExampleUnitsSurviveADaemonCrash(t *testing.T) {
@@ -98,6 +99,7 @@ func TestExampleUnitsSurviveADaemonCrash(t *testing.T) {
 		{"Service", "KillMode", "process", "mixed or control-group kill every app when the daemon dies"},
 		{"Service", "Restart", "on-failure", "a crashed daemon must come back"},
 		{"Service", "RestartSec", "1", "connections wait in the listen backlog while the daemon is down"},
+		{"Service", "OOMPolicy", "continue", "the default (stop) stops the whole unit when the OOM killer ends one app"},
 	}
 	for _, unit := range []string{"rollbridge.service", "rollbridge@.service"} {
 		t.Run(unit, func(t *testing.T) {
