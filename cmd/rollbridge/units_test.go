@@ -5,6 +5,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -83,4 +84,97 @@ func TestExampleUnitsAreHardened(t *testing.T) {
 			t.Log(lines[len(lines)-1])
 		})
 	}
+}
+
+// The example units let the apps outlive a daemon crash and give the
+// restarted daemon back its sockets and output pipes
+// (docs/deploy-recipes.md §6): KillMode=process, a file descriptor store, a
+// quick restart without a start limit, and an app killed by the OOM killer
+// left to the daemon's restart policy. Each setting is looked up in the
+// section systemd reads it from; StartLimitIntervalSec= under [Service] is
+// not the same thing.
+func TestExampleUnitsSurviveADaemonCrash(t *testing.T) {
+	want := []struct{ section, key, value, why string }{
+		{"Unit", "StartLimitIntervalSec", "0", "a crash loop would make the unit failed, which empties the fd store"},
+		{"Service", "KillMode", "process", "mixed or control-group kill every app when the daemon dies"},
+		{"Service", "Restart", "on-failure", "a crashed daemon must come back"},
+		{"Service", "RestartSec", "1", "connections wait in the listen backlog while the daemon is down"},
+		{"Service", "OOMPolicy", "continue", "the default (stop) stops the whole unit when the OOM killer ends one app"},
+	}
+	for _, unit := range []string{"rollbridge.service", "rollbridge@.service"} {
+		t.Run(unit, func(t *testing.T) {
+			src, err := os.ReadFile(filepath.Join("..", "..", "examples", unit))
+			if err != nil {
+				t.Fatal(err)
+			}
+			settings := unitSettings(string(src))
+			for _, w := range want {
+				got := settings[w.section+"."+w.key]
+				if len(got) != 1 || got[0] != w.value {
+					t.Errorf("%s: [%s] %s=%q, want exactly %s=%s: %s", unit, w.section, w.key, got, w.key, w.value, w.why)
+				}
+			}
+			// 3 listeners, plus stdout and stderr of one process in two
+			// releases: below that the store cannot hold even the smallest app.
+			store := settings["Service.FileDescriptorStoreMax"]
+			if n, err := strconv.Atoi(strings.Join(store, "")); len(store) != 1 || err != nil || n < 7 {
+				t.Errorf("%s: [Service] FileDescriptorStoreMax=%q, want one number of at least 7 (3 + 4 × release process replicas + 2 × services and singletons)", unit, store)
+			}
+		})
+	}
+}
+
+// Every unit excerpt in the docs sets KillMode= the way the example units
+// do, so that nobody copies an excerpt that kills the apps at a daemon crash.
+func TestUnitExcerptsInDocsUseKillModeProcess(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join("..", "..", "docs", "*.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	files = append(files, filepath.Join("..", "..", "README.md"))
+	block := regexp.MustCompile("(?s)```ini\n(.*?)```")
+	excerpts := 0
+	for _, file := range files {
+		src, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range block.FindAllStringSubmatch(string(src), -1) {
+			for _, mode := range unitSettings(m[1])["Service.KillMode"] {
+				excerpts++
+				if mode != "process" {
+					t.Errorf("%s: a unit excerpt sets KillMode=%s; the example units use KillMode=process (docs/deploy-recipes.md §6)", filepath.Base(file), mode)
+				}
+			}
+		}
+	}
+	if excerpts == 0 {
+		t.Fatal("no unit excerpt in the docs sets KillMode=: the check looked at nothing")
+	}
+}
+
+// unitSettings reads a systemd unit (or an excerpt of one) into
+// "Section.Key" → values in file order. Comments and continuation lines are
+// skipped: the settings checked here are single-line ones. An excerpt
+// without a section header counts as [Service].
+func unitSettings(src string) map[string][]string {
+	settings := map[string][]string{}
+	section := "Service"
+	continued := false
+	for _, line := range strings.Split(src, "\n") {
+		line = strings.TrimSpace(line)
+		wasContinued := continued
+		continued = strings.HasSuffix(line, "\\")
+		switch {
+		case wasContinued, line == "", strings.HasPrefix(line, "#"), strings.HasPrefix(line, ";"):
+		case strings.HasPrefix(line, "[") && strings.HasSuffix(line, "]"):
+			section = strings.TrimSuffix(strings.TrimPrefix(line, "["), "]")
+		default:
+			if key, value, ok := strings.Cut(line, "="); ok {
+				k := section + "." + strings.TrimSpace(key)
+				settings[k] = append(settings[k], strings.TrimSpace(value))
+			}
+		}
+	}
+	return settings
 }
