@@ -186,8 +186,11 @@ func (e *Engine) bootstrap() error {
 		// The release that was live when the daemon died serves again:
 		// it is newer than the one the unit names, or the same.
 		e.events.log("bootstrap skipped", jsconfig.Field{Key: "activeReleaseId", Value: readopted.ID}, jsconfig.Field{Key: "releaseId", Value: e.opts.Bootstrap.ReleaseID})
-	} else if err := e.deployBootstrap(false); err != nil {
-		return err
+	} else {
+		e.stopOrphansBeforeBootstrap()
+		if err := e.deployBootstrap(false); err != nil {
+			return err
+		}
 	}
 	sock, err := e.controlListener()
 	if err != nil {

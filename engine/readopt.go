@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/rollbridge/rollbridge/jsconfig"
@@ -494,4 +495,47 @@ func (e *Engine) newTarget(plan *jsconfig.Plan, r *Release, port int) *proxy.Tar
 		target.SetObserver(e.metrics.observer(r.ID))
 	}
 	return target
+}
+
+// stopOrphansBeforeBootstrap stops what a previous daemon left running
+// when it could not be re-adopted and a bootstrap is about to start the
+// application anew: otherwise a worker or a singleton would run twice.
+// Only processes whose identity the state file confirms (process group
+// and start time) are signalled, as recover --force would; the others
+// stay orphans.
+func (e *Engine) stopOrphansBeforeBootstrap() {
+	e.mu.Lock()
+	tried := e.readoption != nil
+	e.mu.Unlock()
+	if !tried {
+		return
+	}
+	var confirmed []Orphan
+	for _, o := range e.orphanList() {
+		if o.StartTime != 0 && o.identity() == identityConfirmed {
+			confirmed = append(confirmed, o)
+		}
+	}
+	if len(confirmed) == 0 {
+		return
+	}
+	timeout := e.opts.Plan.Proxy.ForceStopTimeoutMs.Duration()
+	outcomes := make([]orphanOutcome, len(confirmed))
+	var wg sync.WaitGroup
+	for i, o := range confirmed {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			outcomes[i] = stopOrphan(o, timeout)
+		}()
+	}
+	wg.Wait()
+	stopped := 0
+	for _, out := range outcomes {
+		if out == orphanStopped {
+			stopped++
+		}
+	}
+	e.orphanList() // forgets the stopped ones
+	e.events.log("orphans stopped before bootstrap", jsconfig.Field{Key: "count", Value: stopped}, jsconfig.Field{Key: "releaseId", Value: e.opts.Bootstrap.ReleaseID})
 }

@@ -75,7 +75,9 @@ func TestBootstrapOptionValidation(t *testing.T) {
 	}
 }
 
-// notifyListener is a stand-in for systemd's notification socket.
+// notifyListener is a stand-in for systemd's notification socket that
+// passes on the state notifications (READY=1, STOPPING=1) and leaves out
+// the file descriptor store's (sdtest plays that part).
 func notifyListener(t *testing.T) (string, <-chan string) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "notify.sock")
@@ -92,7 +94,9 @@ func notifyListener(t *testing.T) (string, <-chan string) {
 			if err != nil {
 				return
 			}
-			ch <- string(buf[:n])
+			if msg := string(buf[:n]); !strings.Contains(msg, "FDSTORE") {
+				ch <- msg
+			}
 		}
 	}()
 	return path, ch

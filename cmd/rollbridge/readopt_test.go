@@ -204,3 +204,56 @@ func TestReadoptResumesADrain(t *testing.T) {
 		t.Fatalf("%d %q", code, body)
 	}
 }
+
+// A bootstrap daemon restarted after a crash re-adopts the live release
+// and skips its own; when it cannot re-adopt (the config changed in a way
+// a deploy would refuse), it stops the previous daemon's processes before
+// it starts the release it was given, so no worker or singleton ever
+// runs twice.
+func TestBootstrapAfterACrash(t *testing.T) {
+	dir := t.TempDir()
+	state := filepath.Join(dir, "state.json")
+	rel := filepath.Join(dir, "releases", "b1")
+	os.MkdirAll(rel, 0o755)
+	d := &testDaemon{t: t, dir: dir, config: filepath.Join(dir, "rollbridge.js"), sock: filepath.Join(dir, "rb.sock"), pids: map[int]bool{},
+		args: []string{"--release-path", rel, "--release-id", "b1", "--revision", "b1"}}
+	config := func(extra string) string {
+		return `statePath: ` + strconv.Quote(state) + `, processes: [{id: "cron", policy: "singleton", command: "exec FIXTURE"}, ` + extra + webProcess + `]`
+	}
+	d.writeConfig(config(""))
+	d.start()
+	t.Cleanup(d.cleanup)
+	if r := d.deploy("v2"); r.code != 0 {
+		t.Fatalf("deploy: %+v", r)
+	}
+	before := pidsOf(d.status())
+
+	d.crashDaemon()
+	d.start()
+	s := d.status()
+	if s["activeReleaseId"] != "v2" || fmt.Sprint(pidsOf(s)) != fmt.Sprint(before) {
+		t.Fatalf("after the first crash: active %v, pids %v, before %v", s["activeReleaseId"], pidsOf(s), before)
+	}
+	if !sawEvent(d, "bootstrap skipped", map[string]string{"activeReleaseId": "v2", "releaseId": "b1"}) {
+		t.Fatalf("no bootstrap skipped event:\n%s", d.stdout.String())
+	}
+
+	d.crashDaemon()
+	d.writeConfig(config(`{id: "mailer", command: "exec FIXTURE"}, `))
+	d.start()
+	s = d.status()
+	if s["activeReleaseId"] != "b1" || len(s["orphans"].([]any)) != 0 {
+		t.Fatalf("after the refused re-adoption: active %v, orphans %v", s["activeReleaseId"], s["orphans"])
+	}
+	for id, pid := range before {
+		if alive(pid) {
+			t.Errorf("%s (pid %d) of the previous daemon still runs beside the bootstrap release", id, pid)
+		}
+	}
+	if !sawEvent(d, "orphans stopped before bootstrap", map[string]string{"releaseId": "b1"}) {
+		t.Fatalf("no event for the stopped orphans:\n%s", d.stdout.String())
+	}
+	if code, body := d.get("/release"); code != 200 || body != "b1" {
+		t.Fatalf("%d %q", code, body)
+	}
+}
