@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -187,7 +188,7 @@ func (e *Engine) readopt(saved *savedState, entries []Orphan) []Orphan {
 	if err := jsconfig.CompareRestartSettings(*saved.RestartSettings, jsconfig.SettingsOf(plan)); err != nil {
 		var reload *jsconfig.ReloadError
 		if errors.As(err, &reload) {
-			return refuse("the config changed in a way a deploy would refuse: "+err.Error(), reload.ReplyFields()...)
+			return refuse("the config changed settings that a running daemon cannot change ("+strings.Join(reload.Settings, ", ")+"): "+strings.Join(reload.Details, "; "), reload.ReplyFields()...)
 		}
 		return refuse(err.Error())
 	}

@@ -94,7 +94,7 @@ func TestOrphansAfterADaemonCrash(t *testing.T) {
 	d.start()
 	s = d.status()
 	refused, _ := s["readoption"].(map[string]any)["refused"].(string)
-	if !strings.Contains(refused, "the config changed in a way a deploy would refuse: Config changes to processes cannot be applied live") {
+	if refused != `the config changed settings that a running daemon cannot change (processes): processes[1] "worker": replicas 1 → 2` {
 		t.Fatalf("readoption %v", s["readoption"])
 	}
 	if !sawEvent(d, "re-adoption refused", map[string]string{}) {
