@@ -205,7 +205,12 @@ func (e *Engine) readopt(saved *savedState, entries []Orphan) []Orphan {
 	if err := a.adopt(); err != nil {
 		return refuse(err.Error())
 	}
-	a.commit()
+	if !a.commit() {
+		// A shutdown began meanwhile: what was taken over is not the
+		// daemon's to stop, so it stays on record as orphans for the next
+		// start, which re-adopts it.
+		return refuse(ErrShuttingDown.Error())
+	}
 	var left []Orphan
 	for _, o := range entries {
 		if !a.used[orphanKey(o.Pid, o.StartTime)] {
@@ -446,8 +451,10 @@ func (a *adoptPlan) adopt() error {
 
 // commit makes the re-adopted model the daemon's: traffic goes to the
 // active release, draining ones finish their drain, and processes that
-// died while no daemon watched them start again.
-func (a *adoptPlan) commit() {
+// died while no daemon watched them start again. It reports false, and
+// changes nothing, once a shutdown has begun: the shutdown would not see
+// what is added after it collected what it stops.
+func (a *adoptPlan) commit() bool {
 	e, plan := a.e, a.plan
 	for _, r := range a.releases {
 		web := plan.ProxiedProcess()
@@ -456,6 +463,10 @@ func (a *adoptPlan) commit() {
 		}
 	}
 	e.mu.Lock()
+	if e.stopping.Load() {
+		e.mu.Unlock()
+		return false
+	}
 	e.releases = append(e.releases, a.releases...)
 	e.active = a.active
 	e.services = append(e.services, a.services...)
@@ -487,6 +498,7 @@ func (a *adoptPlan) commit() {
 		}
 	}
 	e.persist.request()
+	return true
 }
 
 // newTarget is the proxy target of release r's web process on port.

@@ -257,3 +257,49 @@ func TestBootstrapAfterACrash(t *testing.T) {
 		t.Fatalf("%d %q", code, body)
 	}
 }
+
+// A SIGTERM while a restarted daemon is still health-checking the release
+// it re-adopts ends the daemon without taking the release over or
+// stopping it: the processes stay on record, and the next start re-adopts
+// them.
+func TestShutdownDuringReadoption(t *testing.T) {
+	state := filepath.Join(t.TempDir(), "state.json")
+	d := startDaemon(t, `statePath: `+strconv.Quote(state)+`, processes: [
+    {id: "worker", command: "exec FIXTURE"},
+    {id: "web", policy: "proxied", command: "exec FIXTURE -listen -ready-file {{releasePath}}/ready", port: {from: 20000, to: 20999}, health: {path: "/ready", intervalMs: 20, timeoutMs: 30000}}]`)
+	ready := filepath.Join(d.releasePath("v1"), "ready")
+	os.WriteFile(ready, nil, 0o644)
+	if r := d.deploy("v1"); r.code != 0 {
+		t.Fatalf("deploy: %+v", r)
+	}
+	before := pidsOf(d.status())
+	d.crashDaemon()
+
+	// The web process now fails its health check until ready exists again.
+	os.Remove(ready)
+	os.Remove(ready + ".probed")
+	d.ready = func() bool {
+		_, err := os.Stat(ready + ".probed")
+		return err == nil
+	}
+	d.start()
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-d.exited:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the daemon did not end on SIGTERM during the re-adoption")
+	}
+	for id, pid := range before {
+		if !alive(pid) {
+			t.Fatalf("%s (pid %d) was stopped by a daemon that never took it over", id, pid)
+		}
+	}
+
+	os.WriteFile(ready, nil, 0o644)
+	d.ready = nil
+	d.start()
+	s := d.status()
+	if s["activeReleaseId"] != "v1" || fmt.Sprint(pidsOf(s)) != fmt.Sprint(before) || len(s["orphans"].([]any)) != 0 {
+		t.Fatalf("after the next start: active %v, pids %v (were %v), orphans %v", s["activeReleaseId"], pidsOf(s), before, s["orphans"])
+	}
+}
