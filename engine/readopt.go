@@ -170,6 +170,9 @@ func orphanKey(pid int, start uint64) Orphan { return Orphan{Pid: pid, StartTime
 // health check. It returns the live entries not taken over, which stay
 // orphans as before.
 func (e *Engine) readopt(saved *savedState, entries []Orphan) []Orphan {
+	// Whatever the outcome, requests flow (or meet the operator's pause)
+	// once the re-adoption is decided.
+	defer e.endReadoptionHold()
 	live := LiveOrphans(entries)
 	if saved == nil || len(live) == 0 {
 		return entries
@@ -232,13 +235,21 @@ func (e *Engine) readopt(saved *savedState, entries []Orphan) []Orphan {
 	return left
 }
 
-// setReadoption records the outcome for status and lets requests flow.
+// setReadoption records the outcome for status.
 func (e *Engine) setReadoption(r *readoption) {
 	e.mu.Lock()
 	e.readoption = r
-	e.traffic.readopting = false
-	e.applyGateLocked()
 	e.mu.Unlock()
+}
+
+// endReadoptionHold lifts holdForReadoption's hold.
+func (e *Engine) endReadoptionHold() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.traffic.readopting {
+		e.traffic.readopting = false
+		e.applyGateLocked()
+	}
 }
 
 // holdForReadoption holds requests at the proxy while a re-adoption

@@ -2,6 +2,8 @@ package main
 
 import (
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -301,5 +303,47 @@ func TestShutdownDuringReadoption(t *testing.T) {
 	s := d.status()
 	if s["activeReleaseId"] != "v1" || fmt.Sprint(pidsOf(s)) != fmt.Sprint(before) || len(s["orphans"].([]any)) != 0 {
 		t.Fatalf("after the next start: active %v, pids %v (were %v), orphans %v", s["activeReleaseId"], pidsOf(s), before, s["orphans"])
+	}
+}
+
+// After a reboot the state file lists processes that no longer exist:
+// there is nothing to re-adopt, and the daemon that starts serves at once
+// (nothing holds its requests) the release it deploys.
+func TestNothingToReadoptAfterAReboot(t *testing.T) {
+	state := filepath.Join(t.TempDir(), "state.json")
+	d := startDaemon(t, readoptConfig(state))
+	if r := d.deploy("v1"); r.code != 0 {
+		t.Fatalf("deploy: %+v", r)
+	}
+	before := pidsOf(d.status())
+	d.crashDaemon()
+	for _, pid := range before {
+		syscall.Kill(-pid, syscall.SIGKILL)
+	}
+	waitUntil(t, "every process to be gone", 10*time.Second, func() bool {
+		for _, pid := range before {
+			if alive(pid) {
+				return false
+			}
+		}
+		return true
+	})
+	d.start()
+	s := d.status()
+	if s["readoption"] != nil || s["activeReleaseId"] != nil || len(s["orphans"].([]any)) != 0 {
+		t.Fatalf("readoption %v, active %v, orphans %v", s["readoption"], s["activeReleaseId"], s["orphans"])
+	}
+	if r := d.deploy("v2"); r.code != 0 {
+		t.Fatalf("deploy v2: %+v", r)
+	}
+	client := &http.Client{Timeout: 5 * time.Second}
+	resp, err := client.Get(d.url("/release"))
+	if err != nil {
+		t.Fatalf("a request after the restart was not answered: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(body) != "v2" {
+		t.Fatalf("%d %q", resp.StatusCode, body)
 	}
 }
