@@ -381,12 +381,9 @@ func (a *adoptPlan) adoptProcess(in *instance, spec runtime.Spec, p *savedProces
 			a.e.processEvent(in)(runtime.Event{Message: "process re-adopted", Data: []runtime.Field{{Key: "output", Value: output}, {Key: "pid", Value: p.Pid}}})
 			return
 		}
-		if stdout != nil {
-			stdout.Close()
-		}
-		if stderr != nil {
-			stderr.Close()
-		}
+		// Adopt closed the pipes; systemd's copies go too, or a process
+		// that still runs would block once its pipe is full.
+		a.e.fds.remove(outputFDNames(p.Pid, p.StartTime))
 	}
 	in.proc = runtime.New(spec, opts)
 	if restart && p != nil && p.wasRunning() {
