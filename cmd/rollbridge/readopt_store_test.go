@@ -279,27 +279,27 @@ func (l *steadyLoad) stop() []outcome {
 // crashFigures is what the clients saw of one daemon crash.
 type crashFigures struct {
 	requests, failed int
-	inFlight         int // failed, sent before the daemon died
-	deadConn         int // failed, sent after on a connection the dead daemon had accepted
+	inFlight         int // failed, sent before the kill
+	deadConn         int // failed, sent after it on a connection the dead daemon had accepted
 	refused          int
-	queued           int           // sent while no daemon ran on a new connection, and answered
+	queued           int           // sent after the kill on a new connection, before the restart, and answered
 	longest          time.Duration // the slowest answered request
 	problems         []string      // failures the crash does not explain
 }
 
 // crashOutcomes sorts the outcomes around a crash: the daemon was
-// SIGKILLed at kill, was seen dead at dead and its successor was started
-// at restart. A request may fail only on a connection opened before the
-// kill (the dead daemon held it), at most once per connection; a refused
-// or failed connection opened later is a problem.
-func crashOutcomes(outcomes []outcome, kill, dead, restart time.Time) crashFigures {
+// SIGKILLed at kill and its successor was started at restart. A request
+// may fail only on a connection opened before the kill (the dead daemon
+// held it), at most once per connection; a refused or failed connection
+// opened later is a problem.
+func crashOutcomes(outcomes []outcome, kill, restart time.Time) crashFigures {
 	var f crashFigures
 	failedConns := map[int64]bool{}
 	for _, o := range outcomes {
 		f.requests++
 		if o.err == "" {
 			f.longest = max(f.longest, o.took)
-			if o.sent.After(dead) && o.sent.Before(restart) && o.dialedAt.After(kill) {
+			if o.sent.After(kill) && o.sent.Before(restart) && o.dialedAt.After(kill) {
 				f.queued++
 			}
 			continue
@@ -313,7 +313,7 @@ func crashOutcomes(outcomes []outcome, kill, dead, restart time.Time) crashFigur
 			f.problems = append(f.problems, fmt.Sprintf("client %d, connection %d opened after the kill, at %s: %s", o.client, o.conn, o.sent.Format(time.StampMicro), o.err))
 		case failedConns[o.conn]:
 			f.problems = append(f.problems, fmt.Sprintf("connection %d failed twice, at %s: %s", o.conn, o.sent.Format(time.StampMicro), o.err))
-		case o.sent.Before(dead):
+		case o.sent.Before(kill):
 			f.inFlight++
 		default:
 			f.deadConn++
@@ -323,11 +323,12 @@ func crashOutcomes(outcomes []outcome, kill, dead, restart time.Time) crashFigur
 	return f
 }
 
-// crash SIGKILLs the daemon and returns when it was killed and seen dead.
-func (d *storeDaemon) crash() (kill, dead time.Time) {
-	kill = time.Now()
+// crash SIGKILLs the daemon, waits until it is gone, and returns when it
+// was killed.
+func (d *storeDaemon) crash() time.Time {
+	kill := time.Now()
 	d.crashDaemon()
-	return kill, time.Now()
+	return kill
 }
 
 // restart starts the daemon again through the harness, with the stored
@@ -392,17 +393,17 @@ func TestReadoptFromTheStoreUnderLoad(t *testing.T) {
 	load := startSteadyLoad(t, "127.0.0.1:"+strconv.Itoa(d.port), "v1", clients, 20*time.Millisecond)
 	load.waitFor(t, "the load to run", 100)
 
-	kill, dead := d.crash()
+	kill := d.crash()
 	// Every client has a request waiting in the backlog before the
 	// successor starts.
-	load.waitDialedAfter(t, dead)
+	load.waitDialedAfter(t, kill)
 	restart := d.restart()
 	assertReadopted(t, d, before)
 	if !sawEvent(d.testDaemon, "fd store restored", nil) {
 		t.Fatalf("no fd store restored event:\n%s", d.stdout.String())
 	}
 	load.waitFor(t, "requests after the restart", 100)
-	f := crashOutcomes(load.stop(), kill, dead, restart)
+	f := crashOutcomes(load.stop(), kill, restart)
 	t.Logf("%d requests, %d failed (%d in flight at the kill, %d sent afterwards on a connection the dead daemon held), %d refused, %d queued in the backlog while no daemon ran and answered, longest answered request %v; %v from the kill to the successor's start",
 		f.requests, f.failed, f.inFlight, f.deadConn, f.refused, f.queued, f.longest.Round(time.Millisecond), restart.Sub(kill).Round(time.Millisecond))
 	for _, p := range f.problems {
@@ -498,7 +499,7 @@ func TestReadoptFromTheStoreWithWebSockets(t *testing.T) {
 	const clients = 4
 	load := startSteadyLoad(t, "127.0.0.1:"+strconv.Itoa(d.port), "v1", clients, 20*time.Millisecond)
 	load.waitFor(t, "the load to run", 50)
-	kill, dead := d.crash()
+	kill := d.crash()
 	for i, ws := range sockets {
 		ws.SetDeadline(time.Now().Add(5 * time.Second))
 		if _, err := ws.Write([]byte("ping\n")); err == nil {
@@ -508,7 +509,7 @@ func TestReadoptFromTheStoreWithWebSockets(t *testing.T) {
 		}
 		ws.Close()
 	}
-	load.waitDialedAfter(t, dead)
+	load.waitDialedAfter(t, kill)
 	restart := d.restart()
 	assertReadopted(t, d, before)
 	for i := 0; i < 4; i++ {
@@ -529,7 +530,7 @@ func TestReadoptFromTheStoreWithWebSockets(t *testing.T) {
 		t.Fatalf("the WebSockets reached web pid %v, not the re-adopted %d", web["pid"], before["v1/web"])
 	}
 	load.waitFor(t, "requests after the restart", 50)
-	f := crashOutcomes(load.stop(), kill, dead, restart)
+	f := crashOutcomes(load.stop(), kill, restart)
 	t.Logf("%d requests, %d failed (%d in flight, %d on dead connections), %d refused, %d queued and answered, longest %v",
 		f.requests, f.failed, f.inFlight, f.deadConn, f.refused, f.queued, f.longest.Round(time.Millisecond))
 	for _, p := range f.problems {
