@@ -246,11 +246,21 @@ func benchCrash(rep *report) {
 		c.kill = time.Now()
 		syscall.Kill(d.cmd.Process.Pid, syscall.SIGKILL)
 		d.cmd.Wait()
+		d.cmd = nil // reaped: its pid may name another process from now on
 		time.Sleep(*restartDelay) // the unit's RestartSec=: the fault's length, not a synchronisation
 		if err := d.startUnder(m); err != nil {
 			notes = append(notes, fmt.Sprintf("crash %d: the restart failed: %v", i, err))
 			rep.failed = true
+			if d.cmd != nil && d.cmd.Process != nil {
+				syscall.Kill(-d.cmd.Process.Pid, syscall.SIGKILL)
+				d.cmd.Wait()
+			}
 			d.cmd = nil
+			// No daemon will stop what the dead one started: each
+			// process leads its own group.
+			for _, pid := range before {
+				syscall.Kill(-pid, syscall.SIGKILL)
+			}
 			break
 		}
 		c.ready = time.Now()
