@@ -246,7 +246,7 @@ func benchCrash(rep *report) {
 		c.kill = time.Now()
 		syscall.Kill(d.cmd.Process.Pid, syscall.SIGKILL)
 		d.cmd.Wait()
-		d.cmd = nil // reaped: its pid may name another process from now on
+		d.cmd = nil               // reaped: its pid may name another process from now on
 		time.Sleep(*restartDelay) // the unit's RestartSec=: the fault's length, not a synchronisation
 		if err := d.startUnder(m); err != nil {
 			notes = append(notes, fmt.Sprintf("crash %d: the restart failed: %v", i, err))
