@@ -78,7 +78,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParseRequest$$' -fuzztime 30000x ./engine/control
 
 ## bench: proxy overhead (direct, rollbridge, nginx, httputil), deploys under load,
-## footprint, takeovers and deploys that hold traffic, as one table (docs/benchmarks.md; install wrk and nginx for the full table)
+## footprint, takeovers, deploys that hold traffic and daemon crashes under systemd's fd store, as one table (docs/benchmarks.md; install wrk and nginx for the full table)
 bench: build
 	$(GO) build -o bin/rollbridge-bench ./cmd/rollbridge-bench
 	./bin/rollbridge-bench -rollbridge $(BIN) all

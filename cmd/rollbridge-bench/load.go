@@ -32,6 +32,10 @@ type sample struct {
 	// closed: the answer carried Connection: close, so the next request
 	// went out on a new connection.
 	closed bool
+	// dialed: when the connection the request went out on was opened,
+	// and sent: when the request was written to it (open-loop load only;
+	// zero when no connection could be opened).
+	dialed, sent time.Time
 }
 
 // loadResult is what a load run saw.

@@ -1,12 +1,13 @@
 // Command rollbridge-bench measures rollbridge against the physical limit
 // and its peers, on loopback, in one run (docs/benchmarks.md):
 //
-//	rollbridge-bench [flags] all        proxy, deploys, footprint, takeover, hold
+//	rollbridge-bench [flags] all        proxy, deploys, footprint, takeover, hold, crash
 //	rollbridge-bench [flags] proxy      direct vs rollbridge vs nginx vs httputil
 //	rollbridge-bench [flags] deploys    failed requests across consecutive deploys
 //	rollbridge-bench [flags] footprint  daemon RSS, CPU per 100k requests, CLI latency
 //	rollbridge-bench [flags] takeover   failed requests and stalls across consecutive owner takeovers
 //	rollbridge-bench [flags] hold       failed requests and added latency across deploys that hold traffic
+//	rollbridge-bench [flags] crash      failed requests, stalls and kept processes across daemon SIGKILLs under systemd's fd store
 //
 // "app" and "httputil" are the helper processes it starts itself.
 package main
@@ -33,6 +34,8 @@ var (
 	wsTrips       = flag.Int("ws", 2000, "WebSocket round trips per target")
 	takeovers     = flag.Int("takeovers", 20, "consecutive owner takeovers under load")
 	holds         = flag.Int("holds", 5, "deploys with --hold-traffic --before-switch 'sleep 2' under load")
+	crashCount    = flag.Int("crashes", 5, "daemon SIGKILLs under load, each restarted with systemd's fd store")
+	restartDelay  = flag.Duration("restart-delay", time.Second, "time from a daemon's death to its restart (the unit's RestartSec=)")
 )
 
 // The takeover load: what nginx's keep-alive pool does to a busy daemon,
@@ -49,7 +52,7 @@ func fatalf(format string, args ...any) {
 
 func main() {
 	flag.Usage = func() {
-		fmt.Fprintln(os.Stderr, "usage: rollbridge-bench [flags] all|proxy|deploys|footprint|takeover|hold")
+		fmt.Fprintln(os.Stderr, "usage: rollbridge-bench [flags] all|proxy|deploys|footprint|takeover|hold|crash")
 		flag.PrintDefaults()
 	}
 	flag.Parse()
@@ -84,6 +87,7 @@ func main() {
 		benchFootprint(&rep)
 		benchTakeover(&rep)
 		benchHold(&rep)
+		benchCrash(&rep)
 	case "proxy":
 		benchProxy(&rep)
 	case "deploys":
@@ -94,6 +98,8 @@ func main() {
 		benchTakeover(&rep)
 	case "hold":
 		benchHold(&rep)
+	case "crash":
+		benchCrash(&rep)
 	default:
 		flag.Usage()
 		os.Exit(2)

@@ -25,8 +25,9 @@ type openLoad struct {
 
 // pooledConn is one keep-alive connection of the open-loop client.
 type pooledConn struct {
-	c  net.Conn
-	br *bufio.Reader
+	c      net.Conn
+	br     *bufio.Reader
+	dialed time.Time
 }
 
 // connPool holds idle keep-alive connections, newest last.
@@ -99,8 +100,8 @@ func runOpenLoop(spec openLoad) loadResult {
 		wg.Add(1)
 		go func(at time.Time) {
 			defer wg.Done()
-			err := openRequest(pool, spec.addr, req, spec.timeout)
-			s := sample{start: at, dur: time.Since(at)}
+			dialed, sent, err := openRequest(pool, spec.addr, req, spec.timeout)
+			s := sample{start: at, dur: time.Since(at), dialed: dialed, sent: sent}
 			if err != nil {
 				s.err = errorKind(err)
 			}
@@ -112,21 +113,25 @@ func runOpenLoop(spec openLoad) loadResult {
 }
 
 // openRequest sends one request on a pooled or new connection and reads
-// the whole answer; anything but 2xx is an error.
-func openRequest(pool *connPool, addr, req string, timeout time.Duration) error {
+// the whole answer; anything but 2xx is an error. It returns when the
+// connection it used was opened and when the request went out on it
+// (zero if no connection could be opened).
+func openRequest(pool *connPool, addr, req string, timeout time.Duration) (dialed, sent time.Time, err error) {
 	c := pool.get()
 	if c == nil {
+		dialed := time.Now()
 		nc, err := net.DialTimeout("tcp", addr, 5*time.Second)
 		if err != nil {
-			return err
+			return time.Time{}, time.Time{}, err
 		}
-		c = &pooledConn{c: nc, br: bufio.NewReaderSize(nc, 4096)}
+		c = &pooledConn{c: nc, br: bufio.NewReaderSize(nc, 4096), dialed: dialed}
 	}
 	c.c.SetDeadline(time.Now().Add(timeout))
+	sent = time.Now()
 	resp, err := exchange(c.c, c.br, req)
 	if err != nil {
 		c.c.Close()
-		return err
+		return c.dialed, sent, err
 	}
 	if resp.Close {
 		c.c.Close()
@@ -134,7 +139,7 @@ func openRequest(pool *connPool, addr, req string, timeout time.Duration) error 
 		pool.put(c)
 	}
 	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("HTTP %d", resp.StatusCode)
+		return c.dialed, sent, fmt.Errorf("HTTP %d", resp.StatusCode)
 	}
-	return nil
+	return c.dialed, sent, nil
 }

@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/rollbridge/rollbridge/sdnotify/sdtest"
 )
 
 // chaosDuration bounds the fault injection (CHAOS_DURATION overrides).
@@ -27,12 +29,16 @@ func chaosDuration() time.Duration {
 // TestChaos runs traffic through the proxy while processes are killed,
 // garbage is sent to the control socket, the state directory vanishes,
 // broken releases are deployed, a flood of connections uses up the
-// daemon's file descriptors and the daemon itself is SIGKILLed in the
-// middle of a deploy. The daemon must survive all of it but the last, the
-// active release must keep serving (failed requests only while its own
-// web process or the daemon is down), every killed process must come
-// back, a crashed daemon must leave nothing that recover --force does not
-// stop, and nothing may outlive the shutdown.
+// daemon's file descriptors and the daemon itself is SIGKILLed, in the
+// middle of a deploy or while it serves. The daemon runs under a harness
+// playing systemd (sdtest), which keeps its stored descriptors and starts
+// it again with them. The daemon must survive all of it but the kills,
+// the active release must keep serving (failed requests only while its
+// own web process or the daemon is down; a daemon restarted with its
+// stored proxy socket refuses no connection), every killed process must
+// come back, a daemon killed while it serves must come back with the same
+// web process, a crashed daemon must leave nothing that recover --force
+// does not stop, and nothing may outlive the shutdown.
 func TestChaos(t *testing.T) {
 	stateDir := filepath.Join(t.TempDir(), "state")
 	os.Mkdir(stateDir, 0o755)
@@ -50,6 +56,12 @@ func TestChaos(t *testing.T) {
 	// 256 descriptors: enough for the daemon's work, few enough for a
 	// flood of connections to use them all up.
 	d.wrap = []string{"sh", "-c", `ulimit -n 256 && exec "$0" "$@"`}
+	m, err := sdtest.NewManager(d.dir, storeMax)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	d.command = func(args []string) *exec.Cmd { return m.Command(args[0], args[1:]...) }
 	d.start()
 	t.Cleanup(d.cleanup)
 
@@ -61,13 +73,13 @@ func TestChaos(t *testing.T) {
 	// Windows in which the active web process or the daemon was down
 	// (killed on purpose).
 	type window struct{ from, to time.Time }
-	var webDown []window
+	var webDown, readopted []window
 	deploys, crashes, floods := 0, 0, 0
 	deadline := time.Now().Add(chaosDuration())
 	for time.Now().Before(deadline) {
 		s := d.status()
 		active := release(s, s["activeReleaseId"].(string))
-		switch rng.Intn(9) {
+		switch rng.Intn(10) {
 		case 0, 1: // a background process dies
 			var pids []int
 			for _, p := range active["processes"].([]any) {
@@ -145,7 +157,7 @@ func TestChaos(t *testing.T) {
 			deploys++
 			crashes++
 			from := time.Now()
-			crashMidDeploy(t, d, fmt.Sprintf("good-%d", deploys), time.Duration(rng.Intn(400))*time.Millisecond)
+			crashMidDeploy(t, d, m, fmt.Sprintf("good-%d", deploys), time.Duration(rng.Intn(400))*time.Millisecond)
 			deploys++
 			if r := d.deploy(fmt.Sprintf("good-%d", deploys)); r.code != 0 {
 				t.Fatalf("deploy after the crash: %+v", r)
@@ -162,16 +174,48 @@ func TestChaos(t *testing.T) {
 			for _, c := range flood {
 				c.Close()
 			}
+		case 9: // the daemon is SIGKILLed while it serves; its service manager starts it again with the stored descriptors
+			web := processEntry(active["processes"], "web")
+			if web["state"] != "running" || web["pid"] == nil {
+				break
+			}
+			crashes++
+			from := time.Now()
+			d.crashDaemon()
+			d.start()
+			after := d.status()
+			w := processEntry(release(after, after["activeReleaseId"].(string))["processes"], "web")
+			ro, _ := after["readoption"].(map[string]any)
+			if after["activeReleaseId"] != s["activeReleaseId"] || w["pid"] != web["pid"] || ro == nil || ro["fdStore"] != true {
+				t.Fatalf("after a SIGKILL the daemon serves %v with web pid %v (readoption %v); before: %v with web pid %v",
+					after["activeReleaseId"], w["pid"], after["readoption"], s["activeReleaseId"], web["pid"])
+			}
+			if code, body := d.get("/release"); code != 200 || body != s["activeReleaseId"] {
+				t.Fatalf("after a SIGKILL the proxy answers %d %q", code, body)
+			}
+			readopted = append(readopted, window{from, time.Now().Add(200 * time.Millisecond)})
 		}
 		time.Sleep(time.Duration(50+rng.Intn(150)) * time.Millisecond)
 	}
 	failures := tr.stop()
 
-	// Failures only while the web process was down on purpose.
+	// Failures only while the web process was down on purpose, or the
+	// daemon was: while a daemon restarted with its stored proxy socket,
+	// connections waited in the backlog instead of being refused.
+	duringReadoption := 0
 	for _, f := range failures {
 		allowed := false
 		for _, w := range webDown {
 			if !f.at.Before(w.from) && !f.at.After(w.to) {
+				allowed = true
+			}
+		}
+		for _, w := range readopted {
+			if !f.at.Before(w.from) && !f.at.After(w.to) {
+				if strings.Contains(f.err, "connection refused") {
+					t.Errorf("a connection was refused while the daemon restarted with its stored proxy socket: %s at %s", f.err, f.at.Format(time.StampMilli))
+				}
+				duringReadoption++
 				allowed = true
 			}
 		}
@@ -197,7 +241,8 @@ func TestChaos(t *testing.T) {
 		}
 		return true
 	})
-	t.Logf("%d requests, %d failed during %d web outages (%d of them daemon crashes), %d deploys, %d descriptor floods", tr.ok.Load()+int64(len(failures)), len(failures), len(webDown), crashes, deploys, floods)
+	t.Logf("%d requests, %d failed during %d outages (%d daemon crashes, %d of them re-adopted through the harness with %d failed requests), %d deploys, %d descriptor floods",
+		tr.ok.Load()+int64(len(failures)), len(failures), len(webDown)+len(readopted), crashes, len(readopted), duringReadoption, deploys, floods)
 	d.shutdown()
 	if left := processesMentioning(fixture); len(left) > 0 {
 		t.Fatalf("processes outlived the daemon: %v", left)
@@ -208,9 +253,10 @@ func TestChaos(t *testing.T) {
 // after, then checks the recovery path an operator takes: a new daemon
 // re-adopts the leftovers or lists them as orphans, and once it is shut
 // down (stopping what it re-adopted) recover --force stops the rest, so
-// no process of the test is left running. Finally a fresh
-// daemon is started for the next deploy.
-func crashMidDeploy(t *testing.T, d *testDaemon, id string, after time.Duration) {
+// no process of the test is left running. Finally a fresh daemon is
+// started for the next deploy, with an empty store: systemd empties it
+// when the unit stops.
+func crashMidDeploy(t *testing.T, d *testDaemon, m *sdtest.Manager, id string, after time.Duration) {
 	t.Helper()
 	path := filepath.Join(d.dir, "releases", id)
 	os.MkdirAll(path, 0o755)
@@ -222,10 +268,19 @@ func crashMidDeploy(t *testing.T, d *testDaemon, id string, after time.Duration)
 	go func() { deploy.Wait(); close(done) }()
 	time.Sleep(after) // the fault's moment, not a synchronisation
 	d.crashDaemon()
-	<-done
+	// A deploy that connected after the kill waits in the stored control
+	// socket's backlog for the successor, which answers it or ends it at
+	// its shutdown.
 	d.start()
 	d.status()
 	d.stopDaemon()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		deploy.Process.Kill()
+		t.Fatalf("the deploy killed %v in did not end after the successor's shutdown", after)
+	}
+	m.Reset()
 	if r := d.cli("recover", "--force"); r.code != 0 {
 		t.Fatalf("recover --force after a crash %v into a deploy: %+v", after, r)
 	}

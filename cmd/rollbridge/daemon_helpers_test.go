@@ -42,6 +42,10 @@ type testDaemon struct {
 	wrap []string
 	// ready reports that the daemon is up; nil waits for status to answer.
 	ready func() bool
+	// command, when set, builds the daemon's command from its arguments
+	// (a harness playing systemd's part: its environment and the stored
+	// descriptors as ExtraFiles, closed here once the daemon started).
+	command func(args []string) *exec.Cmd
 	// handedOver: the control socket went to a takeover candidate, so it
 	// outlives this daemon.
 	handedOver bool
@@ -108,12 +112,21 @@ func (d *testDaemon) start() {
 	if d.wrap != nil {
 		args = append(append([]string(nil), d.wrap...), args...)
 	}
-	d.cmd = exec.Command(args[0], args[1:]...)
-	d.cmd.Env = append(os.Environ(), d.env...)
+	if d.command != nil {
+		d.cmd = d.command(args)
+		d.cmd.Env = append(d.cmd.Env, d.env...)
+	} else {
+		d.cmd = exec.Command(args[0], args[1:]...)
+		d.cmd.Env = append(os.Environ(), d.env...)
+	}
 	d.cmd.Dir = d.dir
 	d.cmd.Stdout, d.cmd.Stderr = d.stdout, d.stderr
 	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := d.cmd.Start(); err != nil {
+	err := d.cmd.Start()
+	for _, f := range d.cmd.ExtraFiles {
+		f.Close()
+	}
+	if err != nil {
 		d.t.Fatal(err)
 	}
 	go func() { d.exitErr = d.cmd.Wait(); close(d.exited) }()
