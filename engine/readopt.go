@@ -170,6 +170,10 @@ func orphanKey(pid int, start uint64) Orphan { return Orphan{Pid: pid, StartTime
 // health check. It returns the live entries not taken over, which stay
 // orphans as before.
 func (e *Engine) readopt(saved *savedState, entries []Orphan) []Orphan {
+	// Every way out lets requests flow again, also when there turned out
+	// to be nothing to re-adopt (a reboot): a hold nobody lifts would keep
+	// every request waiting for good, through later deploys too.
+	defer e.endReadoptionHold()
 	live := LiveOrphans(entries)
 	if saved == nil || len(live) == 0 {
 		return entries
@@ -227,13 +231,23 @@ func (e *Engine) readopt(saved *savedState, entries []Orphan) []Orphan {
 	return left
 }
 
-// setReadoption records the outcome for status and lets requests flow.
+// setReadoption records the outcome for status.
 func (e *Engine) setReadoption(r *readoption) {
 	e.mu.Lock()
 	e.readoption = r
-	e.traffic.readopting = false
-	e.applyGateLocked()
 	e.mu.Unlock()
+}
+
+// endReadoptionHold lets requests flow that holdForReadoption held (the
+// traffic state restored from the state file, a pause or maintenance,
+// still applies).
+func (e *Engine) endReadoptionHold() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.traffic.readopting {
+		e.traffic.readopting = false
+		e.applyGateLocked()
+	}
 }
 
 // holdForReadoption holds requests at the proxy while a re-adoption
