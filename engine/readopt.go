@@ -201,7 +201,9 @@ func (e *Engine) readopt(saved *savedState, entries []Orphan) []Orphan {
 		return refuse(err.Error())
 	}
 	if a.active != nil {
-		if err := a.checkWeb(); err != nil {
+		// A shutdown cancels the check; the processes are then taken
+		// over only to be stopped, which needs no healthy web process.
+		if err := a.checkWeb(); err != nil && !e.stopping.Load() {
 			e.events.log("re-adoption failed", jsconfig.Field{Key: "error", Value: err.Error()}, jsconfig.Field{Key: "releaseId", Value: a.active.ID})
 			return refuse("the active release " + a.active.ID + " failed its health check: " + err.Error())
 		}
@@ -209,7 +211,13 @@ func (e *Engine) readopt(saved *savedState, entries []Orphan) []Orphan {
 	if err := a.adopt(); err != nil {
 		return refuse(err.Error())
 	}
-	a.commit()
+	if !a.commit() {
+		// The daemon began to shut down (systemctl stop) before the
+		// processes were its own. Under KillMode=process nobody else
+		// stops them: let go now, they would run on unsupervised.
+		a.stopAdopted()
+		return refuse("the daemon began to shut down during the re-adoption: it stopped the processes it had taken over")
+	}
 	var left []Orphan
 	for _, o := range entries {
 		if !a.used[orphanKey(o.Pid, o.StartTime)] {
@@ -403,9 +411,19 @@ func savedEntry(list []savedProcess, id string) *savedProcess {
 }
 
 // adopt builds the instances of every re-adopted release, service and
-// singleton from the config, over the recorded processes.
+// singleton from the config, over the recorded processes. Everything is
+// rendered before the first process is taken over: a refusal (a command
+// that no longer renders) then leaves every process an orphan, none of
+// them supervised by a Process nobody owns.
 func (a *adoptPlan) adopt() error {
 	e, plan := a.e, a.plan
+	type pending struct {
+		in      *instance
+		spec    runtime.Spec
+		saved   *savedProcess
+		restart bool
+	}
+	var todo []pending
 	for _, r := range a.releases {
 		var sr *savedRelease
 		for i := range a.saved.Releases {
@@ -420,48 +438,81 @@ func (a *adoptPlan) adopt() error {
 				if err != nil {
 					return fmt.Errorf("release %s: %w", r.ID, err)
 				}
-				a.adoptProcess(in, spec, savedEntry(sr.Processes, in.id), r == a.active)
+				todo = append(todo, pending{in, spec, savedEntry(sr.Processes, in.id), r == a.active})
 				r.procs = append(r.procs, in)
 			}
 		}
-		a.report.releases = append(a.report.releases, r.ID)
 	}
-	for _, s := range a.saved.Services {
+	// One entry per id: a second one of the same id stays an orphan, so
+	// a service or singleton never runs twice.
+	seen := map[string]bool{}
+	var services []*serviceEntry
+	for i := range a.saved.Services {
+		s := &a.saved.Services[i]
 		def := plan.Process(s.ID)
-		if def == nil || def.Policy != jsconfig.PolicyService || def.DeployStrategy != jsconfig.StrategyPersistent || a.active == nil {
+		if def == nil || def.Policy != jsconfig.PolicyService || def.DeployStrategy != jsconfig.StrategyPersistent || a.active == nil || seen[def.ID] {
 			continue
 		}
+		seen[def.ID] = true
 		in, spec, err := e.renderInstance(plan, a.active, def, 0, func() bool { return !e.stopping.Load() })
 		if err != nil {
 			return fmt.Errorf("service %s: %w", def.ID, err)
 		}
-		a.adoptProcess(in, spec, &s.Process, true)
+		todo = append(todo, pending{in, spec, &s.Process, true})
 		entry := &serviceEntry{inst: in, startedBy: a.active}
 		if def.Port != nil {
 			port := portOf(a.active.ports, def.ID)
 			entry.port = &port
 		}
-		a.services = append(a.services, entry)
+		services = append(services, entry)
 	}
-	for _, s := range a.saved.Singletons {
+	var singletons []*singletonEntry
+	for i := range a.saved.Singletons {
+		s := &a.saved.Singletons[i]
 		def := plan.Process(s.ID)
-		if def == nil || def.Policy != jsconfig.PolicySingleton || a.active == nil {
+		if def == nil || def.Policy != jsconfig.PolicySingleton || a.active == nil || seen[def.ID] {
 			continue
 		}
+		seen[def.ID] = true
 		in, spec, err := e.renderInstance(plan, a.active, def, 0, e.releaseGate(a.active))
 		if err != nil {
 			return fmt.Errorf("singleton %s: %w", def.ID, err)
 		}
-		a.adoptProcess(in, spec, &s.Process, true)
-		a.singletons = append(a.singletons, &singletonEntry{inst: in, release: a.active})
+		todo = append(todo, pending{in, spec, &s.Process, true})
+		singletons = append(singletons, &singletonEntry{inst: in, release: a.active})
 	}
+	for _, p := range todo {
+		a.adoptProcess(p.in, p.spec, p.saved, p.restart)
+	}
+	for _, r := range a.releases {
+		a.report.releases = append(a.report.releases, r.ID)
+	}
+	a.services, a.singletons = services, singletons
 	return nil
+}
+
+// stopAdopted runs the stop sequence of every process taken over so far
+// and waits for it.
+func (a *adoptPlan) stopAdopted() {
+	var procs []*instance
+	for _, r := range a.releases {
+		procs = append(procs, r.procs...)
+	}
+	for _, s := range a.services {
+		procs = append(procs, s.inst)
+	}
+	for _, s := range a.singletons {
+		procs = append(procs, s.inst)
+	}
+	stopAll(procs)
 }
 
 // commit makes the re-adopted model the daemon's: traffic goes to the
 // active release, draining ones finish their drain, and processes that
-// died while no daemon watched them start again.
-func (a *adoptPlan) commit() {
+// died while no daemon watched them start again. It reports false, and
+// changes nothing, once a shutdown has begun: the shutdown would not see
+// what commit adds.
+func (a *adoptPlan) commit() bool {
 	e, plan := a.e, a.plan
 	for _, r := range a.releases {
 		web := plan.ProxiedProcess()
@@ -470,6 +521,10 @@ func (a *adoptPlan) commit() {
 		}
 	}
 	e.mu.Lock()
+	if e.stopping.Load() {
+		e.mu.Unlock()
+		return false
+	}
 	e.releases = append(e.releases, a.releases...)
 	e.active = a.active
 	e.services = append(e.services, a.services...)
@@ -501,6 +556,7 @@ func (a *adoptPlan) commit() {
 		}
 	}
 	e.persist.request()
+	return true
 }
 
 // newTarget is the proxy target of release r's web process on port.
