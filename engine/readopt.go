@@ -152,7 +152,10 @@ type adoptPlan struct {
 	webPort  int
 	// used marks the entries taken over (by pid and start time); the
 	// other live ones stay orphans.
-	used       map[Orphan]bool
+	used map[Orphan]bool
+	// failed holds why a live entry could not be adopted (runtime.Adopt's
+	// error); it stays an orphan and is not started anew beside itself.
+	failed     map[Orphan]string
 	services   []*serviceEntry
 	singletons []*singletonEntry
 	restart    []*instance // recorded as running but gone: started again
@@ -196,7 +199,10 @@ func (e *Engine) readopt(saved *savedState, entries []Orphan) []Orphan {
 		}
 		return refuse(err.Error())
 	}
-	a := &adoptPlan{e: e, plan: plan, saved: saved, used: map[Orphan]bool{}, report: report}
+	if err := runtime.CanAdopt(); err != nil {
+		return refuse("this system does not let the daemon watch processes it did not start (" + err.Error() + "; Linux 5.3 or later is needed, without a syscall filter that denies pidfd_open)")
+	}
+	a := &adoptPlan{e: e, plan: plan, saved: saved, used: map[Orphan]bool{}, failed: map[Orphan]string{}, report: report}
 	if err := a.releasesFromState(); err != nil {
 		return refuse(err.Error())
 	}
@@ -272,6 +278,9 @@ func (e *Engine) holdForReadoption(saved *savedState) {
 
 // missReason says why a live entry was not re-adopted.
 func (a *adoptPlan) missReason(o Orphan) string {
+	if reason, ok := a.failed[orphanKey(o.Pid, o.StartTime)]; ok {
+		return reason
+	}
 	for _, sr := range a.saved.Releases {
 		if o.ReleaseID == nil || *o.ReleaseID != sr.ReleaseID {
 			continue
@@ -387,11 +396,13 @@ func (a *adoptPlan) adoptProcess(in *instance, spec runtime.Spec, p *savedProces
 			a.e.processEvent(in)(runtime.Event{Message: "process re-adopted", Data: []runtime.Field{{Key: "output", Value: output}, {Key: "pid", Value: p.Pid}}})
 			return
 		}
-		if stdout != nil {
-			stdout.Close()
-		}
-		if stderr != nil {
-			stderr.Close()
+		if p.confirmed() {
+			// Still running, just not adoptable: starting it anew would
+			// run it twice. It stays an orphan, and so does its instance's
+			// place in the release (not running).
+			a.failed[orphanKey(p.Pid, p.StartTime)] = err.Error()
+			in.proc = runtime.New(spec, opts)
+			return
 		}
 	}
 	in.proc = runtime.New(spec, opts)
