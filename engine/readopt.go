@@ -39,13 +39,15 @@ type savedProcess struct {
 	Hook            string `json:"hook"` // set on a running hook's entry
 	ID              string `json:"id"`
 	LastStartReason string `json:"lastStartReason"`
-	MemoryRestarts  int    `json:"memoryRestarts"`
-	Pgid            int    `json:"pgid"`
-	Pid             int    `json:"pid"`
-	Restarts        int    `json:"restarts"`
-	StartedAt       string `json:"startedAt"`
-	StartTime       uint64 `json:"startTime"`
-	State           string `json:"state"`
+	// LastMemoryRestartAt is absent when there was none.
+	LastMemoryRestartAt string `json:"lastMemoryRestartAt"`
+	MemoryRestarts      int    `json:"memoryRestarts"`
+	Pgid                int    `json:"pgid"`
+	Pid                 int    `json:"pid"`
+	Restarts            int    `json:"restarts"`
+	StartedAt           string `json:"startedAt"`
+	StartTime           uint64 `json:"startTime"`
+	State               string `json:"state"`
 }
 
 type savedNamed struct {
@@ -383,7 +385,8 @@ func (a *adoptPlan) adoptProcess(in *instance, spec runtime.Spec, p *savedProces
 		stdout, stderr := a.e.fds.outputPipes(p.Pid, p.StartTime)
 		proc, err := runtime.Adopt(spec, opts, runtime.Adopted{
 			PID: p.Pid, StartTime: p.StartTime, StartedAt: parseISO(p.StartedAt), LastStartReason: p.LastStartReason,
-			Restarts: p.Restarts, MemoryRestarts: p.MemoryRestarts, Stdout: stdout, Stderr: stderr,
+			Restarts: p.Restarts, MemoryRestarts: p.MemoryRestarts, LastMemoryRestartAt: parseISO(p.LastMemoryRestartAt),
+			Stdout: stdout, Stderr: stderr,
 		})
 		if err == nil {
 			in.proc = proc
