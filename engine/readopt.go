@@ -224,6 +224,7 @@ func (e *Engine) readopt(saved *savedState, entries []Orphan) []Orphan {
 		// processes were its own. Under KillMode=process nobody else
 		// stops them: let go now, they would run on unsupervised.
 		a.stopAdopted()
+		report.processes, report.releases = 0, nil
 		return refuse("the daemon began to shut down during the re-adoption: it stopped the processes it had taken over")
 	}
 	var left []Orphan
