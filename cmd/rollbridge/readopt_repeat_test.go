@@ -166,3 +166,82 @@ func TestTakeoverAfterReadoption(t *testing.T) {
 	}
 	cand.shutdown()
 }
+
+// A deliberate shutdown takes the daemon's listeners out of systemd's
+// store before it closes them: otherwise systemd's copy keeps the proxy
+// port listening while the unit stops (and, with
+// FileDescriptorStorePreserve= or Restart=always, after it), and clients
+// wait in the backlog for a daemon that is going away instead of being
+// refused.
+func TestShutdownTakesTheListenersOutOfTheStore(t *testing.T) {
+	m, err := sdtest.NewManager(t.TempDir(), 256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	d := newTestDaemon(t, `processes: [`+webProcess+`]`)
+	d.startUnder(m)
+	t.Cleanup(d.cleanup)
+	if r := d.deploy("v1"); r.code != 0 {
+		t.Fatalf("deploy: %+v", r)
+	}
+	if names := fmt.Sprint(m.Names()); !strings.Contains(names, "proxy") || !strings.Contains(names, "control") {
+		t.Fatalf("stored while running: %s", names)
+	}
+	d.shutdown()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := m.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// (Output pipes may stay until their capture ended; their writers are
+	// gone, so systemd drops them by itself, POLLHUP.)
+	for _, name := range m.Names() {
+		if name == "proxy" || name == "control" || name == "metrics" {
+			t.Fatalf("still stored after the shutdown: %v", m.Names())
+		}
+	}
+}
+
+// A bootstrap that fails keeps its listeners in the store: its exit is a
+// failure that systemd retries, and the retry gets the same proxy socket,
+// so clients wait in its backlog instead of being refused in between.
+func TestAFailedBootstrapKeepsTheListenersStored(t *testing.T) {
+	m, err := sdtest.NewManager(t.TempDir(), 256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	dir := t.TempDir()
+	rel := filepath.Join(dir, "releases", "b1")
+	os.MkdirAll(rel, 0o755)
+	d := &testDaemon{t: t, dir: dir, config: filepath.Join(dir, "rollbridge.js"), sock: filepath.Join(dir, "rb.sock"), pids: map[int]bool{},
+		args: []string{"--release-path", rel, "--release-id", "b1", "--revision", "b1"}}
+	// The web process never becomes ready: the bootstrap deploy fails.
+	d.writeConfig(`processes: [{id: "web", policy: "proxied", command: "exec FIXTURE -listen -ready-file {{releasePath}}/ready",
+     port: {from: 20000, to: 20999}, health: {path: "/ready", intervalMs: 20, timeoutMs: 300}}]`)
+	out := &syncBuffer{}
+	cmd, err := m.Start(binary, append([]string{"daemon", "-c", d.config}, d.args...), nil, out, out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	select {
+	case err := <-exited:
+		if err == nil {
+			t.Fatalf("the bootstrap did not fail:\n%s", out.String())
+		}
+	case <-time.After(30 * time.Second):
+		cmd.Process.Kill()
+		t.Fatalf("the daemon did not exit:\n%s", out.String())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := m.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if names := fmt.Sprint(m.Names()); !strings.Contains(names, "proxy") {
+		t.Fatalf("stored after the failed bootstrap: %s\n%s", names, out.String())
+	}
+}
