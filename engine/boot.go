@@ -161,6 +161,7 @@ func (e *Engine) failLaunch(cause error) error {
 			e.persist.useSibling()
 		}
 	}
+	e.launchFailed.Store(true)
 	e.Shutdown(nil)
 	return cause
 }

@@ -97,7 +97,10 @@ type Engine struct {
 	// non-zero and its supervisor starts it again.
 	failed   atomic.Pointer[error]
 	failOnce sync.Once
-	shutdown struct {
+	// launchFailed is set when a bootstrap or takeover failed: the exit is
+	// a failure its supervisor retries, with the stored listeners.
+	launchFailed atomic.Bool
+	shutdown     struct {
 		once sync.Once
 		done chan struct{}
 		err  error
@@ -239,6 +242,13 @@ func (e *Engine) runShutdown(requester *control.Conn) error {
 	sock, retired := e.socket, e.retiredOwner
 	e.mu.Unlock()
 	e.notify("STOPPING=1")
+	if e.failure() == nil && !e.launchFailed.Load() {
+		// A deliberate stop: systemd's copies would keep the listeners
+		// open after the daemon closed them, and clients would wait in
+		// the backlog instead of being refused. A failure (a listener,
+		// a bootstrap) keeps them for the restart that follows.
+		e.fds.remove(fdProxy, fdControl, fdMetrics)
+	}
 	e.cancel()
 	e.ops.close()
 	e.metrics.close()

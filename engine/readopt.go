@@ -39,13 +39,15 @@ type savedProcess struct {
 	Hook            string `json:"hook"` // set on a running hook's entry
 	ID              string `json:"id"`
 	LastStartReason string `json:"lastStartReason"`
-	MemoryRestarts  int    `json:"memoryRestarts"`
-	Pgid            int    `json:"pgid"`
-	Pid             int    `json:"pid"`
-	Restarts        int    `json:"restarts"`
-	StartedAt       string `json:"startedAt"`
-	StartTime       uint64 `json:"startTime"`
-	State           string `json:"state"`
+	// LastMemoryRestartAt is absent when there was none.
+	LastMemoryRestartAt string `json:"lastMemoryRestartAt"`
+	MemoryRestarts      int    `json:"memoryRestarts"`
+	Pgid                int    `json:"pgid"`
+	Pid                 int    `json:"pid"`
+	Restarts            int    `json:"restarts"`
+	StartedAt           string `json:"startedAt"`
+	StartTime           uint64 `json:"startTime"`
+	State               string `json:"state"`
 }
 
 type savedNamed struct {
@@ -152,7 +154,10 @@ type adoptPlan struct {
 	webPort  int
 	// used marks the entries taken over (by pid and start time); the
 	// other live ones stay orphans.
-	used       map[Orphan]bool
+	used map[Orphan]bool
+	// failed holds why a live entry could not be adopted (runtime.Adopt's
+	// error); it stays an orphan and is not started anew beside itself.
+	failed     map[Orphan]string
 	services   []*serviceEntry
 	singletons []*singletonEntry
 	restart    []*instance // recorded as running but gone: started again
@@ -170,8 +175,9 @@ func orphanKey(pid int, start uint64) Orphan { return Orphan{Pid: pid, StartTime
 // health check. It returns the live entries not taken over, which stay
 // orphans as before.
 func (e *Engine) readopt(saved *savedState, entries []Orphan) []Orphan {
-	// Whatever the outcome, requests flow (or meet the operator's pause)
-	// once the re-adoption is decided.
+	// Every way out lets requests flow again, also when there turned out
+	// to be nothing to re-adopt (a reboot): a hold nobody lifts would keep
+	// every request waiting for good, through later deploys too.
 	defer e.endReadoptionHold()
 	live := LiveOrphans(entries)
 	if saved == nil || len(live) == 0 {
@@ -195,12 +201,17 @@ func (e *Engine) readopt(saved *savedState, entries []Orphan) []Orphan {
 		}
 		return refuse(err.Error())
 	}
-	a := &adoptPlan{e: e, plan: plan, saved: saved, used: map[Orphan]bool{}, report: report}
+	if err := runtime.CanAdopt(); err != nil {
+		return refuse("this system does not let the daemon watch processes it did not start (" + err.Error() + "; Linux 5.3 or later is needed, without a syscall filter that denies pidfd_open)")
+	}
+	a := &adoptPlan{e: e, plan: plan, saved: saved, used: map[Orphan]bool{}, failed: map[Orphan]string{}, report: report}
 	if err := a.releasesFromState(); err != nil {
 		return refuse(err.Error())
 	}
 	if a.active != nil {
-		if err := a.checkWeb(); err != nil {
+		// A shutdown cancels the check; the processes are then taken
+		// over only to be stopped, which needs no healthy web process.
+		if err := a.checkWeb(); err != nil && !e.stopping.Load() {
 			e.events.log("re-adoption failed", jsconfig.Field{Key: "error", Value: err.Error()}, jsconfig.Field{Key: "releaseId", Value: a.active.ID})
 			return refuse("the active release " + a.active.ID + " failed its health check: " + err.Error())
 		}
@@ -209,10 +220,12 @@ func (e *Engine) readopt(saved *savedState, entries []Orphan) []Orphan {
 		return refuse(err.Error())
 	}
 	if !a.commit() {
-		// A shutdown began meanwhile: what was taken over is not the
-		// daemon's to stop, so it stays on record as orphans for the next
-		// start, which re-adopts it.
-		return refuse(ErrShuttingDown.Error())
+		// The daemon began to shut down (systemctl stop) before the
+		// processes were its own. Under KillMode=process nobody else
+		// stops them: let go now, they would run on unsupervised.
+		a.stopAdopted()
+		report.processes, report.releases = 0, nil
+		return refuse("the daemon began to shut down during the re-adoption: it stopped the processes it had taken over")
 	}
 	var left []Orphan
 	for _, o := range entries {
@@ -242,7 +255,9 @@ func (e *Engine) setReadoption(r *readoption) {
 	e.mu.Unlock()
 }
 
-// endReadoptionHold lifts holdForReadoption's hold.
+// endReadoptionHold lets requests flow that holdForReadoption held (the
+// traffic state restored from the state file, a pause or maintenance,
+// still applies).
 func (e *Engine) endReadoptionHold() {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -266,6 +281,9 @@ func (e *Engine) holdForReadoption(saved *savedState) {
 
 // missReason says why a live entry was not re-adopted.
 func (a *adoptPlan) missReason(o Orphan) string {
+	if reason, ok := a.failed[orphanKey(o.Pid, o.StartTime)]; ok {
+		return reason
+	}
 	for _, sr := range a.saved.Releases {
 		if o.ReleaseID == nil || *o.ReleaseID != sr.ReleaseID {
 			continue
@@ -368,7 +386,8 @@ func (a *adoptPlan) adoptProcess(in *instance, spec runtime.Spec, p *savedProces
 		stdout, stderr := a.e.fds.outputPipes(p.Pid, p.StartTime)
 		proc, err := runtime.Adopt(spec, opts, runtime.Adopted{
 			PID: p.Pid, StartTime: p.StartTime, StartedAt: parseISO(p.StartedAt), LastStartReason: p.LastStartReason,
-			Restarts: p.Restarts, MemoryRestarts: p.MemoryRestarts, Stdout: stdout, Stderr: stderr,
+			Restarts: p.Restarts, MemoryRestarts: p.MemoryRestarts, LastMemoryRestartAt: parseISO(p.LastMemoryRestartAt),
+			Stdout: stdout, Stderr: stderr,
 		})
 		if err == nil {
 			in.proc = proc
@@ -384,6 +403,14 @@ func (a *adoptPlan) adoptProcess(in *instance, spec runtime.Spec, p *savedProces
 		// Adopt closed the pipes; systemd's copies go too, or a process
 		// that still runs would block once its pipe is full.
 		a.e.fds.remove(outputFDNames(p.Pid, p.StartTime))
+		if p.confirmed() {
+			// Still running, just not adoptable: starting it anew would
+			// run it twice. It stays an orphan, and so does its instance's
+			// place in the release (not running).
+			a.failed[orphanKey(p.Pid, p.StartTime)] = err.Error()
+			in.proc = runtime.New(spec, opts)
+			return
+		}
 	}
 	in.proc = runtime.New(spec, opts)
 	if restart && p != nil && p.wasRunning() {
@@ -402,9 +429,19 @@ func savedEntry(list []savedProcess, id string) *savedProcess {
 }
 
 // adopt builds the instances of every re-adopted release, service and
-// singleton from the config, over the recorded processes.
+// singleton from the config, over the recorded processes. Everything is
+// rendered before the first process is taken over: a refusal (a command
+// that no longer renders) then leaves every process an orphan, none of
+// them supervised by a Process nobody owns.
 func (a *adoptPlan) adopt() error {
 	e, plan := a.e, a.plan
+	type pending struct {
+		in      *instance
+		spec    runtime.Spec
+		saved   *savedProcess
+		restart bool
+	}
+	var todo []pending
 	for _, r := range a.releases {
 		var sr *savedRelease
 		for i := range a.saved.Releases {
@@ -419,49 +456,80 @@ func (a *adoptPlan) adopt() error {
 				if err != nil {
 					return fmt.Errorf("release %s: %w", r.ID, err)
 				}
-				a.adoptProcess(in, spec, savedEntry(sr.Processes, in.id), r == a.active)
+				todo = append(todo, pending{in, spec, savedEntry(sr.Processes, in.id), r == a.active})
 				r.procs = append(r.procs, in)
 			}
 		}
-		a.report.releases = append(a.report.releases, r.ID)
 	}
-	for _, s := range a.saved.Services {
+	// One entry per id: a second one of the same id stays an orphan, so
+	// a service or singleton never runs twice.
+	seen := map[string]bool{}
+	var services []*serviceEntry
+	for i := range a.saved.Services {
+		s := &a.saved.Services[i]
 		def := plan.Process(s.ID)
-		if def == nil || def.Policy != jsconfig.PolicyService || def.DeployStrategy != jsconfig.StrategyPersistent || a.active == nil {
+		if def == nil || def.Policy != jsconfig.PolicyService || def.DeployStrategy != jsconfig.StrategyPersistent || a.active == nil || seen[def.ID] {
 			continue
 		}
+		seen[def.ID] = true
 		in, spec, err := e.renderInstance(plan, a.active, def, 0, func() bool { return !e.stopping.Load() })
 		if err != nil {
 			return fmt.Errorf("service %s: %w", def.ID, err)
 		}
-		a.adoptProcess(in, spec, &s.Process, true)
+		todo = append(todo, pending{in, spec, &s.Process, true})
 		entry := &serviceEntry{inst: in, startedBy: a.active}
 		if def.Port != nil {
 			port := portOf(a.active.ports, def.ID)
 			entry.port = &port
 		}
-		a.services = append(a.services, entry)
+		services = append(services, entry)
 	}
-	for _, s := range a.saved.Singletons {
+	var singletons []*singletonEntry
+	for i := range a.saved.Singletons {
+		s := &a.saved.Singletons[i]
 		def := plan.Process(s.ID)
-		if def == nil || def.Policy != jsconfig.PolicySingleton || a.active == nil {
+		if def == nil || def.Policy != jsconfig.PolicySingleton || a.active == nil || seen[def.ID] {
 			continue
 		}
+		seen[def.ID] = true
 		in, spec, err := e.renderInstance(plan, a.active, def, 0, e.releaseGate(a.active))
 		if err != nil {
 			return fmt.Errorf("singleton %s: %w", def.ID, err)
 		}
-		a.adoptProcess(in, spec, &s.Process, true)
-		a.singletons = append(a.singletons, &singletonEntry{inst: in, release: a.active})
+		todo = append(todo, pending{in, spec, &s.Process, true})
+		singletons = append(singletons, &singletonEntry{inst: in, release: a.active})
 	}
+	for _, p := range todo {
+		a.adoptProcess(p.in, p.spec, p.saved, p.restart)
+	}
+	for _, r := range a.releases {
+		a.report.releases = append(a.report.releases, r.ID)
+	}
+	a.services, a.singletons = services, singletons
 	return nil
+}
+
+// stopAdopted runs the stop sequence of every process taken over so far
+// and waits for it.
+func (a *adoptPlan) stopAdopted() {
+	var procs []*instance
+	for _, r := range a.releases {
+		procs = append(procs, r.procs...)
+	}
+	for _, s := range a.services {
+		procs = append(procs, s.inst)
+	}
+	for _, s := range a.singletons {
+		procs = append(procs, s.inst)
+	}
+	stopAll(procs)
 }
 
 // commit makes the re-adopted model the daemon's: traffic goes to the
 // active release, draining ones finish their drain, and processes that
 // died while no daemon watched them start again. It reports false, and
 // changes nothing, once a shutdown has begun: the shutdown would not see
-// what is added after it collected what it stops.
+// what commit adds.
 func (a *adoptPlan) commit() bool {
 	e, plan := a.e, a.plan
 	for _, r := range a.releases {

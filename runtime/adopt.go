@@ -163,3 +163,17 @@ func pidExited(pidfd uintptr, timeout int) bool {
 		}
 	}
 }
+
+// CanAdopt reports whether this system lets the daemon watch a process it
+// did not start: Adopt needs pidfd_open (Linux 5.3 or later, and not
+// denied by a syscall filter). Without it no process can be adopted, and
+// the caller must leave them all alone rather than start them anew
+// beside the ones still running.
+func CanAdopt() error {
+	fd, err := unix.PidfdOpen(os.Getpid(), 0)
+	if err != nil {
+		return fmt.Errorf("pidfd_open: %w", err)
+	}
+	unix.Close(fd)
+	return nil
+}

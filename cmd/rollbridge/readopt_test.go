@@ -2,8 +2,6 @@ package main
 
 import (
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -257,93 +255,5 @@ func TestBootstrapAfterACrash(t *testing.T) {
 	}
 	if code, body := d.get("/release"); code != 200 || body != "b1" {
 		t.Fatalf("%d %q", code, body)
-	}
-}
-
-// A SIGTERM while a restarted daemon is still health-checking the release
-// it re-adopts ends the daemon without taking the release over or
-// stopping it: the processes stay on record, and the next start re-adopts
-// them.
-func TestShutdownDuringReadoption(t *testing.T) {
-	state := filepath.Join(t.TempDir(), "state.json")
-	d := startDaemon(t, `statePath: `+strconv.Quote(state)+`, processes: [
-    {id: "worker", command: "exec FIXTURE"},
-    {id: "web", policy: "proxied", command: "exec FIXTURE -listen -ready-file {{releasePath}}/ready", port: {from: 20000, to: 20999}, health: {path: "/ready", intervalMs: 20, timeoutMs: 30000}}]`)
-	ready := filepath.Join(d.releasePath("v1"), "ready")
-	os.WriteFile(ready, nil, 0o644)
-	if r := d.deploy("v1"); r.code != 0 {
-		t.Fatalf("deploy: %+v", r)
-	}
-	before := pidsOf(d.status())
-	d.crashDaemon()
-
-	// The web process now fails its health check until ready exists again.
-	os.Remove(ready)
-	os.Remove(ready + ".probed")
-	d.ready = func() bool {
-		_, err := os.Stat(ready + ".probed")
-		return err == nil
-	}
-	d.start()
-	d.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-d.exited:
-	case <-time.After(20 * time.Second):
-		t.Fatal("the daemon did not end on SIGTERM during the re-adoption")
-	}
-	for id, pid := range before {
-		if !alive(pid) {
-			t.Fatalf("%s (pid %d) was stopped by a daemon that never took it over", id, pid)
-		}
-	}
-
-	os.WriteFile(ready, nil, 0o644)
-	d.ready = nil
-	d.start()
-	s := d.status()
-	if s["activeReleaseId"] != "v1" || fmt.Sprint(pidsOf(s)) != fmt.Sprint(before) || len(s["orphans"].([]any)) != 0 {
-		t.Fatalf("after the next start: active %v, pids %v (were %v), orphans %v", s["activeReleaseId"], pidsOf(s), before, s["orphans"])
-	}
-}
-
-// After a reboot the state file lists processes that no longer exist:
-// there is nothing to re-adopt, and the daemon that starts serves at once
-// (nothing holds its requests) the release it deploys.
-func TestNothingToReadoptAfterAReboot(t *testing.T) {
-	state := filepath.Join(t.TempDir(), "state.json")
-	d := startDaemon(t, readoptConfig(state))
-	if r := d.deploy("v1"); r.code != 0 {
-		t.Fatalf("deploy: %+v", r)
-	}
-	before := pidsOf(d.status())
-	d.crashDaemon()
-	for _, pid := range before {
-		syscall.Kill(-pid, syscall.SIGKILL)
-	}
-	waitUntil(t, "every process to be gone", 10*time.Second, func() bool {
-		for _, pid := range before {
-			if alive(pid) {
-				return false
-			}
-		}
-		return true
-	})
-	d.start()
-	s := d.status()
-	if s["readoption"] != nil || s["activeReleaseId"] != nil || len(s["orphans"].([]any)) != 0 {
-		t.Fatalf("readoption %v, active %v, orphans %v", s["readoption"], s["activeReleaseId"], s["orphans"])
-	}
-	if r := d.deploy("v2"); r.code != 0 {
-		t.Fatalf("deploy v2: %+v", r)
-	}
-	client := &http.Client{Timeout: 5 * time.Second}
-	resp, err := client.Get(d.url("/release"))
-	if err != nil {
-		t.Fatalf("a request after the restart was not answered: %v", err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != 200 || string(body) != "v2" {
-		t.Fatalf("%d %q", resp.StatusCode, body)
 	}
 }
