@@ -80,7 +80,10 @@ type Engine struct {
 	traffic      trafficState
 	persist      *persister  // nil without statePath
 	readoption   *readoption // what this daemon re-adopted at start-up, or nil
-	fds          *fdStore    // systemd's file descriptor store (empty without systemd)
+	// readoptRestarts are re-adopted instances whose process died while
+	// no daemon ran, started once the orphans are recorded.
+	readoptRestarts []*instance
+	fds             *fdStore // systemd's file descriptor store (empty without systemd)
 	// storedControl is the control listener systemd passed back, checked
 	// to still be the socket at control.path; nil when there is none.
 	storedControl *controlSocket
@@ -208,6 +211,7 @@ func (e *Engine) prepare() error {
 		return fail(err)
 	}
 	e.addOrphans(e.readopt(saved, entries))
+	e.restartReadopted()
 	return nil
 }
 

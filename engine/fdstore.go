@@ -45,6 +45,10 @@ type fdStore struct {
 
 	mu      sync.Mutex
 	passed  map[string][]*os.File // passed back at start, not used yet
+	// reused are the listeners used as systemd passed them back: still
+	// in its store, so not stored again (a remove and a store in a row
+	// would leave a moment with nothing stored).
+	reused map[string]net.Listener
 	names   []string              // every name passed back, for the event
 	refused bool                  // a store was refused: logged once
 }
@@ -128,6 +132,12 @@ func (s *fdStore) storeListener(name string, ln net.Listener) {
 	if !s.enabled {
 		return
 	}
+	s.mu.Lock()
+	reused := s.reused[name] == ln
+	s.mu.Unlock()
+	if reused {
+		return
+	}
 	f, err := listenerFile(ln)
 	if err != nil {
 		return
@@ -135,6 +145,16 @@ func (s *fdStore) storeListener(name string, ln net.Listener) {
 	defer f.Close()
 	s.remove(name)
 	s.store(name, f)
+}
+
+// reuse records that ln, passed back under name, is in use.
+func (s *fdStore) reuse(name string, ln net.Listener) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.reused == nil {
+		s.reused = map[string]net.Listener{}
+	}
+	s.reused[name] = ln
 }
 
 // listenerFile duplicates a listener's descriptor.
@@ -192,10 +212,14 @@ func (s *fdStore) closeUnused() {
 // closed: the config moved the proxy).
 func (s *fdStore) storedProxy(px jsconfig.Proxy) net.Listener {
 	ln := s.storedListener(fdProxy)
-	if ln != nil && !listensAt(ln, px) {
+	if ln == nil {
+		return nil
+	}
+	if !listensAt(ln, px) {
 		ln.Close()
 		return nil
 	}
+	s.reuse(fdProxy, ln)
 	return ln
 }
 
@@ -211,6 +235,7 @@ func (s *fdStore) storedMetrics(addr string) net.Listener {
 		ln.Close()
 		return nil
 	}
+	s.reuse(fdMetrics, ln)
 	return ln
 }
 
@@ -248,6 +273,7 @@ func (s *fdStore) storedControl(path string) *controlSocket {
 		ul.Close()
 		return nil
 	}
+	s.reuse(fdControl, ul)
 	return &controlSocket{path: path, listener: ul, inode: fi}
 }
 

@@ -568,13 +568,27 @@ func (a *adoptPlan) commit() bool {
 			go e.drain(r, plan)
 		}
 	}
-	for _, in := range a.restart {
+	e.mu.Lock()
+	e.readoptRestarts = a.restart
+	e.mu.Unlock()
+	e.persist.request()
+	return true
+}
+
+// restartReadopted starts the processes of re-adopted releases, services
+// and singletons that died while no daemon watched them. It runs once the
+// orphans are recorded too: each start writes the state file, and a
+// crash right after must not lose the orphans from it.
+func (e *Engine) restartReadopted() {
+	e.mu.Lock()
+	list := e.readoptRestarts
+	e.readoptRestarts = nil
+	e.mu.Unlock()
+	for _, in := range list {
 		if err := e.startInstance(in, runtime.ReasonCrash); err != nil {
 			e.events.log("process restart failed", jsconfig.Field{Key: "error", Value: err.Error()}, jsconfig.Field{Key: "processId", Value: in.id}, jsconfig.Field{Key: "releaseId", Value: in.releaseTag()})
 		}
 	}
-	e.persist.request()
-	return true
 }
 
 // newTarget is the proxy target of release r's web process on port.
