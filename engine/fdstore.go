@@ -43,14 +43,14 @@ type fdStore struct {
 	e       *Engine
 	enabled bool
 
-	mu      sync.Mutex
-	passed  map[string][]*os.File // passed back at start, not used yet
+	mu     sync.Mutex
+	passed map[string][]*os.File // passed back at start, not used yet
 	// reused are the listeners used as systemd passed them back: still
 	// in its store, so not stored again (a remove and a store in a row
 	// would leave a moment with nothing stored).
-	reused map[string]net.Listener
-	names   []string              // every name passed back, for the event
-	refused bool                  // a store was refused: logged once
+	reused  map[string]net.Listener
+	names   []string // every name passed back, for the event
+	refused bool     // a store was refused: logged once
 }
 
 // openFDStore takes the descriptors systemd passed to this start
