@@ -30,12 +30,7 @@ func (d *testDaemon) getWithin(path string, timeout time.Duration) (int, string)
 // re-adoption that never happens, neither before nor after the next
 // deploy.
 func TestNothingLeftToReadoptHoldsNoRequests(t *testing.T) {
-	state := filepath.Join(t.TempDir(), "state.json")
-	d := startDaemon(t, readoptConfig(state))
-	if r := d.deploy("v1"); r.code != 0 {
-		t.Fatalf("deploy: %+v", r)
-	}
-	before := pidsOf(d.status())
+	d, before := readoptDaemon(t)
 	d.crashDaemon()
 	for _, pid := range before {
 		syscall.Kill(-pid, syscall.SIGKILL)

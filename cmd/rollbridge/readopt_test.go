@@ -20,6 +20,17 @@ func readoptConfig(state string) string {
     ` + webProcess + `]`
 }
 
+// readoptDaemon starts a daemon of readoptConfig, deploys v1 and returns
+// the pids status shows (pidsOf).
+func readoptDaemon(t *testing.T) (*testDaemon, map[string]int) {
+	t.Helper()
+	d := startDaemon(t, readoptConfig(filepath.Join(t.TempDir(), "state.json")))
+	if r := d.deploy("v1"); r.code != 0 {
+		t.Fatalf("deploy: %+v", r)
+	}
+	return d, pidsOf(d.status())
+}
+
 // pidsOf maps "<release or kind>/<id>" to the pid status shows.
 func pidsOf(s map[string]any) map[string]int {
 	out := map[string]int{}
@@ -49,12 +60,7 @@ func pidsOf(s map[string]any) map[string]int {
 // supervision resumes (a crash is restarted, a deploy drains and stops
 // the re-adopted release) and nothing is an orphan.
 func TestReadoptAfterACrash(t *testing.T) {
-	state := filepath.Join(t.TempDir(), "state.json")
-	d := startDaemon(t, readoptConfig(state))
-	if r := d.deploy("v1"); r.code != 0 {
-		t.Fatalf("deploy: %+v", r)
-	}
-	before := pidsOf(d.status())
+	d, before := readoptDaemon(t)
 	if len(before) != 4 {
 		t.Fatalf("pids before the crash: %v", before)
 	}
@@ -116,21 +122,13 @@ func TestReadoptAfterACrash(t *testing.T) {
 			t.Errorf("%s (pid %d) outlived the shutdown", id, pid)
 		}
 	}
-	if _, err := os.Stat(state); err != nil && !os.IsNotExist(err) {
-		t.Fatal(err)
-	}
 }
 
 // When the active release's web process is gone by the time the daemon
 // restarts, nothing is re-adopted: the daemon reports every process as an
 // orphan, as before re-adoption existed, says why, and serves no release.
 func TestReadoptRefusedWhenTheWebProcessIsGone(t *testing.T) {
-	state := filepath.Join(t.TempDir(), "state.json")
-	d := startDaemon(t, readoptConfig(state))
-	if r := d.deploy("v1"); r.code != 0 {
-		t.Fatalf("deploy: %+v", r)
-	}
-	before := pidsOf(d.status())
+	d, before := readoptDaemon(t)
 	d.crashDaemon()
 	web := before["v1/web"]
 	syscall.Kill(-web, syscall.SIGKILL)
