@@ -94,15 +94,7 @@ func adoptForTest(t *testing.T, spec Spec, opts Options, a Adopted) (*Process, *
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		p.mu.Lock()
-		pgid := p.lastPid
-		p.mu.Unlock()
-		if pgid > 0 && groupAlive(pgid) {
-			_ = syscall.Kill(-pgid, syscall.SIGKILL)
-			t.Errorf("process group %d was still alive at the end of the test", pgid)
-		}
-	})
+	failIfGroupOutlives(t, p)
 	return p, rec
 }
 

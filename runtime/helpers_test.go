@@ -117,15 +117,7 @@ func newProcess(t *testing.T, spec Spec, clock Clock) (*Process, *recorder) {
 	t.Helper()
 	rec := &recorder{}
 	p := New(spec, Options{Clock: clock, OnEvent: rec.add})
-	t.Cleanup(func() {
-		p.mu.Lock()
-		pgid := p.lastPid
-		p.mu.Unlock()
-		if pgid > 0 && groupAlive(pgid) {
-			_ = syscall.Kill(-pgid, syscall.SIGKILL)
-			t.Errorf("process group %d was still alive at the end of the test", pgid)
-		}
-	})
+	failIfGroupOutlives(t, p)
 	return p, rec
 }
 
@@ -163,4 +155,18 @@ func fileLines(t *testing.T, file string) []string {
 		t.Fatal(err)
 	}
 	return strings.Fields(strings.ReplaceAll(string(bytes.TrimSpace(data)), "\n", "|"))
+}
+
+// failIfGroupOutlives kills, and reports, the process group of p's last
+// spawn when it is still alive at the end of the test.
+func failIfGroupOutlives(t *testing.T, p *Process) {
+	t.Cleanup(func() {
+		p.mu.Lock()
+		pgid := p.lastPid
+		p.mu.Unlock()
+		if pgid > 0 && groupAlive(pgid) {
+			_ = syscall.Kill(-pgid, syscall.SIGKILL)
+			t.Errorf("process group %d was still alive at the end of the test", pgid)
+		}
+	})
 }
