@@ -169,11 +169,6 @@ func (m *Manager) WaitReady(ctx context.Context) error {
 	return m.wait(ctx, "READY=1", func() bool { return m.stats.Ready > m.readyMark })
 }
 
-// WaitStats waits until cond holds for the counters.
-func (m *Manager) WaitStats(ctx context.Context, cond func(Stats) bool) error {
-	return m.wait(ctx, "the counters", func() bool { return cond(m.stats) })
-}
-
 func (m *Manager) wait(ctx context.Context, what string, cond func() bool) error {
 	for {
 		m.mu.Lock()
