@@ -46,7 +46,7 @@ const (
 // outages of several seconds on a busy machine.
 func nginxConfig(dir string, listen, upstream int, next string) string {
 	return fmt.Sprintf(`worker_processes 2;
-worker_rlimit_nofile 40000;
+worker_rlimit_nofile 20000;
 pid %[1]s/nginx.pid;
 error_log %[1]s/error.log warn;
 events { worker_connections 16384; }
