@@ -32,7 +32,9 @@ const (
 	nginxRate       = 1000 // requests per second, open loop
 	nginxCrashes    = 5
 	nginxRestartGap = time.Second // the unit's RestartSec=1
-	nginxSettle     = 3 * time.Second
+	// nginxSettle is the load alone after each restart, at least: the next
+	// kill also waits for the load to be steady.
+	nginxSettle = 3 * time.Second
 )
 
 // nginxConfig is docs/nginx.md's recommended upstream (keepalive 64,
