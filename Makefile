@@ -64,7 +64,7 @@ fmt-check:
 
 vet:
 	$(GO) vet ./...
-	$(GO) vet -tags chaos,soak ./cmd/rollbridge
+	$(GO) vet -tags chaos,soak,nginxcrash ./cmd/rollbridge
 
 unit:
 	$(GO) test -race -count=1 ./...
