@@ -90,7 +90,7 @@ func TestReadoptionThroughTheStoreThreeTimes(t *testing.T) {
 	if strings.Count(names, "out-") != len(before) || strings.Count(names, "err-") != len(before) {
 		t.Fatalf("stored after the deploy: %s (processes %v)", names, before)
 	}
-	fds := fdTargets(t, d.cmd.Process.Pid)
+	fds := settledFDTargets(t, d.cmd.Process.Pid)
 	for i := 1; i <= 3; i++ {
 		d.crashDaemon()
 		d.startUnder(m)
@@ -108,14 +108,7 @@ func TestReadoptionThroughTheStoreThreeTimes(t *testing.T) {
 		if got := sorted(m.Names()); got != names {
 			t.Fatalf("restart %d: stored %s, after the deploy %s", i, got, names)
 		}
-		// A control connection of the status above may still be closing:
-		// a leak stays, a connection goes.
-		var now []string
-		deadline := time.Now().Add(5 * time.Second)
-		for now = fdTargets(t, d.cmd.Process.Pid); fmt.Sprint(now) != fmt.Sprint(fds) && time.Now().Before(deadline); now = fdTargets(t, d.cmd.Process.Pid) {
-			time.Sleep(20 * time.Millisecond)
-		}
-		if fmt.Sprint(now) != fmt.Sprint(fds) {
+		if now := settledFDTargets(t, d.cmd.Process.Pid); fmt.Sprint(now) != fmt.Sprint(fds) {
 			t.Fatalf("restart %d: the daemon holds %v, the one that deployed %v", i, now, fds)
 		}
 	}
@@ -251,4 +244,22 @@ func TestAFailedBootstrapKeepsTheListenersStored(t *testing.T) {
 	if names := fmt.Sprint(m.Names()); !strings.Contains(names, "proxy") {
 		t.Fatalf("stored after the failed bootstrap: %s\n%s", names, out.String())
 	}
+}
+
+// settledFDTargets is fdTargets once it stopped changing: a control
+// connection of a command that just ended may still be closing, and a
+// leaked descriptor stays, while such a connection goes within moments.
+func settledFDTargets(t *testing.T, pid int) []string {
+	t.Helper()
+	last, same := fdTargets(t, pid), 0
+	for deadline := time.Now().Add(5 * time.Second); same < 3 && time.Now().Before(deadline); {
+		time.Sleep(50 * time.Millisecond)
+		now := fdTargets(t, pid)
+		if fmt.Sprint(now) == fmt.Sprint(last) {
+			same++
+		} else {
+			last, same = now, 0
+		}
+	}
+	return last
 }
