@@ -496,7 +496,15 @@ func (a *adoptPlan) adopt() error {
 		if err != nil {
 			return fmt.Errorf("singleton %s: %w", def.ID, err)
 		}
-		todo = append(todo, pending{in, spec, &s.Process, true})
+		saved := s.Process
+		if saved.State == string(runtime.StateStopped) {
+			// Nothing stops a singleton of the active release but its
+			// replacement by a deploy, which stops the old copy before it
+			// starts the new one: the daemon died in between, and the
+			// singleton is meant to run.
+			saved.State = string(runtime.StateRunning)
+		}
+		todo = append(todo, pending{in, spec, &saved, true})
 		singletons = append(singletons, &singletonEntry{inst: in, release: a.active})
 	}
 	for _, p := range todo {

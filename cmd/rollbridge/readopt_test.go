@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -254,4 +255,41 @@ func TestBootstrapAfterACrash(t *testing.T) {
 	if code, body := d.get("/release"); code != 200 || body != "b1" {
 		t.Fatalf("%d %q", code, body)
 	}
+}
+
+// A daemon that died while a deploy replaced a singleton (the old copy
+// stopped, the new one not started yet) left it recorded as stopped: the
+// daemon that re-adopts the active release starts it, once.
+func TestReadoptStartsASingletonCaughtBetweenItsCopies(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.json")
+	d := startDaemon(t, readoptConfig(path))
+	if r := d.deploy("v1"); r.code != 0 {
+		t.Fatalf("deploy: %+v", r)
+	}
+	before := pidsOf(d.status())
+	d.crashDaemon()
+	cron := before["singletons/cron"]
+	syscall.Kill(-cron, syscall.SIGKILL)
+	waitUntil(t, "the singleton to die", 10*time.Second, func() bool { return !alive(cron) })
+	doc := readStateFile(t, path)
+	entry := doc["singletons"].([]any)[0].(map[string]any)["process"].(map[string]any)
+	entry["state"] = "stopped"
+	delete(entry, "pid")
+	delete(entry, "pgid")
+	delete(entry, "startTime")
+	data, _ := json.Marshal(doc)
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d.start()
+	waitUntil(t, "the singleton to run again", 10*time.Second, func() bool {
+		p := service(d.status(), "singletons", "cron")
+		pid, _ := p["pid"].(float64)
+		return p["state"] == "running" && pid != 0 && int(pid) != cron
+	})
+	s := d.status()
+	if len(s["singletons"].([]any)) != 1 || pidsOf(s)["v1/web"] != before["v1/web"] {
+		t.Fatalf("after the re-adoption: %v", pidsOf(s))
+	}
+	d.recordPids(s)
 }
