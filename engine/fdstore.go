@@ -60,7 +60,7 @@ func openFDStore(e *Engine) *fdStore {
 	s := &fdStore{e: e, enabled: sdnotify.Enabled()}
 	passed, err := sdnotify.Listen()
 	if err != nil {
-		e.events.log("listeners passed by systemd unusable", jsconfig.Field{Key: "error", Value: err.Error()})
+		e.events.log("fd store unusable", jsconfig.Field{Key: "error", Value: err.Error()}, jsconfig.Field{Key: "name", Value: nil})
 	}
 	s.passed = passed
 	for name := range passed {
@@ -287,7 +287,7 @@ func (s *fdStore) storedListener(name string) net.Listener {
 	defer f.Close()
 	ln, err := net.FileListener(f)
 	if err != nil {
-		s.e.events.log("listener passed by systemd unusable", jsconfig.Field{Key: "error", Value: err.Error()}, jsconfig.Field{Key: "name", Value: name})
+		s.e.events.log("fd store unusable", jsconfig.Field{Key: "error", Value: err.Error()}, jsconfig.Field{Key: "name", Value: name})
 		return nil
 	}
 	return ln
