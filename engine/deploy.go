@@ -235,11 +235,7 @@ func releaseStartOrder(plan *jsconfig.Plan) []*jsconfig.Process {
 // checkReleaseHealth health-checks the release's proxied process.
 func (e *Engine) checkReleaseHealth(plan *jsconfig.Plan, r *Release) error {
 	web := plan.ProxiedProcess()
-	if web.Health != nil {
-		check := runtime.HealthCheck{
-			Host: plan.Proxy.UpstreamHost, Port: portOf(r.ports, web.ID), Path: web.Health.Path,
-			Timeout: web.Health.TimeoutMs.Duration(), Interval: web.Health.IntervalMs.Duration(), StartDelay: web.Health.StartDelayMs.Duration(),
-		}
+	if check, ok := webHealthCheck(plan, portOf(r.ports, web.ID)); ok {
 		// Fail fast: a web process that exited for good, or exited again
 		// before it ever answered, ends the check at once.
 		in := e.webInstance(r, web)
@@ -253,8 +249,8 @@ func (e *Engine) checkReleaseHealth(plan *jsconfig.Plan, r *Release) error {
 		if m := e.metrics; m != nil {
 			m.health.observe(time.Since(checked).Seconds(), result(err))
 		}
-		if err == nil {
-			err = checkWebListener(in, check)
+		if err == nil && in != nil {
+			err = checkWebListener(in.id, in.proc.PID(), check)
 		}
 		if err != nil {
 			if e.stopping.Load() {
@@ -269,29 +265,37 @@ func (e *Engine) checkReleaseHealth(plan *jsconfig.Plan, r *Release) error {
 	return nil
 }
 
-// checkWebListener makes sure that the answer to the health check came
-// from the release's web process: it must still run, and the port must
-// be listened on by its user (or root). Otherwise another process, such
-// as another local user's server that took the port first, would get the
-// release's traffic. in is the release's web instance (nil: nothing to
-// check).
-func checkWebListener(in *instance, check runtime.HealthCheck) error {
-	if in == nil {
-		return nil
+// webHealthCheck is the health check of plan's web process on port;
+// ok is false when the config gives it none.
+func webHealthCheck(plan *jsconfig.Plan, port int) (check runtime.HealthCheck, ok bool) {
+	h := plan.ProxiedProcess().Health
+	check = runtime.HealthCheck{Host: plan.Proxy.UpstreamHost, Port: port}
+	if h == nil {
+		return check, false
 	}
+	check.Path, check.Timeout, check.Interval, check.StartDelay = h.Path, h.TimeoutMs.Duration(), h.IntervalMs.Duration(), h.StartDelayMs.Duration()
+	return check, true
+}
+
+// checkWebListener makes sure that the answer to the health check came
+// from the web process id (pid, 0 when it no longer runs): it must still
+// run, and the port must be listened on by its user (or root). Otherwise
+// another process, such as another local user's server that took the
+// port first, would get the release's traffic.
+func checkWebListener(id string, pid int, check runtime.HealthCheck) error {
 	err := runtime.ErrNotRunning
-	if pid := in.proc.PID(); pid != 0 {
+	if pid != 0 {
 		err = runtime.CheckPortOwner(pid, check.Port)
 	}
 	if err == nil {
 		return nil
 	}
-	reason := fmt.Sprintf("the answer did not come from %s: %s", in.id, err.Error())
+	reason := fmt.Sprintf("the answer did not come from %s: %s", id, err.Error())
 	var owner *runtime.PortOwnerError
 	if errors.As(err, &owner) {
 		reason += fmt.Sprintf(`; another local user may have taken the port first (see "ss -ltnp 'sport = :%d'")`, check.Port)
 	} else {
-		reason += fmt.Sprintf(` (it exited; "rollbridge logs --process %s" shows why)`, in.id)
+		reason += fmt.Sprintf(` (it exited; "rollbridge logs --process %s" shows why)`, id)
 	}
 	return &runtime.HealthError{URL: check.URL(), Reason: reason}
 }

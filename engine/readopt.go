@@ -118,13 +118,9 @@ type missedProcess struct {
 func (r *readoption) object() jsconfig.Object {
 	missed := make([]jsconfig.Object, 0, len(r.missed))
 	for _, m := range r.missed {
-		var release any
-		if m.o.ReleaseID != nil {
-			release = *m.o.ReleaseID
-		}
 		missed = append(missed, jsconfig.Object{
 			{Key: "id", Value: m.o.ID}, {Key: "pid", Value: m.o.Pid},
-			{Key: "reason", Value: m.reason}, {Key: "releaseId", Value: release},
+			{Key: "reason", Value: m.reason}, {Key: "releaseId", Value: m.o.releaseValue()},
 		})
 	}
 	releases := append([]string{}, r.releases...)
@@ -149,9 +145,11 @@ type adoptPlan struct {
 	plan     *jsconfig.Plan
 	saved    *savedState
 	releases []*Release
-	active   *Release
-	web      *savedProcess // the active release's web process
-	webPort  int
+	// savedReleases are the entries releases were built from, in order.
+	savedReleases []*savedRelease
+	active        *Release
+	web           *savedProcess // the active release's web process
+	webPort       int
 	// used marks the entries taken over (by pid and start time); the
 	// other live ones stay orphans.
 	used map[Orphan]bool
@@ -237,12 +235,8 @@ func (e *Engine) readopt(saved *savedState, entries []Orphan) []Orphan {
 		report.missed = append(report.missed, missedProcess{o: o, reason: a.missReason(o)})
 	}
 	for _, m := range report.missed {
-		var release any
-		if m.o.ReleaseID != nil {
-			release = *m.o.ReleaseID
-		}
 		e.events.log("process not re-adopted", jsconfig.Field{Key: "pid", Value: m.o.Pid}, jsconfig.Field{Key: "processId", Value: m.o.ID},
-			jsconfig.Field{Key: "reason", Value: m.reason}, jsconfig.Field{Key: "releaseId", Value: release})
+			jsconfig.Field{Key: "reason", Value: m.reason}, jsconfig.Field{Key: "releaseId", Value: m.o.releaseValue()})
 	}
 	e.setReadoption(report)
 	return left
@@ -306,7 +300,8 @@ func (a *adoptPlan) missReason(o Orphan) string {
 // releasesFromState builds the live releases the state file recorded.
 func (a *adoptPlan) releasesFromState() error {
 	seen := map[string]bool{}
-	for _, sr := range a.saved.Releases {
+	for i := range a.saved.Releases {
+		sr := &a.saved.Releases[i]
 		state := sr.State
 		if state != stateActive.String() && state != stateDraining.String() {
 			continue
@@ -351,6 +346,7 @@ func (a *adoptPlan) releasesFromState() error {
 			}
 		}
 		a.releases = append(a.releases, r)
+		a.savedReleases = append(a.savedReleases, sr)
 	}
 	return nil
 }
@@ -361,20 +357,14 @@ func (a *adoptPlan) checkWeb() error {
 	if a.web == nil || !a.web.confirmed() {
 		return errors.New("its web process is no longer running")
 	}
-	web := a.plan.ProxiedProcess()
-	check := runtime.HealthCheck{Host: a.plan.Proxy.UpstreamHost, Port: a.webPort}
-	if web.Health != nil {
-		check.Path = web.Health.Path
-		check.Timeout = web.Health.TimeoutMs.Duration()
-		check.Interval = web.Health.IntervalMs.Duration()
+	check, ok := webHealthCheck(a.plan, a.webPort)
+	if ok {
+		check.StartDelay = 0 // it has been running all along
 		if err := check.Check(a.e.ctx); err != nil {
 			return err
 		}
 	}
-	if err := runtime.CheckPortOwner(a.web.Pid, a.webPort); err != nil {
-		return &runtime.HealthError{URL: check.URL(), Reason: "the answer did not come from " + web.ID + ": " + err.Error()}
-	}
-	return nil
+	return checkWebListener(a.web.ID, a.web.Pid, check)
 }
 
 // adoptProcess takes over the recorded entry p as in's process, or, when
@@ -442,14 +432,8 @@ func (a *adoptPlan) adopt() error {
 		restart bool
 	}
 	var todo []pending
-	for _, r := range a.releases {
-		var sr *savedRelease
-		for i := range a.saved.Releases {
-			if a.saved.Releases[i].ReleaseID == r.ID {
-				sr = &a.saved.Releases[i]
-				break
-			}
-		}
+	for i, r := range a.releases {
+		sr := a.savedReleases[i]
 		for _, def := range releaseStartOrder(plan) {
 			for replica := 0; replica < def.Replicas; replica++ {
 				in, spec, err := e.renderInstance(plan, r, def, replica, e.releaseGate(r))
@@ -540,9 +524,8 @@ func (a *adoptPlan) stopAdopted() {
 // what commit adds.
 func (a *adoptPlan) commit() bool {
 	e, plan := a.e, a.plan
-	for _, r := range a.releases {
-		web := plan.ProxiedProcess()
-		if web != nil {
+	if web := plan.ProxiedProcess(); web != nil {
+		for _, r := range a.releases {
 			r.target = e.newTarget(plan, r, portOf(r.ports, web.ID))
 		}
 	}

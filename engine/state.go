@@ -337,11 +337,11 @@ func stateWriter() jsconfig.Object {
 
 // renderState renders the state file: the status object without
 // "status" (plus the releases still starting or superseded, and the
-// running hooks), every stored event, persistedAt and writer (see
-// stateWriter), and the restart settings of the config in force
-// (jsconfig.RestartSettings, read back by re-adoption); events already in cache are not rendered again. The
-// result is byte for byte what indentJSON(stripKeys(…)) of the whole
-// document gives.
+// running hooks), every stored event, persistedAt, the restart settings
+// of the config in force (jsconfig.RestartSettings, read back by
+// re-adoption) and writer (see stateWriter); events already in cache are
+// not rendered again. The result is byte for byte what
+// indentJSON(stripKeys(…)) of the whole document gives.
 func (e *Engine) renderState(cache *eventCache, writer jsconfig.Object) ([]byte, error) {
 	raw, err := e.statusObject(true).MarshalJSON()
 	if err != nil {
@@ -633,11 +633,7 @@ func (e *Engine) addOrphans(list []Orphan) {
 	}
 	e.mu.Unlock()
 	for _, o := range added {
-		var release any
-		if o.ReleaseID != nil {
-			release = *o.ReleaseID
-		}
-		e.events.log("orphaned managed process detected", jsconfig.Field{Key: "pid", Value: o.Pid}, jsconfig.Field{Key: "processId", Value: o.ID}, jsconfig.Field{Key: "releaseId", Value: release})
+		e.events.log("orphaned managed process detected", jsconfig.Field{Key: "pid", Value: o.Pid}, jsconfig.Field{Key: "processId", Value: o.ID}, jsconfig.Field{Key: "releaseId", Value: o.releaseValue()})
 	}
 	if len(added) > 0 {
 		e.events.log("orphaned processes from a previous daemon", jsconfig.Field{Key: "count", Value: len(added)}, jsconfig.Field{Key: "hint", Value: orphanHint})

@@ -112,13 +112,19 @@ func (o Orphan) confirmed() Orphan {
 	return o
 }
 
+// releaseValue is the orphan's release id as JSON shows it: null for a
+// service or singleton.
+func (o Orphan) releaseValue() any {
+	if o.ReleaseID == nil {
+		return nil
+	}
+	return *o.ReleaseID
+}
+
 // object is the orphan as status shows it, {id, pid, releaseId}; the
 // state file adds pgid, recordedAt and startTime when they are known.
 func (o Orphan) object(state bool) jsconfig.Object {
-	var release any
-	if o.ReleaseID != nil {
-		release = *o.ReleaseID
-	}
+	release := o.releaseValue()
 	obj := jsconfig.Object{{Key: "id", Value: o.ID}}
 	if state && o.Pgid > 0 {
 		obj = append(obj, jsconfig.Field{Key: "pgid", Value: o.Pgid})
