@@ -293,10 +293,15 @@ func TestBadCommandAndWorkingDirectory(t *testing.T) {
 	if err := p.Start(ReasonDeploy); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the exit", 5*time.Second, func() bool { return p.State() == StateFailed && rec.count("restart limit reached") == 1 })
+	// The exit is recorded when the shell is reaped, which can come before
+	// its message is read from the pipe; a settled crash report is the
+	// point from which the output is known to be captured.
+	waitFor(t, "the exit to be settled", 5*time.Second, func() bool {
+		return p.State() == StateFailed && rec.count("restart limit reached") == 1 && !p.CrashReport().Settling
+	})
 	s := p.Status()
 	if s.ExitCode == nil || *s.ExitCode != 127 || len(s.Logs) != 1 || !strings.Contains(s.Logs[0].Line, "not found") {
-		t.Fatalf("a missing command exits 127 with the shell's message: %+v", s)
+		t.Fatalf("a missing command exits 127 with the shell's message: code %v logs %+v", nullableInt(s.ExitCode), s.Logs)
 	}
 
 	spec = baseSpec(t, fixture)
