@@ -170,7 +170,9 @@ func TestKeepAcceptingCapsTheDelayAndStops(t *testing.T) {
 	if err := <-done; !errors.Is(err, net.ErrClosed) {
 		t.Fatalf("Accept after Close: %v", err)
 	}
-	if d := time.Since(closedAt); d > 200*time.Millisecond {
+	// The wait under way has about a second left: half of it tells an
+	// ended wait from one that ran out, with room for a loaded machine.
+	if d := time.Since(closedAt); d > 500*time.Millisecond {
 		t.Fatalf("Close took %v to end the wait", d)
 	}
 
