@@ -35,6 +35,9 @@ const (
 	// nginxSettle is the load alone after each restart, at least: the next
 	// kill also waits for the load to be steady.
 	nginxSettle = 3 * time.Second
+	// nginxSlow is the answer time above which a request counts as
+	// waiting behind the outage's queue.
+	nginxSlow = 500 * time.Millisecond
 )
 
 // nginxConfig is docs/nginx.md's recommended upstream (keepalive 64,
@@ -53,7 +56,7 @@ pid %[1]s/nginx.pid;
 error_log %[1]s/error.log warn;
 events { worker_connections 16384; }
 http {
-    log_format tries '$msec $request_method $status "$upstream_status" "$upstream_addr"';
+    log_format tries '$msec $request_method $status "$upstream_status" "$upstream_addr" "$upstream_connect_time"';
     access_log %[1]s/access.log tries;
     client_body_temp_path %[1]s/body;
     proxy_temp_path %[1]s/proxy;
@@ -191,20 +194,26 @@ func runNginxLoad(addr, method string, stop <-chan struct{}, pending *atomic.Int
 
 // nginxCrashRow is what clients saw around one crash.
 type nginxCrashRow struct {
-	ready    time.Duration // kill to READY=1 of the successor
-	failed   map[string]int
-	retried  int         // requests nginx sent upstream more than once
-	tries    map[int]int // upstream tries per retried request: how many requests took that many
-	early    int         // failed requests the client had sent before the kill
-	slowest  time.Duration
-	errorLog map[string]int
+	ready   time.Duration // kill to READY=1 of the successor
+	failed  map[string]int
+	retried int         // requests nginx sent upstream more than once
+	tries   map[int]int // upstream tries per retried request: how many requests took that many
+	early   int         // failed requests the client had sent before the kill
+	slowest time.Duration
+	// lastSlow is when, after the kill, the last request was sent that
+	// took over nginxSlow: the queue the outage built was cleared by then.
+	lastSlow time.Duration
+	// slowestConnect is nginx's longest connect to the daemon: a request
+	// slow with a quick connect waited for its answer, not for the backlog.
+	slowestConnect time.Duration
+	errorLog       map[string]int
 }
 
 var (
 	// "2026/12/06 14:00:00 [error] 123#123: *45 <what>, client: …, request: "GET /ping HTTP/1.1", …"
 	errorLogLine = regexp.MustCompile(`\[(\w+)\] \d+#\d+: \*\d+ (.*?), client: .*request: "(\w+) `)
-	// the tries format: `1796565417.254 GET 200 "502, 502, 200" "…"`
-	accessLogLine = regexp.MustCompile(`^(\S+) \w+ \d+ "([^"]*)"`)
+	// the tries format: `1796565417.254 GET 200 "502, 502, 200" "…" "0.000, 0.000, 0.001"`
+	accessLogLine = regexp.MustCompile(`^(\S+) \w+ \d+ "([^"]*)" "[^"]*" "([^"]*)"`)
 )
 
 // TestNginxCrash SIGKILLs the daemon nginxCrashes times under load
@@ -213,8 +222,8 @@ var (
 // with proxy_next_upstream off, POSTs with the default and POSTs with
 // non_idempotent. It logs what clients saw per crash and nginx's error
 // log, and checks what docs/nginx.md says: with the default no GET fails,
-// with off GETs fail (502) at each crash, POSTs fail at each crash unless
-// non_idempotent lets nginx send them again.
+// with off GETs fail (502) and so do POSTs, unless non_idempotent lets
+// nginx send them again.
 func TestNginxCrash(t *testing.T) {
 	for _, tc := range []struct {
 		name, method, next string
@@ -271,7 +280,11 @@ func TestNginxCrash(t *testing.T) {
 				total++
 				i := crashOf(s.end)
 				if i >= 0 && s.err == "" && s.code == 200 {
-					rows[i].slowest = max(rows[i].slowest, s.end.Sub(s.sent))
+					took := s.end.Sub(s.sent)
+					rows[i].slowest = max(rows[i].slowest, took)
+					if took > nginxSlow {
+						rows[i].lastSlow = max(rows[i].lastSlow, s.sent.Sub(kills[i]))
+					}
 				}
 				if s.err == "" && s.code == 200 {
 					continue
@@ -295,11 +308,22 @@ func TestNginxCrash(t *testing.T) {
 				sc := bufio.NewScanner(f)
 				for sc.Scan() {
 					m := accessLogLine.FindStringSubmatch(sc.Text())
-					if m == nil || !strings.Contains(m[2], ",") {
+					if m == nil {
 						continue
 					}
 					sec, _ := strconv.ParseFloat(m[1], 64)
-					if i := crashOf(time.UnixMilli(int64(sec * 1000))); i >= 0 {
+					i := crashOf(time.UnixMilli(int64(sec * 1000)))
+					if i >= 0 {
+						for _, c := range strings.Split(m[3], ", ") {
+							if secs, err := strconv.ParseFloat(c, 64); err == nil {
+								rows[i].slowestConnect = max(rows[i].slowestConnect, time.Duration(secs*float64(time.Second)))
+							}
+						}
+					}
+					if !strings.Contains(m[2], ",") {
+						continue
+					}
+					if i >= 0 {
 						rows[i].retried++
 						rows[i].tries[strings.Count(m[2], ",")+1]++
 					}
@@ -332,8 +356,8 @@ func TestNginxCrash(t *testing.T) {
 				}
 			}
 			for i, r := range rows {
-				t.Logf("crash %d: READY=1 %v after the kill; failed %v (%d sent before the kill); retried by nginx %d (tries: requests %v); slowest answered %v; error.log %v",
-					i+1, r.ready.Round(time.Millisecond), r.failed, r.early, r.retried, r.tries, r.slowest.Round(time.Millisecond), r.errorLog)
+				t.Logf("crash %d: READY=1 %v after the kill; failed %v (%d sent before the kill); retried by nginx %d (tries: requests %v); slowest answered %v, the last one slower than %v sent %v after the kill; nginx's slowest connect %v; error.log %v",
+					i+1, r.ready.Round(time.Millisecond), r.failed, r.early, r.retried, r.tries, r.slowest.Round(time.Millisecond), nginxSlow, r.lastSlow.Round(time.Millisecond), r.slowestConnect, r.errorLog)
 			}
 			first, last := samples[0].sent, samples[0].sent
 			for _, s := range samples {
@@ -352,10 +376,11 @@ func TestNginxCrash(t *testing.T) {
 					t.Errorf("nginx retried no request: the crashes met no request on a kept connection")
 				}
 			default:
-				for i, r := range rows {
-					if len(r.failed) == 0 {
-						t.Errorf("crash %d: no %s failed; the crash met no request on a kept connection", i+1, tc.method)
-					}
+				// Whether a given kill meets a request on a kept connection is
+				// chance (on a quiet machine nginx drops the dead idle ones
+				// first); over the run some must.
+				if failed == 0 {
+					t.Errorf("with %q no %s failed: the crashes met no request on a kept connection", tc.next, tc.method)
 				}
 			}
 		})
