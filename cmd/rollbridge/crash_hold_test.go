@@ -58,6 +58,8 @@ func TestCrashDuringBeforeSwitchCommandLeavesItOnRecord(t *testing.T) {
 		return pid > 0
 	})
 	t.Cleanup(func() { syscall.Kill(-pid, syscall.SIGKILL) })
+	// The shell writes the pid file before it forks the sleep.
+	waitUntil(t, "the command's sleep to start", 10*time.Second, func() bool { return len(groupMembers(pid)) >= 2 })
 	d.crashDaemon()
 	group := groupMembers(pid)
 	if !alive(pid) || len(group) < 2 {
