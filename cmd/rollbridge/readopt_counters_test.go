@@ -30,6 +30,12 @@ func TestReadoptionKeepsTheMemoryRestartCounters(t *testing.T) {
 	if worker["lastMemoryRestartAt"] == nil {
 		t.Fatalf("worker before the crash: %v", worker)
 	}
+	// The status says running from the spawn on, but the new copy is held
+	// until the state file records it, and exits by itself if the daemon
+	// dies first: the crash must come after it was let go.
+	waitUntil(t, "the worker's new copy to run", 10*time.Second, func() bool {
+		return sawEvent(d, "process started", map[string]string{"processId": "worker", "reason": "memory"})
+	})
 	d.crashDaemon()
 	d.start()
 	after := processEntry(release(d.status(), "v1")["processes"], "worker")
