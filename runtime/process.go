@@ -578,12 +578,15 @@ func (p *Process) ended(e exitInfo) {
 	} // an intentional stop sets "stopped" once the whole group is gone
 	spec := p.spec
 	p.mu.Unlock()
-	close(e.exitCh)
 	data := []Field{{"code", nullableInt(e.code)}, {"id", spec.ID}, {"signal", nullableString(e.signal)}}
 	if e.unknown {
 		data = append(data, Field{"status", "unknown"})
 	}
+	// Reported before exitCh closes: a stop waiting on it finishes only
+	// after this event, so what follows the stop (a "release stopped",
+	// the answer to "rollbridge stop") comes after it too.
 	p.emit("process exited", data...)
+	close(e.exitCh)
 	if !intentional {
 		if groupAlive(e.pgid) {
 			terminateGroup(spec, e.pgid, p.emit)

@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -339,5 +340,36 @@ func TestStopAsyncReportsQuiesce(t *testing.T) {
 	<-d2
 	if p.State() != StateStopped || p.PID() != 0 {
 		t.Fatalf("after the stop: %s pid %d", p.State(), p.PID())
+	}
+}
+
+// The exit of a stopped process is reported before Stop returns, so the
+// events of whatever follows the stop (a release stopped, a reply to
+// "rollbridge stop") never come ahead of it, also when the event's
+// consumer is slow.
+func TestStopReturnsAfterTheExitIsReported(t *testing.T) {
+	stopped := make(chan struct{})
+	var exitSeen atomic.Bool
+	p := New(baseSpec(t, fixture), Options{OnEvent: func(e Event) {
+		if e.Message != "process exited" {
+			return
+		}
+		// A slow consumer: held until Stop returns, or for a second
+		// when Stop waits for it.
+		select {
+		case <-stopped:
+		case <-time.After(time.Second):
+		}
+		exitSeen.Store(true)
+	}})
+	failIfGroupOutlives(t, p)
+	if err := p.Start(ReasonDeploy); err != nil {
+		t.Fatal(err)
+	}
+	p.Stop()
+	reported := exitSeen.Load()
+	close(stopped)
+	if !reported {
+		t.Fatal("Stop returned before the process exited event was delivered")
 	}
 }
