@@ -88,14 +88,20 @@ func logLine(id, source string, entry runtime.OutputEntry) ([]byte, error) {
 func (e *Engine) statusProcesses() []*instance {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	return processesOf(e.releases, e.services, e.singletons)
+}
+
+// processesOf lists the processes of releases, services and singletons,
+// in that order.
+func processesOf(releases []*Release, services []*serviceEntry, singletons []*singletonEntry) []*instance {
 	var procs []*instance
-	for _, r := range e.releases {
+	for _, r := range releases {
 		procs = append(procs, r.procs...)
 	}
-	for _, s := range e.services {
+	for _, s := range services {
 		procs = append(procs, s.inst)
 	}
-	for _, s := range e.singletons {
+	for _, s := range singletons {
 		procs = append(procs, s.inst)
 	}
 	return procs

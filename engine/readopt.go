@@ -504,17 +504,7 @@ func (a *adoptPlan) adopt() error {
 // stopAdopted runs the stop sequence of every process taken over so far
 // and waits for it.
 func (a *adoptPlan) stopAdopted() {
-	var procs []*instance
-	for _, r := range a.releases {
-		procs = append(procs, r.procs...)
-	}
-	for _, s := range a.services {
-		procs = append(procs, s.inst)
-	}
-	for _, s := range a.singletons {
-		procs = append(procs, s.inst)
-	}
-	stopAll(procs)
+	stopAll(processesOf(a.releases, a.services, a.singletons))
 }
 
 // commit makes the re-adopted model the daemon's: traffic goes to the

@@ -225,12 +225,8 @@ func benchCrash(rep *report) {
 	if _, err := d.deploy("c0"); err != nil {
 		fatalf("%v", err)
 	}
-	stop := make(chan struct{})
-	resCh := make(chan loadResult)
-	go func() {
-		resCh <- runOpenLoop(openLoad{addr: fmt.Sprintf("127.0.0.1:%d", d.port), path: "/", rate: crashRate,
-			idle: crashIdleConns, timeout: 60 * time.Second, stop: stop})
-	}()
+	finishLoad := startOpenLoop(openLoad{addr: fmt.Sprintf("127.0.0.1:%d", d.port), path: "/", rate: crashRate,
+		idle: crashIdleConns, timeout: 60 * time.Second})
 	time.Sleep(crashCalm + time.Second) // a second of warm-up, then the first calm stretch
 	var crashes []crashSpan
 	var kept []bool
@@ -278,8 +274,7 @@ func benchCrash(rep *report) {
 		}
 		time.Sleep(crashSettle)
 	}
-	close(stop)
-	res := <-resCh
+	res := finishLoad()
 	f := computeCrashFigures(res.samples, crashes, crashCalm)
 	s := section{
 		title: fmt.Sprintf("%d daemon SIGKILLs under load, restarted by a harness playing systemd after %v (open loop, %d requests/s, keep-alive, no client retries)",

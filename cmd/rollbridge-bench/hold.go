@@ -175,12 +175,8 @@ func benchHold(rep *report) {
 	defer os.RemoveAll(dir)
 	d := deployedDaemon(dir, "h0")
 	defer d.shutdown()
-	stop := make(chan struct{})
-	resCh := make(chan loadResult)
-	go func() {
-		resCh <- runOpenLoop(openLoad{addr: fmt.Sprintf("127.0.0.1:%d", d.port), path: "/", rate: holdRate,
-			idle: holdIdleConns, timeout: 60 * time.Second, stop: stop})
-	}()
+	finishLoad := startOpenLoop(openLoad{addr: fmt.Sprintf("127.0.0.1:%d", d.port), path: "/", rate: holdRate,
+		idle: holdIdleConns, timeout: 60 * time.Second})
 	time.Sleep(holdCalm + time.Second) // a second of warm-up, then the first calm stretch
 	var windows []span
 	var walls []time.Duration
@@ -213,8 +209,7 @@ func benchHold(rep *report) {
 		}
 		time.Sleep(holdSettle)
 	}
-	close(stop)
-	res := <-resCh
+	res := finishLoad()
 	f := computeHoldFigures(res.samples, windows, holdCalm, holdSlow)
 	s := section{
 		title: fmt.Sprintf("%d deploys with --hold-traffic --before-switch '%s' under load (open loop, %d requests/s, keep-alive, no client retries)",

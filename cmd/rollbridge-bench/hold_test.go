@@ -80,11 +80,7 @@ func TestOpenLoopKeepsSending(t *testing.T) {
 		srv.Close()
 	})
 
-	stop := make(chan struct{})
-	resCh := make(chan loadResult)
-	go func() {
-		resCh <- runOpenLoop(openLoad{addr: ln.Addr().String(), path: "/", rate: 500, idle: 4, timeout: 30 * time.Second, stop: stop})
-	}()
+	finishLoad := startOpenLoop(openLoad{addr: ln.Addr().String(), path: "/", rate: 500, idle: 4, timeout: 30 * time.Second})
 	const want = 40 // ten times the idle connections kept
 	deadline := time.Now().Add(20 * time.Second)
 	for waiting.Load() < want {
@@ -96,8 +92,7 @@ func TestOpenLoopKeepsSending(t *testing.T) {
 	heldFor := time.Now()
 	time.Sleep(50 * time.Millisecond) // the first request waits at least this long: its latency must show it
 	once.Do(func() { close(release) })
-	close(stop)
-	res := <-resCh
+	res := finishLoad()
 	ok, failed := res.count()
 	if failed != 0 {
 		t.Fatalf("%d requests failed: %s", failed, res.firstErrors())

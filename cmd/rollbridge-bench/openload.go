@@ -74,6 +74,19 @@ func (p *connPool) closeAll() {
 // time and its duration runs from there, so a request the generator sent
 // late (a busy machine) counts its lateness too: no coordinated omission.
 // A request that fails on a reused connection is not repeated.
+// startOpenLoop runs runOpenLoop in the background (spec.stop is its
+// own); finish stops the load and returns its result.
+func startOpenLoop(spec openLoad) (finish func() loadResult) {
+	stop := make(chan struct{})
+	spec.stop = stop
+	result := make(chan loadResult, 1)
+	go func() { result <- runOpenLoop(spec) }()
+	return func() loadResult {
+		close(stop)
+		return <-result
+	}
+}
+
 func runOpenLoop(spec openLoad) loadResult {
 	interval := time.Duration(float64(time.Second) / spec.rate)
 	pool := &connPool{max: spec.idle}
