@@ -86,6 +86,30 @@ export default {` + validBody + `};`
 	}
 }
 
+// Whatever the config reaches once the deadline has passed, the load's
+// error is the deadline's: the deadline is what killed the command, so
+// its "Command failed", or a config that caught it and went on, must not
+// be reported instead. (Both used to race the deadline's own timer.)
+func TestOutcomeAfterTheDeadlineIsTheDeadline(t *testing.T) {
+	e := startEvaluator("/x.js", time.Now(), Options{Timeout: 500 * time.Millisecond})
+	defer e.stop()
+	<-e.ctx.Done()
+	e.finish(outcome{plan: &Plan{}})
+	o := <-e.done
+	if o.plan != nil || o.err == nil || o.err.Error() != "Config module /x.js did not finish loading within 0.5s" {
+		t.Fatalf("outcome after the deadline: plan %v, err %v", o.plan, o.err)
+	}
+}
+
+func TestExecSyncCaughtAtDeadlineIsTheDeadline(t *testing.T) {
+	src := `import {execSync} from "node:child_process";
+try { execSync("sleep 60"); } catch (e) {}
+export default {` + validBody + `};`
+	if got := loadError(t, src, Options{Timeout: 300 * time.Millisecond}); got != "Config module <abs> did not finish loading within 0.3s" {
+		t.Fatalf("got %q", got)
+	}
+}
+
 func TestExecSyncFailureIsCatchable(t *testing.T) {
 	dir := t.TempDir()
 	p := writeConfig(t, dir, "rollbridge.js", `import {execSync} from "child_process";

@@ -2,6 +2,7 @@ package jsconfig
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"regexp"
@@ -105,22 +106,21 @@ return { value: __rollbridgeValue };
 // then executes the bundle there. rt and failed belong to the loop's
 // goroutine.
 type evaluator struct {
-	abs      string
-	opts     Options
-	deadline time.Time
-	ctx      context.Context
-	cancel   context.CancelFunc
-	loop     *eventloop.EventLoop
-	done     chan outcome
-	vm       atomic.Pointer[goja.Runtime]
-	rt       *jsRuntime
-	failed   bool
+	abs    string
+	opts   Options
+	ctx    context.Context
+	cancel context.CancelFunc
+	loop   *eventloop.EventLoop
+	done   chan outcome
+	vm     atomic.Pointer[goja.Runtime]
+	rt     *jsRuntime
+	failed bool
 }
 
 // startEvaluator starts the event loop and queues the runtime's set-up.
 // The caller must call run or stop.
 func startEvaluator(abs string, deadline time.Time, opts Options) *evaluator {
-	e := &evaluator{abs: abs, opts: opts, deadline: deadline, done: make(chan outcome, 1)}
+	e := &evaluator{abs: abs, opts: opts, done: make(chan outcome, 1)}
 	e.ctx, e.cancel = context.WithDeadline(context.Background(), deadline)
 	e.loop = eventloop.NewEventLoop(eventloop.EnableConsole(false), eventloop.WithRegistry(require.NewRegistry()))
 	e.loop.Start()
@@ -137,8 +137,14 @@ func startEvaluator(abs string, deadline time.Time, opts Options) *evaluator {
 	return e
 }
 
-// finish records the outcome; the first one wins.
+// finish records the outcome; the first one wins. An outcome reached
+// once the deadline has passed is the deadline's error: the deadline is
+// what killed a running execSync, and its "Command failed" (or a config
+// that caught that and went on) must not be reported in its place.
 func (e *evaluator) finish(o outcome) {
+	if errors.Is(e.ctx.Err(), context.DeadlineExceeded) {
+		o = outcome{err: timeoutError(e.abs, e.opts.timeout())}
+	}
 	select {
 	case e.done <- o:
 	default:
@@ -175,12 +181,10 @@ func (e *evaluator) run(b *bundled) outcome {
 			return err
 		})
 	})
-	timer := time.NewTimer(time.Until(e.deadline))
-	defer timer.Stop()
 	var o outcome
 	select {
 	case o = <-e.done:
-	case <-timer.C:
+	case <-e.ctx.Done():
 		if vm := e.vm.Load(); vm != nil {
 			vm.Interrupt(errDeadline)
 		}
