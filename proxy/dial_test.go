@@ -29,7 +29,7 @@ func TestPatientDialWaitsForDescriptors(t *testing.T) {
 	if err != nil || c != c1 || attempts != 7 {
 		t.Fatalf("dial: %v %v after %d attempts", c, err, attempts)
 	}
-	if took := time.Since(began); took < 5+10+20+40+80+100*time.Millisecond-time.Millisecond {
+	if took := time.Since(began); took < (5+10+20+40+80+100)*time.Millisecond-time.Millisecond {
 		t.Fatalf("6 retries took only %v", took)
 	}
 

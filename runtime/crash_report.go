@@ -82,7 +82,7 @@ func (p *Process) announceCrash(outputDone <-chan struct{}, settled bool) {
 	if outputDone != nil {
 		select {
 		case <-outputDone:
-		case <-time.After(crashOutputWait):
+		case <-time.After(p.outputWait):
 		}
 	}
 	p.mu.Lock()

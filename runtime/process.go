@@ -193,6 +193,7 @@ type Process struct {
 	settling        int           // exits counted whose output may still arrive
 	adoptedAt       time.Time     // when the running command was adopted; zero when spawned
 	outputLost      bool          // the adopted command's output pipes were lost
+	outputWait      time.Duration // crashOutputWait; a test lengthens it before Start
 }
 
 type stopRun struct {
@@ -205,7 +206,7 @@ func (r *stopRun) markQuiesced() { r.quiesceOnce.Do(func() { close(r.quiesced) }
 
 // New returns a process in state stopped; nothing runs until Start.
 func New(spec Spec, opts Options) *Process {
-	p := &Process{clock: opts.Clock, onEvent: opts.OnEvent, onOutput: opts.OnOutput, onSpawn: opts.OnSpawn, onPipes: opts.OnPipes, spec: spec, state: StateStopped}
+	p := &Process{clock: opts.Clock, onEvent: opts.OnEvent, onOutput: opts.OnOutput, onSpawn: opts.OnSpawn, onPipes: opts.OnPipes, spec: spec, state: StateStopped, outputWait: crashOutputWait}
 	if p.clock == nil {
 		p.clock = SystemClock
 	}

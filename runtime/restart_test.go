@@ -135,9 +135,13 @@ func TestRestartGate(t *testing.T) {
 	if err := p.Start(ReasonDeploy); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the exit", 5*time.Second, func() bool { return rec.count("process exited") == 1 && p.State() == StateFailed })
-	if len(clock.Pending()) != 0 {
-		t.Fatal("a closed gate schedules no restart")
+	// The exit is reported before the restart policy decides; the crash
+	// report settles after the decision.
+	waitFor(t, "the exit to be settled", 5*time.Second, func() bool {
+		return rec.count("process exited") == 1 && p.State() == StateFailed && !p.CrashReport().Settling
+	})
+	if len(clock.Pending()) != 0 || !p.CrashReport().GaveUp {
+		t.Fatalf("a closed gate schedules no restart: pending %v, report %+v", clock.Pending(), p.CrashReport())
 	}
 	open.Store(true)
 	if err := p.Start(ReasonManual); err != nil {
