@@ -52,13 +52,21 @@ func TestPersistentService(t *testing.T) {
 	if !strings.Contains(beacon["command"].(string), "beacon v3") {
 		t.Fatalf("the restart template follows the newest release: %q", beacon["command"])
 	}
+	// Its output travels through a pipe that another goroutine reads:
+	// the first copy's line is there once logs shows it.
+	beaconLogs := func() []any { return service(d.status(), "services", "beacon")["logs"].([]any) }
+	var logs []any
+	waitUntil(t, "the first copy's line in logs", 10*time.Second, func() bool { logs = beaconLogs(); return len(logs) > 0 })
+	before := len(logs)
 	// A crash restarts it from the newest template, on the same port.
 	syscall.Kill(-int(pid.(float64)), syscall.SIGKILL)
 	waitUntil(t, "the service to restart", 10*time.Second, func() bool {
 		p := service(d.status(), "services", "beacon")
 		return p["restarts"] == 1.0 && p["state"] == "running"
 	})
-	logs := service(d.status(), "services", "beacon")["logs"].([]any)
+	// Running is said from the spawn on; the new copy's first line (its
+	// echo, behind the spawn gate and two shells) comes a moment later.
+	waitUntil(t, "the restarted copy's first line in logs", 10*time.Second, func() bool { logs = beaconLogs(); return len(logs) > before })
 	if last := logs[len(logs)-1].(map[string]any)["line"]; last != "beacon v3" {
 		t.Fatalf("restarted from %q", last)
 	}

@@ -85,6 +85,11 @@ func TestStopAsksBeforeStoppingTheActiveRelease(t *testing.T) {
 	question := "Release v2 is the active release: stopping it takes the site offline, and the proxy answers every request with 503 until the next deploy or rollback.\r\nStop release v2? [y/N] "
 	declined := "Not stopped: nothing was sent to the daemon, release v2 keeps serving. Pass --yes to stop without this question.\r\n"
 
+	// v1 drains in the background once the deploy of v2 answered: its
+	// events (its web process's exit, "release drained", the last) would
+	// count below as events of a stop that sent nothing.
+	waitUntil(t, "v1 to finish draining", 20*time.Second, func() bool { return sawEvent(d, "release drained", map[string]string{"releaseId": "v1"}) })
+
 	// 1. Declined: nothing sent, exit 1, v2 still serves.
 	events := len(d.events())
 	if _, code := stop(term, nil, term, "n\n"); code != 1 {

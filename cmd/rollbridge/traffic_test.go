@@ -252,39 +252,50 @@ func TestPausedWebSocketIsServedAfterResume(t *testing.T) {
 // the pause is on all the same (exit 0). They finish normally.
 func TestPauseWaitsForRequestsInFlight(t *testing.T) {
 	d := startTrafficApp(t)
-	slow := func(ms int) chan answer {
+	// slow sends a request its backend answers after ms, and returns
+	// when it is in flight, with when it was sent.
+	slow := func(ms int) (chan answer, time.Time) {
 		c, err := dialKeepAlive("127.0.0.1:" + strconv.Itoa(d.port))
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { c.Close() })
+		sent := time.Now()
 		ch := getAsync(c, "/slow?ms="+strconv.Itoa(ms))
 		waitUntil(t, "the slow request in flight", 10*time.Second, func() bool {
 			return release(d.status(), "v1")["connectionCount"].(float64) >= 1
 		})
-		return ch
+		return ch, sent
 	}
 
-	// Long enough a drain: the answer comes once the slow request ended.
-	ch := slow(800)
+	// Long enough a drain: the answer comes once the slow request ended,
+	// which its backend answered 3 s after it was sent at the earliest
+	// (not less: a status poll must see it in flight, and the pause begin,
+	// before it ends, and both are commands that take their time on a
+	// loaded machine). Its client reads the answer in a goroutine of its
+	// own, which may run only after the pause answered: it is waited for.
+	ch, sent := slow(3000)
 	r := d.cli("pause", "--drain-timeout", "20s", "--json")
 	if r.code != 0 || jsonReply(t, r)["inFlight"] != 0.0 || r.stderr != "" {
 		t.Fatalf("pause with a long drain: %+v", r)
+	}
+	if took := time.Since(sent); took < 3*time.Second {
+		t.Fatalf("pause answered %v after the request was sent: before the request in flight finished (3 s)", took)
 	}
 	select {
 	case a := <-ch:
 		if a.code != 200 || a.body != "v1" {
 			t.Fatalf("the slow request: %+v", a)
 		}
-	default:
-		t.Fatal("pause answered before the request in flight finished")
+	case <-time.After(10 * time.Second):
+		t.Fatal("the slow request was not answered after the pause")
 	}
 	if r := d.cli("resume"); r.code != 0 {
 		t.Fatalf("resume: %+v", r)
 	}
 
 	// A drain shorter than the request: reported, still a success.
-	ch = slow(4000)
+	ch, _ = slow(4000)
 	r = d.cli("pause", "--drain-timeout", "200ms", "--json")
 	if r.code != 0 || jsonReply(t, r)["inFlight"] != 1.0 {
 		t.Fatalf("pause with a short drain: %+v", r)
