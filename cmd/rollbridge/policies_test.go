@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"encoding/json"
 	"io"
 	"net"
 	"os"
@@ -354,6 +355,12 @@ func TestOperationsQueuedBehindShutdownAreRefused(t *testing.T) {
 		io.WriteString(c, req+"\n")
 		conns = append(conns, r)
 	}
+	// A request line the daemon has not read yet is not queued: shutdown
+	// closes its idle connection. Wait until all four wait for the lock.
+	waitUntil(t, "the four operations to queue", 10*time.Second, func() bool {
+		var ops struct{ Queued []json.RawMessage }
+		return json.Unmarshal([]byte(rawControl(t, d.sock, `{"command":"operations"}`)), &ops) == nil && len(ops.Queued) == 4
+	})
 	d.shutdown()
 	if left := processesMentioning(signals); len(left) > 0 {
 		t.Fatalf("processes outlived the daemon: %v", left)
