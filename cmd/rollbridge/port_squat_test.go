@@ -2,6 +2,7 @@ package main
 
 import (
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -21,9 +22,10 @@ import (
 func TestSquattedWebPortIsRefused(t *testing.T) {
 	requireRoot(t)
 	port := freePort(t)
-	// The web process takes a while before it binds: the squatter gets in
-	// first.
-	d := startDaemon(t, `processes: [{id: "web", policy: "proxied", command: "sleep 2; exec FIXTURE -listen", port: {from: `+strconv.Itoa(port)+`, to: `+strconv.Itoa(port)+`}, health: {intervalMs: 20, timeoutMs: 10000}}]`)
+	// The web process binds only once the squatter listens: the squatter
+	// gets in first however slow the machine is.
+	gate := filepath.Join(t.TempDir(), "squatter-listens")
+	d := startDaemon(t, `processes: [{id: "web", policy: "proxied", command: "until [ -e `+gate+` ]; do sleep 0.05; done; exec FIXTURE -listen", port: {from: `+strconv.Itoa(port)+`, to: `+strconv.Itoa(port)+`}, health: {intervalMs: 20, timeoutMs: 10000}}]`)
 	rel := filepath.Join(d.dir, "releases", "v1")
 	os.MkdirAll(rel, 0o755)
 	deploy := exec.Command(binary, "deploy", "-c", d.config, "--release-path", rel, "--release-id", "v1")
@@ -36,7 +38,7 @@ func TestSquattedWebPortIsRefused(t *testing.T) {
 	deployed := make(chan error, 1)
 	go func() { deployed <- deploy.Wait() }()
 	waitUntil(t, "the web process to start", 10*time.Second, func() bool {
-		return strings.Contains(d.stdout.String(), `"processId":"web","releaseId":"v1","command":"sleep 2;`)
+		return strings.Contains(d.stdout.String(), `"processId":"web","releaseId":"v1","command":"until [ -e `)
 	})
 
 	exe := filepath.Join(sharedDir(t), "squatter")
@@ -48,6 +50,16 @@ func TestSquattedWebPortIsRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { syscall.Kill(-squatter.Process.Pid, syscall.SIGKILL); squatter.Wait() })
+	waitUntil(t, "the squatter to listen", 10*time.Second, func() bool {
+		c, err := net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(port))
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+	if err := os.WriteFile(gate, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
 
 	select {
 	case err := <-deployed:
