@@ -412,15 +412,17 @@ func (rt *jsRuntime) childProcessModule() *goja.Object {
 }
 
 // execSync runs a shell command and returns its stdout, like Node's. The
-// command's stderr is shown as it is in Node. The load deadline (or the
-// command's own timeout) kills its whole process group, and pipes still
-// held by grandchildren are closed soon after, so nothing outlives the load.
+// command's stderr is shown as it is in Node. Like Node, it returns once
+// the command has exited and its output pipes are closed. The load
+// deadline (or the command's own timeout) kills its whole process group,
+// and pipes still held by grandchildren are closed soon after, so nothing
+// outlives the load.
 func (rt *jsRuntime) execSync(call goja.FunctionCall) goja.Value {
 	command := call.Argument(0).String()
 	ctx := rt.ctx
 	var dir string
 	var env []string
-	var stdin *strings.Reader
+	var stdin io.Reader
 	var enc goja.Value
 	if o, ok := call.Argument(1).(*goja.Object); ok {
 		if v := o.Get("cwd"); v != nil && !goja.IsUndefined(v) && !goja.IsNull(v) {
@@ -443,16 +445,10 @@ func (rt *jsRuntime) execSync(call goja.FunctionCall) goja.Value {
 	}
 	cmd := exec.CommandContext(ctx, "/bin/sh", "-c", command)
 	cmd.Dir, cmd.Env = dir, env
-	if stdin != nil {
-		cmd.Stdin = stdin
-	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	cmd.WaitDelay = 100 * time.Millisecond
 	var stdout, stderr bytes.Buffer
-	cmd.Stdout = &stdout
-	cmd.Stderr = &teeWriter{buf: &stderr, w: rt.stderr}
-	if err := cmd.Run(); err != nil {
+	if err := runCommand(ctx, cmd, stdin, &stdout, &teeWriter{buf: &stderr, w: rt.stderr}); err != nil {
 		msg := "Command failed: " + command
 		if stderr.Len() > 0 {
 			msg += "\n" + stderr.String()
@@ -475,6 +471,101 @@ func (rt *jsRuntime) execSync(call goja.FunctionCall) goja.Value {
 		return buffer.WrapBytes(rt.vm, stdout.Bytes())
 	}
 	return buffer.EncodeBytes(rt.vm, stdout.Bytes(), enc)
+}
+
+// killedPipeGrace is how long the output pipes of a command killed by the
+// deadline or its timeout are still read: a process outside its group
+// (one that called setsid) may hold them open for ever.
+const killedPipeGrace = 100 * time.Millisecond
+
+// runCommand runs cmd with input on its stdin (nil: none) and copies its
+// stdout and stderr until both pipes close, as Node does, or, once ctx is
+// done and the process group killed, for killedPipeGrace more. The pipes
+// are this function's own rather than exec's: exec.Cmd's WaitDelay would
+// also close them shortly after a normal exit, cutting the output off
+// (and failing a command that succeeded) whenever the copying is slow,
+// behind a slow stderr reader or on a loaded machine.
+func runCommand(ctx context.Context, cmd *exec.Cmd, input io.Reader, stdout, stderr io.Writer) error {
+	var ours, theirs []*os.File // the pipes' ends kept here, and the child's
+	defer func() {
+		for _, f := range ours {
+			f.Close()
+		}
+	}()
+	pipe := func(childReads bool) (*os.File, error) {
+		r, w, err := os.Pipe()
+		if err != nil {
+			return nil, err
+		}
+		if childReads {
+			ours, theirs = append(ours, w), append(theirs, r)
+			return r, nil
+		}
+		ours, theirs = append(ours, r), append(theirs, w)
+		return w, nil
+	}
+	var err error
+	if cmd.Stdout, err = pipe(false); err != nil {
+		return err
+	}
+	if cmd.Stderr, err = pipe(false); err != nil {
+		return err
+	}
+	if input != nil {
+		if cmd.Stdin, err = pipe(true); err != nil {
+			return err
+		}
+	}
+	err = cmd.Start()
+	for _, f := range theirs { // the child has its copies; ours would keep the pipes open
+		f.Close()
+	}
+	if err != nil {
+		return err
+	}
+	outR, errR := ours[0], ours[1]
+	if input != nil {
+		// A child that exits without reading its stdin ends this with
+		// EPIPE; one whose stdin a grandchild keeps open, with the
+		// deferred close.
+		inW := ours[2]
+		go func() {
+			_, _ = io.Copy(inW, input)
+			inW.Close()
+		}()
+	}
+	copied := make(chan struct{})
+	go func() {
+		errDone := make(chan struct{})
+		go func() {
+			_, _ = io.Copy(stderr, errR)
+			close(errDone)
+		}()
+		_, _ = io.Copy(stdout, outR)
+		<-errDone
+		close(copied)
+	}()
+	err = cmd.Wait()
+	select {
+	case <-copied:
+		return err
+	case <-ctx.Done():
+	}
+	// The deadline or the timeout passed and the pipes are still open: a
+	// background job of a shell that has exited can hold them, so the
+	// group is ended here too; a process outside it is cut off.
+	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	select {
+	case <-copied:
+	case <-time.After(killedPipeGrace):
+		_ = outR.SetReadDeadline(time.Now())
+		_ = errR.SetReadDeadline(time.Now())
+		<-copied
+	}
+	if err == nil {
+		err = ctx.Err()
+	}
+	return err
 }
 
 type teeWriter struct {

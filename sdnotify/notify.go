@@ -177,16 +177,26 @@ func send(state string, fds []int) error {
 		return fmt.Errorf("sdnotify: send %q: open a socket: %w", what, err)
 	}
 	defer unix.Close(s)
-	tv := unix.NsecToTimeval(sendTimeout.Nanoseconds())
-	if err := unix.SetsockoptTimeval(s, unix.SOL_SOCKET, unix.SO_SNDTIMEO, &tv); err != nil {
-		return fmt.Errorf("sdnotify: send %q: set the send timeout: %w", what, err)
-	}
 	var oob []byte
 	if len(fds) > 0 {
 		oob = unix.UnixRights(fds...)
 	}
 	var n int
+	deadline := time.Now().Add(sendTimeout)
 	for {
+		// A signal handled by this thread ends a send that has a timeout
+		// with EINTR (signal(7)); the retry waits only for what is left,
+		// or signals arriving more often than sendTimeout would keep the
+		// send blocked for ever.
+		left := time.Until(deadline)
+		if left <= 0 {
+			err = unix.EAGAIN
+			break
+		}
+		tv := unix.NsecToTimeval(max(left, time.Microsecond).Nanoseconds()) // a zero timeval is no timeout
+		if err := unix.SetsockoptTimeval(s, unix.SOL_SOCKET, unix.SO_SNDTIMEO, &tv); err != nil {
+			return fmt.Errorf("sdnotify: send %q: set the send timeout: %w", what, err)
+		}
 		n, err = unix.SendmsgN(s, []byte(state), oob, sa, unix.MSG_NOSIGNAL)
 		if err != unix.EINTR {
 			break

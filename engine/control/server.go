@@ -68,7 +68,9 @@ func (c *Conn) SendFiles(files ...*os.File) {
 
 // Gone reports whether the client has closed its end (or sent nothing more
 // and hung up): a queued operation whose requester is gone is not run. A
-// client that only half-closed also reads as gone; it gets an error.
+// client that only half-closed also reads as gone; it gets an error. Only
+// the handler of the connection's current request may call it: between
+// requests the connection's reader fills the buffer Gone looks at.
 func (c *Conn) Gone() bool {
 	c.mu.Lock()
 	r := c.r

@@ -6,13 +6,15 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
 
-type blockingHandler struct{ release chan struct{} }
+type blockingHandler struct{ entered, release chan struct{} }
 
 func (h blockingHandler) HandleControl(ctx context.Context, req *Request, conn *Conn) ([]byte, error) {
+	h.entered <- struct{}{}
 	<-h.release
 	return []byte(`{"message":"late"}`), nil
 }
@@ -36,13 +38,15 @@ func TestConnErrorDoesNotNameTheBindAddress(t *testing.T) {
 		t.Fatal(err)
 	}
 	os.Remove(private)
-	h := blockingHandler{release: make(chan struct{})}
+	h := blockingHandler{entered: make(chan struct{}, 1), release: make(chan struct{})}
 	s := NewServer(h)
 	type connErr struct{ code, msg string }
 	errs := make(chan connErr, 4)
 	s.OnConnError = func(code, msg string) { errs <- connErr{code, msg} }
+	var once sync.Once
+	release := func() { once.Do(func() { close(h.release) }) }
 	go s.Serve(ln)
-	t.Cleanup(func() { s.Close(nil); s.Wait() })
+	t.Cleanup(func() { release(); s.Close(nil); s.Wait() })
 
 	c, err := net.Dial("unix", final)
 	if err != nil {
@@ -50,24 +54,29 @@ func TestConnErrorDoesNotNameTheBindAddress(t *testing.T) {
 	}
 	c.Write([]byte(`{"command":"deploy"}` + "\n"))
 	c.Close()
+	// Gone is asked, as a handler asks it, while the request is handled:
+	// before that the connection's reader is still filling the buffer
+	// Gone looks at.
+	select {
+	case <-h.entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the request never reached the handler")
+	}
+	s.mu.Lock()
+	var conn *Conn
+	for k := range s.conns {
+		conn = k
+	}
+	s.mu.Unlock()
 	// Let the reply go out only once the server sees the client gone.
 	deadline := time.Now().Add(10 * time.Second)
-	for {
-		s.mu.Lock()
-		var conn *Conn
-		for k := range s.conns {
-			conn = k
-		}
-		s.mu.Unlock()
-		if conn != nil && conn.Gone() {
-			break
-		}
+	for !conn.Gone() {
 		if time.Now().After(deadline) {
 			t.Fatal("the server never saw the client hang up")
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	close(h.release)
+	release()
 	select {
 	case e := <-errs:
 		if e.code != "EPIPE" || e.msg != "write EPIPE" || strings.Contains(e.msg, private) {
