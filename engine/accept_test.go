@@ -122,7 +122,12 @@ func TestKeepAcceptingLogsAChurningBurstOnce(t *testing.T) {
 	var rec eventRecorder
 	raw := &scriptedListener{}
 	ln := keepAccepting(raw, "proxy", rec.log)
-	ln.quiet = 300 * time.Millisecond
+	// Two failures of the churn are 5 ms of backoff apart, but each gap
+	// also holds two wake-ups: on a loaded machine one gap took over 1 s
+	// (a 300 ms quiet split the burst in 6 of 500 runs). The quiet must
+	// outlast every gap; any length does to tell one burst from one per
+	// freed descriptor, whose end would come at the next accept.
+	ln.quiet = 2 * time.Second
 	for i := 0; i < 10; i++ {
 		c1, c2 := net.Pipe()
 		c2.Close()
