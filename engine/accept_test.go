@@ -300,3 +300,26 @@ func (l *syncLog) String() string {
 	defer l.mu.Unlock()
 	return l.b.String()
 }
+
+// closingListener closes ln (the listener wrapping it) while an attempt
+// is under way, after inner's Accept returned: Close overtakes it.
+type closingListener struct {
+	net.Listener
+	ln *retryingListener
+}
+
+func (l *closingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	l.ln.Close()
+	return c, err
+}
+
+// An attempt that Close overtook reports the close, not its own failure:
+// a temporary error returned then would read as a broken listener.
+func TestKeepAcceptingReportsACloseThatOvertookAnAttempt(t *testing.T) {
+	inner := &closingListener{Listener: &scriptedListener{script: []error{acceptError(syscall.EMFILE)}}}
+	inner.ln = keepAccepting(inner, "proxy", func(string, ...jsconfig.Field) {})
+	if _, err := inner.ln.Accept(); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("Accept overtaken by Close: %v", err)
+	}
+}
