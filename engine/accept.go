@@ -67,7 +67,15 @@ func (l *retryingListener) Accept() (net.Conn, error) {
 			l.accepted()
 			return c, nil
 		}
-		if l.isClosed() || errors.Is(err, net.ErrClosed) || !temporaryAcceptError(err) {
+		if errors.Is(err, net.ErrClosed) {
+			return nil, err
+		}
+		if l.isClosed() {
+			// Close overtook this attempt: its failure is not news, and a
+			// temporary one must not read as a broken listener.
+			return nil, net.ErrClosed
+		}
+		if !temporaryAcceptError(err) {
 			return nil, err
 		}
 		l.failed(err)

@@ -141,7 +141,11 @@ func TestBeforeSwitchCommandThatCannotBeRecordedDoesNotRun(t *testing.T) {
 	if heldByDeploy(e) != "" {
 		t.Fatal("a failed hold must be lifted")
 	}
-	names := eventNames(e)
+	// The persister's background writes fail too and log "state persist
+	// failed" from its own goroutine, so one can come between any two of
+	// the hold's events (seen in 11 of 3,000 runs under CPU load): the
+	// order is checked among the hold's events alone.
+	names := strings.ReplaceAll(eventNames(e), "state persist failed,", "")
 	if strings.Contains(names, "before-switch command started") || !strings.Contains(names, "traffic resumed,hold aborted") {
 		t.Fatalf("events %s", names)
 	}
