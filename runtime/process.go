@@ -529,10 +529,35 @@ func ExitStatus(err error) (code *int, signal *string) {
 }
 
 // wait observes the exit of a spawned child, which is ours to reap, so
-// its exit status is known.
+// its exit status is known. The child is reaped with p.mu held and its
+// exit recorded before p.mu is released: once its pid is gone (kill -0
+// fails, as a --before-switch command that killed the web process sees),
+// PID and Status no longer report it. Reaped first and recorded after, a
+// caller could see the pid gone and still be told the process runs.
 func (p *Process) wait(cmd *exec.Cmd, gen int, exitCh chan struct{}, outputDone <-chan struct{}) {
-	code, signal := ExitStatus(cmd.Wait())
-	p.ended(exitInfo{gen: gen, pgid: cmd.Process.Pid, exitCh: exitCh, outputDone: outputDone, code: code, signal: signal})
+	awaitWaitable(cmd.Process.Pid)
+	p.mu.Lock()
+	code, signal := ExitStatus(cmd.Wait()) // a zombie by now: returns at once
+	if afterReap != nil {
+		afterReap()
+	}
+	p.endedLocked(exitInfo{gen: gen, pgid: cmd.Process.Pid, exitCh: exitCh, outputDone: outputDone, code: code, signal: signal})
+}
+
+// afterReap, when set (by tests only), runs between the reap of a spawned
+// child and the record of its exit.
+var afterReap func()
+
+// awaitWaitable blocks until child pid has exited, without reaping it
+// (waitid with WNOWAIT). Any error other than EINTR returns at once: the
+// reap that follows reports it.
+func awaitWaitable(pid int) {
+	var info unix.Siginfo
+	for {
+		if err := unix.Waitid(unix.P_PID, pid, &info, unix.WEXITED|unix.WNOWAIT, nil); err != unix.EINTR {
+			return
+		}
+	}
 }
 
 // exitInfo is one exit of the leader of spawn gen, however it was seen.
@@ -550,6 +575,11 @@ type exitInfo struct {
 // the restart policy when the exit was not asked for.
 func (p *Process) ended(e exitInfo) {
 	p.mu.Lock()
+	p.endedLocked(e)
+}
+
+// endedLocked is ended with p.mu held by the caller; it releases p.mu.
+func (p *Process) endedLocked(e exitInfo) {
 	p.pid = 0
 	p.rssBytes, p.children = nil, nil
 	if p.memTimer != nil {
