@@ -535,9 +535,17 @@ func ExitStatus(err error) (code *int, signal *string) {
 // PID and Status no longer report it. Reaped first and recorded after, a
 // caller could see the pid gone and still be told the process runs.
 func (p *Process) wait(cmd *exec.Cmd, gen int, exitCh chan struct{}, outputDone <-chan struct{}) {
-	awaitWaitable(cmd.Process.Pid)
-	p.mu.Lock()
-	code, signal := ExitStatus(cmd.Wait()) // a zombie by now: returns at once
+	var code *int
+	var signal *string
+	if awaitWaitable(cmd.Process.Pid) {
+		p.mu.Lock()
+		code, signal = ExitStatus(cmd.Wait()) // a zombie by now: returns at once
+	} else {
+		// waitid could not wait (ENOSYS under some emulations): reaping
+		// under p.mu could block it for the child's whole life.
+		code, signal = ExitStatus(cmd.Wait())
+		p.mu.Lock()
+	}
 	if afterReap != nil {
 		afterReap()
 	}
@@ -549,13 +557,14 @@ func (p *Process) wait(cmd *exec.Cmd, gen int, exitCh chan struct{}, outputDone 
 var afterReap func()
 
 // awaitWaitable blocks until child pid has exited, without reaping it
-// (waitid with WNOWAIT). Any error other than EINTR returns at once: the
-// reap that follows reports it.
-func awaitWaitable(pid int) {
+// (waitid with WNOWAIT), and reports whether it has; false after any
+// error but EINTR, which is retried.
+func awaitWaitable(pid int) bool {
 	var info unix.Siginfo
 	for {
-		if err := unix.Waitid(unix.P_PID, pid, &info, unix.WEXITED|unix.WNOWAIT, nil); err != unix.EINTR {
-			return
+		err := unix.Waitid(unix.P_PID, pid, &info, unix.WEXITED|unix.WNOWAIT, nil)
+		if err != unix.EINTR {
+			return err == nil
 		}
 	}
 }
