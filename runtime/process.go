@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -546,15 +547,16 @@ func (p *Process) wait(cmd *exec.Cmd, gen int, exitCh chan struct{}, outputDone 
 		code, signal = ExitStatus(cmd.Wait())
 		p.mu.Lock()
 	}
-	if afterReap != nil {
-		afterReap()
+	if hook := afterReap.Load(); hook != nil {
+		(*hook)()
 	}
 	p.endedLocked(exitInfo{gen: gen, pgid: cmd.Process.Pid, exitCh: exitCh, outputDone: outputDone, code: code, signal: signal})
 }
 
 // afterReap, when set (by tests only), runs between the reap of a spawned
-// child and the record of its exit.
-var afterReap func()
+// child and the record of its exit. Atomic: the wait goroutines of
+// processes from earlier tests may still read it.
+var afterReap atomic.Pointer[func()]
 
 // awaitWaitable blocks until child pid has exited, without reaping it
 // (waitid with WNOWAIT), and reports whether it has; false after any

@@ -381,8 +381,9 @@ func TestStopReturnsAfterTheExitIsReported(t *testing.T) {
 // afterReap delays the record of the exit; reaped and recorded apart,
 // PID still named the dead child during that delay.
 func TestReapedChildIsNeverReportedRunning(t *testing.T) {
-	afterReap = func() { time.Sleep(300 * time.Millisecond) }
-	t.Cleanup(func() { afterReap = nil })
+	delay := func() { time.Sleep(300 * time.Millisecond) }
+	afterReap.Store(&delay)
+	t.Cleanup(func() { afterReap.Store(nil) })
 	p, _ := newProcess(t, baseSpec(t, "exec "+fixture), nil)
 	if err := p.Start(ReasonDeploy); err != nil {
 		t.Fatal(err)
