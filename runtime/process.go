@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -530,10 +531,45 @@ func ExitStatus(err error) (code *int, signal *string) {
 }
 
 // wait observes the exit of a spawned child, which is ours to reap, so
-// its exit status is known.
+// its exit status is known. The child is reaped with p.mu held and its
+// exit recorded before p.mu is released: once its pid is gone (kill -0
+// fails, as a --before-switch command that killed the web process sees),
+// PID and Status no longer report it. Reaped first and recorded after, a
+// caller could see the pid gone and still be told the process runs.
 func (p *Process) wait(cmd *exec.Cmd, gen int, exitCh chan struct{}, outputDone <-chan struct{}) {
-	code, signal := ExitStatus(cmd.Wait())
-	p.ended(exitInfo{gen: gen, pgid: cmd.Process.Pid, exitCh: exitCh, outputDone: outputDone, code: code, signal: signal})
+	var code *int
+	var signal *string
+	if awaitWaitable(cmd.Process.Pid) {
+		p.mu.Lock()
+		code, signal = ExitStatus(cmd.Wait()) // a zombie by now: returns at once
+	} else {
+		// waitid could not wait (ENOSYS under some emulations): reaping
+		// under p.mu could block it for the child's whole life.
+		code, signal = ExitStatus(cmd.Wait())
+		p.mu.Lock()
+	}
+	if hook := afterReap.Load(); hook != nil {
+		(*hook)()
+	}
+	p.endedLocked(exitInfo{gen: gen, pgid: cmd.Process.Pid, exitCh: exitCh, outputDone: outputDone, code: code, signal: signal})
+}
+
+// afterReap, when set (by tests only), runs between the reap of a spawned
+// child and the record of its exit. Atomic: the wait goroutines of
+// processes from earlier tests may still read it.
+var afterReap atomic.Pointer[func()]
+
+// awaitWaitable blocks until child pid has exited, without reaping it
+// (waitid with WNOWAIT), and reports whether it has; false after any
+// error but EINTR, which is retried.
+func awaitWaitable(pid int) bool {
+	var info unix.Siginfo
+	for {
+		err := unix.Waitid(unix.P_PID, pid, &info, unix.WEXITED|unix.WNOWAIT, nil)
+		if err != unix.EINTR {
+			return err == nil
+		}
+	}
 }
 
 // exitInfo is one exit of the leader of spawn gen, however it was seen.
@@ -551,6 +587,11 @@ type exitInfo struct {
 // the restart policy when the exit was not asked for.
 func (p *Process) ended(e exitInfo) {
 	p.mu.Lock()
+	p.endedLocked(e)
+}
+
+// endedLocked is ended with p.mu held by the caller; it releases p.mu.
+func (p *Process) endedLocked(e exitInfo) {
 	p.pid = 0
 	p.rssBytes, p.children = nil, nil
 	if p.memTimer != nil {

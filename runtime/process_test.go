@@ -376,3 +376,37 @@ func TestStopReturnsAfterTheExitIsReported(t *testing.T) {
 		t.Fatal("Stop returned before the process exited event was delivered")
 	}
 }
+
+// Once a spawned child's pid is gone (reaped: kill -0 fails), PID and
+// Status no longer report it, however late the goroutine that reaped it
+// runs on: a --before-switch command that killed the web process and
+// waited for its pid to go must find the deploy's check see it exited.
+// afterReap delays the record of the exit; reaped and recorded apart,
+// PID still named the dead child during that delay.
+func TestReapedChildIsNeverReportedRunning(t *testing.T) {
+	delay := func() { time.Sleep(300 * time.Millisecond) }
+	afterReap.Store(&delay)
+	t.Cleanup(func() { afterReap.Store(nil) })
+	p, _ := newProcess(t, baseSpec(t, "exec "+fixture), nil)
+	if err := p.Start(ReasonDeploy); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Stop) // no restart after the test
+	pid := p.PID()
+	if pid == 0 {
+		t.Fatal("no pid after Start")
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	// A zombie still answers kill -0; ESRCH means it was reaped.
+	waitFor(t, "the child to be reaped", 10*time.Second, func() bool {
+		return syscall.Kill(pid, 0) == syscall.ESRCH
+	})
+	if got := p.PID(); got != 0 {
+		t.Fatalf("PID() = %d after that pid was reaped", got)
+	}
+	if s := p.Status(); s.State == StateRunning || s.PID != 0 {
+		t.Fatalf("status after the reap: state %s, pid %d", s.State, s.PID)
+	}
+}

@@ -171,20 +171,28 @@ func TestNoFailedRequestsAcrossDeploys(t *testing.T) {
 func TestReplicasGetTheirIndex(t *testing.T) {
 	d := startDaemon(t, `processes: [`+webProcess+`, {id: "worker", command: "echo replica $ROLLBRIDGE_REPLICA_INDEX/$ROLLBRIDGE_REPLICA_COUNT {{replicaIndex}}; exec FIXTURE", replicas: 3}]`)
 	d.deploy("v1")
-	r := d.cli("logs", "--json")
 	var sources []struct {
 		ID     string `json:"id"`
 		Source string `json:"source"`
 		Logs   []struct{ Line string }
 	}
-	if err := json.Unmarshal([]byte(r.stdout), &sources); err != nil {
-		t.Fatal(err)
-	}
 	got := map[string]string{}
-	for _, s := range sources {
-		if len(s.Logs) > 0 {
-			got[s.ID] = s.Logs[0].Line
+	// The deploy's answer does not wait for the companions' output: the
+	// daemon reads it from their pipes meanwhile.
+	waitUntil(t, "a line from each replica", 10*time.Second, func() bool {
+		sources = nil
+		if err := json.Unmarshal([]byte(d.cli("logs", "--json").stdout), &sources); err != nil {
+			t.Fatal(err)
 		}
+		got = map[string]string{}
+		for _, s := range sources {
+			if len(s.Logs) > 0 {
+				got[s.ID] = s.Logs[0].Line
+			}
+		}
+		return got["worker#0"] != "" && got["worker#1"] != "" && got["worker#2"] != ""
+	})
+	for _, s := range sources {
 		if s.Source != "release v1 (active)" {
 			t.Errorf("source %q", s.Source)
 		}

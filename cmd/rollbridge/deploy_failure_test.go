@@ -14,10 +14,18 @@ import (
 // used) with a 60 s health timeout: a deploy that ends well before that
 // failed fast. Its ports are a private window (privatePorts): a web
 // process that never listens leaves its port free, and another test's
-// app that binds it would answer this health check.
-func failingWeb(command, extra string) string {
+// app that binds it would answer this health check. restart is the
+// process's restart block; "" restarts it once after 100 ms and the next
+// time only after 60 s (backoff), so a deploy that gives up at the second
+// exit reports exactly one restart however late it gets to it: with a
+// constant 100 ms, a daemon slowed down by load could restart the process
+// a second time first.
+func failingWeb(command, restart string) string {
 	from, to := privatePorts()
-	return fmt.Sprintf(`processes: [{id: "worker", command: "exec FIXTURE"}, {id: "web", policy: "proxied", command: %q, port: {from: %d, to: %d}, restartDelayMs: 100, health: {intervalMs: 20, timeoutMs: 60000}%s}]`, command, from, to, extra)
+	if restart == "" {
+		restart = "{backoffFactor: 600}"
+	}
+	return fmt.Sprintf(`processes: [{id: "worker", command: "exec FIXTURE"}, {id: "web", policy: "proxied", command: %q, port: {from: %d, to: %d}, restartDelayMs: 100, restart: %s, health: {intervalMs: 20, timeoutMs: 60000}}]`, command, from, to, restart)
 }
 
 var healthFailed = regexp.MustCompile(`^Error: Health check failed for http://127\.0\.0\.1:\d+/\w+: (.*)\n`)
@@ -136,15 +144,15 @@ func TestFailedDeploySignalsLimitAndUnsafeOutput(t *testing.T) {
 	d := startDaemon(t, failingWeb("exec FIXTURE -listen", ""))
 	long := strings.Repeat("x", 5000)
 	for i, c := range []struct {
-		command, extra, reason, detail string
+		command, restart, reason, detail string
 	}{
 		{`kill -KILL $$`, "", "connection refused", "web exited 2 times (signal SIGKILL), restarted 1 time; no output\n"},
 		{`echo segfault >&2; kill -SEGV $$`, "", "connection refused", "web exited 2 times (signal SIGSEGV), restarted 1 time; last output: segfault (×2)\n"},
-		{`echo "no config" >&2; exit 3`, ", restart: {maxRestarts: 0}", "connection refused", "web exited 1 time (code 3), restart limit reached; last output: no config\n"},
-		{`printf '\033]0;pwned\007\033[2Jred\n' >&2; exit 4`, ", restart: {maxRestarts: 0}", "connection refused", `web exited 1 time (code 4), restart limit reached; last output: "\x1b]0;pwned\a\x1b[2Jred"` + "\n"},
-		{`echo ` + long + ` >&2; exit 5`, ", restart: {maxRestarts: 0}", "connection refused", "web exited 1 time (code 5), restart limit reached; last output: " + long[:200] + "…\n"},
+		{`echo "no config" >&2; exit 3`, "{maxRestarts: 0}", "connection refused", "web exited 1 time (code 3), restart limit reached; last output: no config\n"},
+		{`printf '\033]0;pwned\007\033[2Jred\n' >&2; exit 4`, "{maxRestarts: 0}", "connection refused", `web exited 1 time (code 4), restart limit reached; last output: "\x1b]0;pwned\a\x1b[2Jred"` + "\n"},
+		{`echo ` + long + ` >&2; exit 5`, "{maxRestarts: 0}", "connection refused", "web exited 1 time (code 5), restart limit reached; last output: " + long[:200] + "…\n"},
 	} {
-		d.writeConfig(failingWeb(c.command, c.extra))
+		d.writeConfig(failingWeb(c.command, c.restart))
 		began := time.Now()
 		r := d.deploy(fmt.Sprintf("s%d", i))
 		if took := time.Since(began); took > 20*time.Second {

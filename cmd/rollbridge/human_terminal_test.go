@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -242,12 +243,20 @@ func TestSummariesOnATerminal(t *testing.T) {
 	out, code = d.cliOnTerminal(noColour, "deploy", "--release-path", rel("r1"), "--release-id", "r1", "--revision", "abc1111")
 	check("first deploy", out, code, `Deployed r1 \(rev abc1111\): active on `+regexp.QuoteMeta(addr)+`\n  no previous release\n`)
 
-	// A deploy while a request is open on r1: r1 drains it.
+	// A deploy while a request is open on r1: r1 drains it. The request
+	// stays open until the client gives up after the deploy, however long
+	// the deploy takes (a request that ended by itself after a few seconds
+	// could end before a deploy slowed down by load switched).
+	ctx, leave := context.WithCancel(context.Background())
+	defer leave()
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		client := &http.Client{Timeout: 20 * time.Second}
-		if resp, err := client.Get(d.url("/slow?ms=3000")); err == nil {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, d.url("/slow?ms=120000"), nil)
+		if err != nil {
+			return
+		}
+		if resp, err := http.DefaultClient.Do(req); err == nil {
 			resp.Body.Close()
 		}
 	}()
@@ -256,6 +265,7 @@ func TestSummariesOnATerminal(t *testing.T) {
 	})
 	out, code = d.cliOnTerminal(noColour, "deploy", "--release-path", rel("r2"), "--release-id", "r2")
 	check("deploy", out, code, `Deployed r2: active on `+regexp.QuoteMeta(addr)+`\n  previous r1 draining, 1 open connection\n`)
+	leave() // the client closes its connection: r1 has nothing left to drain
 	<-done
 	waitReleaseState(t, d, "r1", "stopped")
 
