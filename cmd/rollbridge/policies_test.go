@@ -468,11 +468,13 @@ func TestEventsKeepShellCharacters(t *testing.T) {
 // A deploy queued behind another one whose client hung up (a CI job
 // killed on a timeout) is not run later.
 func TestQueuedDeployOfAGoneClientIsDropped(t *testing.T) {
-	d := startDaemon(t, `processes: [{id: "web", policy: "proxied", command: "exec FIXTURE -listen", port: {from: 20000, to: 20999}, health: {startDelayMs: 1500, intervalMs: 20}}]`)
+	// The first deploy stays unhealthy until the second is queued behind it.
+	d := startDaemon(t, `processes: [{id: "web", policy: "proxied", command: "exec FIXTURE -listen -ready-file {{releasePath}}/ready", port: {from: 20000, to: 20999}, health: {path: "/ready", intervalMs: 20, timeoutMs: 30000}}]`)
+	relA := filepath.Join(d.dir, "releases", "a")
+	os.MkdirAll(relA, 0o755)
 	first := make(chan result)
 	go func() {
-		os.MkdirAll(filepath.Join(d.dir, "releases", "a"), 0o755)
-		first <- d.cli("deploy", "--release-path", filepath.Join(d.dir, "releases", "a"), "--release-id", "a")
+		first <- d.cli("deploy", "--release-path", relA, "--release-id", "a")
 	}()
 	waitUntil(t, "the first deploy to start", 10*time.Second, func() bool {
 		return strings.Contains(d.stdout.String(), `"message":"deploy starting"`)
@@ -482,7 +484,14 @@ func TestQueuedDeployOfAGoneClientIsDropped(t *testing.T) {
 		t.Fatal(err)
 	}
 	io.WriteString(c, `{"command":"deploy","releaseId":"b","releasePath":"`+d.dir+`"}`+"\n")
+	waitUntil(t, "the second deploy to queue", 10*time.Second, func() bool {
+		var ops struct{ Queued []json.RawMessage }
+		return json.Unmarshal([]byte(rawControl(t, d.sock, `{"command":"operations"}`)), &ops) == nil && len(ops.Queued) == 1
+	})
 	c.Close()
+	if err := os.WriteFile(filepath.Join(relA, "ready"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	if r := <-first; r.code != 0 {
 		t.Fatalf("first deploy: %+v", r)
 	}
