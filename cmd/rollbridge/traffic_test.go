@@ -333,8 +333,10 @@ func TestPauseExpiresWith503(t *testing.T) {
 	if r := d.cli("pause", "--max-pause", "1500ms"); r.code != 0 {
 		t.Fatalf("pause: %+v", r)
 	}
+	// That the request was held until the pause expired is read from the
+	// expiry event below: a status poll has to come within the pause's
+	// 1.5 s, which a loaded machine does not promise.
 	held := getAsync(c, "/release")
-	waitUntil(t, "the request held", 5*time.Second, func() bool { return d.heldRequests() == 1 })
 	var a answer
 	select {
 	case a = <-held:
