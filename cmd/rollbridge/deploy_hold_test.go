@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -407,8 +408,10 @@ func TestDeployHoldTrafficInFlightOverMaxPause(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
+	// The slow request ends when the test says so, after the deploy.
+	release := filepath.Join(t.TempDir(), "release-slow")
 	go func() {
-		code, body, _, err := c.get("/slow?ms=4000")
+		code, body, _, err := c.get("/slow?until=" + url.QueryEscape(release))
 		if err == nil && code != 200 {
 			err = fmt.Errorf("HTTP %d", code)
 		}
@@ -433,6 +436,9 @@ func TestDeployHoldTrafficInFlightOverMaxPause(t *testing.T) {
 	}
 	if code, body := d.get("/release"); code != 200 || body != "v1" {
 		t.Fatalf("after: %d %q", code, body)
+	}
+	if err := os.WriteFile(release, nil, 0o644); err != nil {
+		t.Fatal(err)
 	}
 	if a := <-slowDone; a.err != nil || a.body != "v1" {
 		t.Fatalf("the slow request: %q %v", a.body, a.err)
