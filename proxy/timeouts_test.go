@@ -99,7 +99,9 @@ func TestSlowHeadersAreCut(t *testing.T) {
 // after the (shorter) read-header timeout; the next request on it then
 // has the read-header timeout from its first byte.
 func TestIdleKeepAliveTimeout(t *testing.T) {
-	const header, idle = 100 * time.Millisecond, 600 * time.Millisecond
+	// The request must reach the proxy within header of the accept: 300 ms
+	// leaves room for a test goroutine that a loaded machine runs late.
+	const header, idle = 300 * time.Millisecond, 1200 * time.Millisecond
 	u := newUpstream(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
 	p, addr := startProxyWith(t, Options{ReadHeaderTimeout: header, IdleTimeout: idle})
 	p.SetActive(u.target(p, "v1"))
@@ -129,7 +131,8 @@ func TestIdleKeepAliveTimeout(t *testing.T) {
 // A slow request body (an upload) is not cut by the read-header timeout:
 // a body trickled over several times that timeout arrives complete.
 func TestSlowBodyIsNotCut(t *testing.T) {
-	const timeout = 100 * time.Millisecond
+	// As above, the header must arrive within timeout of the accept.
+	const timeout = 300 * time.Millisecond
 	u := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
 		body, err := io.ReadAll(r.Body)
 		if err != nil {
@@ -149,7 +152,7 @@ func TestSlowBodyIsNotCut(t *testing.T) {
 	start := time.Now()
 	io.WriteString(c, "POST /upload HTTP/1.1\r\nHost: app\r\nContent-Length: 10\r\n\r\n")
 	for i := range len(body) {
-		time.Sleep(60 * time.Millisecond) // the upload's pace: 600 ms in all
+		time.Sleep(timeout * 6 / 10) // the upload's pace: 6 times the timeout in all
 		if _, err := io.WriteString(c, body[i:i+1]); err != nil {
 			t.Fatalf("the proxy cut the upload after %v: %v", time.Since(start), err)
 		}
