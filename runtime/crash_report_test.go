@@ -17,6 +17,7 @@ func TestCrashReport(t *testing.T) {
 	spec := baseSpec(t, "echo missing DATABASE_URL >&2; exit 3")
 	spec.Restart = RestartPolicy{Delay: 100 * time.Millisecond, MaxRestarts: &one, BackoffFactor: 1}
 	p, _ := newProcess(t, spec, clock)
+	p.outputWait = time.Minute // the output is checked: wait for it however late its reader runs
 	crashed := p.Crashed()
 	if err := p.Start(ReasonDeploy); err != nil {
 		t.Fatal(err)

@@ -294,6 +294,7 @@ func TestBadCommandAndWorkingDirectory(t *testing.T) {
 	zero := 0
 	spec.Restart.MaxRestarts = &zero
 	p, rec := newProcess(t, spec, nil)
+	p.outputWait = time.Minute // the output is checked: wait for it however late its reader runs
 	if err := p.Start(ReasonDeploy); err != nil {
 		t.Fatal(err)
 	}
