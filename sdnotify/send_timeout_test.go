@@ -12,19 +12,25 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// A manager that stops reading fills its socket's queue; sending must then
-// fail after the send timeout rather than hang the daemon.
-func TestSendToStuckManagerTimesOut(t *testing.T) {
+// stuckManager points NOTIFY_SOCKET at a manager socket nobody reads
+// and sets a 200ms send timeout, both until the test ends.
+func stuckManager(t *testing.T) {
 	path := t.TempDir() + "/stuck.sock"
 	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close() // never read
+	t.Cleanup(func() { conn.Close() })
 	t.Setenv("NOTIFY_SOCKET", path)
 	saved := sendTimeout
 	sendTimeout = 200 * time.Millisecond
 	t.Cleanup(func() { sendTimeout = saved })
+}
+
+// A manager that stops reading fills its socket's queue; sending must then
+// fail after the send timeout rather than hang the daemon.
+func TestSendToStuckManagerTimesOut(t *testing.T) {
+	stuckManager(t)
 
 	done := make(chan error, 1)
 	go func() {
@@ -51,16 +57,7 @@ func TestSendToStuckManagerTimesOut(t *testing.T) {
 // timeout (a child's SIGCHLD, a profiler's SIGPROF) would keep Notify
 // blocked for ever.
 func TestSendTimeoutHoldsUnderSignals(t *testing.T) {
-	path := t.TempDir() + "/stuck.sock"
-	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close() // never read
-	t.Setenv("NOTIFY_SOCKET", path)
-	saved := sendTimeout
-	sendTimeout = 200 * time.Millisecond
-	t.Cleanup(func() { sendTimeout = saved })
+	stuckManager(t)
 
 	// The sends run on one thread, so the signals reach the blocked send.
 	thread := make(chan int, 1)
