@@ -84,8 +84,10 @@ func TestDeploySwitchesTrafficAndShutsDown(t *testing.T) {
 func TestFailedHealthCheckKeepsTheActiveRelease(t *testing.T) {
 	d := startDaemon(t, `processes: [`+webProcess+`]`)
 	d.deploy("v1")
-	// The next deploy's web answers 503 on its health path.
-	d.writeConfig(`processes: [{id: "web", policy: "proxied", command: "exec FIXTURE -listen -stderr booting", port: {from: 20000, to: 20999}, health: {path: "/status?code=503", intervalMs: 20, timeoutMs: 300}}]`)
+	// The next deploy's web answers 503 on its health path. The window
+	// must outlast its start on a loaded machine, or the reason read is
+	// "connection refused".
+	d.writeConfig(`processes: [{id: "web", policy: "proxied", command: "exec FIXTURE -listen -stderr booting", port: {from: 20000, to: 20999}, health: {path: "/status?code=503", intervalMs: 20, timeoutMs: 2000}}]`)
 	r := d.deploy("v2")
 	if r.code != 1 || !regexp.MustCompile(`^Error: Health check failed for http://127\.0\.0\.1:\d+/status\?code=503: HTTP 503\nweb did not exit; last output: booting\n$`).MatchString(r.stderr) || r.stdout != "" {
 		t.Fatalf("deploy v2: %+v", r)
