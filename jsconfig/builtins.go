@@ -488,7 +488,9 @@ const killedPipeGrace = 100 * time.Millisecond
 func runCommand(ctx context.Context, cmd *exec.Cmd, input io.Reader, stdout, stderr io.Writer) error {
 	var ours, theirs []*os.File // the pipes' ends kept here, and the child's
 	defer func() {
-		for _, f := range ours {
+		// theirs is closed after Start already; closing again is harmless,
+		// and covers a pipe that failed to be made after others were.
+		for _, f := range append(ours, theirs...) {
 			f.Close()
 		}
 	}()
@@ -545,10 +547,11 @@ func runCommand(ctx context.Context, cmd *exec.Cmd, input io.Reader, stdout, std
 		<-errDone
 		close(copied)
 	}()
-	err = cmd.Wait()
+	// The shell is reaped last: until then it holds its process group's
+	// id, so the kill below cannot reach a group that took the id over.
 	select {
 	case <-copied:
-		return err
+		return cmd.Wait()
 	case <-ctx.Done():
 	}
 	// The deadline or the timeout passed and the pipes are still open: a
@@ -562,7 +565,7 @@ func runCommand(ctx context.Context, cmd *exec.Cmd, input io.Reader, stdout, std
 		_ = errR.SetReadDeadline(time.Now())
 		<-copied
 	}
-	if err == nil {
+	if err = cmd.Wait(); err == nil {
 		err = ctx.Err()
 	}
 	return err

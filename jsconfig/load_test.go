@@ -63,6 +63,56 @@ func TestLoadDeadline(t *testing.T) {
 // load deadline passes, also once the shell has exited and only its
 // background job holds the output open (execSync waits for the output to
 // end, as Node's does); nothing outlives the load.
+// A command whose shell exited while a process outside its group (one
+// that called setsid) holds the output is not reaped until the deadline:
+// the shell keeps its process group's id reserved, so the group kill at
+// the deadline cannot reach another group that took the id over. Reaped
+// at once, the id was free for the whole load.
+func TestExecSyncShellKeepsItsGroupUntilTheKill(t *testing.T) {
+	dir := t.TempDir()
+	shellFile, jobFile := filepath.Join(dir, "shell"), filepath.Join(dir, "job")
+	src := `import {execSync} from "node:child_process";
+execSync("setsid sh -c 'echo $$ > ` + jobFile + `; exec sleep 30' & until [ -s ` + jobFile + ` ]; do sleep 0.01; done; echo $$ > ` + shellFile + `");
+export default {` + validBody + `};`
+	const timeout = 1500 * time.Millisecond
+	deadline := time.Now().Add(timeout)
+	config := writeConfig(t, dir, "rollbridge.js", src)
+	loaded := make(chan string, 1)
+	go func() {
+		_, _, err := Check(config, Options{Timeout: timeout})
+		loaded <- fmt.Sprint(err)
+	}()
+	t.Cleanup(func() {
+		if data, err := os.ReadFile(jobFile); err == nil {
+			if pid, err := strconv.Atoi(strings.TrimSpace(string(data))); err == nil && pid > 0 {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+	})
+	var shell int
+	for {
+		select {
+		case got := <-loaded:
+			if shell == 0 {
+				t.Fatalf("the load ended (%q) before the shell wrote its pid", got)
+			}
+			if !strings.Contains(got, "did not finish loading within 1.5s") {
+				t.Fatalf("got %q", got)
+			}
+			return
+		case <-time.After(5 * time.Millisecond):
+		}
+		if shell == 0 {
+			data, _ := os.ReadFile(shellFile)
+			shell, _ = strconv.Atoi(strings.TrimSpace(string(data)))
+			continue
+		}
+		if _, err := os.Stat("/proc/" + strconv.Itoa(shell)); errors.Is(err, fs.ErrNotExist) && time.Now().Before(deadline) {
+			t.Fatalf("the exited shell %d was reaped before the load deadline: its group id was free to be taken", shell)
+		}
+	}
+}
+
 func TestExecSyncKilledAtDeadline(t *testing.T) {
 	for name, command := range map[string]string{
 		"shell waiting": "sleep 60 & echo $! > PIDFILE; wait",
