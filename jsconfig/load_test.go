@@ -59,10 +59,6 @@ func TestLoadDeadline(t *testing.T) {
 	}
 }
 
-// A command started by execSync is killed with its whole group when the
-// load deadline passes, also once the shell has exited and only its
-// background job holds the output open (execSync waits for the output to
-// end, as Node's does); nothing outlives the load.
 // A command whose shell exited while a process outside its group (one
 // that called setsid) holds the output is not reaped until the deadline:
 // the shell keeps its process group's id reserved, so the group kill at
@@ -113,6 +109,10 @@ export default {` + validBody + `};`
 	}
 }
 
+// A command started by execSync is killed with its whole group when the
+// load deadline passes, also once the shell has exited and only its
+// background job holds the output open (execSync waits for the output to
+// end, as Node's does); nothing outlives the load.
 func TestExecSyncKilledAtDeadline(t *testing.T) {
 	for name, command := range map[string]string{
 		"shell waiting": "sleep 60 & echo $! > PIDFILE; wait",

@@ -15,6 +15,16 @@ import (
 	"time"
 )
 
+// waitQueued waits until the operations command of the daemon on sock
+// lists n operations queued behind the running one.
+func waitQueued(t *testing.T, sock string, n int) {
+	t.Helper()
+	waitUntil(t, strconv.Itoa(n)+" operations to queue", 10*time.Second, func() bool {
+		var ops struct{ Queued []json.RawMessage }
+		return json.Unmarshal([]byte(rawControl(t, sock, `{"command":"operations"}`)), &ops) == nil && len(ops.Queued) == n
+	})
+}
+
 // processEntry finds a process entry by id in a release or list.
 func processEntry(list any, id string) map[string]any {
 	for _, p := range list.([]any) {
@@ -357,10 +367,7 @@ func TestOperationsQueuedBehindShutdownAreRefused(t *testing.T) {
 	}
 	// A request line the daemon has not read yet is not queued: shutdown
 	// closes its idle connection. Wait until all four wait for the lock.
-	waitUntil(t, "the four operations to queue", 10*time.Second, func() bool {
-		var ops struct{ Queued []json.RawMessage }
-		return json.Unmarshal([]byte(rawControl(t, d.sock, `{"command":"operations"}`)), &ops) == nil && len(ops.Queued) == 4
-	})
+	waitQueued(t, d.sock, 4)
 	d.shutdown()
 	if left := processesMentioning(signals); len(left) > 0 {
 		t.Fatalf("processes outlived the daemon: %v", left)
@@ -484,10 +491,7 @@ func TestQueuedDeployOfAGoneClientIsDropped(t *testing.T) {
 		t.Fatal(err)
 	}
 	io.WriteString(c, `{"command":"deploy","releaseId":"b","releasePath":"`+d.dir+`"}`+"\n")
-	waitUntil(t, "the second deploy to queue", 10*time.Second, func() bool {
-		var ops struct{ Queued []json.RawMessage }
-		return json.Unmarshal([]byte(rawControl(t, d.sock, `{"command":"operations"}`)), &ops) == nil && len(ops.Queued) == 1
-	})
+	waitQueued(t, d.sock, 1)
 	c.Close()
 	if err := os.WriteFile(filepath.Join(relA, "ready"), nil, 0o644); err != nil {
 		t.Fatal(err)
